@@ -1,0 +1,1 @@
+"""api: the FastAPI service for planners and the approval system."""

@@ -1,0 +1,1 @@
+"""blueprint: merge plan layers into one versioned, topologically clean blueprint."""

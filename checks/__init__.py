@@ -1,0 +1,1 @@
+"""checks: screen project parcels against a blueprint version and explain the verdict."""

@@ -1,0 +1,29 @@
+"""checks.errors: errors of screening parcels."""
+
+from __future__ import annotations
+
+from layers.errors import OneBlueprintError
+
+
+class CheckError(OneBlueprintError):
+    code = "check_error"
+
+
+class ParcelOutsideCityError(CheckError, ValueError):
+    code = "parcel_outside_city"
+
+
+class UnknownProjectTypeError(CheckError, ValueError):
+    code = "unknown_project_type"
+
+
+class RulesError(CheckError, ValueError):
+    code = "invalid_rules"
+
+
+class CheckNotFoundError(CheckError, LookupError):
+    code = "check_not_found"
+
+
+class NoParcelsError(CheckError, ValueError):
+    code = "no_parcels"

@@ -1,0 +1,37 @@
+"""cli.main: the `blueprint` console script; each command group registers itself here."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import blueprint_cmd, check_cmd, layers_cmd, serve_cmd
+from cli.common import domain_errors, emit
+
+
+def build_app() -> typer.Typer:
+    """Assemble the CLI (a factory, so nothing is built at import)."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False,
+                      help="One Blueprint 一张蓝图: plan layers, blueprints and project screening.")
+    app.callback()(_root)
+    app.command("kinds")(list_kinds)
+    for module in (layers_cmd, blueprint_cmd, check_cmd, serve_cmd):
+        module.register(app)
+    return app
+
+
+def _root() -> None:
+    """One Blueprint 一张蓝图: plan layers, blueprints and project screening."""
+
+
+def list_kinds() -> None:
+    """List the layer catalogue (kinds, Chinese and English names, groups, codes) as JSON."""
+    from api.settings import get_settings
+    from layers.catalogue import load_catalogue
+
+    with domain_errors():
+        catalogue = load_catalogue(get_settings().catalogue_file)
+    emit({"kinds": [vars(kind) for kind in catalogue.values()]})
+
+
+def main() -> None:
+    build_app()()

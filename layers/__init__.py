@@ -1,0 +1,1 @@
+"""layers: read, normalise and validate the plan layers that departments hand over."""

@@ -1,0 +1,95 @@
+"""layers.errors: domain errors with a stable code and a user message; no HTTP here."""
+
+from __future__ import annotations
+
+
+class OneBlueprintError(Exception):
+    """Root of every domain error in the service.
+
+    ``code`` is stable and machine-readable; ``user_message`` is safe to show a user
+    (it names the file, feature, field or CRS at fault); ``detail`` may carry more for logs.
+    """
+
+    code = "error"
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.detail = detail or user_message
+
+
+class LayerError(OneBlueprintError):
+    """A plan layer or parcel file could not be used."""
+
+    code = "layer_error"
+
+
+class UnreadableLayerError(LayerError, ValueError):
+    code = "unreadable_file"
+
+
+class UnsupportedFormatError(LayerError, ValueError):
+    code = "unsupported_format"
+
+
+class HostileFileError(LayerError, ValueError):
+    """Zip bombs, path traversal, files beyond the size limits."""
+
+    code = "hostile_file"
+
+
+class FileTooLargeError(LayerError, ValueError):
+    code = "file_too_large"
+
+
+class AmbiguousLayerError(LayerError, ValueError):
+    """A container holds several layers and none was named."""
+
+    code = "ambiguous_layer"
+
+
+class EncodingError(LayerError, ValueError):
+    code = "encoding_error"
+
+
+class CRSError(LayerError, ValueError):
+    code = "crs_error"
+
+
+class CRSMissingError(CRSError):
+    code = "crs_missing"
+
+
+class CRSConflictError(CRSError):
+    code = "crs_conflict"
+
+
+class CRSMismatchError(CRSError):
+    """Two frames meant to be compared are in different CRSs."""
+
+    code = "crs_mismatch"
+
+
+class CoordinatesOutOfRangeError(CRSError):
+    """Coordinates do not fit the (declared or detected) CRS: swapped axes, wrong zone..."""
+
+    code = "coordinates_out_of_range"
+
+
+class GeometryTypeError(LayerError, ValueError):
+    code = "geometry_type"
+
+
+class EmptyLayerError(LayerError, ValueError):
+    code = "empty_layer"
+
+
+class UnknownKindError(LayerError, KeyError):
+    code = "unknown_kind"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.user_message
+
+
+class CatalogueError(LayerError, ValueError):
+    code = "catalogue_error"

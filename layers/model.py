@@ -1,0 +1,64 @@
+"""layers.model: the values the layers package hands on (PlanLayer, Repair)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One thing that was wrong with one input feature and what was done about it."""
+
+    feature_id: str
+    problem: str  # stable short code, e.g. "self_intersection", "empty", "z_dropped", "multipart_exploded"
+    action: str  # what was done, e.g. "make_valid", "dropped", "exploded into 3 parts"
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"feature_id": self.feature_id, "problem": self.problem, "action": self.action,
+                "detail": self.detail}
+
+
+@dataclass
+class PlanLayer:
+    """A normalised plan layer: polygons in the working CRS, one row per source feature.
+
+    ``frame`` columns: ``feature_id`` (str, stable id from the source or the 1-based row number),
+    ``geometry`` (Polygon or MultiPolygon, valid, non-empty, 2-D), plus the source attributes.
+    ``frame.crs`` is the working CRS (projected, metres).
+    """
+
+    kind: str
+    name: str
+    source: str  # file name as handed over
+    checksum: str  # sha256 of the source bytes
+    crs_in: str  # CRS of the source, e.g. "EPSG:4527"
+    frame: gpd.GeoDataFrame
+    repairs: tuple[Repair, ...] = ()
+    notes: tuple[str, ...] = ()  # human notes: encoding detected, CRS detected and why...
+    encoding: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def crs_out(self) -> str:
+        crs = self.frame.crs
+        return crs.to_string() if crs is not None else ""
+
+    def summary(self) -> dict[str, Any]:
+        """Machine-readable summary printed by the CLI and returned by the API."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "source": self.source,
+            "checksum": self.checksum,
+            "feature_count": len(self.frame),
+            "crs_in": self.crs_in,
+            "crs_out": self.crs_out,
+            "encoding": self.encoding,
+            "area_m2": round(float(self.frame.geometry.area.sum()), 2),
+            "repairs": [r.as_dict() for r in self.repairs],
+            "notes": list(self.notes),
+        }

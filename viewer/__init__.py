@@ -1,0 +1,1 @@
+"""viewer: folium/Leaflet maps for joint review meetings, working offline."""
