@@ -62,3 +62,29 @@ class PlanLayer:
             "repairs": [r.as_dict() for r in self.repairs],
             "notes": list(self.notes),
         }
+
+
+@dataclass
+class ParcelSet:
+    """Submitted project parcels, repaired, in the working CRS.
+
+    ``frame`` columns: ``parcel_id`` (str, unique), optional ``name``, attributes, ``geometry``.
+    """
+
+    frame: gpd.GeoDataFrame
+    source: str = "parcels"
+    crs_in: str = ""
+    checksum: str = ""
+    repairs: tuple[Repair, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upload limits applied while reading any file (bytes, archive members, features, vertices)."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_unzipped_bytes: int = 500 * 1024 * 1024
+    max_members: int = 200
+    max_features: int = 2_000_000
+    max_vertices: int = 50_000_000
