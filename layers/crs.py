@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import geopandas as gpd
-from pyproj import CRS
+from dataclasses import dataclass
 
-from layers.errors import CRSConflictError, CRSError, CRSMismatchError, CRSMissingError
+import geopandas as gpd
+import numpy as np
+from pyproj import CRS, Transformer
+
+from layers.errors import (
+    CoordinatesOutOfRangeError,
+    CRSConflictError,
+    CRSError,
+    CRSMismatchError,
+    CRSMissingError,
+)
 
 CGCS2000 = CRS.from_epsg(4490)  # geographic, lon/lat on the CGCS2000 ellipsoid
 OUTPUT_CRS = CRS.from_epsg(4326)  # RFC 7946 GeoJSON, applied at the edge only
@@ -31,7 +40,7 @@ def crs_label(crs: CRS | None) -> str:
     """'EPSG:4548' where an EPSG code is known, else the CRS name."""
     if crs is None:
         return "none"
-    epsg = crs.to_epsg()
+    epsg = crs.to_epsg(min_confidence=70)
     return f"EPSG:{epsg}" if epsg else crs.name
 
 
@@ -47,7 +56,7 @@ def to_work_crs(frame: gpd.GeoDataFrame, work_crs: CRS, *, declared: CRS | None 
         if declared is None:
             raise CRSMissingError(f"{source}: has no CRS and none was declared (pass --crs EPSG:N)")
         frame = frame.set_crs(declared)
-    elif declared is not None and not CRS.from_user_input(frame.crs).equals(declared, ignore_axis_order=True):
+    elif declared is not None and not same_crs(CRS.from_user_input(frame.crs), declared):
         raise CRSConflictError(
             f"{source}: the file says {crs_label(CRS.from_user_input(frame.crs))}, "
             f"the caller declared {crs_label(declared)}"
@@ -68,3 +77,308 @@ def assert_same_crs(a: gpd.GeoDataFrame | gpd.GeoSeries, b: gpd.GeoDataFrame | g
 def to_output(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame | gpd.GeoSeries:
     """Reproject to EPSG:4326 for GeoJSON output (the edge only)."""
     return frame.to_crs(OUTPUT_CRS)
+
+
+# ---------------------------------------------------------------- Gauss-Krüger zones and coordinate sanity
+
+ZONE_FACTOR = 1_000_000.0  # a zone prefix adds zone × 10^6 to the easting: 39 500 000 = zone 39, x 500 000
+CHINA_LON = (73.0, 136.0)
+CHINA_LAT = (3.0, 54.0)
+CHINA_NORTHING = (300_000.0, 6_100_000.0)  # GK northings of latitudes 3..54
+MERCATOR_X = (8_100_000.0, 15_200_000.0)  # EPSG:3857 eastings of longitudes 73..136
+MERCATOR_Y = (330_000.0, 7_200_000.0)  # EPSG:3857 northings of latitudes 3..54
+GK_HALF_SPAN_M = 400_000.0  # an easting further than this from 500 km is outside any GK zone in China
+PREFIXED_HALF_SPAN_M = 340_000.0  # half a 6-degree zone at 18°N is 317 km; a prefixed easting stays inside
+
+
+@dataclass(frozen=True)
+class GaussKruger:
+    """A transverse-Mercator CRS read from its parameters (works for EPSG codes and .prj WKT alike)."""
+
+    central_meridian: float
+    false_easting: float
+    zone_width: int  # 3 or 6 (from the central meridian; 3 when both fit)
+
+    @property
+    def prefix(self) -> int:
+        """The zone number carried in the easting, 0 if the eastings are not prefixed."""
+        return int(self.false_easting // ZONE_FACTOR)
+
+
+def gk_epsg(zone_width: int, *, zone: int | None = None, central_meridian: float | None = None) -> int:
+    """EPSG code of the CGCS2000 Gauss-Krüger CRS for a zone number (prefixed eastings) or a CM."""
+    if zone_width == 3:
+        if zone is not None:
+            if not 25 <= zone <= 45:
+                raise CRSError(f"3-degree zone {zone} is outside China (25..45)")
+            return 4513 + zone - 25
+        cm = round(central_meridian or 0)
+        if cm % 3 or not 75 <= cm <= 135:
+            raise CRSError(f"central meridian {central_meridian} is not a 3-degree CM in China (75..135)")
+        return 4534 + (cm - 75) // 3
+    if zone_width == 6:
+        if zone is not None:
+            if not 13 <= zone <= 23:
+                raise CRSError(f"6-degree zone {zone} is outside China (13..23)")
+            return 4491 + zone - 13
+        cm = round(central_meridian or 0)
+        if (cm - 75) % 6 or not 75 <= cm <= 135:
+            raise CRSError(f"central meridian {central_meridian} is not a 6-degree CM in China (75..135)")
+        return 4502 + (cm - 75) // 6
+    raise CRSError(f"zone width must be 3 or 6, got {zone_width}")
+
+
+def gauss_kruger(crs: CRS) -> GaussKruger | None:
+    """The GK parameters of a transverse-Mercator CRS, or None for any other CRS."""
+    op = crs.coordinate_operation
+    if not crs.is_projected or op is None or "Transverse Mercator" not in op.method_name:
+        return None
+    params = {p.name: p.value for p in op.params}
+    cm = float(params.get("Longitude of natural origin", 0.0))
+    fe = float(params.get("False easting", 0.0))
+    return GaussKruger(central_meridian=cm, false_easting=fe, zone_width=_zone_width(crs, cm, fe))
+
+
+def _zone_width(crs: CRS, cm: float, fe: float) -> int:
+    """3 or 6 degrees, from the prefix, the name or the area of use; 6 (the lenient check) if unsure.
+
+    A CM such as 117°E is both a 3-degree and a 6-degree central meridian, so the CM alone cannot tell.
+    """
+    prefix = int(fe // ZONE_FACTOR)
+    if prefix:
+        return 6 if 13 <= prefix <= 23 else 3
+    name = crs.name.lower().replace("_", "-")
+    if "3-degree" in name:
+        return 3
+    area = crs.area_of_use
+    if area is not None and area.east - area.west <= 3.5:
+        return 3
+    return 3 if round(cm) % 6 != 3 else 6
+
+
+def _prefix_epsg(prefix: int) -> int | None:
+    """CGCS2000 EPSG for an easting prefix: 25..45 are 3-degree zones, 13..23 are 6-degree zones."""
+    if 25 <= prefix <= 45:
+        return gk_epsg(3, zone=prefix)
+    if 13 <= prefix <= 23:
+        return gk_epsg(6, zone=prefix)
+    return None
+
+
+def _cm_epsg(central_meridian: float, zone_width: int) -> int | None:
+    try:
+        return gk_epsg(zone_width, central_meridian=central_meridian)
+    except CRSError:
+        return None
+
+
+def _within(lo: float, hi: float, span: tuple[float, float]) -> bool:
+    return span[0] <= lo and hi <= span[1]
+
+
+def _looks_geographic_china(x: tuple[float, float], y: tuple[float, float]) -> bool:
+    return _within(*x, CHINA_LON) and _within(*y, CHINA_LAT)
+
+
+def _looks_swapped_geographic(x: tuple[float, float], y: tuple[float, float]) -> bool:
+    return _within(*x, CHINA_LAT) and _within(*y, CHINA_LON)
+
+
+def _looks_mercator(x: tuple[float, float], y: tuple[float, float]) -> bool:
+    return _within(*x, MERCATOR_X) and _within(*y, MERCATOR_Y)
+
+
+def _easting_kind(x: tuple[float, float]) -> tuple[str, int]:
+    """('prefixed', zone) for 8-digit eastings of one zone, ('plain', 0) for ≈500 km, else ('other', 0)."""
+    prefixes = {int(x[0] // ZONE_FACTOR), int(x[1] // ZONE_FACTOR)}
+    if len(prefixes) == 1:
+        prefix = prefixes.pop()
+        inside = (500_000.0 - PREFIXED_HALF_SPAN_M, 500_000.0 + PREFIXED_HALF_SPAN_M)
+        if _prefix_epsg(prefix) is not None and _within(x[0] % ZONE_FACTOR, x[1] % ZONE_FACTOR, inside):
+            return "prefixed", prefix
+    if _within(*x, (500_000.0 - GK_HALF_SPAN_M, 500_000.0 + GK_HALF_SPAN_M)):
+        return "plain", 0
+    return "other", 0
+
+
+def _looks_projected_gk(x: tuple[float, float], y: tuple[float, float]) -> bool:
+    return _easting_kind(x)[0] != "other" and _within(*y, CHINA_NORTHING)
+
+
+def suggest_crs(bounds: tuple[float, float, float, float]) -> str:
+    """What the coordinates look like, with the likely EPSG code(s), for help text."""
+    minx, miny, maxx, maxy = bounds
+    x, y = (minx, maxx), (miny, maxy)
+    if _looks_geographic_china(x, y):
+        return "they look like longitude/latitude degrees: CGCS2000 EPSG:4490 (or WGS 84 EPSG:4326)"
+    if _looks_swapped_geographic(x, y):
+        return ("they look like latitude/longitude with the axes swapped (x holds latitude): swap them, "
+                "then EPSG:4490")
+    if _looks_projected_gk(x, y):
+        kind, prefix = _easting_kind(x)
+        if kind == "prefixed":
+            gk = (f"Gauss-Krüger metres with zone prefix {prefix} in the easting: "
+                  f"EPSG:{_prefix_epsg(prefix)}")
+            if _looks_mercator(x, y):  # 6-degree prefixes 13..15 overlap Web-Mercator eastings
+                return f"they look like either Web-Mercator metres (EPSG:3857) or {gk}"
+            return f"they look like {gk}"
+        return ("they look like Gauss-Krüger metres without a zone prefix: a central-meridian CRS, "
+                "e.g. EPSG:4548 for CM 117°E (Tongling), EPSG:4549 for CM 120°E")
+    if _looks_projected_gk(y, x):
+        return ("they look like Gauss-Krüger metres with X and Y swapped (surveying writes X = northing): "
+                "swap the columns first")
+    if _looks_mercator(x, y):
+        return "they look like Web-Mercator metres: EPSG:3857"
+    return "they match no CRS commonly used in China"
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.5f}"
+
+
+def _bounds_text(bounds: tuple[float, float, float, float]) -> str:
+    return f"x {_num(bounds[0])}..{_num(bounds[2])}, y {_num(bounds[1])}..{_num(bounds[3])}"
+
+
+def diagnose_coordinates(bounds: tuple[float, float, float, float], crs: CRS, *,
+                         source: str = "layer") -> list[str]:
+    """Check that coordinates fit ``crs``; raise on a classic mistake, return notes otherwise.
+
+    Raises :class:`CoordinatesOutOfRangeError` (lon/lat swapped, Web-Mercator metres labelled as
+    degrees, GK eastings with/without a zone prefix that the CRS does not have, coordinates outside
+    the declared zone) or :class:`CRSConflictError` (the easting prefix names another zone). The
+    message names the source and the CRS and suggests the likely EPSG code.
+    """
+    if not all(np.isfinite(bounds)):
+        return []  # an empty layer: nothing to check
+    minx, miny, maxx, maxy = bounds
+    x, y = (minx, maxx), (miny, maxy)
+    label = crs_label(crs)
+    where = f"{source} ({label}, {_bounds_text(bounds)})"
+    if crs.is_geographic:
+        return _diagnose_geographic(x, y, where)
+    gk = gauss_kruger(crs)
+    if gk is not None:
+        return _diagnose_gk(x, y, gk, crs, where)
+    if crs.to_epsg() == 3857 and (max(abs(minx), abs(maxx)) <= 180 and max(abs(miny), abs(maxy)) <= 90):
+        raise CoordinatesOutOfRangeError(
+            f"{where}: coordinates are degrees but labelled Web Mercator metres; "
+            "declare EPSG:4490 (or EPSG:4326) instead")
+    return []
+
+
+def _diagnose_geographic(x: tuple[float, float], y: tuple[float, float], where: str) -> list[str]:
+    if _looks_geographic_china(x, y):
+        return []
+    if _looks_swapped_geographic(x, y):
+        raise CoordinatesOutOfRangeError(
+            f"{where}: longitude and latitude are swapped (x looks like latitude 3..54, y like longitude "
+            "73..136 in China); write x = longitude, y = latitude")
+    if max(abs(x[0]), abs(x[1])) > 180 or max(abs(y[0]), abs(y[1])) > 90:
+        if _looks_mercator(x, y):
+            raise CoordinatesOutOfRangeError(
+                f"{where}: coordinates are Web-Mercator metres labelled as degrees; "
+                "the data is probably EPSG:3857")
+        raise CoordinatesOutOfRangeError(
+            f"{where}: coordinates are metres, not degrees; {suggest_crs((x[0], y[0], x[1], y[1]))}")
+    return [f"{where}: coordinates lie outside China"]
+
+
+def _diagnose_gk(x: tuple[float, float], y: tuple[float, float], gk: GaussKruger, crs: CRS,
+                 where: str) -> list[str]:
+    if max(abs(x[0]), abs(x[1])) <= 180 and max(abs(y[0]), abs(y[1])) <= 90:
+        raise CoordinatesOutOfRangeError(
+            f"{where}: coordinates are degrees but the CRS is Gauss-Krüger metres; "
+            "the data is probably EPSG:4490")
+    if _easting_kind(x)[0] == "other" and _within(*x, CHINA_NORTHING) and _easting_kind(y)[0] != "other":
+        raise CoordinatesOutOfRangeError(
+            f"{where}: X and Y are swapped (x holds northings, y eastings; Chinese surveying writes "
+            "X = northing, Y = easting); swap the columns so that x = easting")
+    kind, prefix = _easting_kind(x)
+    if kind == "prefixed" and gk.prefix == 0:
+        raise CoordinatesOutOfRangeError(
+            f"{where}: eastings carry zone prefix {prefix} but the CRS has none; "
+            f"the data is probably EPSG:{_prefix_epsg(prefix)}")
+    if kind == "prefixed" and prefix != gk.prefix:
+        raise CRSConflictError(
+            f"{where}: eastings carry zone prefix {prefix} but the CRS is zone {gk.prefix}; "
+            f"the data is probably EPSG:{_prefix_epsg(prefix)}")
+    if kind == "plain" and gk.prefix:
+        plain = _cm_epsg(gk.central_meridian, gk.zone_width)
+        hint = f"EPSG:{plain}" if plain else f"the CM {gk.central_meridian:g}°E CRS without prefix"
+        raise CoordinatesOutOfRangeError(
+            f"{where}: eastings have no zone prefix but the CRS expects zone {gk.prefix} "
+            f"(eastings near {gk.false_easting:,.0f}); the data is probably {hint}")
+    return _check_inside_zone(x, y, gk, crs, where)
+
+
+def _check_inside_zone(x: tuple[float, float], y: tuple[float, float], gk: GaussKruger, crs: CRS,
+                       where: str) -> list[str]:
+    """Eastings must fall within the zone's longitudes (half width plus a 0.5° overlap margin)."""
+    to_geo = Transformer.from_crs(crs, crs.geodetic_crs or CGCS2000, always_xy=True)
+    lons, lats = to_geo.transform(np.array([x[0], x[1], x[0], x[1]]), np.array([y[0], y[0], y[1], y[1]]))
+    if not np.all(np.isfinite(lons)) or not np.all(np.isfinite(lats)):
+        raise CoordinatesOutOfRangeError(f"{where}: coordinates cannot be located in the declared zone; "
+                                         f"{suggest_crs((x[0], y[0], x[1], y[1]))}")
+    offset = float(np.max(np.abs(lons - gk.central_meridian)))
+    if offset > gk.zone_width / 2 + 0.5 or not _within(float(lats.min()), float(lats.max()), CHINA_LAT):
+        west, east = float(lons.min()), float(lons.max())
+        south, north = float(lats.min()), float(lats.max())
+        raise CoordinatesOutOfRangeError(
+            f"{where}: coordinates fall outside the declared zone (CM {gk.central_meridian:g}°E): "
+            f"they would lie at {west:.2f}..{east:.2f}°E, {south:.2f}..{north:.2f}°N; "
+            f"check the zone; {suggest_crs((x[0], y[0], x[1], y[1]))}")
+    return []
+
+
+def resolve_crs(file_crs: CRS | None, declared: CRS | None, *, implied: bool = False,
+                bounds: tuple[float, float, float, float] | None = None,
+                source: str = "layer") -> tuple[CRS, list[str]]:
+    """Decide the CRS of a source: the file's, else the declared one; notes say why.
+
+    ``implied`` marks a CRS the format only assumes (GeoJSON without a ``crs`` member is EPSG:4326);
+    a declared CRS overrides it. A file CRS that disagrees with a declared one is a conflict. Without
+    either the error suggests what the coordinates look like. The chosen CRS is then checked against
+    the coordinates with :func:`diagnose_coordinates`.
+    """
+    notes: list[str] = []
+    if file_crs is None or (implied and declared is not None):
+        if declared is None:
+            hint = f"; {suggest_crs(bounds)}" if bounds is not None and all(np.isfinite(bounds)) else ""
+            raise CRSMissingError(f"{source}: has no CRS and none was declared (pass --crs EPSG:N){hint}")
+        chosen = declared
+        notes.append(f"CRS {crs_label(declared)} as declared (the file states none)")
+    elif declared is not None and not same_crs(file_crs, declared):
+        misfit = _misfit(bounds, file_crs, source) if bounds is not None else None
+        if misfit is None or _misfit(bounds, declared, source) is not None:
+            raise CRSConflictError(f"{source}: the file says {crs_label(file_crs)}, "
+                                   f"the caller declared {crs_label(declared)}")
+        # a wrong .prj is common; the declared CRS wins only where the coordinates prove the file wrong
+        chosen = declared
+        notes.append(f"CRS {crs_label(declared)} as declared, overriding the file's {crs_label(file_crs)} "
+                     f"that the coordinates do not fit ({misfit})")
+    else:
+        chosen = file_crs
+        notes.append(f"CRS {crs_label(file_crs)} {'assumed by the format' if implied else 'from the file'}")
+    if bounds is not None:
+        notes.extend(diagnose_coordinates(bounds, chosen, source=source))
+    return chosen, notes
+
+
+def _misfit(bounds: tuple[float, float, float, float] | None, crs: CRS, source: str) -> str | None:
+    """Why the coordinates do not fit ``crs``, or None if they do."""
+    if bounds is None:
+        return None
+    try:
+        diagnose_coordinates(bounds, crs, source=source)
+    except CRSError as exc:
+        return exc.user_message
+    return None
+
+
+def same_crs(a: CRS, b: CRS) -> bool:
+    """Equal CRSs, also when one comes from a .prj WKT and the other from an EPSG code."""
+    if a.equals(b, ignore_axis_order=True):
+        return True
+    epsg_a, epsg_b = a.to_epsg(min_confidence=70), b.to_epsg(min_confidence=70)
+    return epsg_a is not None and epsg_a == epsg_b

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from pyproj import CRS
 
+pytest_plugins = ["tests.dbfixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
 

@@ -1,0 +1,103 @@
+"""checks.store: check results kept as the exact JSON text returned, by check id and idempotency key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from checks.errors import CheckError, CheckNotFoundError
+from layers.store import as_utc, utcnow, write_transaction
+
+CHECKS = sa.table(
+    "checks",
+    sa.column("check_id", sa.String), sa.column("blueprint_version", sa.String),
+    sa.column("project_type", sa.String), sa.column("verdict", sa.String),
+    sa.column("result_json", sa.Text), sa.column("input_hash", sa.String),
+    sa.column("idempotency_key", sa.String), sa.column("created_by", sa.String),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+META_COLUMNS = ("check_id", "blueprint_version", "project_type", "verdict", "input_hash",
+                "idempotency_key", "created_by", "created_at")
+
+
+class CheckIdConflictError(CheckError):
+    """A check id was reused for a different result (ids are meant to be unique)."""
+
+    code = "check_id_conflict"
+
+
+class CheckStore:
+    """Results are write-once: the text given to :meth:`save` is what :meth:`get` returns, forever."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def save(self, check_id: str, result_json: str, *, blueprint_version: str, project_type: str,
+             verdict: str, input_hash: str, idempotency_key: str | None = None, by: str = "system") -> str:
+        """Store a result; returns the stored JSON text.
+
+        If ``idempotency_key`` was used before, nothing is stored and the first result is returned
+        unchanged (also when two saves with the same key race: the database's unique constraint decides).
+        """
+        row = {"check_id": check_id, "result_json": result_json, "blueprint_version": blueprint_version,
+               "project_type": project_type, "verdict": verdict, "input_hash": input_hash,
+               "idempotency_key": idempotency_key, "created_by": by, "created_at": utcnow()}
+        try:
+            with write_transaction(self.engine) as conn:
+                earlier = self._earlier(conn, check_id, result_json, idempotency_key)
+                if earlier is not None:
+                    return earlier
+                conn.execute(sa.insert(CHECKS).values(**row))
+        except IntegrityError:
+            # a concurrent save won the race for this key or id; its result is the answer
+            with self.engine.connect() as conn:
+                earlier = self._earlier(conn, check_id, result_json, idempotency_key)
+            if earlier is None:
+                raise
+            return earlier
+        return result_json
+
+    def get(self, check_id: str) -> str:
+        """The stored JSON text, byte for byte."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(CHECKS.c.result_json).where(CHECKS.c.check_id == check_id)).scalar()
+        if text is None:
+            raise CheckNotFoundError(f"no check with id {check_id!r}")
+        return str(text)
+
+    def find_by_key(self, idempotency_key: str) -> str | None:
+        """The result first stored under ``idempotency_key``, if any (lets a retry skip screening)."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(CHECKS.c.result_json)
+                                .where(CHECKS.c.idempotency_key == idempotency_key)).scalar()
+        return None if text is None else str(text)
+
+    def meta(self, check_id: str) -> dict[str, Any]:
+        """Who ran the check, when, on which version, with which verdict (without the result)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*(CHECKS.c[c] for c in META_COLUMNS))
+                               .where(CHECKS.c.check_id == check_id)).mappings().first()
+        if row is None:
+            raise CheckNotFoundError(f"no check with id {check_id!r}")
+        out = dict(row)
+        created = as_utc(out["created_at"])
+        out["created_at"] = created.isoformat() if created else None
+        return out
+
+    @staticmethod
+    def _earlier(conn: Connection, check_id: str, result_json: str, key: str | None) -> str | None:
+        """The stored answer for this key, or for this very id; None when this is a new check."""
+        if key is not None:
+            text = conn.execute(sa.select(CHECKS.c.result_json)
+                                .where(CHECKS.c.idempotency_key == key)).scalar()
+            if text is not None:
+                return str(text)
+        stored = conn.execute(sa.select(CHECKS.c.result_json).where(CHECKS.c.check_id == check_id)).scalar()
+        if stored is None:
+            return None
+        if stored != result_json:
+            raise CheckIdConflictError(f"check id {check_id!r} is stored already with another result")
+        return str(stored)

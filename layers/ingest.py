@@ -1,0 +1,298 @@
+"""layers.ingest: read plan layers and project parcels from any supported file into the working CRS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import shapely.geometry
+from pyproj import CRS
+
+from layers.catalogue import Catalogue
+from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs
+from layers.errors import (
+    EmptyLayerError,
+    FileTooLargeError,
+    GeometryTypeError,
+    UnreadableLayerError,
+)
+from layers.formats import RawLayer, read_source
+from layers.geometry import repair_frame
+from layers.model import Limits, ParcelSet, PlanLayer, Repair
+
+# attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
+FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh")
+PARCEL_ID_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm", "编号", "bh", "id", "fid", "objectid", "bsm")
+NAME_COLUMNS = ("name", "名称", "地块名称", "dkmc", "项目名称", "xmmc", "mc")
+GEOMETRY_FAMILIES = {"polygon": ("Polygon", "MultiPolygon"), "line": ("LineString", "MultiLineString"),
+                     "point": ("Point", "MultiPoint")}
+
+CRSInput = CRS | str | int | None
+
+
+@dataclass
+class _Loaded:
+    frame: gpd.GeoDataFrame
+    raw: RawLayer
+    crs_in: CRS
+    repairs: list[Repair]
+    notes: list[str]
+    id_column: str | None
+
+
+def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
+               encoding: str | None = None, layer: str | None = None, name: str | None = None,
+               limits: Limits = Limits(), raster_values: Sequence[float] | None = None) -> PlanLayer:
+    """Read a plan layer of catalogue ``kind`` into the working CRS, repaired, with a report.
+
+    ``crs`` declares the CRS of a file that states none; ``encoding`` overrides attribute-encoding
+    detection; ``layer`` picks a layer of a GeoPackage/KML, a dataset inside a zip or a CAD layer of a
+    DXF; ``raster_values`` lists the GeoTIFF cell values that form the zone (default: non-zero).
+    """
+    spec = catalogue[kind]
+    loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
+                   raster_values=raster_values, geometry=spec.geometry, id_column="feature_id",
+                   id_candidates=FEATURE_ID_COLUMNS)
+    return _plan_layer(loaded, kind, name)
+
+
+def inspect_layer(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
+                  layer: str | None = None, limits: Limits = Limits(),
+                  raster_values: Sequence[float] | None = None) -> PlanLayer:
+    """Like :func:`read_layer` for a file whose kind is not known yet (polygons, kind left blank)."""
+    loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
+                   raster_values=raster_values, geometry="polygon", id_column="feature_id",
+                   id_candidates=FEATURE_ID_COLUMNS)
+    return _plan_layer(loaded, "", None)
+
+
+def read_parcels(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
+                 layer: str | None = None, limits: Limits = Limits()) -> ParcelSet:
+    """Read project parcels (any supported format, 部标 TXT included) into the working CRS, repaired."""
+    loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
+                   raster_values=None, geometry="polygon", id_column="parcel_id",
+                   id_candidates=PARCEL_ID_COLUMNS)
+    return _parcel_set(loaded)
+
+
+def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits = Limits()) -> ParcelSet:
+    """Parcels from a GeoJSON object (FeatureCollection, Feature or bare geometry).
+
+    RFC 7946 coordinates are EPSG:4326 longitude/latitude; a legacy top-level ``crs`` member
+    (e.g. ``{"type": "name", "properties": {"name": "EPSG:4490"}}``) is honoured.
+    """
+    features = _geojson_features(obj)
+    if len(features) > limits.max_features:
+        raise FileTooLargeError(f"GeoJSON: {len(features):,} features, more than the limit of "
+                                f"{limits.max_features:,}")
+    legacy = _legacy_crs(obj)
+    frame = gpd.GeoDataFrame(
+        pd.DataFrame.from_records([_properties(f, i) for i, f in enumerate(features)],
+                                  index=range(len(features))),
+        geometry=[_geojson_geometry(f, i) for i, f in enumerate(features)], crs=None)
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    checksum = hashlib.sha256(text).hexdigest()
+    raw = RawLayer(frame, legacy or CRS.from_epsg(4326), "GeoJSON", "GeoJSON", checksum,
+                   implied=legacy is None)
+    loaded = _finish(raw, work_crs=work_crs, crs=None, limits=limits, geometry="polygon",
+                     id_column="parcel_id", id_candidates=PARCEL_ID_COLUMNS)
+    return _parcel_set(loaded)
+
+
+# ---------------------------------------------------------------- the shared pipeline
+
+
+def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, layer: str | None,
+          limits: Limits, raster_values: Sequence[float] | None, geometry: str, id_column: str,
+          id_candidates: Sequence[str]) -> _Loaded:
+    declared = parse_crs(crs) if crs is not None else None
+    raw = read_source(path, crs=declared, encoding=encoding, layer=layer, limits=limits,
+                      raster_values=raster_values)
+    return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
+                   id_column=id_column, id_candidates=id_candidates)
+
+
+def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, geometry: str,
+            id_column: str, id_candidates: Sequence[str]) -> _Loaded:
+    """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format."""
+    require_projected(work_crs)
+    source = raw.source
+    frame = _normalise_geometry_column(raw.frame)
+    _check_limits(frame, limits, source)
+    frame, id_from = _assign_ids(frame, id_column, id_candidates)
+    notes = list(raw.notes)
+    if id_from:
+        notes.append(f"{id_column} from attribute {id_from!r}")
+    crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source)
+    notes.extend(crs_notes)
+    frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
+    if crs_label(crs_in) != crs_label(work_crs):
+        notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
+    frame, repairs = _repair(frame, geometry, id_column, source)
+    if frame.empty:
+        raise EmptyLayerError(f"{source}: no usable features"
+                              + (f" ({len(repairs)} dropped, see repairs)" if repairs else ""))
+    return _Loaded(frame, raw, crs_in, repairs, notes, id_from)
+
+
+def _normalise_geometry_column(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    if frame.geometry.name != "geometry":
+        frame = frame.rename_geometry("geometry")
+    return frame.reset_index(drop=True)
+
+
+def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
+    if len(frame) > limits.max_features:
+        raise FileTooLargeError(f"{source}: {len(frame):,} features, more than the limit of "
+                                f"{limits.max_features:,}")
+    vertices = int(shapely.get_num_coordinates(np.asarray(frame.geometry.values)).sum())
+    if vertices > limits.max_vertices:
+        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
+                                f"{limits.max_vertices:,}")
+
+
+def _bounds(frame: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
+    present = frame.geometry[~(frame.geometry.isna() | frame.geometry.is_empty)]
+    minx, miny, maxx, maxy = (float(v) for v in present.total_bounds)
+    return minx, miny, maxx, maxy
+
+
+def _id_strings(values: pd.Series) -> pd.Series | None:
+    """Values as id strings (1.0 → "1"), or None if any is missing or they are not unique."""
+    if values.isna().any():
+        return None
+    if pd.api.types.is_float_dtype(values):
+        if not np.all(np.mod(values.to_numpy(), 1) == 0):
+            return None
+        values = values.astype("int64")
+    text = values.astype(str).str.strip()
+    if (text == "").any() or not text.is_unique:
+        return None
+    return text
+
+
+def _assign_ids(frame: gpd.GeoDataFrame, id_column: str,
+                candidates: Sequence[str]) -> tuple[gpd.GeoDataFrame, str | None]:
+    """An id column first: from the first id-like attribute that is complete and unique, else 1..n."""
+    by_name = {str(c).strip().lower(): c for c in frame.columns if c != "geometry"}
+    ids: pd.Series | None = None
+    chosen: str | None = None
+    for candidate in candidates:
+        column = by_name.get(candidate)
+        if column is not None and (ids := _id_strings(frame[column])) is not None:
+            chosen = str(column)
+            break
+    if ids is None:
+        ids = pd.Series([str(i) for i in range(1, len(frame) + 1)], index=frame.index)
+    if id_column in frame.columns:
+        # an unusable source column of that name (gaps, duplicates) is kept beside, not lost
+        out = frame.drop(columns=[id_column]) if chosen == id_column else frame.rename(
+            columns={id_column: f"{id_column}_source"})
+    else:
+        out = frame.copy()
+    out.insert(0, id_column, ids.to_numpy())
+    return out, chosen
+
+
+def _repair(frame: gpd.GeoDataFrame, geometry: str, id_column: str,
+            source: str) -> tuple[gpd.GeoDataFrame, list[Repair]]:
+    """Polygon kinds go through repair_frame; line/point kinds only lose empties and Z."""
+    if geometry == "polygon":
+        repaired, repairs = repair_frame(frame, id_column=id_column, source=source)
+        return repaired.reset_index(drop=True), repairs
+    geoms = frame.geometry
+    allowed = GEOMETRY_FAMILIES.get(geometry)
+    if allowed is not None:
+        types = geoms.geom_type
+        bad = types.notna() & ~types.isin(allowed)
+        if bad.any():
+            first = frame.loc[bad].iloc[0]
+            raise GeometryTypeError(f"{source}: feature {first[id_column]} is a {types[bad].iloc[0]}; "
+                                    f"this layer kind holds {geometry} features")
+    empty = (geoms.isna() | geoms.is_empty).to_numpy()
+    repairs = [Repair(str(fid), "empty", "dropped", "the feature has no geometry")
+               for fid in frame.loc[empty, id_column]]
+    kept = frame.loc[~empty].copy()
+    kept = kept.set_geometry(gpd.GeoSeries(shapely.force_2d(np.asarray(kept.geometry.values)),
+                                           index=kept.index, crs=frame.crs))
+    return kept.reset_index(drop=True), repairs
+
+
+def _plan_layer(loaded: _Loaded, kind: str, name: str | None) -> PlanLayer:
+    raw = loaded.raw
+    stem = raw.layer or Path(raw.source.split("!")[-1]).stem
+    meta: dict[str, Any] = {"format": raw.fmt, "layer": raw.layer, "id_column": loaded.id_column,
+                            "crs_in_wkt": loaded.crs_in.to_wkt()}
+    return PlanLayer(kind=kind, name=name or stem, source=raw.source, checksum=raw.checksum,
+                     crs_in=crs_label(loaded.crs_in), frame=loaded.frame, repairs=tuple(loaded.repairs),
+                     notes=tuple(loaded.notes), encoding=raw.encoding, meta=meta)
+
+
+def _parcel_set(loaded: _Loaded) -> ParcelSet:
+    frame = loaded.frame
+    if "name" not in frame.columns:
+        by_name = {str(c).strip().lower(): c for c in frame.columns if c not in ("geometry", "parcel_id")}
+        column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
+        if column is not None:
+            frame.insert(1, "name", frame[column].astype(str).where(frame[column].notna(), None))
+    return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
+                     checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs), notes=tuple(loaded.notes))
+
+
+# ---------------------------------------------------------------- GeoJSON objects
+
+
+def _geojson_features(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    if not isinstance(obj, dict) or "type" not in obj:
+        raise UnreadableLayerError("GeoJSON: not a GeoJSON object (no 'type' member)")
+    kind = obj["type"]
+    if kind == "FeatureCollection":
+        features = obj.get("features")
+        if not isinstance(features, list):
+            raise UnreadableLayerError("GeoJSON: FeatureCollection without a 'features' list")
+        return features
+    if kind == "Feature":
+        return [obj]
+    if kind in ("Polygon", "MultiPolygon", "GeometryCollection", "Point", "MultiPoint", "LineString",
+                "MultiLineString"):
+        return [{"type": "Feature", "geometry": obj, "properties": {}}]
+    raise UnreadableLayerError(f"GeoJSON: unknown type {kind!r}")
+
+
+def _properties(feature: Any, index: int) -> dict[str, Any]:
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise UnreadableLayerError(f"GeoJSON: feature {index + 1} is not a Feature object")
+    props = dict(feature.get("properties") or {})
+    if "id" in feature and "id" not in props:
+        props["id"] = feature["id"]
+    return props
+
+
+def _geojson_geometry(feature: dict[str, Any], index: int) -> Any:
+    geom = feature.get("geometry")
+    if geom is None:
+        return None
+    try:
+        return shapely.geometry.shape(geom)
+    except Exception as exc:  # shapely raises several types for malformed coordinate arrays
+        raise UnreadableLayerError(f"GeoJSON: feature {index + 1} has a malformed geometry ({exc})") from exc
+
+
+def _legacy_crs(obj: dict[str, Any]) -> CRS | None:
+    """The pre-RFC 7946 top-level ``crs`` member, if any (named or EPSG-coded)."""
+    member = obj.get("crs")
+    if not member:
+        return None
+    props = member.get("properties", {}) if isinstance(member, dict) else {}
+    value = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None)
+    if not value:
+        raise UnreadableLayerError(f"GeoJSON: cannot understand the 'crs' member {member!r}")
+    return parse_crs(str(value))
