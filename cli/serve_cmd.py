@@ -1,9 +1,108 @@
-"""cli.serve_cmd: commands of this group (registered by cli.main)."""
+"""cli.serve_cmd: `blueprint serve` (the API and viewer under uvicorn) and `blueprint keys` (API keys)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from cli.common import emit, note
+
+ROLES = ("planner", "reviewer", "admin", "approval_system")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to ``app``."""
+    """Add `serve` and the `keys` group to ``app``."""
+    app.command("serve")(serve)
+    keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a new key is shown once).")
+    keys.command("create")(create_key)
+    keys.command("list")(list_keys)
+    keys.command("revoke")(revoke_key)
+    keys.command("file-entry")(file_entry)
+    app.add_typer(keys, name="keys")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the API (/api/v1, /ogc, /docs) and the viewer (/viewer) with uvicorn."""
+    import uvicorn
+
+    note(f"serving on http://{host}:{port} (API docs at /docs, viewer at /viewer)")
+    # the factory is called in each worker, so settings and the database are opened there, not here
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+def create_key(
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    name: Annotated[str, typer.Option(help="who or what the key is for, e.g. 'approval system'")],
+) -> None:
+    """Create an API key and print it once as JSON (only its salted hash is stored)."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    from api.db import open_database
+    from api.settings import get_settings
+    from api.store import KeyStore, Principal
+
+    engine = open_database(get_settings())
+    try:
+        key, record = KeyStore(engine).create(name, role, by=Principal("cli", "admin"))  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+    emit({**record, "key": key})
+    note("store this key now: it is not kept and cannot be shown again")
+
+
+def list_keys() -> None:
+    """List API keys (names, roles, dates; never the keys)."""
+    from api.db import open_database
+    from api.settings import get_settings
+    from api.store import KeyStore
+
+    engine = open_database(get_settings())
+    try:
+        emit({"keys": KeyStore(engine).list()})
+    finally:
+        engine.dispose()
+
+
+def revoke_key(key_id: Annotated[str, typer.Argument(help="the key_id shown by `keys list`")]) -> None:
+    """Revoke an API key; requests with it are refused from then on."""
+    from api.db import open_database
+    from api.settings import get_settings
+    from api.store import KeyStore, Principal
+
+    engine = open_database(get_settings())
+    try:
+        done = KeyStore(engine).revoke(key_id, by=Principal("cli", "admin"))
+    finally:
+        engine.dispose()
+    emit({"key_id": key_id, "revoked": done})
+    if not done:
+        raise typer.Exit(3)
+
+
+def file_entry(
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    name: Annotated[str, typer.Option(help="who or what the key is for")],
+) -> None:
+    """Make a key for BLUEPRINT_API_KEYS_FILE: prints the key once and the entry to append to the file."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    import secrets
+
+    from api.auth import key_digest
+
+    key = f"obf_{secrets.token_urlsafe(32)}"
+    emit({"key": key, "entry": {"name": name, "role": role, "sha256": key_digest(key)}})
+    note("append the entry to the JSON list in the keys file; the key itself is not kept anywhere")

@@ -45,6 +45,10 @@ def test_hundred_thousand_pieces(engine: sa.Engine) -> None:
     assert len(loaded.pieces) == N
     assert loaded.pieces.geometry.area.sum() == pytest.approx(225.0 * N)
     assert loaded.pieces.geometry.geom_equals_exact(original.pieces.geometry, tolerance=0).all()
+    started = time.perf_counter()
+    window = store.pieces("v1", bbox=(X0, Y0, X0 + 99, Y0 + 99))  # 5 × 5 squares of the grid
+    print(f"{engine.dialect.name}: bbox query {1000 * (time.perf_counter() - started):.0f} ms")
+    assert len(window) == 25
 
 
 def test_hundred_thousand_layer_features(engine: sa.Engine) -> None:

@@ -1,0 +1,138 @@
+"""api.app: ``create_app(settings)``, the FastAPI factory (nothing is built at import)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import DEV_KEYS, require
+from api.errors import add_exception_handlers, error_body
+from api.services import Services
+from api.settings import Settings, get_settings
+
+log = logging.getLogger("api.app")
+
+DESCRIPTION = """
+**一张蓝图 One Blueprint**: plan layers merged into one versioned blueprint, and construction project
+parcels screened against it.
+
+Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the `blueprint_key`
+cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+Errors are always `{"code": ..., "detail": ...}`.
+"""
+
+# multipart framing and form fields on top of the file itself
+BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+class BodyLimit:
+    """Refuse request bodies larger than the upload limit, before they are parsed or spooled to disk."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(send, self.max_bytes)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # an HTTPException passes FastAPI's body parsing untouched and reaches our handler
+                    raise StarletteHTTPException(413, f"request body larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    body = json.dumps(error_body("payload_too_large", f"request body larger than {max_bytes} bytes")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service: open (and migrate) the database, wire the stores, mount every router."""
+    from api import ogc
+    from api.routes import admin, blueprints, checks, health, layers, projects, reviews
+    from api.routes.common import EXTRA_SCHEMAS
+
+    settings = settings or get_settings()
+    services = Services.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        failed = services.jobs.fail_unfinished("the service restarted before the job finished")
+        if failed:
+            log.warning("%d unfinished background job(s) marked failed", failed)
+        yield
+        services.runner.shutdown(wait=True)  # a running screening finishes and is stored
+        services.engine.dispose()
+
+    app = FastAPI(title="一张蓝图 One Blueprint", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.services = services
+    app.state.settings = settings
+    add_exception_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
+    for module in (health, layers, blueprints, checks, projects, reviews, admin):
+        app.include_router(module.router)
+    app.include_router(ogc.router)
+    _mount_viewer(app, services, settings)
+
+    def openapi() -> dict[str, Any]:
+        # routes that take JSON *or* multipart document their bodies by hand; add those schemas
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(EXTRA_SCHEMAS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
+    """The review-meeting viewer at /viewer, reading through the ViewerSource port."""
+    try:
+        from api.viewer_source import StoreViewerSource
+        from viewer.routes import build_router
+    except ImportError as exc:  # the viewer package is optional for the API
+        log.warning("viewer not mounted: %s", exc)
+        return
+    source = StoreViewerSource(services)
+    dev_key = next(k for k, role in DEV_KEYS.items() if role == "reviewer") if settings.dev_mode else None
+    app.include_router(
+        build_router(
+            source, require("read"), tile_url=settings.tile_url, dev_key=dev_key, catalogue=services.catalogue
+        )
+    )

@@ -1,0 +1,882 @@
+"""api.store: projects, parcels, reviews, the append-only audit log, API keys and jobs (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import geopandas as gpd
+import sqlalchemy as sa
+from pyproj import CRS
+from shapely import wkb
+from sqlalchemy.engine import Connection, Engine
+
+from api.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    ProjectExistsError,
+    ProjectNotFoundError,
+    ReviewRequiredError,
+)
+from layers.crs import to_output
+from layers.store import WRITE_OPTION
+
+Role = Literal["planner", "reviewer", "admin", "approval_system"]
+ROLES: tuple[Role, ...] = ("planner", "reviewer", "admin", "approval_system")
+STATUSES = ("submitted", "screened", "in_review", "cleared", "rejected")
+DECISIONS = ("approved", "approved_with_conditions", "rejected", "deferred")
+APPROVING = ("approved", "approved_with_conditions")
+JOB_STALE_AFTER = timedelta(minutes=30)  # far beyond any screening within the upload limits
+
+# The project lifecycle: submitted → screened → in_review → cleared | rejected. "screened" is reached by
+# running a check (a re-check keeps a screened or in-review project where it is); the rest by a decision.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "submitted": frozenset({"screened"}),
+    "screened": frozenset({"screened", "in_review"}),
+    "in_review": frozenset({"cleared", "rejected"}),
+    "cleared": frozenset(),
+    "rejected": frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name and role (the audit log records both)."""
+
+    name: str
+    role: Role
+    key_id: str = ""
+
+
+SYSTEM = Principal("system", "admin")
+
+metadata = sa.MetaData()
+
+# Mirrors api/migrations/versions/0002_api.py; geometry is read and written through ST_AsBinary /
+# ST_GeomFromWKB so the same statements run on SpatiaLite and PostGIS.
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("code", sa.String(64)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("project_type", sa.String(64)),
+    sa.Column("applicant", sa.String(200)),
+    sa.Column("district", sa.String(100)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("parcel_count", sa.Integer),
+    sa.Column("area_m2", sa.Float),
+    sa.Column("parcels_checksum", sa.String(64)),
+    sa.Column("min_lon", sa.Float),
+    sa.Column("min_lat", sa.Float),
+    sa.Column("max_lon", sa.Float),
+    sa.Column("max_lat", sa.Float),
+    sa.Column("latest_check_id", sa.String(64)),
+    sa.Column("latest_verdict", sa.String(32)),
+    sa.Column("revision", sa.Integer),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+project_parcels = sa.Table(
+    "project_parcels",
+    metadata,
+    sa.Column("project_id", sa.Integer),
+    sa.Column("seq", sa.Integer),
+    sa.Column("parcel_id", sa.String(100)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("area_m2", sa.Float),
+    sa.Column("geom", sa.LargeBinary),
+)
+project_checks = sa.Table(
+    "project_checks",
+    metadata,
+    sa.Column("project_id", sa.Integer),
+    sa.Column("check_id", sa.String(64)),
+    sa.Column("verdict", sa.String(32)),
+    sa.Column("blueprint_version", sa.String(32)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("review_id", sa.String(64), primary_key=True),
+    sa.Column("check_id", sa.String(64)),
+    sa.Column("project_id", sa.Integer),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decision", sa.String(32)),
+    sa.Column("conditions", sa.JSON),
+    sa.Column("reasons", sa.Text),
+    sa.Column("recorded_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("role", sa.String(32)),
+    sa.Column("action", sa.String(64)),
+    sa.Column("subject_type", sa.String(32)),
+    sa.Column("subject_id", sa.String(200)),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("detail", sa.Text),
+)
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("role", sa.String(32)),
+    sa.Column("salt", sa.String(64)),
+    sa.Column("secret_hash", sa.String(128)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("input_hash", sa.String(128)),
+    sa.Column("parcel_count", sa.Integer),
+    sa.Column("result_id", sa.String(64)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_detail", sa.Text),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+@contextmanager
+def write(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite, so concurrent writers queue instead of failing)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------------------------- audit
+
+
+class AuditLog:
+    """Append-only: there is no update or delete here, and the database refuses them too."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    def append(
+        conn: Connection,
+        who: Principal,
+        action: str,
+        subject_type: str,
+        subject_id: str,
+        *,
+        before: Any = None,
+        after: Any = None,
+        detail: Any = None,
+    ) -> None:
+        """Write one entry on ``conn``, inside the caller's transaction (so it commits with the change)."""
+        conn.execute(
+            audit_log.insert().values(
+                at=now(),
+                actor=who.name,
+                role=who.role,
+                action=action,
+                subject_type=subject_type,
+                subject_id=str(subject_id),
+                before=_json(before),
+                after=_json(after),
+                detail=_json(detail),
+            )
+        )
+
+    def record(self, who: Principal, action: str, subject_type: str, subject_id: str, **kw: Any) -> None:
+        """Write one entry in its own transaction (for changes another store committed)."""
+        with write(self.engine) as conn:
+            self.append(conn, who, action, subject_type, subject_id, **kw)
+
+    def entries(
+        self,
+        *,
+        subject_type: str | None = None,
+        subject_id: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        if subject_type:
+            query = query.where(audit_log.c.subject_type == subject_type)
+        if subject_id:
+            query = query.where(audit_log.c.subject_id == subject_id)
+        if action:
+            query = query.where(audit_log.c.action == action)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+        return [
+            {
+                "id": r["id"],
+                "at": _iso(r["at"]),
+                "actor": r["actor"],
+                "role": r["role"],
+                "action": r["action"],
+                "subject_type": r["subject_type"],
+                "subject_id": r["subject_id"],
+                "before": json.loads(r["before"]) if r["before"] else None,
+                "after": json.loads(r["after"]) if r["after"] else None,
+                "detail": json.loads(r["detail"]) if r["detail"] else None,
+            }
+            for r in rows
+        ]
+
+
+# ------------------------------------------------------------------------------------------ api keys
+
+KEY_PREFIX = "obk"
+
+
+def _hash_secret(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """API keys ``obk_<key_id>_<secret>``; only ``sha256(salt + secret)`` is stored.
+
+    The secrets are 256-bit random, so one salted sha256 is enough (a slow KDF would only slow every
+    request); ``key_id`` finds the row, ``hmac.compare_digest`` compares the hash.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, role: Role, *, by: Principal = SYSTEM) -> tuple[str, dict[str, Any]]:
+        """A new key: returns the key itself (shown once, never stored) and its public record."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
+        created = now()
+        record: dict[str, Any] = {"key_id": key_id, "name": name, "role": role, "created_by": by.name}
+        with write(self.engine) as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    salt=salt, secret_hash=_hash_secret(salt, secret), created_at=created, **record
+                )
+            )
+            AuditLog.append(conn, by, "key.create", "api_key", key_id, after={"name": name, "role": role})
+        return f"{KEY_PREFIX}_{key_id}_{secret}", {**record, "created_at": _iso(created)}
+
+    def verify(self, presented: str) -> Principal | None:
+        """The principal of a presented key, ``None`` if it is unknown, malformed or revoked."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == parts[1])).mappings().first()
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if not hmac.compare_digest(_hash_secret(row["salt"], parts[2]), row["secret_hash"]):
+            return None
+        return Principal(row["name"], row["role"], row["key_id"])
+
+    def revoke(self, key_id: str, *, by: Principal = SYSTEM) -> bool:
+        with write(self.engine) as conn:
+            done = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            ).rowcount
+            if done:
+                AuditLog.append(conn, by, "key.revoke", "api_key", key_id)
+        return bool(done)
+
+    def list(self) -> list[dict[str, Any]]:
+        cols = [
+            api_keys.c.key_id,
+            api_keys.c.name,
+            api_keys.c.role,
+            api_keys.c.created_by,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+        ]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).order_by(api_keys.c.created_at)).mappings().all()
+        return [{**r, "created_at": _iso(r["created_at"]), "revoked_at": _iso(r["revoked_at"])} for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ projects
+
+
+@dataclass(frozen=True)
+class NewProject:
+    code: str
+    name: str
+    project_type: str
+    applicant: str
+    district: str
+
+
+class ProjectStore:
+    """The project pool (库外项目不立项): projects, their parcels, linked checks and review decisions."""
+
+    def __init__(self, engine: Engine, work_crs: CRS) -> None:
+        self.engine = engine
+        self.work_crs = work_crs
+        self.srid = int(work_crs.to_epsg() or 0)
+
+    # ---- writes
+
+    def create(
+        self, project: NewProject, parcels: gpd.GeoDataFrame, checksum: str, *, by: Principal
+    ) -> dict[str, Any]:
+        """Insert a project with its parcels (``parcel_id``, optional ``name``, geometry in the work CRS)."""
+        west, south, east, north = (float(v) for v in to_output(parcels.geometry).total_bounds)
+        stamp = now()
+        row = {
+            **vars(project),
+            "status": "submitted",
+            "parcel_count": len(parcels),
+            "area_m2": round(float(parcels.geometry.area.sum()), 2),
+            "parcels_checksum": checksum,
+            "min_lon": west,
+            "min_lat": south,
+            "max_lon": east,
+            "max_lat": north,
+            "revision": 1,
+            "created_by": by.name,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        with write(self.engine) as conn:
+            if conn.execute(sa.select(projects.c.id).where(projects.c.code == project.code)).first():
+                raise ProjectExistsError(f"project {project.code} already exists")
+            try:
+                project_id = conn.execute(
+                    projects.insert().returning(projects.c.id).values(**row)
+                ).scalar_one()
+            except sa.exc.IntegrityError as exc:  # a concurrent create of the same code got in first
+                raise ProjectExistsError(f"project {project.code} already exists") from exc
+            names = parcels["name"] if "name" in parcels.columns else [None] * len(parcels)
+            self._insert_parcels(conn, project_id, parcels, names)
+            AuditLog.append(
+                conn,
+                by,
+                "project.create",
+                "project",
+                project.code,
+                after={"status": "submitted", "parcels_checksum": checksum, "parcel_count": len(parcels)},
+            )
+        return self.get(project.code)
+
+    def _insert_parcels(
+        self, conn: Connection, project_id: int, parcels: gpd.GeoDataFrame, names: Any
+    ) -> None:
+        stmt = sa.text(
+            "INSERT INTO project_parcels (project_id, seq, parcel_id, name, area_m2, geom) "
+            "VALUES (:project_id, :seq, :parcel_id, :name, :area_m2, "
+            "ST_GeomFromWKB(:wkb, :srid))"
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "project_id": project_id,
+                    "seq": seq,
+                    "parcel_id": str(pid),
+                    "name": None if name is None or name != name else str(name),
+                    "area_m2": float(geom.area),
+                    "wkb": geom.wkb,
+                    "srid": self.srid,
+                }
+                for seq, (pid, name, geom) in enumerate(
+                    zip(parcels["parcel_id"], names, parcels.geometry, strict=True)
+                )
+            ],
+        )
+
+    def link_check(
+        self, code: str, check_id: str, verdict: str, blueprint_version: str, *, by: Principal
+    ) -> dict[str, Any]:
+        """Attach a check to a project; a submitted project becomes screened."""
+        with write(self.engine) as conn:
+            row = self._lock(conn, code)
+            if row["status"] in ("cleared", "rejected"):
+                raise InvalidTransitionError(
+                    f"project {code} is {row['status']}; it can no longer be screened"
+                )
+            status = "screened" if row["status"] == "submitted" else row["status"]
+            conn.execute(
+                project_checks.insert().values(
+                    project_id=row["id"],
+                    check_id=check_id,
+                    verdict=verdict,
+                    blueprint_version=blueprint_version,
+                    created_by=by.name,
+                    created_at=now(),
+                )
+            )
+            self._update(conn, row, status=status, latest_check_id=check_id, latest_verdict=verdict)
+            AuditLog.append(
+                conn,
+                by,
+                "project.check",
+                "project",
+                code,
+                before={"status": row["status"], "latest_check_id": row["latest_check_id"]},
+                after={"status": status, "latest_check_id": check_id, "verdict": verdict},
+            )
+        return self.get(code)
+
+    def transition(self, code: str, status: str, *, by: Principal, reason: str = "") -> dict[str, Any]:
+        """Move a project along its lifecycle; clearing a conflict needs an approving review with reasons."""
+        with write(self.engine) as conn:
+            row = self._lock(conn, code)
+            current = row["status"]
+            if status not in TRANSITIONS.get(current, frozenset()) or status == "screened":
+                allowed = sorted(TRANSITIONS.get(current, frozenset()) - {"screened"})
+                raise InvalidTransitionError(
+                    f"project {code}: {current} → {status} is not allowed"
+                    + (f"; allowed: {', '.join(allowed)}" if allowed else "; no further status change")
+                )
+            if status == "cleared" and row["latest_verdict"] in ("conflict", "review"):
+                decision = conn.execute(
+                    sa.select(reviews.c.review_id).where(
+                        reviews.c.check_id == row["latest_check_id"],
+                        reviews.c.decision.in_(APPROVING),
+                        sa.func.length(sa.func.trim(reviews.c.reasons)) > 0,
+                    )
+                ).first()
+                if decision is None:
+                    raise ReviewRequiredError(
+                        f"project {code}: the latest check {row['latest_check_id']} is "
+                        f"'{row['latest_verdict']}'; clearing it needs a recorded joint-review decision "
+                        f"(approved) with reasons 联合审查决定及理由"
+                    )
+            self._update(conn, row, status=status)
+            AuditLog.append(
+                conn,
+                by,
+                "project.status",
+                "project",
+                code,
+                before={"status": current},
+                after={"status": status},
+                detail={"reason": reason} if reason else None,
+            )
+        return self.get(code)
+
+    def record_review(
+        self,
+        check_id: str,
+        *,
+        decided_by: str,
+        decided_at: datetime | None,
+        decision: str,
+        conditions: Sequence[str],
+        reasons: str,
+        by: Principal,
+    ) -> dict[str, Any]:
+        """Record a joint-review decision against a check (and its project, if the check has one)."""
+        review_id = f"R{uuid.uuid4().hex[:20]}"
+        with write(self.engine) as conn:
+            project_id = conn.execute(
+                sa.select(project_checks.c.project_id).where(project_checks.c.check_id == check_id)
+            ).scalar()
+            conn.execute(
+                reviews.insert().values(
+                    review_id=review_id,
+                    check_id=check_id,
+                    project_id=project_id,
+                    decided_by=decided_by,
+                    decided_at=decided_at or now(),
+                    decision=decision,
+                    conditions=list(conditions),
+                    reasons=reasons,
+                    recorded_by=by.name,
+                    created_at=now(),
+                )
+            )
+            AuditLog.append(
+                conn,
+                by,
+                "review.record",
+                "check",
+                check_id,
+                after={"review_id": review_id, "decision": decision},
+            )
+        review = self.review(review_id)
+        assert review is not None
+        return review
+
+    def _lock(self, conn: Connection, code: str) -> sa.RowMapping:
+        # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock
+        row = (
+            conn.execute(sa.select(projects).where(projects.c.code == code).with_for_update())
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise ProjectNotFoundError(f"no project with code {code}")
+        return row
+
+    @staticmethod
+    def _update(conn: Connection, row: sa.RowMapping, **values: Any) -> None:
+        conn.execute(
+            projects.update()
+            .where(projects.c.id == row["id"])
+            .values(revision=row["revision"] + 1, updated_at=now(), **values)
+        )
+
+    # ---- reads
+
+    def get(self, code: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(projects).where(projects.c.code == code)).mappings().first()
+        if row is None:
+            raise ProjectNotFoundError(f"no project with code {code}")
+        return _project(row)
+
+    def exists(self, code: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(projects.c.id).where(projects.c.code == code)).first() is not None
+
+    def search(
+        self,
+        *,
+        q: str | None = None,
+        code: str | None = None,
+        name: str | None = None,
+        district: str | None = None,
+        status: str | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Projects matching every given filter (text filters are substring matches), and the total."""
+        conds: list[Any] = []
+        if q:
+            conds.append(
+                sa.or_(
+                    projects.c.code.contains(q, autoescape=True), projects.c.name.contains(q, autoescape=True)
+                )
+            )
+        if code:
+            conds.append(projects.c.code.contains(code, autoescape=True))
+        if name:
+            conds.append(projects.c.name.contains(name, autoescape=True))
+        if district:
+            conds.append(projects.c.district.contains(district, autoescape=True))
+        if status:
+            conds.append(projects.c.status == status)
+        if bbox:
+            west, south, east, north = bbox
+            conds += [
+                projects.c.max_lon >= west,
+                projects.c.min_lon <= east,
+                projects.c.max_lat >= south,
+                projects.c.min_lat <= north,
+            ]
+        where = sa.and_(sa.true(), *conds)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(projects).where(where)).scalar_one()
+            rows = (
+                conn.execute(
+                    sa.select(projects).where(where).order_by(projects.c.code).limit(limit).offset(offset)
+                )
+                .mappings()
+                .all()
+            )
+        return [_project(r) for r in rows], int(total)
+
+    def parcels(self, code: str | None = None) -> gpd.GeoDataFrame:
+        """Parcels of one project (or of every project), in the working CRS, in stored order."""
+        query = (
+            sa.select(
+                projects.c.code,
+                project_parcels.c.seq,
+                project_parcels.c.parcel_id,
+                project_parcels.c.name,
+                project_parcels.c.area_m2,
+                sa.func.ST_AsBinary(sa.literal_column("project_parcels.geom")).label("wkb"),
+            )
+            .join(projects, projects.c.id == project_parcels.c.project_id)
+            .order_by(projects.c.code, project_parcels.c.seq)
+        )
+        if code is not None:
+            if not self.exists(code):
+                raise ProjectNotFoundError(f"no project with code {code}")
+            query = query.where(projects.c.code == code)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        geoms = [wkb.loads(bytes(r["wkb"])) for r in rows]
+        return gpd.GeoDataFrame(
+            {
+                "project_code": [r["code"] for r in rows],
+                "parcel_id": [r["parcel_id"] for r in rows],
+                "name": [r["name"] for r in rows],
+                "area_m2": [r["area_m2"] for r in rows],
+            },
+            geometry=gpd.GeoSeries(geoms, crs=self.work_crs),
+            crs=self.work_crs,
+        )
+
+    def checks(self, code: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(
+                        project_checks.c.check_id,
+                        project_checks.c.verdict,
+                        project_checks.c.blueprint_version,
+                        project_checks.c.created_by,
+                        project_checks.c.created_at,
+                    )
+                    .join(projects, projects.c.id == project_checks.c.project_id)
+                    .where(projects.c.code == code)
+                    .order_by(project_checks.c.created_at)
+                )
+                .mappings()
+                .all()
+            )
+        return [{**r, "created_at": _iso(r["created_at"])} for r in rows]
+
+    def project_for_check(self, check_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(projects)
+                    .join(project_checks, project_checks.c.project_id == projects.c.id)
+                    .where(project_checks.c.check_id == check_id)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _project(row)
+
+    def review(self, review_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(reviews).where(reviews.c.review_id == review_id)).mappings().first()
+        return None if row is None else _review(row)
+
+    def reviews(self, *, check_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(reviews).order_by(reviews.c.decided_at, reviews.c.created_at)
+        if check_id is not None:
+            query = query.where(reviews.c.check_id == check_id)
+        if code is not None:
+            query = query.join(projects, projects.c.id == reviews.c.project_id).where(projects.c.code == code)
+        with self.engine.connect() as conn:
+            return [_review(r) for r in conn.execute(query).mappings().all()]
+
+
+def _project(row: sa.RowMapping) -> dict[str, Any]:
+    return {
+        "code": row["code"],
+        "name": row["name"],
+        "project_type": row["project_type"],
+        "applicant": row["applicant"],
+        "district": row["district"],
+        "status": row["status"],
+        "parcel_count": row["parcel_count"],
+        "area_m2": row["area_m2"],
+        "parcels_checksum": row["parcels_checksum"],
+        "bbox": [row["min_lon"], row["min_lat"], row["max_lon"], row["max_lat"]],
+        "latest_check_id": row["latest_check_id"],
+        "latest_verdict": row["latest_verdict"],
+        "created_by": row["created_by"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _review(row: sa.RowMapping) -> dict[str, Any]:
+    return {
+        "review_id": row["review_id"],
+        "check_id": row["check_id"],
+        "decided_by": row["decided_by"],
+        "decided_at": _iso(row["decided_at"]),
+        "decision": row["decision"],
+        "conditions": list(row["conditions"] or []),
+        "reasons": row["reasons"],
+        "recorded_by": row["recorded_by"],
+        "recorded_at": _iso(row["created_at"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+class JobStore:
+    """Background jobs (large screenings): queued → running → succeeded | failed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        kind: str,
+        *,
+        by: Principal,
+        parcel_count: int,
+        input_hash: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """A queued job, or the existing job for ``idempotency_key`` (second item: whether it is new)."""
+        job_id = f"J{uuid.uuid4().hex}"
+        stamp = now()
+        try:
+            with write(self.engine) as conn:
+                if idempotency_key is not None:
+                    existing = conn.execute(
+                        sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == idempotency_key)
+                    ).scalar()
+                    if existing is not None:
+                        return self.get(existing), False
+                conn.execute(
+                    jobs.insert().values(
+                        job_id=job_id,
+                        kind=kind,
+                        status="queued",
+                        idempotency_key=idempotency_key,
+                        input_hash=input_hash,
+                        parcel_count=parcel_count,
+                        created_by=by.name,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
+                )
+                AuditLog.append(conn, by, "job.create", "job", job_id, after={"status": "queued"})
+        except sa.exc.IntegrityError:  # the same key raced us on PostgreSQL
+            existing = self.by_idempotency_key(idempotency_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return self.get(job_id), True
+
+    def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            job_id = conn.execute(sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == key)).scalar()
+        return None if job_id is None else self.get(job_id)
+
+    def set_status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        by: Principal = SYSTEM,
+        result_id: str | None = None,
+        error_code: str | None = None,
+        error_detail: str | None = None,
+    ) -> None:
+        with write(self.engine) as conn:
+            before = conn.execute(sa.select(jobs.c.status).where(jobs.c.job_id == job_id)).scalar()
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id)
+                .values(
+                    status=status,
+                    result_id=result_id,
+                    error_code=error_code,
+                    error_detail=error_detail,
+                    updated_at=now(),
+                )
+            )
+            AuditLog.append(
+                conn,
+                by,
+                "job.status",
+                "job",
+                job_id,
+                before={"status": before},
+                after={"status": status, "result_id": result_id, "error_code": error_code},
+            )
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        status, code, detail = row["status"], row["error_code"], row["error_detail"]
+        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=UTC)
+        if status in ("queued", "running") and updated < now() - JOB_STALE_AFTER:
+            # its process stopped (the input lived in memory); say so instead of "running" forever
+            status, code, detail = "failed", "job_interrupted", "the job stopped with the process that ran it"
+        return {
+            "job_id": row["job_id"],
+            "kind": row["kind"],
+            "status": status,
+            "parcel_count": row["parcel_count"],
+            "result_id": row["result_id"],
+            "input_hash": row["input_hash"],
+            "error": {"code": code, "detail": detail} if code else None,
+            "created_by": row["created_by"],
+            "created_at": _iso(row["created_at"]),
+            "updated_at": _iso(row["updated_at"]),
+        }
+
+    def fail_unfinished(self, reason: str) -> int:
+        """Mark stale queued/running jobs failed (their input was in the memory of a stopped process).
+
+        Only jobs untouched for :data:`JOB_STALE_AFTER`: another worker process may be running fresh ones.
+        """
+        with write(self.engine) as conn:
+            ids = (
+                conn.execute(
+                    sa.select(jobs.c.job_id).where(
+                        jobs.c.status.in_(("queued", "running")), jobs.c.updated_at < now() - JOB_STALE_AFTER
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for job_id in ids:
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id)
+                    .values(
+                        status="failed", error_code="job_interrupted", error_detail=reason, updated_at=now()
+                    )
+                )
+                AuditLog.append(
+                    conn,
+                    SYSTEM,
+                    "job.status",
+                    "job",
+                    job_id,
+                    after={"status": "failed"},
+                    detail={"reason": reason},
+                )
+        return len(ids)

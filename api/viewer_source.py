@@ -1,0 +1,90 @@
+"""api.viewer_source: the viewer's read-only storage port (viewer.source.ViewerSource) over the stores."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import geopandas as gpd
+from pyproj import CRS
+
+from api.services import Services, feature_collection, transformer
+from blueprint.errors import BlueprintNotFoundError, NoPublishedBlueprintError
+from checks.errors import CheckNotFoundError
+from layers.crs import OUTPUT_CRS, to_output
+
+
+class StoreViewerSource:
+    """Implements :class:`viewer.source.ViewerSource`; every method is thread-safe (stores open connections
+    per call, published blueprints come from the shared cache)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def work_crs(self) -> CRS:
+        return self.services.settings.work_crs
+
+    def versions(self) -> list[dict[str, Any]]:
+        return self.services.stores.blueprints.versions()
+
+    def latest_version(self) -> str | None:
+        try:
+            return self.services.stores.blueprints.latest_published_version()
+        except NoPublishedBlueprintError:
+            return None
+
+    def _blueprint(self, version: str) -> Any:
+        try:
+            return self.services.published.blueprint(version)
+        except BlueprintNotFoundError as exc:
+            raise KeyError(version) from exc
+
+    def pieces(self, version: str) -> gpd.GeoDataFrame:
+        return self._blueprint(version).pieces
+
+    def conflicts(self, version: str) -> gpd.GeoDataFrame:
+        return self._blueprint(version).conflicts
+
+    def city_bounds_4326(self) -> tuple[float, float, float, float]:
+        """The extent of the latest published version (else the newest draft, else the work CRS's area)."""
+        version = self.latest_version()
+        if version is None:
+            versions = self.versions()
+            version = str(versions[-1]["version"]) if versions else None
+        if version is not None:
+            pieces = self.pieces(version)
+            if len(pieces):
+                to_84 = transformer(CRS.from_user_input(pieces.crs), OUTPUT_CRS)
+                west, south, east, north = to_84.transform_bounds(*pieces.total_bounds)
+                return float(west), float(south), float(east), float(north)
+        area = self.work_crs().area_of_use
+        if area is None:
+            return (73.0, 18.0, 135.0, 54.0)  # China
+        return (area.west, area.south, area.east, area.north)
+
+    def search_projects(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        items, _ = self.services.projects.search(q=q or None, limit=max(1, min(limit, 500)))
+        return [{k: p[k] for k in ("code", "name", "project_type", "district", "status")} for p in items]
+
+    def check(self, check_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = json.loads(self.services.stores.checks.get(check_id))
+        except CheckNotFoundError:
+            return None
+        return result
+
+    def project_for_check(self, check_id: str) -> dict[str, Any] | None:
+        project = self.services.projects.project_for_check(check_id)
+        if project is None:
+            return None
+        parcels = self.services.projects.parcels(project["code"])
+        return {
+            **{k: project[k] for k in ("code", "name", "project_type", "applicant", "district", "status")},
+            "parcels": feature_collection(
+                to_output(parcels), id_column="parcel_id", properties=("parcel_id", "name", "area_m2")
+            ),
+            "reviews": [
+                {k: r[k] for k in ("decided_by", "decided_at", "decision", "conditions", "reasons")}
+                for r in self.services.projects.reviews(check_id=check_id)
+            ],
+        }

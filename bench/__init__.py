@@ -1,0 +1,1 @@
+"""bench: benchmarks and the synthetic scaled city they share (not part of the service)."""

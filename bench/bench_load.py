@@ -1,0 +1,275 @@
+"""bench.bench_load: the service under load on loopback (uvicorn) — N concurrent httpx clients for T seconds.
+
+Sets up a small published city in a fresh database (SpatiaLite by default, ``--database-url`` for
+PostGIS), starts ``uvicorn api.app:create_app --factory`` in a child process, and runs a request mix
+(screening checks, stored-result reads, project search, OGC items) from ``--clients`` concurrent
+clients for ``--seconds``. Prints throughput, p50/p99 latency per operation and overall, and errors.
+
+    .venv/bin/python -m bench.bench_load                      # 50 clients × 30 s, SpatiaLite
+    .venv/bin/python -m bench.bench_load --clients 10 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import httpx
+from shapely.geometry import box, mapping
+
+X0, Y0 = 500_000.0, 3_420_000.0  # EPSG:4548 near the Tongling GK origin (as tests/geoms.py)
+CITY = {  # kind → rectangle in metres from (X0, Y0)
+    "city_boundary": (0, 0, 4000, 2000),
+    "ecological_redline": (0, 0, 1000, 2000),
+    "permanent_farmland": (1000, 0, 2200, 2000),
+    "urban_boundary": (2000, 0, 4000, 2000),
+}
+MIX = (("check", 0.55), ("get_check", 0.2), ("search", 0.1), ("ogc_items", 0.1), ("locate", 0.05))
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> Any:
+    return box(X0 + x0, Y0 + y0, X0 + x1, Y0 + y1)
+
+
+def parcel_collection(rng: random.Random) -> dict[str, Any]:
+    """One random 30–80 m parcel somewhere in the city, as GeoJSON (EPSG:4326)."""
+    x, y, size = rng.uniform(50, 3900), rng.uniform(50, 1900), rng.uniform(30, 80)
+    frame = gpd.GeoDataFrame({"parcel_id": ["1"]}, geometry=[rect(x, y, x + size, y + size)], crs="EPSG:4548")
+    geom = frame.to_crs("EPSG:4326").geometry.iloc[0]
+    return {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {"parcel_id": "1"}, "geometry": mapping(geom)}],
+    }
+
+
+def prepare(database_url: str, data_dir: Path) -> tuple[str, str]:
+    """Build and publish the city, create keys; returns (admin key, approval-system key)."""
+    from api.services import Services
+    from api.settings import Settings
+    from api.store import Principal
+
+    settings = Settings(_env_file=None, database_url=database_url, data_dir=data_dir)  # type: ignore[call-arg]
+    services = Services.open(settings)
+    try:
+        admin = Principal("bench", "admin")
+        for kind, bounds in CITY.items():
+            path = data_dir / f"{kind}.geojson"
+            gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[rect(*bounds)], crs="EPSG:4548").to_crs(
+                "EPSG:4326"
+            ).to_file(path, driver="GeoJSON")
+            services.upload_layer(path, kind, by=admin, name=kind)
+        version = services.build(by=admin)["version"]
+        services.publish(version, by=admin)
+        admin_key = services.keys.create("bench admin", "admin")[0]
+        approval_key = services.keys.create("bench approval", "approval_system")[0]
+        for i in range(20):  # a few projects to search and locate
+            from api.store import NewProject
+            from layers.ingest import parcels_from_geojson
+
+            parcels = parcels_from_geojson(parcel_collection(random.Random(i)), work_crs=settings.work_crs)
+            services.create_project(
+                NewProject(f"BENCH-{i:03d}", f"压测项目 {i}", "industrial", "bench", "铜官区"),
+                parcels,
+                by=admin,
+            )
+    finally:
+        services.close()
+    return admin_key, approval_key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BLUEPRINT_DATABASE_URL": database_url,
+        "BLUEPRINT_DATA_DIR": str(data_dir),
+        "BLUEPRINT_DEV_MODE": "false",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"uvicorn exited with {proc.returncode}")
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    raise SystemExit("the server did not become ready within 60 s")
+
+
+async def client_loop(
+    base: str,
+    key: str,
+    until: float,
+    seed: int,
+    samples: dict[str, list[float]],
+    errors: dict[str, int],
+    check_ids: list[str],
+    pool: list[dict[str, Any]],
+) -> None:
+    rng = random.Random(seed)
+    ops, weights = zip(*MIX, strict=True)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60) as client:
+        while time.monotonic() < until:
+            op = rng.choices(ops, weights)[0]
+            if op == "get_check" and not check_ids:
+                op = "check"
+            start = time.perf_counter()
+            try:
+                if op == "check":
+                    response = await client.post(
+                        "/api/v1/checks",
+                        json={
+                            "project_type": rng.choice(
+                                ["industrial", "residential", "linear_infrastructure"]
+                            ),
+                            "parcels": rng.choice(pool),
+                        },
+                    )
+                    if response.status_code == 201:
+                        check_ids.append(response.json()["check_id"])
+                elif op == "get_check":
+                    response = await client.get(f"/api/v1/checks/{rng.choice(check_ids)}")
+                elif op == "search":
+                    response = await client.get(
+                        "/api/v1/projects", params={"q": f"BENCH-0{rng.randint(0, 1)}"}
+                    )
+                elif op == "ogc_items":
+                    response = await client.get(
+                        "/ogc/collections/blueprint-v1-pieces/items",
+                        params={"limit": 10, "offset": rng.randint(0, 3)},
+                    )
+                else:
+                    response = await client.get(f"/api/v1/projects/BENCH-{rng.randint(0, 19):03d}/location")
+                ok = response.status_code < 400
+            except httpx.HTTPError:
+                ok = False
+            elapsed = time.perf_counter() - start
+            if ok:
+                samples[op].append(elapsed)
+            else:
+                errors[op] += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def run_load(base: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+    samples: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    check_ids: list[str] = []
+    # parcels are made before the clock starts, so the clients spend their CPU on requests only
+    pool = [parcel_collection(random.Random(10_000 + i)) for i in range(500)]
+    started = time.monotonic()
+    until = started + seconds
+    await asyncio.gather(
+        *(client_loop(base, key, until, i, samples, errors, check_ids, pool) for i in range(clients))
+    )
+    wall = time.monotonic() - started
+    report: dict[str, Any] = {"clients": clients, "seconds": round(wall, 2), "operations": {}}
+    everything: list[float] = []
+    for op, _weight in MIX:
+        values = samples.get(op, [])
+        everything += values
+        report["operations"][op] = {
+            "ok": len(values),
+            "errors": errors.get(op, 0),
+            "p50_ms": round(percentile(values, 50) * 1000, 1),
+            "p99_ms": round(percentile(values, 99) * 1000, 1),
+        }
+    total_errors = sum(errors.values())
+    report.update(
+        requests=len(everything) + total_errors,
+        errors=total_errors,
+        throughput_rps=round(len(everything) / wall, 1),
+        p50_ms=round(percentile(everything, 50) * 1000, 1),
+        p99_ms=round(percentile(everything, 99) * 1000, 1),
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--database-url", default=None, help="default: a fresh SpatiaLite file")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        data_dir = Path(tmp)
+        url = args.database_url or f"sqlite:///{data_dir / 'bench.sqlite'}"
+        t0 = time.monotonic()
+        _admin_key, approval_key = prepare(url, data_dir)
+        print(
+            f"setup: city published, 20 projects ({time.monotonic() - t0:.1f} s); backend "
+            f"{url.split(':', 1)[0]}",
+            file=sys.stderr,
+        )
+        port = free_port()
+        server = start_server(url, data_dir, port, args.workers)
+        try:
+            report = asyncio.run(
+                run_load(f"http://127.0.0.1:{port}", approval_key, args.clients, args.seconds)
+            )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    report["backend"] = url.split(":", 1)[0]
+    print(f"{'operation':<12}{'ok':>8}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}")
+    for op, row in report["operations"].items():
+        print(f"{op:<12}{row['ok']:>8}{row['errors']:>8}{row['p50_ms']:>10}{row['p99_ms']:>10}")
+    print(
+        f"total: {report['requests']} requests in {report['seconds']} s = {report['throughput_rps']} req/s, "
+        f"p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, errors {report['errors']}"
+    )
+    print(json.dumps(report, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""blueprint.coverage: partition one grid cell — clip, node, polygonize, look up covers, absorb slivers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from layers.geometry import polygonal_part
+
+POLYGON, MULTIPOLYGON, COLLECTION = 3, 6, 7
+# Every overlay runs snap-rounded on this grid (metres), so a vertex where a plan edge crosses a cell
+# line comes out bit-identical in the two cells that share the line and the pieces stay a coverage.
+GRID_M = 0.001
+
+
+@dataclass(frozen=True)
+class Absorbed:
+    """A face narrower than the tolerance merged into a neighbour (``receiver`` is a local face index)."""
+
+    receiver: int
+    area_m2: float
+    features: tuple[int, ...]  # global indices of the features that covered the absorbed face
+    point: tuple[float, float]
+
+
+@dataclass
+class CellPartition:
+    """The pieces of one cell: ``faces`` plus (face, feature) coverage pairs and what was absorbed."""
+
+    faces: np.ndarray
+    pair_face: np.ndarray
+    pair_feature: np.ndarray
+    absorbed: list[Absorbed] = field(default_factory=list)
+    reference_area: float = 0.0  # city area inside the cell, computed independently of the faces
+
+
+def clip_to_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray,
+                 bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``feats`` clipped to ``cell``; returns (kept global indices, clipped polygons)."""
+    xmin, ymin, xmax, ymax = cell.bounds
+    b = bounds[feats]
+    inside = (b[:, 0] >= xmin) & (b[:, 1] >= ymin) & (b[:, 2] <= xmax) & (b[:, 3] <= ymax)
+    clipped = geoms[feats].copy()
+    if (~inside).any():
+        clipped[~inside] = shapely.intersection(geoms[feats[~inside]], cell, grid_size=GRID_M)
+    types = shapely.get_type_id(clipped)
+    for i in np.flatnonzero(types == COLLECTION):  # touching parts leave lines or points behind
+        part = polygonal_part(clipped[i])
+        clipped[i] = part if part is not None else Polygon()
+    keep = shapely.area(clipped) > 0.0
+    return feats[keep], clipped[keep]
+
+
+def faces_of(cell: Polygon, clipped: np.ndarray) -> np.ndarray:
+    """All faces formed by the noded boundaries of ``clipped`` and the cell frame."""
+    lines = np.append(shapely.boundary(clipped), cell.exterior)
+    noded = shapely.union_all(lines, grid_size=GRID_M)  # nodes every crossing, dissolves shared edges
+    return np.asarray(shapely.get_parts(shapely.polygonize(shapely.get_parts(noded))))
+
+
+def coverage_pairs(faces: np.ndarray, clipped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(face, clipped-feature) pairs where the feature covers the face, by an interior point per face."""
+    points = shapely.point_on_surface(faces)
+    tree = shapely.STRtree(points)
+    feat, face = tree.query(clipped, predicate="contains")  # input polygons are prepared, points are cheap
+    return face, feat
+
+
+def thin_faces(faces: np.ndarray, candidates: np.ndarray, cell: Polygon, tolerance_m: float) -> np.ndarray:
+    """Indices among ``candidates`` of faces narrower than ``tolerance_m`` everywhere.
+
+    A face cut thin by the cell frame itself is a grid artefact, not a sliver: faces lying along the
+    frame for more than twice the tolerance are left alone.
+    """
+    if tolerance_m <= 0 or len(candidates) == 0:
+        return np.empty(0, dtype=np.int64)
+    g = faces[candidates]
+    # cheap screen: a strip of width w has 2·area/perimeter ≈ w
+    rough = 2.0 * shapely.area(g) < tolerance_m * shapely.length(g)
+    idx = candidates[rough]
+    if len(idx) == 0:
+        return idx
+    narrow = shapely.is_empty(shapely.buffer(faces[idx], -tolerance_m / 2.0))
+    idx = idx[narrow]
+    on_frame = shapely.length(shapely.intersection(shapely.boundary(faces[idx]), cell.exterior))
+    return np.asarray(idx[on_frame <= 2.0 * tolerance_m], dtype=np.int64)
+
+
+def pick_receivers(faces: np.ndarray, slivers: np.ndarray, others: np.ndarray,
+                   priority: np.ndarray) -> dict[int, int]:
+    """Sliver → the neighbour sharing the longest edge (ties: stronger ``priority``, then lower index)."""
+    if len(slivers) == 0 or len(others) == 0:
+        return {}
+    tree = shapely.STRtree(faces[others])
+    s_local, o_local = tree.query(faces[slivers], predicate="intersects")
+    s, o = slivers[s_local], others[o_local]
+    shared = shapely.length(shapely.intersection(shapely.boundary(faces[s]), shapely.boundary(faces[o])))
+    best: dict[int, tuple[float, int, int]] = {}
+    for si, oi, length in zip(s.tolist(), o.tolist(), shared.tolist(), strict=True):
+        if length <= 0.0:
+            continue
+        key = (-round(length, 6), int(priority[oi]), oi)
+        if si not in best or key < best[si]:
+            best[si] = key
+    return {si: key[2] for si, key in best.items()}
+
+
+def absorb(faces: np.ndarray, receivers: dict[int, int]) -> np.ndarray:
+    """``faces`` with each sliver unioned into its receiver (slivers themselves become None)."""
+    out = faces.copy()
+    groups: dict[int, list[int]] = {}
+    for si, ri in receivers.items():
+        groups.setdefault(ri, []).append(si)
+    for ri, sis in groups.items():
+        # faces share their edges exactly, so the coverage union is exact (a snap-rounded union
+        # could collapse a millimetre-thin sliver and leave a gap)
+        out[ri] = shapely.coverage_union_all([faces[ri], *faces[sis]])
+        for si in sis:
+            out[si] = None
+    return out
+
+
+def _absorbed_records(faces: np.ndarray, receivers: dict[int, int], face_i: np.ndarray,
+                      feat_g: np.ndarray) -> list[Absorbed]:
+    records = []
+    for si, ri in sorted(receivers.items()):
+        point = shapely.point_on_surface(faces[si])
+        records.append(Absorbed(receiver=ri, area_m2=float(shapely.area(faces[si])),
+                                features=tuple(sorted(feat_g[face_i == si].tolist())),
+                                point=(float(point.x), float(point.y))))
+    return records
+
+
+def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: np.ndarray, *,
+                   is_boundary: np.ndarray, priority: np.ndarray, tolerance_m: float) -> CellPartition:
+    """Partition the city inside ``cell`` into faces, each with the plan features covering it.
+
+    The city is the union of the boundary features if any are given (``is_boundary``), else the union
+    of all features. Faces narrower than ``tolerance_m`` are absorbed into their best neighbour.
+    ``priority`` (per global feature, lower is stronger) breaks ties between equally long neighbours.
+    """
+    empty = CellPartition(np.empty(0, dtype=object), np.empty(0, np.int64), np.empty(0, np.int64))
+    kept, clipped = clip_to_cell(cell, feats, geoms, bounds)
+    if len(kept) == 0:
+        return empty
+    faces = faces_of(cell, clipped)
+    face_i, feat_local = coverage_pairs(faces, clipped)
+    feat_g = kept[feat_local]
+    on_boundary = is_boundary[feat_g]
+    has_boundary = bool(is_boundary.any())
+    in_city = np.zeros(len(faces), dtype=bool)
+    in_city[face_i[on_boundary] if has_boundary else face_i] = True
+    face_i, feat_g = face_i[~on_boundary], feat_g[~on_boundary]  # the boundary is extent, not a control
+
+    face_priority = np.full(len(faces), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(face_priority, face_i, priority[feat_g])
+    city = np.flatnonzero(in_city)
+    slivers = thin_faces(faces, city, cell, tolerance_m)
+    receivers = pick_receivers(faces, slivers, np.setdiff1d(city, slivers), face_priority)
+    records = _absorbed_records(faces, receivers, face_i, feat_g)
+    merged = absorb(faces, receivers)
+
+    keep = in_city.copy()
+    keep[list(receivers)] = False
+    new_index = np.cumsum(keep) - 1
+    pair_keep = keep[face_i]
+    reference = clipped[is_boundary[kept]] if has_boundary else clipped
+    return CellPartition(
+        faces=merged[keep],
+        pair_face=new_index[face_i[pair_keep]],
+        pair_feature=feat_g[pair_keep],
+        absorbed=[Absorbed(int(new_index[r.receiver]), r.area_m2, r.features, r.point) for r in records],
+        reference_area=float(shapely.area(shapely.union_all(reference))),
+    )

@@ -1,0 +1,83 @@
+"""checks.areas: plane areas in the working CRS and ellipsoidal areas on the CGCS2000 ellipsoid."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from pyproj import CRS, Geod, Transformer
+
+from layers.crs import CGCS2000
+
+# CGCS2000 椭球 = GRS80 参数 (a, 1/f); the national land surveys compute 椭球面积 on it.
+CGCS2000_A = 6_378_137.0
+CGCS2000_INVF = 298.257222101
+GEOD = Geod(a=CGCS2000_A, f=1.0 / CGCS2000_INVF)
+
+# pyproj transformers are not safe to share between threads (API workers): one cache per thread.
+_local = threading.local()
+
+
+def transformer(source: CRS, target: CRS) -> Transformer:
+    """A cached lon/lat-ordered (always_xy) transformer from ``source`` to ``target``."""
+    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    key = (source.srs, target.srs)  # the defining string: cheap, unlike to_wkt() on every call
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = Transformer.from_crs(source, target, always_xy=True)
+    return found
+
+
+def reproject(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
+    """``geoms`` transformed from ``source`` to ``target`` (x = easting / longitude)."""
+    tr = transformer(source, target)
+
+    def _apply(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = tr.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return np.asarray(shapely.transform(geoms, _apply), dtype=object)
+
+
+def plane_areas(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
+    """Plane areas in the units of the geometries' CRS (m² in the GK working CRS)."""
+    return np.asarray(shapely.area(geoms), dtype=np.float64)
+
+
+def geodesic_areas_lonlat(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
+    """Ellipsoidal areas (m²) of (Multi)Polygons given in lon/lat on the CGCS2000 ellipsoid.
+
+    Rings are cut out in one vectorised pass; each ring's geodesic area is one call into PROJ's
+    geodesic library (Karney's algorithm). Exterior rings add, holes subtract, whatever their orientation.
+    """
+    out = np.zeros(len(geoms), dtype=np.float64)
+    if len(geoms) == 0:
+        return out
+    parts, part_owner = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    if len(rings) == 0:
+        return out
+    # get_rings lists each polygon's exterior first: the first ring of every part is its exterior
+    exterior = np.ones(len(rings), dtype=bool)
+    exterior[1:] = ring_part[1:] != ring_part[:-1]
+    coords, ring_of_coord = shapely.get_coordinates(rings, return_index=True)
+    bounds = np.searchsorted(ring_of_coord, np.arange(len(rings) + 1))
+    ring_area = np.empty(len(rings), dtype=np.float64)
+    for r in range(len(rings)):
+        lo, hi = bounds[r], bounds[r + 1]
+        area, _ = GEOD.polygon_area_perimeter(coords[lo:hi, 0], coords[lo:hi, 1])
+        ring_area[r] = abs(area)
+    signed = np.where(exterior, ring_area, -ring_area)
+    np.add.at(out, part_owner[ring_part], signed)
+    return out
+
+
+def ellipsoidal_areas(geoms: NDArray[np.object_], crs: CRS) -> NDArray[np.float64]:
+    """Ellipsoidal areas (m²) of ``geoms`` given in ``crs``, via CGCS2000 geographic coordinates."""
+    if len(geoms) == 0:
+        return np.zeros(0, dtype=np.float64)
+    return geodesic_areas_lonlat(reproject(geoms, crs, CGCS2000))

@@ -1,0 +1,552 @@
+"""checks.engine: screen project parcels against one blueprint version (STRtree + vectorised shapely)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from numpy.typing import NDArray
+from pyproj import CRS
+
+from blueprint.model import Blueprint
+from checks.areas import ellipsoidal_areas, reproject
+from checks.errors import CheckError, NoParcelsError, ParcelOutsideCityError
+from checks.explain import explain_parcel, explain_submission
+from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
+from layers.catalogue import Catalogue
+from layers.crs import OUTPUT_CRS, to_work_crs
+from layers.geometry import polygonal_part, repair_frame
+from layers.model import ParcelSet, Repair
+
+# pieces with this many vertices are prepared once, when the Screener is built: testing "piece contains
+# the parcel" on a prepared piece is cheap, while intersecting a parcel with a big piece (zones with
+# hundreds of holes) is the most expensive step. Small pieces are not worth the prepared index's memory.
+# Preparing up front (not lazily) keeps the shared Screener read-only, so safe across request threads.
+PREPARE_MIN_VERTICES = 64
+# 1 cm² is far below survey precision: overlaps this small are floating-point residue of shared edges
+# (a parcel that only touches a piece), never a real overlap, so they are dropped before any rule.
+NOISE_M2 = 1e-4
+AREA_DECIMALS = 4
+RATIO_DECIMALS = 8
+COORD_DECIMALS = 7  # ≈1 cm in lon/lat
+VERDICTS = ("pass", "review", "conflict")  # index = severity
+UNPLANNED = "unplanned"
+
+
+class DuplicateParcelIdError(CheckError, ValueError):
+    """Two submitted parcels share one parcel_id (results are keyed by it)."""
+
+    code = "duplicate_parcel_id"
+
+
+@dataclass(frozen=True)
+class KindLabel:
+    """A kind as reported in results: catalogue kind or pseudo-kind."""
+
+    key: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass
+class Hits:
+    """Overlaps of an array of parcels with the blueprint, one row per (parcel, effective kind)."""
+
+    parcel: NDArray[np.int64]  # index into the screened parcel array
+    kind: NDArray[np.int64]  # index into Screener.kinds
+    geometry: NDArray[np.object_]  # polygonal overlap, working CRS
+    area: NDArray[np.float64]
+    ellipsoidal_area: NDArray[np.float64]
+    member_bounds: NDArray[np.int64]  # hit i's pieces are member_piece[bounds[i]:bounds[i+1]]
+    member_piece: NDArray[np.int64]
+    covered: NDArray[np.float64]  # per parcel: area covered by any piece (for the city-extent test)
+
+
+@dataclass
+class _Parcels:
+    """A submission as plain arrays: ids, optional names, geometries in the working CRS."""
+
+    ids: list[str]
+    names: list[str | None]
+    geoms: NDArray[np.object_]
+
+
+def _clean(geoms: NDArray[np.object_]) -> bool:
+    """True when repair_frame would change nothing: valid, non-empty, 2-D (Multi)Polygons only."""
+    if any(g is None for g in geoms):
+        return False
+    types = shapely.get_type_id(geoms)
+    return bool(((types == 3) | (types == 6)).all() and not shapely.is_empty(geoms).any()
+                and not shapely.has_z(geoms).any() and shapely.is_valid(geoms).all())
+
+
+def natural_key(value: str) -> tuple[tuple[int, int, str], ...]:
+    """Sort key ordering "2" before "10" and "P2" before "P10"; total over all strings."""
+    return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk)
+                 for chunk in re.split(r"(\d+)", value) if chunk)
+
+
+def _round(value: float, decimals: int) -> float:
+    rounded = round(float(value), decimals)
+    return 0.0 if rounded == 0 else rounded  # no "-0.0" in canonical JSON
+
+
+def _geojson_all(geoms: NDArray[np.object_], crs: CRS) -> list[dict[str, Any] | None]:
+    """RFC 7946 geometries in EPSG:4326: CCW exteriors, coordinates rounded to COORD_DECIMALS.
+
+    Reprojects with the cached transformer to layers.crs.OUTPUT_CRS (what layers.crs.to_output targets)
+    and cuts every ring out of one rounded coordinate array, so no per-vertex Python work is done;
+    the result is canonical as built (result_json passes geometry through untouched).
+    """
+    out: list[dict[str, Any] | None] = [None] * len(geoms)
+    if len(geoms) == 0:
+        return out
+    lonlat = shapely.orient_polygons(reproject(geoms, crs, OUTPUT_CRS), exterior_cw=False)
+    parts, owner = shapely.get_parts(lonlat, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    values = np.round(coords, COORD_DECIMALS).tolist()
+    cut = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    polygons: list[list[list[list[float]]]] = [[] for _ in range(len(parts))]
+    for r, part in enumerate(ring_part.tolist()):
+        polygons[part].append(values[cut[r]:cut[r + 1]])
+    multi = shapely.get_type_id(lonlat) == 6
+    by_owner: dict[int, list[list[list[list[float]]]]] = defaultdict(list)
+    for part, geom in enumerate(owner.tolist()):
+        by_owner[geom].append(polygons[part])
+    for geom, polys in by_owner.items():
+        out[geom] = ({"type": "MultiPolygon", "coordinates": polys} if multi[geom]
+                     else {"type": "Polygon", "coordinates": polys[0]})
+    return out
+
+
+class Screener:
+    """One blueprint version held in memory for screening: built once, shared by requests.
+
+    Pieces go into an STRtree; each piece's JSON ``kinds`` list is factorised into a small table of
+    kind combinations so a piece explodes into its effective kinds by array indexing, not parsing.
+    Parcels (the query side) are prepared before the tree query so the intersects predicate runs on
+    prepared geometries, and so are pieces with many vertices; intersection and area are vectorised
+    shapely 2 calls, skipped where a prepared containment test shows one side inside the other.
+    After construction the Screener is read-only apart from a cache of parsed piece sources, so one
+    instance can serve concurrent requests.
+    """
+
+    def __init__(self, blueprint: Blueprint, rules: Rules, catalogue: Catalogue, *,
+                 tolerance_m2: float = 1.0, tolerance_ratio: float = 0.001) -> None:
+        if tolerance_m2 < 0 or not 0 <= tolerance_ratio <= 1:
+            raise CheckError(f"tolerances must be ≥ 0 m² and within [0, 1], got {tolerance_m2}, "
+                             f"{tolerance_ratio}")
+        self.version = blueprint.version
+        self.crs = CRS.from_user_input(blueprint.crs)
+        self.rules = rules
+        self.catalogue = catalogue
+        self.tolerance_m2 = float(tolerance_m2)
+        self.tolerance_ratio = float(tolerance_ratio)
+        pieces = blueprint.pieces
+        self._piece_ids = pieces["piece_id"].astype(str).to_numpy()
+        self._sources = pieces["sources"].to_numpy()
+        self._geoms = np.asarray(pieces.geometry.values, dtype=object)
+        self._tree = shapely.STRtree(self._geoms)
+        self._big = self._prepare_big(self._geoms)
+        self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
+        codes, combos = pd.factorize(pieces["kinds"], sort=True)
+        self._piece_combo = np.asarray(codes, dtype=np.int64)
+        self.kinds = self._kind_vocabulary()
+        self._kind_index = {k.key: i for i, k in enumerate(self.kinds)}
+        parsed = [self._parse_kinds(str(c)) for c in combos]
+        has_urban = any(URBAN_BOUNDARY in c for c in parsed) or any(
+            ref.kind == URBAN_BOUNDARY for ref in blueprint.layers)
+        # 城镇开发边界外 only means something when the blueprint has an urban boundary at all
+        self._derive_outside = has_urban and OUTSIDE_URBAN in self._kind_index
+        self._combo_plain = self._csr(parsed, outside=False)
+        self._combo_urban = self._csr(parsed, outside=self._derive_outside)
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prepare_big(geoms: NDArray[np.object_]) -> NDArray[np.bool_]:
+        """Prepare the pieces with many vertices; returns which ones they are."""
+        big = np.asarray(shapely.get_num_coordinates(geoms) >= PREPARE_MIN_VERTICES, dtype=bool)
+        shapely.prepare(geoms[big])
+        return big
+
+    def _kind_vocabulary(self) -> list[KindLabel]:
+        """Catalogue control kinds in catalogue order, then the rules' pseudo-kinds."""
+        labels = [KindLabel(k.key, k.name_zh, k.name_en) for k in self.catalogue.values()
+                  if k.group != "boundary"]
+        labels += [KindLabel(p.key, p.name_zh, p.name_en) for p in self.rules.pseudo_kinds.values()]
+        return labels
+
+    def _parse_kinds(self, text: str) -> tuple[str, ...]:
+        try:
+            kinds = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CheckError(f"blueprint {self.version}: pieces.kinds is not JSON: {text[:60]!r}") from exc
+        boundary = {k.key for k in self.catalogue.values() if k.group == "boundary"}
+        out: list[str] = []
+        for kind in kinds:
+            if kind == UNPLANNED or kind in boundary:
+                continue  # the extent, not a control
+            if kind not in self._kind_index:
+                raise CheckError(f"blueprint {self.version} uses kind '{kind}', unknown to the catalogue")
+            out.append(kind)
+        return tuple(out)
+
+    def _csr(self, combos: list[tuple[str, ...]], *, outside: bool
+             ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Offsets and flat kind indices per combination, adding 城镇开发边界外 where asked."""
+        flat: list[int] = []
+        offsets = [0]
+        for combo in combos:
+            keys = list(combo)
+            if outside and URBAN_BOUNDARY not in combo:
+                keys.append(OUTSIDE_URBAN)
+            flat.extend(self._kind_index[k] for k in keys)
+            offsets.append(len(flat))
+        return np.asarray(offsets, dtype=np.int64), np.asarray(flat, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # shipped to dask workers: pieces as one WKB array (fast to pickle); the STRtree is rebuilt there
+        state = self.__dict__.copy()
+        del state["_tree"]
+        state["_geoms"] = shapely.to_wkb(self._geoms)
+        state["_source_cache"] = {}
+        del state["_big"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
+        self._tree = shapely.STRtree(self._geoms)
+        self._big = self._prepare_big(self._geoms)
+
+    @property
+    def piece_count(self) -> int:
+        return len(self._geoms)
+
+    # --- the vectorised core ----------------------------------------------------------------------
+
+    def _pairs(self, geoms: NDArray[np.object_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(parcel, piece) index pairs whose interiors or boundaries meet, sorted."""
+        shapely.prepare(geoms)
+        idx = self._tree.query(geoms, predicate="intersects")
+        order = np.lexsort((idx[1], idx[0]))
+        return idx[0][order].astype(np.int64), idx[1][order].astype(np.int64)
+
+    def _explode(self, pair_piece: NDArray[np.int64], urban: bool
+                 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """For each pair, one row per effective kind of its piece: (pair index, kind index)."""
+        offsets, flat = self._combo_urban if urban else self._combo_plain
+        combo = self._piece_combo[pair_piece]
+        counts = offsets[combo + 1] - offsets[combo]
+        rep = np.repeat(np.arange(len(pair_piece), dtype=np.int64), counts)
+        first = np.repeat(offsets[combo] - (np.cumsum(counts) - counts), counts)
+        kind = flat[first + np.arange(len(rep), dtype=np.int64)]
+        return rep, kind
+
+    def overlaps(self, geoms: NDArray[np.object_], *, urban_construction: bool) -> Hits:
+        """Overlap of each parcel geometry (working CRS) with each effective kind it covers."""
+        n = len(geoms)
+        pair_parcel, pair_piece = self._pairs(geoms)
+        inter = self._intersections(geoms[pair_parcel], pair_piece)
+        areas = shapely.area(inter)
+        covered = np.bincount(pair_parcel, weights=areas, minlength=n).astype(np.float64)
+        real = areas > NOISE_M2
+        pair_parcel, pair_piece, inter, areas = pair_parcel[real], pair_piece[real], inter[real], areas[real]
+        types = shapely.get_type_id(inter)
+        for i in np.flatnonzero((types != 3) & (types != 6)):  # keep only the polygonal part
+            inter[i] = polygonal_part(inter[i])
+        rep, kind = self._explode(pair_piece, urban_construction)
+        key = pair_parcel[rep] * len(self.kinds) + kind
+        order = np.argsort(key, kind="stable")  # stable: pieces stay in index order inside a hit
+        members = rep[order]
+        key_sorted = key[order]
+        change = np.empty(len(key_sorted), dtype=bool)
+        change[:1] = True
+        np.not_equal(key_sorted[1:], key_sorted[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        bounds = np.append(starts, len(key)).astype(np.int64)
+        hit_parcel = pair_parcel[members[starts]]
+        hit_geoms = self._hit_geometries(geoms, inter, areas, members, bounds, hit_parcel)
+        return Hits(parcel=hit_parcel, kind=kind[order][starts], geometry=hit_geoms,
+                    area=np.asarray(shapely.area(hit_geoms), dtype=np.float64),
+                    ellipsoidal_area=ellipsoidal_areas(hit_geoms, self.crs),
+                    member_bounds=bounds, member_piece=pair_piece[members], covered=covered)
+
+    def _intersections(self, parcels: NDArray[np.object_], pieces: NDArray[np.int64]) -> NDArray[np.object_]:
+        """parcel ∩ piece per pair, skipping the overlay where one contains the other outright."""
+        piece_geoms = self._geoms[pieces]
+        out = np.empty(len(pieces), dtype=object)
+        # the parcels are prepared (see _pairs): a piece strictly inside its parcel is the overlap
+        piece_inside = np.asarray(shapely.contains_properly(parcels, piece_geoms), dtype=bool)
+        parcel_inside = np.zeros(len(pieces), dtype=bool)
+        big = self._big[pieces] & ~piece_inside
+        if big.any():  # big pieces were prepared when the Screener was built
+            parcel_inside[big] = shapely.contains_properly(piece_geoms[big], parcels[big])
+        out[piece_inside] = piece_geoms[piece_inside]
+        out[parcel_inside] = parcels[parcel_inside]
+        rest = ~(piece_inside | parcel_inside)
+        out[rest] = shapely.intersection(parcels[rest], piece_geoms[rest])
+        return out
+
+    @staticmethod
+    def _hit_geometries(geoms: NDArray[np.object_], inter: NDArray[np.object_], areas: NDArray[np.float64],
+                        members: NDArray[np.int64], bounds: NDArray[np.int64],
+                        hit_parcel: NDArray[np.int64]) -> NDArray[np.object_]:
+        """One geometry per hit: the single overlap, the whole parcel when the kind covers all of it
+        (no overlay needed: pieces are disjoint, so the areas add up), else the union of the overlaps."""
+        out = np.empty(len(bounds) - 1, dtype=object)
+        if len(out) == 0:
+            return out
+        sizes = np.diff(bounds)
+        summed = np.add.reduceat(areas[members], bounds[:-1])
+        whole = summed >= shapely.area(geoms[hit_parcel]) * (1 - 1e-9)
+        single = (sizes == 1) & ~whole
+        out[whole] = geoms[hit_parcel[whole]]
+        out[single] = inter[members[bounds[:-1][single]]]
+        for h in np.flatnonzero(~whole & ~single):
+            out[h] = shapely.union_all(inter[members[bounds[h]:bounds[h + 1]]])
+        return out
+
+    # --- rules and verdicts -----------------------------------------------------------------------
+
+    def outcomes(self, project_type: str) -> NDArray[np.int64]:
+        """Per kind index: 0 forbidden, 1 conditional, 2 allowed for this project type."""
+        return np.asarray([OUTCOMES.index(self.rules.rule(k.key, project_type).outcome)
+                           for k in self.kinds], dtype=np.int64)
+
+    def below_tolerance(self, area: NDArray[np.float64], ratio: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Overlaps below BOTH tolerances are never a conflict (they make a review at most)."""
+        return (area < self.tolerance_m2) & (ratio < self.tolerance_ratio)
+
+    @staticmethod
+    def severity(outcome: NDArray[np.int64], below: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """Per hit: 2 conflict (forbidden, above tolerance), 1 review (conditional, or forbidden
+        below tolerance), 0 pass (allowed)."""
+        sev = np.where(outcome == 0, 2, np.where(outcome == 1, 1, 0))
+        return np.where((sev == 2) & below, 1, sev).astype(np.int64)
+
+    def outside_area(self, parcel_area: NDArray[np.float64], covered: NDArray[np.float64]
+                     ) -> NDArray[np.float64]:
+        """Area of each parcel not covered by any piece, with float residue clamped to zero."""
+        outside = np.maximum(parcel_area - covered, 0.0)
+        residue = np.maximum(NOISE_M2, parcel_area * 1e-9)
+        return np.where(outside <= residue, 0.0, outside)
+
+    def _piece_features(self, piece: int, kind: str) -> tuple[str, ...]:
+        """'layer:feature_id' of the sources of ``kind`` behind one piece (JSON parsed once, cached)."""
+        by_kind = self._source_cache.get(piece)
+        if by_kind is None:
+            grouped: dict[str, set[str]] = defaultdict(set)
+            for src in json.loads(self._sources[piece] or "[]"):
+                grouped[str(src.get("kind"))].add(f"{src.get('layer', '')}:{src.get('feature_id', '')}")
+            by_kind = self._source_cache[piece] = {k: tuple(sorted(v)) for k, v in grouped.items()}
+        return by_kind.get(kind, ())
+
+    def feature_ids(self, pieces: Iterable[int], kind: str) -> list[str]:
+        """'layer:feature_id' of every source feature of ``kind`` behind the given pieces, sorted
+        (plain code-point order: cheap and stable; natural order is kept for parcel ids only)."""
+        parts = [self._piece_features(int(p), kind) for p in pieces]
+        if len(parts) == 1:
+            return list(parts[0])
+        return sorted({f for part in parts for f in part})
+
+    # --- input ------------------------------------------------------------------------------------
+
+    def validated(self, frame: gpd.GeoDataFrame, source: str) -> gpd.GeoDataFrame:
+        """Parcels in the blueprint CRS with unique string ids (not yet repaired)."""
+        if "parcel_id" not in frame.columns:
+            raise CheckError(f"{source}: the parcels have no 'parcel_id' column")
+        if frame["parcel_id"].isna().any():
+            raise CheckError(f"{source}: {int(frame['parcel_id'].isna().sum())} parcel(s) have no parcel_id")
+        frame = to_work_crs(frame, self.crs, source=source)
+        frame = frame.assign(parcel_id=frame["parcel_id"].astype(str))
+        dup = frame["parcel_id"][frame["parcel_id"].duplicated()]
+        if len(dup):
+            raise DuplicateParcelIdError(
+                f"{source}: parcel_id '{dup.iloc[0]}' is used by more than one parcel")
+        return frame
+
+    def repaired(self, frame: gpd.GeoDataFrame, source: str) -> tuple[gpd.GeoDataFrame, list[Repair]]:
+        """Validated parcels repaired (layers.geometry.repair_frame), in natural parcel_id order."""
+        fixed, repairs = repair_frame(frame, id_column="parcel_id", source=source)
+        order = sorted(range(len(fixed)), key=lambda i: natural_key(fixed["parcel_id"].iat[i]))
+        return fixed.iloc[order].reset_index(drop=True), repairs
+
+    @staticmethod
+    def input_hash(ids: list[str], geoms: NDArray[np.object_]) -> str:
+        """sha256 of the submitted parcels, normalised: natural id order, normalised 2-D WKB."""
+        digest = hashlib.sha256()
+        for i in sorted(range(len(ids)), key=lambda i: natural_key(ids[i])):
+            geom = geoms[i]
+            wkb = b"" if geom is None or geom.is_empty else shapely.to_wkb(
+                shapely.normalize(geom), output_dimension=2, byte_order=1)
+            digest.update(ids[i].encode() + b"\0" + wkb + b"\0")
+        return digest.hexdigest()
+
+    def check_id(self, input_hash: str, project_type: str) -> str:
+        """'chk_' + sha256(input hash, project type, version, tolerances)[:16]: same input, same id."""
+        key = f"{input_hash}\0{project_type}\0{self.version}\0{self.tolerance_m2!r}\0{self.tolerance_ratio!r}"
+        return "chk_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    # --- one submission ---------------------------------------------------------------------------
+
+    def screen(self, parcels: ParcelSet, project_type: str, check_id: str | None = None) -> dict[str, Any]:
+        """Screen one submission; the result contract of issue #4 (see docs)."""
+        ptype = self.rules.require_project_type(project_type)
+        if len(parcels.frame) == 0:
+            raise NoParcelsError(f"{parcels.source}: no parcels to screen")
+        submitted = self._submitted(parcels)
+        input_hash = self.input_hash(submitted.ids, submitted.geoms)
+        check_id = check_id or self.check_id(input_hash, ptype.key)
+        clean, repairs = self._repaired(submitted, parcels.source)
+        if not clean.ids:
+            raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
+        area = shapely.area(clean.geoms).astype(np.float64)
+        hits = self.overlaps(clean.geoms, urban_construction=ptype.urban_construction)
+        self._require_inside(clean.ids, area, hits.covered, parcels.source)
+        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs])
+        result["input_hash"] = input_hash
+        return result
+
+    def _submitted(self, parcels: ParcelSet) -> _Parcels:
+        """The submission as plain arrays in the blueprint CRS, ids checked (pandas kept off the hot path)."""
+        frame = parcels.frame
+        if "parcel_id" not in frame.columns:
+            raise CheckError(f"{parcels.source}: the parcels have no 'parcel_id' column")
+        if frame.crs is None or not CRS.from_user_input(frame.crs).equals(self.crs, ignore_axis_order=True):
+            frame = to_work_crs(frame, self.crs, source=parcels.source)
+        raw = frame["parcel_id"].tolist()
+        missing = sum(1 for v in raw if v is None or (isinstance(v, float) and math.isnan(v)))
+        if missing:
+            raise CheckError(f"{parcels.source}: {missing} parcel(s) have no parcel_id")
+        ids = [str(v) for v in raw]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, n in Counter(ids).items() if n > 1)
+            raise DuplicateParcelIdError(
+                f"{parcels.source}: parcel_id '{dup}' is used by more than one parcel")
+        names: list[str | None] = [None] * len(ids)
+        if "name" in frame.columns:
+            names = [v if isinstance(v, str) else None for v in frame["name"].tolist()]
+        return _Parcels(ids, names, np.asarray(frame.geometry.values, dtype=object))
+
+    def _repaired(self, parcels: _Parcels, source: str) -> tuple[_Parcels, list[Repair]]:
+        """Parcels repaired by layers.geometry.repair_frame (skipped when nothing needs it), sorted."""
+        repairs: list[Repair] = []
+        if not _clean(parcels.geoms):
+            frame = gpd.GeoDataFrame({"parcel_id": parcels.ids, "name": parcels.names},
+                                     geometry=list(parcels.geoms), crs=self.crs)
+            fixed, repairs = repair_frame(frame, id_column="parcel_id", source=source)
+            parcels = _Parcels([str(v) for v in fixed["parcel_id"]], list(fixed["name"]),
+                               np.asarray(fixed.geometry.values, dtype=object))
+        order = sorted(range(len(parcels.ids)), key=lambda i: natural_key(parcels.ids[i]))
+        return _Parcels([parcels.ids[i] for i in order], [parcels.names[i] for i in order],
+                        parcels.geoms[order] if order else parcels.geoms), repairs
+
+    def _require_inside(self, ids: list[str], area: NDArray[np.float64],
+                        covered: NDArray[np.float64], source: str) -> None:
+        outside = self.outside_area(area, covered)
+        bad = np.flatnonzero((outside > 0) & ~self.below_tolerance(outside, outside / area))
+        if len(bad):
+            i = bad[0]
+            pid = ids[i]
+            more = f" (and {len(bad) - 1} more parcel(s))" if len(bad) > 1 else ""
+            raise ParcelOutsideCityError(
+                f"{source}: parcel {pid} lies {outside[i]:.2f} m² ({outside[i] / area[i]:.2%}) outside the "
+                f"city extent of blueprint {self.version}{more}")
+
+    def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
+                  check_id: str, repairs: list[Repair]) -> dict[str, Any]:
+        """Build the result dict: parcels in natural id order, hits by severity then kind order."""
+        rules = [self.rules.rule(k.key, ptype.key) for k in self.kinds]
+        outcome = self.outcomes(ptype.key)[hits.kind]
+        ratio = hits.area / area[hits.parcel] if len(hits.area) else np.zeros(0)
+        below = self.below_tolerance(hits.area, ratio)
+        sev = self.severity(outcome, below)
+        geoms = parcels.geoms
+        out_geo = _geojson_all(np.concatenate([geoms, hits.geometry]), self.crs)
+        ell = ellipsoidal_areas(geoms, self.crs)
+        by_parcel: dict[int, list[int]] = defaultdict(list)
+        for h in np.lexsort((hits.kind, outcome, hits.parcel)):
+            by_parcel[int(hits.parcel[h])].append(int(h))
+        repairs_by_id: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for r in repairs:
+            repairs_by_id[r.feature_id].append(r.as_dict())
+        tolerance = {"m2": self.tolerance_m2, "ratio": self.tolerance_ratio}
+        label = (ptype.name_zh, ptype.name_en)
+        entries = []
+        for i, pid in enumerate(parcels.ids):
+            conflicts = [self._hit_entry(hits, h, rules[int(hits.kind[h])], ratio[h], below[h],
+                                         out_geo[len(geoms) + h])
+                         for h in by_parcel.get(i, [])]
+            worst = max((int(sev[h]) for h in by_parcel.get(i, [])), default=0)
+            entry: dict[str, Any] = {
+                "parcel_id": pid, "area_m2": _round(area[i], AREA_DECIMALS),
+                "ellipsoidal_area_m2": _round(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
+                "conflicts": conflicts, "repairs": repairs_by_id.pop(pid, []),
+            }
+            if parcels.names[i]:
+                entry["name"] = parcels.names[i]
+            entry["explanation_zh"], entry["explanation_en"] = explain_parcel(entry, label, tolerance)
+            entry["geometry"] = out_geo[i]
+            entries.append(entry)
+        verdict = VERDICTS[max(VERDICTS.index(e["verdict"]) for e in entries)]
+        zh, en = explain_submission(verdict, entries, self.version, label)
+        return {
+            "check_id": check_id, "blueprint_version": self.version, "project_type": ptype.key,
+            "verdict": verdict, "parcels": entries, "tolerance": tolerance,
+            # repairs of parcels that were dropped (empty, collapsed) and so have no entry above
+            "repairs": [r for rs in repairs_by_id.values() for r in rs],
+            "explanation_zh": zh, "explanation_en": en,
+        }
+
+    def _hit_entry(self, hits: Hits, h: int, rule: Rule, ratio: float, below: bool,
+                   geometry: Any) -> dict[str, Any]:
+        """One element of a parcel's ``conflicts``: kind, rule, areas, sources, geometry."""
+        label = self.kinds[int(hits.kind[h])]
+        pieces = hits.member_piece[hits.member_bounds[h]:hits.member_bounds[h + 1]]
+        return {
+            "kind": label.key, "name_zh": label.name_zh, "name_en": label.name_en,
+            "rule": rule.outcome,
+            "overlap_area_m2": _round(hits.area[h], AREA_DECIMALS),
+            "overlap_ellipsoidal_area_m2": _round(hits.ellipsoidal_area[h], AREA_DECIMALS),
+            "overlap_ratio": _round(ratio, RATIO_DECIMALS),
+            "feature_ids": self.feature_ids((int(p) for p in pieces), label.key),
+            "geometry": geometry,
+            "below_tolerance": bool(below),
+            "regulation": rule.regulation.as_dict(),
+            "piece_ids": sorted({str(self._piece_ids[p]) for p in pieces}),  # fixed-width ids
+        }
+
+
+def _canonical(value: Any) -> Any:
+    """Floats rounded (no -0.0, no NaN), tuples as lists: the one JSON form of a result."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CheckError(f"non-finite number in a result: {value}")
+        return _round(value, 9)
+    if isinstance(value, Mapping):
+        # GeoJSON geometry comes canonical from _geojson_all: walking every vertex again is the
+        # most expensive part of serialising a result, so it is passed through as is
+        return {str(k): v if k == "geometry" else _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    return value
+
+
+def result_json(result: Mapping[str, Any]) -> str:
+    """Canonical serialisation: the same input and version give byte-identical text."""
+    return json.dumps(_canonical(result), ensure_ascii=False, separators=(",", ":"), allow_nan=False)

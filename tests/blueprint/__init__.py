@@ -1,0 +1,1 @@
+"""Tests of blueprint merging, precedence and the scaled-city generator."""

@@ -1,0 +1,98 @@
+"""`blueprint check` and `blueprint check-batch` end to end on an embedded database."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import pytest
+from typer.testing import CliRunner
+
+from api.settings import Settings
+from cli.context import open_stores
+from cli.main import build_app
+from tests.checks.conftest import make_blueprint, parcels, rect
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    stores = open_stores(Settings(data_dir=root))
+    try:
+        draft = make_blueprint(version="v1")
+        draft.status = "draft"
+        stores.blueprints.save_draft(draft)
+        stores.blueprints.publish("v1", by="test")
+    finally:
+        stores.close()
+    parcels(rect(50, 50, 250, 150), rect(210, 10, 260, 60), ids=["A", "B"]).frame.to_file(
+        root / "mixed.geojson", driver="GeoJSON")
+    parcels(rect(210, 10, 260, 60)).frame.to_file(root / "urban.gpkg")
+    parcels(rect(10, 10, 60, 60)).frame.to_file(root / "redline.gpkg")
+    parcels(rect(1000, 1000, 1100, 1100)).frame.to_file(root / "far.gpkg")
+    return root
+
+
+@pytest.fixture()
+def run(data_dir, monkeypatch):
+    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
+    runner = CliRunner()
+    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
+
+
+@pytest.mark.parametrize(("file", "ptype", "code", "verdict"), [
+    ("urban.gpkg", "industrial", 0, "pass"),
+    ("redline.gpkg", "linear_infrastructure", 1, "review"),
+    ("mixed.geojson", "residential", 2, "conflict"),
+])
+def test_check_exit_code_follows_the_verdict(run, data_dir, file, ptype, code, verdict):
+    result = run("check", data_dir / file, "--project-type", ptype)
+    assert result.exit_code == code, result.output
+    doc = json.loads(result.stdout)
+    assert doc["verdict"] == verdict and doc["blueprint_version"] == "v1"
+
+
+def test_check_is_byte_identical_and_stored(run, data_dir):
+    first = run("check", data_dir / "mixed.geojson", "-t", "industrial", "--version", "v1").stdout
+    second = run("check", data_dir / "mixed.geojson", "-t", "industrial").stdout
+    assert first == second
+    check_id = json.loads(first)["check_id"]
+    stores = open_stores(Settings(data_dir=data_dir))
+    try:
+        assert stores.checks.get(check_id) == first.strip()
+    finally:
+        stores.close()
+
+
+def test_check_geojson_format(run, data_dir):
+    result = run("check", data_dir / "mixed.geojson", "-t", "industrial", "--format", "geojson", "--no-save")
+    doc = json.loads(result.stdout)
+    assert doc["type"] == "FeatureCollection"
+    roles = [f["properties"]["role"] for f in doc["features"]]
+    assert roles.count("parcel") == 2 and "overlap" in roles
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("far.gpkg", "-t", "industrial"), "parcel_outside_city"),
+    (("urban.gpkg", "-t", "casino"), "unknown_project_type"),
+    (("urban.gpkg", "--version", "v9"), "blueprint_not_found"),
+    (("missing.shp",), "unreadable_file"),
+])
+def test_bad_input_exits_3_with_an_error_code(run, data_dir, args, code):
+    result = run("check", data_dir / args[0], *args[1:])
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"]["code"] == code
+
+
+def test_check_batch_writes_parquet(run, data_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("mixed.geojson", "urban.gpkg", "far.gpkg"):
+        (folder / name).write_bytes((data_dir / name).read_bytes())
+    out = tmp_path / "results.parquet"
+    result = run("check-batch", folder, "--out", out, "-t", "industrial")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["parcels"] == 4 and summary["verdicts"] == {"conflict": 1, "error": 1, "pass": 2}
+    table = gpd.read_parquet(out)
+    assert set(table["parcel_id"]) == {"mixed.geojson:A", "mixed.geojson:B", "urban.gpkg:1", "far.gpkg:1"}

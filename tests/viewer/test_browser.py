@@ -1,0 +1,280 @@
+"""End-to-end in real headless Chromium (Playwright, Debian's /usr/bin/chromium) against a live uvicorn.
+
+The test app mounts the viewer router over the in-memory demo source and *fakes* the four
+/api/v1 JSON endpoints the page calls (projects search, project, location, check), shaped as
+``viewer.source.API_CONTRACT`` describes; the real API provides them in production.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from shapely.geometry import mapping
+
+from tests.viewer.conftest import DEMO_PROJECT, PARCEL, MemorySource, demo_check, make_app, to_4326
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def fake_api(app: FastAPI) -> None:
+    """Stand-ins for the API engineer's /api/v1 endpoints (same shapes as the contract)."""
+
+    @app.get("/api/v1/projects")
+    def projects(q: str = "") -> dict[str, Any]:
+        hit = q in DEMO_PROJECT["code"] or q in DEMO_PROJECT["name"]
+        items = [{k: DEMO_PROJECT[k] for k in ("code", "name", "project_type", "status")}] if hit else []
+        return {"items": items, "total": len(items)}
+
+    @app.get("/api/v1/projects/{code}")
+    def project(code: str) -> dict[str, Any]:
+        if code != DEMO_PROJECT["code"]:
+            raise HTTPException(404)
+        return DEMO_PROJECT
+
+    @app.get("/api/v1/projects/{code}/location")
+    def location(code: str) -> dict[str, Any]:
+        geometry = to_4326(PARCEL)
+        xs = [c[0] for c in geometry["coordinates"][0]]
+        ys = [c[1] for c in geometry["coordinates"][0]]
+        return {"code": code, "centroid": mapping(PARCEL.centroid)["coordinates"],
+                "bbox": [min(xs), min(ys), max(xs), max(ys)], "geometry": geometry}
+
+    @app.get("/api/v1/checks/{check_id}")
+    def check(check_id: str) -> dict[str, Any]:
+        return demo_check()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    app = make_app(MemorySource())
+    fake_api(app)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.requested = []  # every URL the page asks for, to prove nothing leaves localhost
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    sign_in(page, base_url)
+    yield page
+    context.close()
+
+
+def sign_in(page: Any, base_url: str) -> None:
+    """Through the login form, as a person would: it sets the HttpOnly blueprint_key cookie."""
+    page.goto(f"{base_url}/viewer")  # no key yet: redirected to the form
+    assert page.url == f"{base_url}/viewer/login"
+    page.fill("#key", "meeting-room-key")
+    page.click("button[type=submit]")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    assert page.url == f"{base_url}/viewer"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "blueprint_key")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == "", "the key is not readable by scripts"
+
+
+def assert_local(urls: list[str], base_url: str) -> None:
+    outside = [u for u in urls if not u.startswith((base_url + "/", "data:", "blob:"))]
+    assert outside == [], f"requests left localhost: {outside}"
+
+
+def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    lines_and_zones = ["ecological_redline", "permanent_farmland", "urban_boundary",
+                       "urban_space", "agricultural_space", "ecological_space"]
+    page.wait_for_function(
+        "keys => keys.every(k => (OneBlueprint.drawn[k] || 0) > 0)", arg=lines_and_zones, timeout=20_000)
+    page.wait_for_load_state("networkidle")
+    for key in lines_and_zones:
+        assert page.locator(f"canvas.ob-tile-{key}").count() > 0, key
+    # ink on the canvas, not just canvases: some red-line tile has coloured pixels
+    inked = page.evaluate("""() => [...document.querySelectorAll('canvas.ob-tile-ecological_redline')]
+        .some(c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
+        return false; })""")
+    assert inked
+    assert page.evaluate("OneBlueprint.drawn.geohazard_zone || 0") == 0, "overlays wait to be switched on"
+    # the whole city is in view
+    city_in_view = page.evaluate("""() => { const b = OneBlueprint.cfg.bounds;
+        return OneBlueprint.map.getBounds().contains([[b[1], b[0]], [b[3], b[2]]]); }""")
+    assert city_in_view
+    # legend Chinese first, layer control, scale bar, measure tool
+    legend = page.locator(".ob-legend").inner_text()
+    assert "图例 Legend" in legend and "生态保护红线 Ecological protection red line" in legend
+    assert page.locator(".leaflet-control-layers-overlays label").count() >= 10
+    assert page.locator(".leaflet-control-scale").count() == 1
+    assert page.locator(".leaflet-control-measure").count() == 1
+    # cursor coordinates in CGCS2000 lon/lat and GK X (northing) / Y (easting)
+    page.mouse.move(700, 450)
+    page.mouse.move(705, 455)
+    coords = page.locator("#ob-coords").inner_text()
+    assert "CGCS2000" in coords and "EPSG:4548" in coords
+    assert "X(北 N) 34" in coords and "Y(东 E) 50" in coords
+    assert page.errors == []
+    assert_local(page.requested, base_url)
+
+
+def test_clicking_the_map_tells_what_the_blueprint_says_there(page: Any, base_url: str) -> None:
+    page.wait_for_function("(OneBlueprint.drawn.ecological_redline || 0) > 0", timeout=20_000)
+    # a point in the red-line strip (x = X0 - 700 m), found through the map's own projection
+    point = page.evaluate("""() => { const c = OneBlueprint.cfg.bounds;
+        const ll = L.latLng((c[1] + c[3]) / 2, c[0] + (c[2] - c[0]) * 0.15);
+        return OneBlueprint.map.latLngToContainerPoint(ll); }""")
+    page.mouse.click(point["x"], point["y"])
+    popup = page.locator(".ob-identify")
+    popup.wait_for(timeout=10_000)
+    assert "生态保护红线 Ecological protection red line" in popup.inner_text()
+    assert_local(page.requested, base_url)
+
+
+def test_measuring_an_area(page: Any, base_url: str) -> None:
+    """leaflet-measure (served here) measures a triangle drawn on the map: length and area shown."""
+    page.hover(".leaflet-control-measure")  # expands on hover (the toggle then hides)
+    page.click(".leaflet-control-measure .js-start")
+    for x, y in ((600, 300), (800, 300), (700, 500)):
+        page.mouse.click(x, y)
+        page.wait_for_timeout(150)
+    page.click(".leaflet-control-measure .js-finish")
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for(timeout=5_000)
+    text = popup.inner_text()
+    assert "面积测量" in text and "公顷" in text, text  # area measurement, in hectares (cn localisation)
+    assert page.errors == []
+    assert_local(page.requested, base_url)
+
+
+def test_switching_on_conflicts_draws_them(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer?version=v1")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.locator(".leaflet-control-layers-overlays label", has_text="规划冲突").locator("input").check()
+    page.wait_for_function("(OneBlueprint.drawn.conflicts || 0) > 0", timeout=20_000)
+    assert "规划冲突" in page.locator(".ob-legend").inner_text()
+    assert_local(page.requested, base_url)
+
+
+def test_search_flies_to_the_project_and_shows_its_panel(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    start_zoom = page.evaluate("OneBlueprint.map.getZoom()")
+    page.fill("#ob-search", "TL-2026-001")
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    page.wait_for_timeout(1500)  # let the fly animation finish
+    panel = page.locator("#ob-panel")
+    assert panel.is_visible()
+    text = panel.inner_text()
+    for expected in ("铜陵新材料产业园一期", "冲突 Conflict", "v1", "生态保护红线", "永久基本农田",
+                     "地块占用生态保护红线", "rejected", "审查报告 Report"):
+        assert expected in text, expected
+    assert page.locator("path.ob-parcel").count() >= 1
+    assert page.locator("path.ob-overlap-ecological_redline").count() >= 1
+    assert page.locator("path.ob-overlap-permanent_farmland").count() >= 1
+    assert page.evaluate("OneBlueprint.map.getZoom()") > start_zoom
+    parcel_in_view = page.evaluate("""() => OneBlueprint.map.getBounds().contains(
+        OneBlueprint.highlight.getBounds())""")
+    assert parcel_in_view
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "viewer-project.png"))
+    assert page.errors == []
+    assert_local(page.requested, base_url)
+
+
+def test_deep_link_locates_a_project(page: Any, base_url: str) -> None:
+    """/viewer?project=CODE is the map side of "locate a project" (the national system links here)."""
+    page.goto(f"{base_url}/viewer?project=TL-2026-001")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'located'", timeout=20_000)
+    assert "铜陵新材料产业园一期" in page.locator("#ob-panel").inner_text()
+    assert page.locator("path.ob-parcel").count() >= 1
+
+
+def test_search_by_name_and_no_match(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.fill("#ob-search", "不存在的项目")
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'results'")
+    assert "无结果 No match" in page.locator("#ob-results").inner_text()
+    page.fill("#ob-search", "新材料")
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    assert "TL-2026-001" in page.locator("#ob-panel").inner_text()
+
+
+def test_full_city_screenshot(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.wait_for_load_state("networkidle")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "viewer-city.png"))
+    assert (ARTIFACTS / "viewer-city.png").stat().st_size > 10_000
+
+
+def test_compare_page_draws_the_changes_offline(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer/compare?a=v1&b=v2")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#cmp-map path.leaflet-interactive").count() == 4  # 2 kinds added, 2 removed
+    assert page.locator("#cmp-map path.cmp-outline").count() == 1
+    assert_local(page.requested, base_url)
+
+
+def test_report_pdf_is_printed_by_chromium(base_url: str) -> None:
+    with urllib.request.urlopen(f"{base_url}/viewer/reports/CHK-0001.pdf", timeout=60) as response:
+        assert response.headers["Content-Type"] == "application/pdf"
+        body = response.read()
+    assert body.startswith(b"%PDF-") and len(body) > 20_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-CHK-0001.pdf").write_bytes(body)
+
+
+def test_report_html_makes_no_request(page: Any, base_url: str) -> None:
+    page.requested.clear()  # forget the sign-in and the map
+    page.goto(f"{base_url}/viewer/reports/CHK-0001.html")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("img[alt^='地块']").evaluate("img => img.naturalWidth") > 300
+    assert page.requested == [f"{base_url}/viewer/reports/CHK-0001.html"]

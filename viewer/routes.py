@@ -1,0 +1,166 @@
+"""viewer.routes: the /viewer router (page, login, static assets, tiles, compare, reports)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from layers.catalogue import Catalogue, load_catalogue
+from viewer import compare as compare_mod
+from viewer import report as report_mod
+from viewer.page import PageOptions, build_page, render_template
+from viewer.source import ViewerSource
+from viewer.tiles import TileService
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+COOKIE = "blueprint_key"
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml",
+                ".map": "application/json"}
+TILE_HEADERS = {"Cache-Control": "private, max-age=86400"}
+
+
+def _static_file(path: str) -> FileResponse:
+    """A file under viewer/static; anything outside it (``..``, absolute paths) is a 404."""
+    target = (STATIC_DIR / path).resolve()
+    if not target.is_file() or STATIC_DIR not in target.parents or target.suffix not in STATIC_TYPES:
+        raise HTTPException(status_code=404, detail="no such asset")
+    return FileResponse(target, media_type=STATIC_TYPES[target.suffix],
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _sign_in_first(request: Request) -> None:
+    """HTML pages: a browser with no key at all goes to the sign-in form, not to a JSON 401."""
+    headers = request.headers
+    if not (request.cookies.get(COOKIE) or headers.get("x-api-key") or headers.get("authorization")):
+        raise HTTPException(status_code=303, detail="sign in first 请先登录",
+                            headers={"Location": "/viewer/login"})
+
+
+def _project_code(source: ViewerSource, q: str | None) -> str | None:
+    """A deep link may name a project by code or by (part of) its name: resolve it to one code."""
+    if not q:
+        return None
+    matches = source.search_projects(q, limit=2)
+    codes = [str(m["code"]) for m in matches]
+    if q in codes or not codes:
+        return q  # an exact code, or nothing known: the page says "not found" itself
+    return codes[0] if len(codes) == 1 else q
+
+
+def _default_version(source: ViewerSource) -> str | None:
+    """The latest published version, else the newest draft (so a fresh install still shows something)."""
+    latest = source.latest_version()
+    if latest:
+        return latest
+    versions = source.versions()
+    return str(versions[-1]["version"]) if versions else None
+
+
+def _known_version(source: ViewerSource, version: str) -> str:
+    if version not in {str(v.get("version")) for v in source.versions()}:
+        raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}")
+    return version
+
+
+def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, tile_url: str | None = None,
+                 dev_key: str | None = None, catalogue: Catalogue | None = None) -> APIRouter:
+    """The viewer's routes under /viewer.
+
+    Everything but the static assets and the login form depends on ``auth_dependency`` (which
+    must accept the ``blueprint_key`` cookie the login form sets). ``dev_key`` is shown pre-filled
+    in the login form and must only be passed in dev mode. ``tile_url`` is an optional basemap.
+    """
+    catalogue = catalogue or load_catalogue()
+    tiles = TileService(source, {k.key: k.group for k in catalogue.values()})
+    router = APIRouter(prefix="/viewer", tags=["viewer"])
+    auth = [Depends(auth_dependency)]
+    pages = [Depends(_sign_in_first), Depends(auth_dependency)]  # in this order: redirect before 401
+
+    @router.get("/static/{path:path}", include_in_schema=False)
+    def static(path: str) -> FileResponse:
+        """Vendored Leaflet, plugins, proj4js and the viewer's own script and style."""
+        return _static_file(path)
+
+    @router.get("/login", response_class=HTMLResponse, summary="Viewer sign-in form")
+    def login_form() -> HTMLResponse:
+        return HTMLResponse(render_template("login.html", dev_key=dev_key))
+
+    @router.post("/login", summary="Set the viewer's key cookie")
+    def login(key: Annotated[str, Form(min_length=1, max_length=512)]) -> RedirectResponse:
+        # the key is checked by auth_dependency on the next request, like any API call
+        response = RedirectResponse("/viewer", status_code=303)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
+        return response
+
+    @router.post("/logout", summary="Clear the viewer's key cookie")
+    def logout() -> RedirectResponse:
+        response = RedirectResponse("/viewer/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @router.get("", response_class=HTMLResponse, dependencies=pages, summary="The review-meeting map")
+    def page(version: str | None = None, project: str | None = None) -> HTMLResponse:
+        """Open on the whole city with the 三区三线 shown; ``project`` flies straight to a project."""
+        chosen = _known_version(source, version) if version else _default_version(source)
+        options = PageOptions(version=chosen, versions=source.versions(),
+                              bounds_4326=source.city_bounds_4326(), work_crs=source.work_crs(),
+                              tile_url=tile_url, project=_project_code(source, project))
+        return HTMLResponse(build_page(options, catalogue))
+
+    @router.get("/tiles/{version}/{layer}/{z}/{x}/{y}.{fmt}", dependencies=auth, summary="A vector tile")
+    def tile(version: str, layer: str, z: int, x: int, y: int, fmt: str) -> Response:
+        """GeoJSON tile of one layer (a catalogue kind, ``unplanned`` or ``conflicts``), EPSG:4326."""
+        if fmt != "geojson":
+            # MVT needs the mapbox-vector-tile package, which is not installed: say so plainly
+            raise HTTPException(status_code=404, detail="only .geojson tiles are served")
+        try:
+            body = tiles.tile(version, layer, z, x, y)
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=f"no such tile: {exc}") from None
+        return Response(body, media_type="application/geo+json", headers=TILE_HEADERS)
+
+    @router.get("/identify/{version}", dependencies=auth, summary="What the blueprint says at a point")
+    def identify(version: str, lon: Annotated[float, Query(ge=-180, le=180)],
+                 lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
+        """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features."""
+        try:
+            return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat)}
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}") from None
+
+    @router.get("/compare", response_class=HTMLResponse, dependencies=pages, summary="Compare two versions")
+    def compare(a: Annotated[str | None, Query()] = None,
+                b: Annotated[str | None, Query()] = None) -> HTMLResponse:
+        """Added / removed area per kind between blueprint versions ``a`` (older) and ``b`` (newer)."""
+        versions = [str(v.get("version")) for v in source.versions()]
+        if not a or not b:
+            return HTMLResponse(render_template("compare.html", versions=versions, a=a, b=b, result=None))
+        diff = compare_mod.compare_versions(source, _known_version(source, a), _known_version(source, b),
+                                            catalogue)
+        return HTMLResponse(compare_mod.render_compare(diff, versions, source.city_bounds_4326()))
+
+    def _report(check_id: str) -> str:
+        try:
+            return report_mod.report_html(source, check_id, catalogue)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"unknown check {check_id}") from None
+
+    @router.get("/reports/{check_id}.html", response_class=HTMLResponse, dependencies=pages,
+                summary="Printable review report of one check")
+    def report_html(check_id: str) -> HTMLResponse:
+        return HTMLResponse(_report(check_id))
+
+    @router.get("/reports/{check_id}.pdf", dependencies=auth, summary="The review report as PDF")
+    def report_pdf(check_id: str) -> Response:
+        try:
+            pdf = report_mod.html_to_pdf(_report(check_id))
+        except report_mod.ReportUnavailable as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="report-{check_id}.pdf"'})
+
+    return router

@@ -1,0 +1,444 @@
+/* One Blueprint 一张蓝图 review-meeting viewer: canvas vector tiles, legend, cursor coordinates,
+ * project search, info panel. Talks only to this service (tiles under /viewer, data under /api/v1). */
+(function () {
+  "use strict";
+
+  var OB = (window.OneBlueprint = { drawn: {}, state: "init" });
+  var VERDICT = {
+    pass: ["通过", "Pass"],
+    review: ["需审查", "Review"],
+    conflict: ["冲突", "Conflict"],
+  };
+  var RULE = {
+    forbidden: ["禁止", "forbidden"],
+    conditional: ["有条件", "conditional"],
+    allowed: ["允许", "allowed"],
+  };
+
+  function esc(value) {
+    return String(value === undefined || value === null ? "" : value).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function num(value, digits) {
+    var n = Number(value);
+    return isFinite(n) ? n.toLocaleString("zh-CN", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–";
+  }
+
+  function setState(state) {
+    OB.state = state;
+    document.body.setAttribute("data-ob-state", state);
+  }
+
+  /* ---- GeoJSON vector tiles drawn on canvas (fluid with 10^5–10^6 pieces) ---- */
+  var GeoJsonTiles = L.GridLayer.extend({
+    initialize: function (url, spec, options) {
+      this._url = url;
+      this._spec = spec;
+      L.GridLayer.prototype.initialize.call(this, options);
+    },
+
+    createTile: function (coords, done) {
+      var tile = L.DomUtil.create("canvas", "ob-tile ob-tile-" + this._spec.key);
+      var size = this.getTileSize();
+      var ratio = window.devicePixelRatio || 1;
+      tile.width = size.x * ratio;
+      tile.height = size.y * ratio;
+      tile.style.width = size.x + "px";
+      tile.style.height = size.y + "px";
+      var url = this._url.replace("{z}", coords.z).replace("{x}", coords.x).replace("{y}", coords.y);
+      var self = this;
+      tile.setAttribute("data-url", url);
+      fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : { features: [] }; })
+        .then(function (fc) { self._draw(tile, coords, fc, ratio); done(null, tile); })
+        .catch(function () { done(null, tile); }); // an empty tile is better than a broken map
+      return tile;
+    },
+
+    _draw: function (canvas, coords, fc, ratio) {
+      if (!this._map) return;
+      var ctx = canvas.getContext("2d");
+      ctx.scale(ratio, ratio);
+      var origin = coords.scaleBy(this.getTileSize());
+      var map = this._map;
+      var style = this._spec.style;
+      var count = 0;
+      fc.features.forEach(function (feature) {
+        var g = feature.geometry || {};
+        var polygons = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
+        polygons.forEach(function (rings) {
+          ctx.beginPath();
+          rings.forEach(function (ring) {
+            ring.forEach(function (c, i) {
+              var p = map.project([c[1], c[0]], coords.z);
+              if (i === 0) ctx.moveTo(p.x - origin.x, p.y - origin.y);
+              else ctx.lineTo(p.x - origin.x, p.y - origin.y);
+            });
+            ctx.closePath();
+          });
+          if (style.fillOpacity > 0) {
+            ctx.globalAlpha = style.fillOpacity;
+            ctx.fillStyle = style.colour;
+            ctx.fill("evenodd");
+          }
+          ctx.globalAlpha = 1;
+          ctx.lineWidth = style.weight;
+          ctx.strokeStyle = style.stroke || style.colour;
+          ctx.setLineDash(style.dash || []);
+          ctx.stroke();
+          count += 1;
+        });
+      });
+      canvas.setAttribute("data-features", String(count));
+      OB.drawn[this._spec.key] = (OB.drawn[this._spec.key] || 0) + count;
+    },
+  });
+
+  function layerStyle(spec) {
+    if (spec.group === "boundary") return { colour: spec.colour, fillOpacity: 0, weight: 2, dash: [6, 4] };
+    if (spec.group === "line") return { colour: spec.colour, fillOpacity: 0.45, weight: 1.5 };
+    if (spec.group === "conflict") return { colour: spec.colour, fillOpacity: 0.35, weight: 2, dash: [4, 3] };
+    if (spec.group === "overlay") return { colour: spec.colour, fillOpacity: 0.3, weight: 1, dash: [2, 2] };
+    return { colour: spec.colour, fillOpacity: 0.35, weight: 0.5 };
+  }
+
+  function label(spec) {
+    return '<span class="ob-swatch" style="background:' + esc(spec.colour) + '"></span>' +
+      esc(spec.name_zh) + ' <span class="ob-en">' + esc(spec.name_en) + "</span>";
+  }
+
+  function addLayers(map, cfg) {
+    map.createPane("obTiles").style.zIndex = 350; // above any basemap, below highlights
+    var overlays = {};
+    var byKey = {};
+    var bounds = L.latLngBounds([cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]).pad(0.05);
+    cfg.layers.forEach(function (spec, i) {
+      spec.style = layerStyle(spec);
+      var url = cfg.tiles.replace("{version}", encodeURIComponent(cfg.version)).replace("{layer}", spec.key);
+      var layer = new GeoJsonTiles(url, spec, { pane: "obTiles", zIndex: 10 + i, bounds: bounds, maxZoom: 20 });
+      overlays[label(spec)] = layer;
+      byKey[spec.key] = layer;
+      if (spec.on) layer.addTo(map);
+    });
+    L.control.layers({}, overlays, { collapsed: false, position: "topright" }).addTo(map);
+    OB.layers = byKey;
+    return byKey;
+  }
+
+  /* ---- legend: the layers currently shown, Chinese first ---- */
+  function addLegend(map, cfg, byKey) {
+    var legend = L.control({ position: "bottomright" });
+    legend.onAdd = function () {
+      this._div = L.DomUtil.create("div", "ob-legend");
+      return this._div;
+    };
+    legend.update = function () {
+      var rows = cfg.layers.filter(function (s) { return map.hasLayer(byKey[s.key]); }).map(function (s) {
+        return "<div>" + label(s) + "</div>";
+      });
+      this._div.innerHTML = "<b>图例 Legend</b>" + (rows.join("") || "<div>（无图层 no layer）</div>");
+    };
+    legend.addTo(map);
+    legend.update();
+    map.on("overlayadd overlayremove", function () { legend.update(); });
+  }
+
+  /* ---- cursor coordinates: CGCS2000 lon/lat and Gauss-Krüger easting/northing (proj4js) ---- */
+  function addCoordinates(map, cfg) {
+    var cgcs2000 = "+proj=longlat +ellps=GRS80 +no_defs"; // CGCS2000 ≈ WGS 84 to a few cm at map scale
+    var toGk = proj4(cgcs2000, cfg.workCrs.proj4);
+    var box = L.control({ position: "bottomleft" });
+    box.onAdd = function () {
+      var div = L.DomUtil.create("div", "ob-coords");
+      div.id = "ob-coords";
+      div.textContent = "坐标 Coordinates";
+      return div;
+    };
+    box.addTo(map);
+    map.on("mousemove", function (e) {
+      var lon = e.latlng.lng, lat = e.latlng.lat;
+      var en = toGk.forward([lon, lat]);
+      document.getElementById("ob-coords").innerHTML =
+        "CGCS2000 经度 Lon " + lon.toFixed(6) + "° 纬度 Lat " + lat.toFixed(6) + "°<br>" +
+        esc(cfg.workCrs.label) + " X(北 N) " + en[1].toFixed(2) + " m  Y(东 E) " + en[0].toFixed(2) + " m";
+    });
+  }
+
+  /* ---- click: what the blueprint says here (kinds after precedence, source features) ---- */
+  function kindLabel(key) {
+    var spec = OB.kinds[key];
+    return spec ? '<span class="ob-swatch" style="background:' + esc(spec.colour) + '"></span>' + esc(spec.name_zh) +
+      ' <span class="ob-en">' + esc(spec.name_en) + "</span>" : esc(key);
+  }
+
+  function addIdentify(map, cfg) {
+    var measuring = false;
+    map.on("measurestart", function () { measuring = true; });
+    map.on("measurefinish", function () { measuring = false; });
+    map.on("click", function (e) {
+      if (measuring || !cfg.version) return;
+      var url = cfg.identify.replace("{version}", encodeURIComponent(cfg.version)) +
+        "?lon=" + e.latlng.lng.toFixed(7) + "&lat=" + e.latlng.lat.toFixed(7);
+      getJSON(url).then(function (data) {
+        var pieces = data.pieces || [];
+        var html = pieces.length ? pieces.map(function (p) {
+          var sources = (p.sources || []).map(function (s) { return esc(s.layer) + "#" + esc(s.feature_id); });
+          return "<div><b>" + kindLabel(p.kind) + "</b><br>" + (p.kinds || []).map(kindLabel).join("<br>") +
+            (sources.length ? '<br><span class="ob-en">来源 Sources: ' + sources.join(", ") + "</span>" : "") +
+            '<br><span class="ob-en">图斑 Piece ' + esc(p.piece_id) + " · " + num(p.area_m2, 0) + " m²</span></div>";
+        }).join("<hr>") : "城市范围外 Outside the city area";
+        L.popup({ maxWidth: 360, className: "ob-identify" }).setLatLng(e.latlng).setContent(html).openOn(map);
+      }).catch(function () { /* a failed look-up leaves the map as it was */ });
+    });
+  }
+
+  /* ---- the JSON API (authenticated by the blueprint_key cookie) ---- */
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      if (r.status === 401 || r.status === 403) throw { auth: true, status: r.status };
+      if (!r.ok) throw { status: r.status };
+      return r.json();
+    });
+  }
+
+  function asList(data) {
+    if (Array.isArray(data)) return data;
+    if (!data) return [];
+    if (Array.isArray(data.items)) return data.items;
+    if (Array.isArray(data.projects)) return data.projects;
+    if (Array.isArray(data.features)) return data.features.map(function (f) { return f.properties || {}; });
+    return [];
+  }
+
+  function latestCheckId(project) {
+    if (project.latest_check_id) return project.latest_check_id;
+    if (project.latest_check && project.latest_check.check_id) return project.latest_check.check_id;
+    var checks = project.checks || [];
+    var last = checks[checks.length - 1];
+    return last ? (typeof last === "string" ? last : last.check_id) : null;
+  }
+
+  function showError(err) {
+    var panel = document.getElementById("ob-panel");
+    panel.hidden = false;
+    panel.innerHTML = err && err.auth
+      ? '<p class="ob-warn">未登录或无权限 Not signed in or not allowed. <a href="' + esc(OB.cfg.login) + '">登录 Sign in</a></p>'
+      : '<p class="ob-warn">未找到 Not found (' + esc(err && err.status) + ")</p>";
+    setState("error");
+  }
+
+  function search(q) {
+    var list = document.getElementById("ob-results");
+    list.innerHTML = "";
+    if (!q) return;
+    setState("searching");
+    getJSON(OB.cfg.api + "/projects?q=" + encodeURIComponent(q)).then(function (data) {
+      var items = asList(data);
+      var exact = items.filter(function (p) { return p.code === q || p.name === q; });
+      if (exact.length === 1 || items.length === 1) return select((exact[0] || items[0]).code);
+      list.innerHTML = items.length ? items.map(function (p) {
+        return '<li><a href="#" data-code="' + esc(p.code) + '">' + esc(p.code) + " " + esc(p.name) + "</a></li>";
+      }).join("") : "<li>无结果 No match</li>";
+      setState("results");
+    }).catch(showError);
+  }
+
+  function drawProject(location) {
+    OB.highlight.clearLayers();
+    var geom = location.geometry || location.parcels;
+    var shape = geom ? L.geoJSON(geom, {
+      style: { color: "#1f4fff", weight: 3, fillOpacity: 0, className: "ob-parcel" },
+    }).addTo(OB.highlight) : null;
+    OB.parcels = shape;
+    var bounds = null;
+    if (Array.isArray(location.bbox) && location.bbox.length === 4) {
+      var b = location.bbox;
+      bounds = L.latLngBounds([b[1], b[0]], [b[3], b[2]]);
+    } else if (shape) {
+      bounds = shape.getBounds();
+    }
+    // clear of the info panel (left) and the layer list (right)
+    var side = Math.min(460, OB.map.getSize().x * 0.35);
+    if (bounds && bounds.isValid()) {
+      OB.map.flyToBounds(bounds, { maxZoom: 17, paddingTopLeft: [side, 60], paddingBottomRight: [side, 40],
+                                   duration: 0.8 });
+    }
+    else if (location.centroid) {
+      var c = location.centroid.coordinates || location.centroid;
+      OB.map.flyTo([c[1], c[0]], 16);
+    }
+  }
+
+  // zones under lines, as on the map; kinds the catalogue does not know (e.g. "outside the urban
+  // boundary") are drawn faint and grey rather than guessed at
+  var HIT_ORDER = { zone: 0, other: 1, overlay: 2, line: 3 };
+
+  function drawOverlaps(check) {
+    var hits = [];
+    (check.parcels || []).forEach(function (parcel) {
+      (parcel.conflicts || []).forEach(function (hit) { if (hit.geometry) hits.push(hit); });
+    });
+    hits.sort(function (a, b) {
+      var ga = (OB.kinds[a.kind] || { group: "other" }).group, gb = (OB.kinds[b.kind] || { group: "other" }).group;
+      return (HIT_ORDER[ga] || 1) - (HIT_ORDER[gb] || 1);
+    });
+    hits.forEach(function (hit) {
+      var spec = OB.kinds[hit.kind];
+      var style = spec ? { color: spec.colour, weight: 2, fillOpacity: 0.6 }
+        : { color: "#777777", weight: 1, dashArray: "4 3", fillOpacity: 0.2 };
+      style.className = "ob-overlap ob-overlap-" + hit.kind;
+      L.geoJSON(hit.geometry, { style: style })
+        .bindTooltip(esc(hit.name_zh || hit.kind) + " " + esc(hit.name_en || "") + " " + num(hit.overlap_area_m2, 1) + " m²")
+        .addTo(OB.highlight);
+    });
+    if (OB.parcels) OB.parcels.bringToFront(); // the parcel outline stays readable over its overlaps
+  }
+
+  function row(zh, en, value) {
+    return "<tr><th>" + esc(zh) + ' <span class="ob-en">' + esc(en) + "</span></th><td>" + esc(value) + "</td></tr>";
+  }
+
+  function verdictBadge(verdict) {
+    var v = VERDICT[verdict] || [verdict, verdict];
+    return '<span class="ob-verdict ob-verdict-' + esc(verdict) + '">' + esc(v[0]) + " " + esc(v[1]) + "</span>";
+  }
+
+  function parcelHtml(parcel) {
+    var hits = (parcel.conflicts || []).map(function (hit) {
+      var spec = OB.kinds[hit.kind] || { colour: "#999" };
+      var rule = RULE[hit.rule] || [hit.rule, hit.rule];
+      return "<tr><td>" + '<span class="ob-swatch" style="background:' + esc(spec.colour) + '"></span>' +
+        esc(hit.name_zh || hit.kind) + ' <span class="ob-en">' + esc(hit.name_en || "") + "</span></td><td>" +
+        esc(rule[0]) + ' <span class="ob-en">' + esc(rule[1]) + "</span></td><td>" + num(hit.overlap_area_m2, 2) +
+        "</td><td>" + num(hit.overlap_ellipsoidal_area_m2, 2) + "</td><td>" + num(100 * hit.overlap_ratio, 2) + "%</td></tr>";
+    }).join("");
+    return '<div class="ob-parcel-block"><h4>地块 Parcel ' + esc(parcel.parcel_id) + " " + verdictBadge(parcel.verdict) +
+      "</h4><p>面积 Area: " + num(parcel.area_m2, 2) + " m²（平面 plane） / " + num(parcel.ellipsoidal_area_m2, 2) +
+      " m²（椭球 ellipsoidal）</p>" +
+      (hits ? '<table class="ob-table"><tr><th>管控图层 Kind</th><th>规则 Rule</th><th>重叠 m²</th><th>椭球 m²</th>' +
+        "<th>占比 Ratio</th></tr>" + hits + "</table>" : "<p>无重叠 No overlap</p>") +
+      '<p class="ob-expl">' + esc(parcel.explanation_zh) + '</p><p class="ob-expl ob-en">' + esc(parcel.explanation_en) + "</p></div>";
+  }
+
+  function conditionsText(conditions) {
+    return Array.isArray(conditions) ? conditions.join("；") : conditions || "";
+  }
+
+  function versionNote(check) {
+    if (!check.blueprint_version || check.blueprint_version === OB.cfg.version) return "";
+    var url = "?version=" + encodeURIComponent(check.blueprint_version) + "&project=" +
+      encodeURIComponent(OB.current || "");
+    return '<p class="ob-note">该检查基于蓝图 ' + esc(check.blueprint_version) + "，地图显示 " + esc(OB.cfg.version) +
+      ' <span class="ob-en">The check used ' + esc(check.blueprint_version) + ", the map shows " + esc(OB.cfg.version) +
+      '</span> <a href="' + esc(url) + '">切换 Switch</a></p>';
+  }
+
+  function reviewsHtml(reviews) {
+    if (!reviews.length) return "<p>暂无联审意见 No review decision yet</p>";
+    return "<ul>" + reviews.map(function (r) {
+      return "<li><b>" + esc(r.decision) + "</b> — " + esc(r.decided_by || r.by || r.reviewer || "") + " " +
+        esc(r.decided_at || r.at || r.created_at || "") + (conditionsText(r.conditions) ? "<br>条件 Conditions: " +
+        esc(conditionsText(r.conditions)) : "") +
+        (r.reasons ? "<br>理由 Reasons: " + esc(r.reasons) : "") + "</li>";
+    }).join("") + "</ul>";
+  }
+
+  function renderPanel(project, check) {
+    var panel = document.getElementById("ob-panel");
+    var reviews = project.reviews || (check && check.reviews) || [];
+    var html = '<button type="button" class="ob-close" aria-label="关闭 Close">×</button>' +
+      "<h3>" + esc(project.code) + " " + esc(project.name) + "</h3>" +
+      '<h4>项目信息 Project</h4><table class="ob-table">' +
+      row("项目代码", "Code", project.code) + row("项目名称", "Name", project.name) +
+      row("项目类型", "Type", project.project_type || project.type) + row("建设单位", "Applicant", project.applicant) +
+      row("所在区县", "District", project.district) + row("状态", "Status", project.status) + "</table>";
+    if (check) {
+      var report = OB.cfg.report.replace("{check_id}", encodeURIComponent(check.check_id));
+      html += "<h4>审查结论 Verdict " + verdictBadge(check.verdict) + "</h4>" +
+        '<table class="ob-table">' + row("蓝图版本", "Blueprint version", check.blueprint_version) +
+        row("检查编号", "Check id", check.check_id) + "</table>" + versionNote(check) +
+        '<p><a href="' + esc(report) + '" target="_blank">审查报告 Report (HTML)</a> · <a href="' +
+        esc(report.replace(/\.html$/, ".pdf")) + '" target="_blank">PDF</a></p>' +
+        (check.parcels || []).map(parcelHtml).join("");
+    } else {
+      html += "<p>尚未审查 Not screened yet</p>";
+    }
+    html += "<h4>联审意见 Review decisions</h4>" + reviewsHtml(reviews);
+    panel.innerHTML = html;
+    panel.hidden = false;
+    panel.querySelector(".ob-close").onclick = function () { panel.hidden = true; OB.highlight.clearLayers(); };
+  }
+
+  function select(code) {
+    OB.current = code;
+    document.getElementById("ob-results").innerHTML = "";
+    setState("loading");
+    var base = OB.cfg.api + "/projects/" + encodeURIComponent(code);
+    return Promise.all([getJSON(base), getJSON(base + "/location").catch(function () { return {}; })])
+      .then(function (both) {
+        var project = both[0];
+        drawProject(both[1]);
+        var checkId = latestCheckId(project);
+        var check = checkId ? getJSON(OB.cfg.api + "/checks/" + encodeURIComponent(checkId)).catch(function () { return null; })
+          : Promise.resolve(null);
+        return check.then(function (result) {
+          if (result) drawOverlaps(result);
+          renderPanel(project, result);
+          setState("located");
+        });
+      })
+      .catch(showError);
+  }
+
+  function wireSearch() {
+    var form = document.getElementById("ob-search-form");
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      search(document.getElementById("ob-search").value.trim());
+    });
+    document.getElementById("ob-results").addEventListener("click", function (e) {
+      var code = e.target && e.target.getAttribute("data-code");
+      if (code) { e.preventDefault(); select(code); }
+    });
+    var versions = document.getElementById("ob-version");
+    OB.cfg.versions.forEach(function (v) {
+      var opt = document.createElement("option");
+      opt.value = v.version;
+      opt.textContent = v.version + (v.status === "published" ? "（已发布 published）" : "（草稿 draft）");
+      opt.selected = v.version === OB.cfg.version;
+      versions.appendChild(opt);
+    });
+    versions.addEventListener("change", function () {
+      window.location.search = "?version=" + encodeURIComponent(versions.value);
+    });
+  }
+
+  OB.init = function (map, cfg) {
+    OB.map = map;
+    OB.cfg = cfg;
+    OB.kinds = {};
+    cfg.layers.forEach(function (s) { OB.kinds[s.key] = s; });
+    OB.select = select;
+    OB.search = search;
+    // the whole city, clear of the top bar and of the open layer list on the right
+    var right = Math.min(460, map.getSize().x * 0.35);
+    map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]],
+      { paddingTopLeft: [50, 60], paddingBottomRight: [right, 20] });
+    L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map); // metres only: plans are metric
+    if (cfg.version) {
+      var byKey = addLayers(map, cfg);
+      addLegend(map, cfg, byKey);
+    } else {
+      document.getElementById("ob-panel").hidden = false;
+      document.getElementById("ob-panel").innerHTML = "<p>尚无蓝图版本 No blueprint version yet</p>";
+    }
+    OB.highlight = L.featureGroup().addTo(map);
+    addCoordinates(map, cfg);
+    addIdentify(map, cfg);
+    wireSearch();
+    setState("ready");
+    if (cfg.project) select(cfg.project);
+  };
+})();

@@ -1,0 +1,331 @@
+"""viewer.tiles: GeoJSON vector tiles of a blueprint version, clipped per tile and simplified per zoom."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+
+# Web-mercator tiling (XYZ scheme, y grows southwards), as Leaflet requests it.
+EARTH_HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
+TILE_PX = 256
+MAX_ZOOM = 22
+MARGIN_PX = 4  # clip a little beyond the tile so strokes at the seam are not cut
+SIMPLIFY_PX = 0.5  # simplification tolerance: half a screen pixel is invisible
+MIN_AREA_PX2 = 0.25  # parts below a quarter of a square pixel are dropped at that zoom
+WEB_MERCATOR = CRS.from_epsg(3857)
+LONLAT = CRS.from_epsg(4326)
+VERSIONS_TTL = 2.0  # seconds a version list is trusted (a tile burst asks hundreds of times)
+CONFLICTS = "conflicts"
+UNPLANNED = "unplanned"
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """The EPSG:3857 bounds (minx, miny, maxx, maxy) of XYZ tile z/x/y."""
+    size = 2 * EARTH_HALF / (1 << z)
+    minx = -EARTH_HALF + x * size
+    maxy = EARTH_HALF - y * size
+    return minx, maxy - size, minx + size, maxy
+
+
+def pixel_size(z: int) -> float:
+    """Metres (EPSG:3857) per screen pixel at zoom ``z``."""
+    return 2 * EARTH_HALF / (TILE_PX * (1 << z))
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The XYZ tile (x, y) containing a lon/lat point at zoom ``z``."""
+    n = 1 << z
+    x = int((lon + 180.0) / 360.0 * n)
+    lat_r = math.radians(lat)
+    y = int((1.0 - math.asinh(math.tan(lat_r)) / math.pi) / 2.0 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
+def valid_tile(z: int, x: int, y: int) -> bool:
+    """Whether z/x/y names a tile of the XYZ pyramid (up to :data:`MAX_ZOOM`)."""
+    return 0 <= z <= MAX_ZOOM and 0 <= x < (1 << z) and 0 <= y < (1 << z)
+
+
+def _transform(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
+    """Reproject a shapely array (vectorised, always lon/lat or easting/northing order)."""
+    tr = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def layer_members(pieces: gpd.GeoDataFrame, layer: str, group: str | None) -> np.ndarray:
+    """Boolean mask of the pieces drawn in ``layer``.
+
+    Lines and zones use the *effective* kinds (after precedence), which is what the blueprint
+    decides; overlays and the boundary also count what merely covers the piece.
+    """
+    if layer == UNPLANNED:
+        return (pieces["kind"] == UNPLANNED).to_numpy()
+    if group == "boundary" and not any(layer in json.loads(v or "[]") for v in pieces.get("covered_by", [])):
+        # the pieces partition the city area: when no piece names the boundary, all of them are it
+        return np.ones(len(pieces), dtype=bool)
+    columns = ["kinds"] if group in ("line", "zone") else ["kinds", "covered_by"]
+    mask = np.zeros(len(pieces), dtype=bool)
+    for column in columns:
+        if column in pieces:
+            mask |= np.array([layer in json.loads(v or "[]") for v in pieces[column]], dtype=bool)
+    return mask
+
+
+def dissolve(geoms: np.ndarray) -> np.ndarray:
+    """The polygon parts of the union of ``geoms`` (pieces of a kind form a coverage: fast path)."""
+    if len(geoms) == 0:
+        return np.empty(0, dtype=object)
+    try:
+        merged = shapely.coverage_union_all(geoms)
+        if not shapely.is_valid(merged):
+            # parts meeting at a single vertex make one self-touching ring: cheap to split
+            merged = _polygonal(shapely.make_valid(merged))
+    except shapely.errors.GEOSException:
+        # not a clean coverage (e.g. a draft): the general union is slower but always right
+        merged = shapely.union_all(geoms)
+    parts = shapely.get_parts(merged)
+    return parts[~shapely.is_empty(parts)]
+
+
+@dataclass
+class LayerIndex:
+    """One layer of one version in EPSG:3857: geometries, their properties and an STRtree."""
+
+    geoms: np.ndarray
+    props: list[dict[str, Any]]
+    tree: shapely.STRtree = field(init=False)
+    _simplified: dict[int, np.ndarray] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.tree = shapely.STRtree(self.geoms)
+
+    def at_zoom(self, z: int) -> np.ndarray:
+        """The geometries simplified for zoom ``z`` (computed once per zoom, validity kept)."""
+        with self._lock:
+            if z not in self._simplified:
+                simple = shapely.simplify(self.geoms, pixel_size(z) * SIMPLIFY_PX, preserve_topology=True)
+                # a part smaller than a quarter pixel cannot be seen at this zoom: do not send it
+                tiny = shapely.area(self.geoms) < MIN_AREA_PX2 * pixel_size(z) ** 2
+                simple[tiny] = shapely.Polygon()
+                self._simplified[z] = _valid(simple)
+            return self._simplified[z]
+
+    def tile(self, z: int, x: int, y: int) -> list[tuple[shapely.Geometry, dict[str, Any]]]:
+        """(geometry in EPSG:3857, properties) of every feature drawn in tile z/x/y."""
+        minx, miny, maxx, maxy = tile_bounds(z, x, y)
+        pad = pixel_size(z) * MARGIN_PX
+        box = (minx - pad, miny - pad, maxx + pad, maxy + pad)
+        hits = self.tree.query(shapely.box(*box), predicate="intersects")
+        if len(hits) == 0:
+            return []
+        hits.sort()  # stable output order: the same tile is byte-identical every time
+        clipped = _valid(shapely.clip_by_rect(self.at_zoom(z)[hits], *box))
+        keep = ~shapely.is_empty(clipped) & (shapely.area(clipped) > 0)
+        return [(g, self.props[i]) for g, i in zip(clipped[keep], hits[keep], strict=True)]
+
+
+def _valid(geoms: np.ndarray) -> np.ndarray:
+    """Repair the few geometries simplification or clipping left invalid; keep polygons only."""
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        fixed = shapely.make_valid(geoms[bad])
+        # make_valid may yield collections with stray lines: keep the polygonal part
+        geoms = geoms.copy()
+        geoms[bad] = [_polygonal(g) for g in fixed]
+    return geoms
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
+
+
+def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
+                dissolve_kind: bool = True) -> LayerIndex:
+    """The tile index of ``layer`` from a version's pieces (or, for ``conflicts``, its conflicts)."""
+    if frame.crs is None:
+        raise ValueError(f"layer {layer}: frame has no CRS")
+    src = CRS.from_user_input(frame.crs)
+    if layer == CONFLICTS:
+        geoms = _transform(frame.geometry.to_numpy(), src, WEB_MERCATOR)
+        return LayerIndex(geoms, [_conflict_props(row) for row in frame.to_dict("records")])
+    members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
+    parts = dissolve(members) if dissolve_kind else members
+    geoms = _transform(parts, src, WEB_MERCATOR)
+    return LayerIndex(geoms, [{"layer": layer}] * len(geoms))
+
+
+def _conflict_props(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("conflict_id", "kind_a", "kind_b", "rule", "resolution", "winner")
+    props: dict[str, Any] = {k: str(row[k]) for k in keys if k in row and row[k] is not None}
+    props["layer"] = CONFLICTS
+    props["area_m2"] = round(float(row.get("area_m2") or 0.0), 2)
+    return props
+
+
+def tile_geojson(features: list[tuple[shapely.Geometry, dict[str, Any]]]) -> bytes:
+    """A GeoJSON FeatureCollection (EPSG:4326, 7 decimals ≈ 1 cm) from EPSG:3857 features."""
+    if not features:
+        return b'{"type":"FeatureCollection","features":[]}'
+    geoms = _transform(np.array([g for g, _ in features], dtype=object), WEB_MERCATOR, LONLAT)
+    geoms = shapely.set_precision(geoms, 1e-7)
+    texts = shapely.to_geojson(geoms)
+    body = ",".join(
+        '{"type":"Feature","properties":' + json.dumps(p, ensure_ascii=False) + ',"geometry":' + t + "}"
+        for (_, p), t, g in zip(features, texts, geoms, strict=True) if not shapely.is_empty(g)
+    )
+    return ('{"type":"FeatureCollection","features":[' + body + "]}").encode("utf-8")
+
+
+class LRU:
+    """A small thread-safe LRU cache with an optional time-to-live per entry."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Lock] = {}
+
+    def _fresh(self, key: Hashable) -> tuple[bool, Any]:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and (hit[0] == math.inf or hit[0] > time.monotonic()):
+                self._data.move_to_end(key)
+                return True, hit[1]
+            return False, None
+
+    def get(self, key: Hashable, make: Callable[[], Any], ttl: float | None = None) -> Any:
+        found, value = self._fresh(key)
+        if found:
+            return value
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        # one build per key (a burst of tiles must not dissolve the same layer ten times);
+        # different keys build in parallel, so a slow layer does not hold up the others
+        with building:
+            found, value = self._fresh(key)
+            if found:
+                return value
+            value = make()
+            now = time.monotonic()
+            with self._lock:
+                self._building.pop(key, None)
+                self._store(key, value, None if ttl is None else now + ttl)
+        return value
+
+    def _store(self, key: Hashable, value: Any, expires: float | None) -> None:
+        # called with self._lock held
+        self._data[key] = (math.inf if expires is None else expires, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class TileService:
+    """Tiles of every layer of every version; indexes and tiles cached, published ones for good.
+
+    ``groups`` maps each catalogue kind to its group (line, zone, overlay, boundary). Drafts can
+    still change, so what is derived from them lives ``draft_ttl`` seconds only.
+    """
+
+    def __init__(self, source: Any, groups: dict[str, str], *, tile_cache: int = 20_000,
+                 draft_ttl: float = 30.0) -> None:
+        self.source = source
+        self.groups = dict(groups)
+        self.draft_ttl = draft_ttl
+        self._frames = LRU(4)
+        self._indexes = LRU(128)
+        self._tiles = LRU(tile_cache)
+        self._versions = LRU(1)
+        self._published: set[str] = set()
+
+    def layer_names(self) -> list[str]:
+        """Every layer a tile can be asked for: the catalogue kinds, unplanned, conflicts."""
+        return [*self.groups, UNPLANNED, CONFLICTS]
+
+    def status(self, version: str) -> str | None:
+        """``"published"``, ``"draft"`` or ``None`` (unknown).
+
+        Asked for on every tile, so the version list is re-read at most every ``VERSIONS_TTL``
+        seconds; a published version stays published, so that answer is kept for good.
+        """
+        if version in self._published:
+            return "published"
+        statuses = self._versions.get("versions", self._read_versions, VERSIONS_TTL)
+        if version not in statuses:  # maybe just built: look again, once
+            self._versions.clear()
+            statuses = self._versions.get("versions", self._read_versions, VERSIONS_TTL)
+        if statuses.get(version) == "published":
+            self._published.add(version)
+        return statuses.get(version)
+
+    def _read_versions(self) -> dict[str, str]:
+        return {str(v.get("version")): str(v.get("status")) for v in self.source.versions()}
+
+    def _ttl(self, version: str) -> float | None:
+        return None if self.status(version) == "published" else self.draft_ttl
+
+    def _frame(self, version: str, what: str, ttl: float | None) -> gpd.GeoDataFrame:
+        read = self.source.conflicts if what == CONFLICTS else self.source.pieces
+        return self._frames.get((version, what), lambda: read(version), ttl)
+
+    def index(self, version: str, layer: str) -> LayerIndex:
+        """The (cached) index of one layer; ``KeyError`` for an unknown layer or version."""
+        if layer not in self.layer_names():
+            raise KeyError(layer)
+        ttl = self._ttl(version)
+        what = CONFLICTS if layer == CONFLICTS else "pieces"
+        return self._indexes.get(
+            (version, layer),
+            lambda: build_index(self._frame(version, what, ttl), layer, self.groups.get(layer)),
+            ttl,
+        )
+
+    def identify(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
+        """The pieces of ``version`` under a lon/lat point; ``KeyError`` for an unknown version."""
+        status = self.status(version)
+        if status is None:
+            raise KeyError(version)
+        return identify(self._frame(version, "pieces", self._ttl(version)), lon, lat)
+
+    def tile(self, version: str, layer: str, z: int, x: int, y: int) -> bytes:
+        """GeoJSON bytes of tile z/x/y of ``layer`` in ``version``."""
+        if not valid_tile(z, x, y):
+            raise KeyError(f"{z}/{x}/{y}")
+        if self.status(version) is None:
+            raise KeyError(version)
+        ttl = self._ttl(version)
+        return self._tiles.get(
+            (version, layer, z, x, y),
+            lambda: tile_geojson(self.index(version, layer).tile(z, x, y)),
+            ttl,
+        )
+
+
+def identify(pieces: gpd.GeoDataFrame, lon: float, lat: float) -> list[dict[str, Any]]:
+    """The pieces under a lon/lat point: what the blueprint says there (kinds after precedence, sources)."""
+    to_work = Transformer.from_crs(LONLAT, CRS.from_user_input(pieces.crs), always_xy=True)
+    point = shapely.Point(*to_work.transform(lon, lat))
+    hits = pieces.sindex.query(point, predicate="intersects")
+    out = []
+    for row in pieces.iloc[np.sort(hits)].to_dict("records"):
+        lists = {k: json.loads(row.get(k) or "[]") for k in ("kinds", "covered_by", "sources")}
+        out.append({"piece_id": str(row.get("piece_id", "")), "kind": str(row.get("kind", "")), **lists,
+                    "area_m2": round(float(row.get("area_m2") or 0), 2)})
+    return out
