@@ -15,17 +15,18 @@ from blueprint.errors import (
     BlueprintError,
     BlueprintImmutableError,
     BlueprintNotFoundError,
+    CoverageCheckError,
     LayerNotFoundError,
+    MergeInputError,
     NoLayersError,
     NoPublishedBlueprintError,
     PrecedenceError,
 )
-from blueprint.merge import CoverageCheckError, MergeInputError
 from blueprint.store import BlueprintVersionExistsError
-from checks.engine import DuplicateParcelIdError
 from checks.errors import (
     CheckError,
     CheckNotFoundError,
+    DuplicateParcelIdError,
     NoParcelsError,
     ParcelOutsideCityError,
     RulesError,

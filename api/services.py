@@ -48,7 +48,6 @@ from layers.model import Limits, ParcelSet, PlanLayer
 
 log = logging.getLogger("api.services")
 
-DEFAULT_JOB_THRESHOLD = 500  # parcels; above this a submission becomes a background job
 CACHED_VERSIONS = 4  # published blueprints (and their screeners) kept in memory
 
 
@@ -208,7 +207,7 @@ class Services:
         self._gates_lock = threading.Lock()
         self.runner = JobRunner()
         # api.settings has no such field yet (asked for); until then the default applies
-        self.job_threshold = int(getattr(settings, "job_parcel_threshold", DEFAULT_JOB_THRESHOLD))
+        self.job_threshold = settings.job_parcel_threshold
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -389,8 +388,7 @@ class Services:
             idempotency_key=idempotency_key,
             by=by.name,
         )
-        stored_id = str(json.loads(stored)["check_id"])
-        if stored_id != check_id:  # a concurrent request with the same key won the race
+        if stored != text:  # a concurrent request with the same key won the race: its result stands
             return self._replayed(stored, input_hash)
         self.audit.record(
             by,

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_features: int = 10_000
     max_vertices: int = 2_000_000
     max_unzipped_bytes: int = 500 * 1024 * 1024
+    # submissions with more parcels than this are screened by a background job (202 + /jobs/{id})
+    job_parcel_threshold: int = Field(default=500, ge=1)
     # security: dev_mode allows the well-known development keys; never in production
     dev_mode: bool = False
     api_keys_file: Path | None = None

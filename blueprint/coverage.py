@@ -175,3 +175,79 @@ def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: 
         absorbed=[Absorbed(int(new_index[r.receiver]), r.area_m2, r.features, r.point) for r in records],
         reference_area=float(shapely.area(shapely.union_all(reference))),
     )
+
+
+def _seam_points(grid: np.ndarray, coords: np.ndarray, axis: int,
+                 lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every vertex on one of ``lines``: sorted packed (line, position) keys and the exact coordinate
+    along the line (copied, never recomputed, so inserted vertices equal the other side's bit for bit)."""
+    on = np.flatnonzero(np.isin(grid[:, axis], lines))
+    keys = grid[on, axis] * (1 << 32) + grid[on, 1 - axis]
+    keys, first = np.unique(keys, return_index=True)
+    return keys, coords[on[first], 1 - axis]
+
+
+def _insert_after(k: int, a: np.ndarray, b: np.ndarray, axis: int, keys: np.ndarray,
+                  along: np.ndarray) -> np.ndarray:
+    """Coordinates along the seam strictly between grid points ``a`` and ``b``, in a→b order."""
+    lo, hi = sorted((int(a[1 - axis]), int(b[1 - axis])))
+    base = int(a[axis]) * (1 << 32)
+    first = int(np.searchsorted(keys, base + lo, side="right"))
+    last = int(np.searchsorted(keys, base + hi, side="left"))
+    inner = along[first:last]
+    return inner if a[1 - axis] < b[1 - axis] else inner[::-1]
+
+
+def stitch_seams(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Insert into every piece edge lying on a cell line the vertices the piece across it has there.
+
+    Each cell is partitioned on its own; a feature poking a fraction of a millimetre across a cell line
+    collapses on one side but leaves its crossing vertices on the other. Seams are straight grid lines,
+    so adding the missing (exactly collinear) vertices makes both sides match vertex for vertex.
+    Returns the faces and how many were changed.
+    """
+    scale = 1.0 / GRID_M
+    inner = [np.round(xs[1:-1] * scale).astype(np.int64), np.round(ys[1:-1] * scale).astype(np.int64)]
+    if len(faces) == 0 or (len(inner[0]) == 0 and len(inner[1]) == 0):
+        return faces, 0
+    rings, ring_face = shapely.get_rings(faces, return_index=True)
+    coords, ring = shapely.get_coordinates(rings, return_index=True)
+    grid = np.round(coords * scale).astype(np.int64)
+    offset = grid.min(axis=0)
+    grid -= offset  # keep positions small so (line, position) packs into one int64
+    same_ring = ring[1:] == ring[:-1]
+    extra: dict[int, list[tuple[int, np.ndarray]]] = {}  # coordinate index → seam points after it
+    for axis in (0, 1):
+        lines = inner[axis] - offset[axis]
+        keys, along = _seam_points(grid, coords, axis, lines)
+        if len(keys) == 0:
+            continue
+        on_line = (grid[1:, axis] == grid[:-1, axis]) & np.isin(grid[:-1, axis], lines) & same_ring
+        for k in np.flatnonzero(on_line).tolist():
+            pts = _insert_after(k, grid[k], grid[k + 1], axis, keys, along)
+            if len(pts):
+                extra.setdefault(k, []).append((axis, pts))
+    if not extra:
+        return faces, 0
+    return _rebuild(faces, rings, ring_face, coords, ring, extra)
+
+
+def _rebuild(faces: np.ndarray, rings: np.ndarray, ring_face: np.ndarray, coords: np.ndarray,
+             ring: np.ndarray, extra: dict[int, list[tuple[int, np.ndarray]]]) -> tuple[np.ndarray, int]:
+    """Faces whose rings gained seam vertices, rebuilt (shell first, then holes, as GEOS lists them)."""
+    touched_rings = sorted({int(ring[k]) for k in extra})
+    new_rings: dict[int, np.ndarray] = {}
+    for r in touched_rings:
+        pts: list[np.ndarray] = []
+        for k in np.flatnonzero(ring == r).tolist():
+            pts.append(coords[k:k + 1])
+            for axis, along in extra.get(k, []):
+                fixed = np.full(len(along), coords[k, axis])  # the seam line, as this side has it
+                pts.append(np.column_stack([fixed, along] if axis == 0 else [along, fixed]))
+        new_rings[r] = np.vstack(pts)
+    out = faces.copy()
+    touched_faces = sorted({int(ring_face[r]) for r in touched_rings})
+    for f in touched_faces:
+        parts = [new_rings.get(r, coords[ring == r]) for r in np.flatnonzero(ring_face == f).tolist()]
+        out[f] = shapely.Polygon(parts[0], parts[1:])
+    return out, len(touched_faces)

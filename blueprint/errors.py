@@ -33,3 +33,15 @@ class NoLayersError(BlueprintError, ValueError):
 
 class LayerNotFoundError(BlueprintError, LookupError):
     code = "layer_not_found"
+
+
+class MergeInputError(BlueprintError, ValueError):
+    """A layer handed to the merge cannot be used (kind, CRS, geometry, parameters)."""
+
+    code = "merge_input"
+
+
+class CoverageCheckError(BlueprintError):
+    """The merged pieces failed the final coverage check (overlaps, gaps or invalid pieces)."""
+
+    code = "coverage_invalid"

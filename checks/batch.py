@@ -13,6 +13,7 @@ import shapely
 from numpy.typing import NDArray
 
 from checks.areas import ellipsoidal_areas
+from checks.batch_fast import AreaHits, feature_ids_json, overlap_areas
 from checks.engine import AREA_DECIMALS, RATIO_DECIMALS, VERDICTS, Screener, natural_key
 from checks.errors import NoParcelsError, ParcelOutsideCityError
 from checks.rules import OUTCOMES, ProjectType
@@ -21,7 +22,9 @@ from layers.geometry import repair_frame
 Progress = Callable[[int, int], None]  # (parcels done, parcels in all)
 CHUNK = 5_000  # parcels per vectorised step: bounds memory and paces the progress bar
 
-# the table written to parquet; `geometry` is the overlap in the working CRS (None on no-hit rows)
+# the table written to parquet; `geometry` is the screened (repaired) parcel in the working CRS on each of
+# its rows (None for parcels that repair dropped). Overlap polygons are not part of the batch table: its
+# areas come from checks.batch_fast, which never builds them (`blueprint check` returns them per parcel)
 # "str" is pandas' string dtype with NaN for missing values; every column gets its dtype explicitly so
 # in-process and dask results (and parquet files) agree whatever pandas would infer for a chunk
 COLUMNS: dict[str, str] = {
@@ -54,7 +57,8 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     geoms = np.asarray(fixed.geometry.values, dtype=object)
     ids = fixed["parcel_id"].astype(str).to_numpy()
     area = shapely.area(geoms).astype(np.float64)
-    hits = screener.overlaps(geoms, urban_construction=ptype.urban_construction)
+    ell = ellipsoidal_areas(geoms, screener.crs)
+    hits = overlap_areas(screener, geoms, ell, urban_construction=ptype.urban_construction)
     outside = screener.outside_area(area, hits.covered)
     error = (outside > 0) & ~screener.below_tolerance(outside, outside / np.where(area > 0, area, 1.0))
     outcome = screener.outcomes(ptype.key)[hits.kind]
@@ -64,18 +68,18 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     worst = np.zeros(len(geoms), dtype=np.int64)
     np.maximum.at(worst, hits.parcel, sev)
     verdict = np.where(error, "error", np.asarray(VERDICTS, dtype=object)[worst])
-    ell = ellipsoidal_areas(geoms, screener.crs)
     keep = ~error[hits.parcel]
     bare = np.setdiff1d(np.arange(len(geoms)), hits.parcel[keep])  # no reportable hit, or in error
     table = pd.concat([_hit_rows(screener, hits, outcome, ratio, below, keep),
                        pd.DataFrame({"parcel": bare, "hit_rank": np.zeros(len(bare), dtype=np.int64)})],
                       ignore_index=True)
     out = _with_parcel_columns(table, ids, verdict, error, area, ell, outside, by_id, screener, ptype)
+    out["geometry"] = geoms[table["parcel"].to_numpy(dtype=np.int64)]
     dropped = _dropped_rows(frame, set(ids), by_id, screener, ptype)
     return _finish(pd.concat([out, dropped], ignore_index=True) if len(dropped) else out, screener)
 
 
-def _hit_rows(screener: Screener, hits: Any, outcome: NDArray[np.int64], ratio: NDArray[np.float64],
+def _hit_rows(screener: Screener, hits: AreaHits, outcome: NDArray[np.int64], ratio: NDArray[np.float64],
               below: NDArray[np.bool_], keep: NDArray[np.bool_]) -> pd.DataFrame:
     """One row per kept hit; hit_rank orders a parcel's hits by severity of rule, then kind order."""
     idx = np.flatnonzero(keep)
@@ -95,10 +99,7 @@ def _hit_rows(screener: Screener, hits: Any, outcome: NDArray[np.int64], ratio: 
         "overlap_area_m2": np.round(hits.area[order], AREA_DECIMALS),
         "overlap_ellipsoidal_area_m2": np.round(hits.ellipsoidal_area[order], AREA_DECIMALS),
         "overlap_ratio": np.round(ratio[order], RATIO_DECIMALS),
-        "feature_ids": [json.dumps(screener.feature_ids(
-            (int(p) for p in hits.member_piece[hits.member_bounds[h]:hits.member_bounds[h + 1]]),
-            labels[int(hits.kind[h])].key)) for h in order],
-        "geometry": hits.geometry[order],
+        "feature_ids": feature_ids_json(screener, hits, order),
     })
 
 
@@ -114,7 +115,11 @@ def _with_parcel_columns(table: pd.DataFrame, ids: NDArray[np.object_], verdict:
     table.insert(3, "area_m2", np.round(area[p], AREA_DECIMALS))
     table.insert(4, "ellipsoidal_area_m2", np.round(ell[p], AREA_DECIMALS))
     table.insert(5, "outside_m2", np.round(outside[p], AREA_DECIMALS))
-    table.insert(6, "repairs", [_repairs_json(repairs.get(str(i), [])) for i in ids[p]])
+    texts = np.full(len(ids), "[]", dtype=object)
+    for i, pid in enumerate(ids.tolist()):
+        if pid in repairs:
+            texts[i] = _repairs_json(repairs[pid])
+    table.insert(6, "repairs", texts[p])
     table["project_type"] = ptype.key
     table["blueprint_version"] = screener.version
     return table

@@ -35,7 +35,8 @@ def dask_client(scheduler: str | None = None, n_workers: int = 2) -> Iterator[An
 
 
 def _screen_partition(part: gpd.GeoDataFrame, screener: Screener, project_type: str) -> gpd.GeoDataFrame:
-    """Runs on a worker: the same vectorised screening as the in-process batch."""
+    """Runs on a worker: the same vectorised screening as the in-process batch (checks.batch_fast; its
+    per-blueprint ring arrays are built once per worker process, on the first partition)."""
     ptype = screener.rules.require_project_type(project_type)
     if len(part) == 0:
         return empty_rows(screener.crs)

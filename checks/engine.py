@@ -20,7 +20,7 @@ from pyproj import CRS
 
 from blueprint.model import Blueprint
 from checks.areas import ellipsoidal_areas, reproject
-from checks.errors import CheckError, NoParcelsError, ParcelOutsideCityError
+from checks.errors import CheckError, DuplicateParcelIdError, NoParcelsError, ParcelOutsideCityError
 from checks.explain import explain_parcel, explain_submission
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from layers.catalogue import Catalogue
@@ -41,12 +41,6 @@ RATIO_DECIMALS = 8
 COORD_DECIMALS = 7  # ≈1 cm in lon/lat
 VERDICTS = ("pass", "review", "conflict")  # index = severity
 UNPLANNED = "unplanned"
-
-
-class DuplicateParcelIdError(CheckError, ValueError):
-    """Two submitted parcels share one parcel_id (results are keyed by it)."""
-
-    code = "duplicate_parcel_id"
 
 
 @dataclass(frozen=True)

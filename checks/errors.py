@@ -27,3 +27,9 @@ class CheckNotFoundError(CheckError, LookupError):
 
 class NoParcelsError(CheckError, ValueError):
     code = "no_parcels"
+
+
+class DuplicateParcelIdError(CheckError, ValueError):
+    """Two submitted parcels share one parcel_id (results are keyed by it)."""
+
+    code = "duplicate_parcel_id"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ def ensure_demo_data(out: Path, farmland: int) -> dict[str, Any]:
     return manifest
 
 
-def import_layers(settings: Settings, stores: Any, manifest: dict[str, Any], root: Path) -> list[dict[str, Any]]:
+def import_layers(settings: Settings, stores: Any, manifest: dict[str, Any],
+                  root: Path) -> list[dict[str, Any]]:
     """Import every plan layer and the city boundary the manifest lists; skip ones already stored."""
     from layers.catalogue import load_catalogue
     from layers.crs import parse_crs
@@ -77,11 +79,24 @@ def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
     blueprint = build_blueprint(
         plan_layers, catalogue=catalogue, precedence=load_precedence(settings.precedence_file, catalogue),
         tolerance_m=settings.tolerance_m, version=stores.blueprints.next_version(), created_by="demo",
-        boundary=boundary, progress=lambda step, fraction: note(f"build: {step} {fraction:.0%}"))
+        boundary=boundary, progress=throttled_progress())
     stores.blueprints.save_draft(blueprint)
     stores.blueprints.publish(blueprint.version, by="demo")
     note(f"published blueprint {blueprint.version}")
     return dict(stores.blueprints.get(blueprint.version).summary())
+
+
+def throttled_progress() -> Callable[[str, float], None]:
+    """A build progress callback that notes each step once and then every quarter, not every cell."""
+    shown: set[tuple[str, int]] = set()
+
+    def report(step: str, fraction: float) -> None:
+        mark = (step, int(fraction * 4))
+        if mark not in shown:
+            shown.add(mark)
+            note(f"build: {step} {fraction:.0%}")
+
+    return report
 
 
 def run(farmland: int = 5000, serve: bool = True, host: str = "127.0.0.1", port: int = 8000,

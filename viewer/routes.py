@@ -40,6 +40,10 @@ def _sign_in_first(request: Request) -> None:
                             headers={"Location": "/viewer/login"})
 
 
+# keys are printable ASCII; anything else cannot go into a cookie header
+PRINTABLE_ASCII = r"^[\x21-\x7e]+$"
+
+
 def _project_code(source: ViewerSource, q: str | None) -> str | None:
     """A deep link may name a project by code or by (part of) its name: resolve it to one code."""
     if not q:
@@ -90,7 +94,9 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         return HTMLResponse(render_template("login.html", dev_key=dev_key))
 
     @router.post("/login", summary="Set the viewer's key cookie")
-    def login(key: Annotated[str, Form(min_length=1, max_length=512)]) -> RedirectResponse:
+    def login(
+        key: Annotated[str, Form(min_length=1, max_length=512, pattern=PRINTABLE_ASCII)],
+    ) -> RedirectResponse:
         # the key is checked by auth_dependency on the next request, like any API call
         response = RedirectResponse("/viewer", status_code=303)
         response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")

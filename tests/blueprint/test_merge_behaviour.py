@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import shapely
 
+from blueprint.coverage import stitch_seams
 from blueprint.errors import NoLayersError, PrecedenceError
 from blueprint.merge import (
     CoverageCheckError,
@@ -156,3 +157,18 @@ def test_coverage_check_rejects_overlap_gap_and_mismatched_edges() -> None:
     assert edges_match(good, 60.0)
     assert not edges_match(np.array([a, split]), 60.0)  # b has a vertex on the shared edge, a has not
     assert not edges_match(np.array([a, square(5, 0, 10)]), 50.0)
+
+
+def test_seams_are_stitched_where_one_side_has_an_extra_vertex() -> None:
+    """A feature collapsing on one side of a cell line leaves vertices only on the other: add them."""
+    left = square(0, 0, 10)
+    right = shapely.Polygon([(500_010.0, 3_420_000.0), (500_020.0, 3_420_000.0), (500_020.0, 3_420_010.0),
+                             (500_010.0, 3_420_010.0), (500_010.0, 3_420_004.123), (500_010.0, 3_420_000.0)])
+    faces = np.array([left, right])
+    assert not edges_match(faces, 60.0)
+    xs, ys = np.array([500_000.0, 500_010.0, 500_020.0]), np.array([3_420_000.0, 3_420_010.0])
+    stitched, changed = stitch_seams(faces, xs, ys)
+    assert changed == 1
+    assert edges_match(stitched, 60.0) and shapely.coverage_is_valid(stitched)
+    assert stitched[0].equals(left) and shapely.get_num_coordinates(stitched[0]) == 6
+    assert stitch_seams(stitched, xs, ys)[1] == 0
