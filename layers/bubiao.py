@@ -16,6 +16,7 @@ from pyproj import CRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from layers.crs import gk_epsg
 from layers.errors import (
     CRSConflictError,
     CRSError,
@@ -109,29 +110,6 @@ def _datum(header: dict[str, str]) -> str:
     if not name or "2000" in name or "CGCS" in name.upper():
         return "cgcs2000"
     return name
-
-
-def gk_epsg(zone_width: int, *, zone: int | None = None, central_meridian: float | None = None) -> int:
-    """EPSG code of a CGCS2000 Gauss-Krüger CRS: by zone number (prefixed eastings) or central meridian."""
-    if zone_width == 3:
-        if zone is not None:
-            if not 25 <= zone <= 45:
-                raise CRSError(f"3-degree zone {zone} is outside China (25..45)")
-            return 4513 + zone - 25
-        cm = round(central_meridian or 0)
-        if cm % 3 or not 75 <= cm <= 135:
-            raise CRSError(f"central meridian {central_meridian} is not a 3-degree CM in China (75..135)")
-        return 4534 + (cm - 75) // 3
-    if zone_width == 6:
-        if zone is not None:
-            if not 13 <= zone <= 23:
-                raise CRSError(f"6-degree zone {zone} is outside China (13..23)")
-            return 4491 + zone - 13
-        cm = round(central_meridian or 0)
-        if (cm - 75) % 6 or not 75 <= cm <= 135:
-            raise CRSError(f"central meridian {central_meridian} is not a 6-degree CM in China (75..135)")
-        return 4502 + (cm - 75) // 6
-    raise CRSError(f"zone width (几度分带) must be 3 or 6, got {zone_width}")
 
 
 def central_meridian(zone_width: int, zone: int) -> int:

@@ -17,10 +17,10 @@ from layers.bubiao import (
     BubiaoPointCountError,
     BubiaoTooFewPointsError,
     BubiaoUnclosedRingError,
-    gk_epsg,
     read_bubiao,
     write_bubiao,
 )
+from layers.crs import gk_epsg
 from layers.errors import (
     CRSConflictError,
     CRSMissingError,
