@@ -135,9 +135,10 @@ def serve_forever(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from api.app import create_app
+    from cli.serve_cmd import logs_to_stderr
 
     note(f"serving API on http://{host}:{port}/docs and the map on http://{host}:{port}/viewer")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=logs_to_stderr())
 
 
 def main(farmland: int = typer.Option(5000, help="farmland patches in the generated demo"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import copy
+from typing import Annotated, Any
 
 import typer
 
@@ -39,8 +40,19 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=logs_to_stderr(),
         proxy_headers=False,
     )
+
+
+def logs_to_stderr() -> dict[str, Any]:
+    """uvicorn's logging config with the access log moved to stderr: stdout is for JSON only."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for handler in config["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+    return config
 
 
 def create_key(
