@@ -1,6 +1,7 @@
 """bench.bench_check: single-parcel screening latency in process vs the same query in PostGIS.
 
 Usage:  .venv/bin/python -m bench.bench_check [--pieces 1000000] [--queries 1000] [--merge-farmland 10000]
+        .venv/bin/python -m bench.bench_check --geojson-only [--queries 1000]
 
 Two blueprints:
   * "merged": bench.synthetic.scaled_layers(--merge-farmland) merged by blueprint.merge.build_blueprint
@@ -15,6 +16,10 @@ both ways, rules, explanations, GeoJSON), of the bare engine core (`Screener.ove
 intersection, per-kind union, areas), and of PostGIS `ST_Intersects` + `ST_Area(ST_Intersection)` on a
 GiST index (psycopg2 round trip, scratch database created and dropped). CPU time is printed beside the
 wall time because the box is shared and wall time is noisy.
+
+Also (first, and alone with --geojson-only): `layers.ingest.parcels_from_geojson` on the approval
+system's typical body, one RFC 7946 Feature in EPSG:4326 reprojected to EPSG:4548: p50/p99 per call
+after one warm-up call (its first call in a process loads the PROJ database and is printed apart).
 """
 
 from __future__ import annotations
@@ -221,6 +226,31 @@ def postgis_query(conn: Any, table: str = "pieces", srid: int = 4548) -> Callabl
 
 # --- the benchmark ---------------------------------------------------------------------------------
 
+def geojson_body(query: Any) -> dict[str, Any]:
+    """One parcel as the approval system posts it: a FeatureCollection in EPSG:4326, with id and name."""
+    from layers.crs import OUTPUT_CRS
+
+    lonlat = gpd.GeoSeries([query], crs=WORK).to_crs(OUTPUT_CRS).iloc[0]
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"parcel_id": "DK-1", "name": "地块一"},
+         "geometry": shapely.geometry.mapping(lonlat)}]}
+
+
+def bench_geojson(queries: list[Any]) -> float:
+    """p50/p99 of layers.ingest.parcels_from_geojson for one-parcel bodies; returns the p50 in ms."""
+    from layers.ingest import parcels_from_geojson
+
+    bodies = [geojson_body(q) for q in queries]
+    t0 = time.perf_counter()
+    parcels_from_geojson(bodies[0], work_crs=WORK)
+    first = time.perf_counter() - t0
+    wall, cpu = timed(lambda b: parcels_from_geojson(b, work_crs=WORK), bodies)
+    print(f"\n== layers.ingest.parcels_from_geojson, one parcel (EPSG:4326 → 4548), {len(bodies)} bodies ==")
+    print(f"  first call in the process {first * 1e3:.1f} ms (PROJ database, transformer)")
+    print(f"  then                      wall {percentiles(wall)}   cpu {percentiles(cpu)}")
+    return float(np.percentile(wall, 50) * 1e3)
+
+
 def same_query(screener: Screener) -> Callable[[Any], Any]:
     """In process, exactly what the SQL computes: candidate pieces, their kinds, overlap areas."""
     tree, geoms, ids, kinds = screener._tree, screener._geoms, screener._piece_ids, screener._piece_combo
@@ -278,8 +308,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="farmland of the merged blueprint (0: skip)")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--no-postgis", action="store_true")
+    parser.add_argument("--geojson-only", action="store_true",
+                        help="only time layers.ingest.parcels_from_geojson (no blueprint)")
     args = parser.parse_args(argv)
     queries = query_parcels(args.queries)
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} (shared box)")
+    bench_geojson(queries)
+    if args.geojson_only:
+        return
     print("bench_check: single-parcel screening, industrial project type; target p50 ≤ 5 ms at 10⁶ pieces, "
           "≥ 2× faster than PostGIS")
     if args.merge_farmland:
@@ -296,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     verdict = "met" if figures["full_p50_ms"] <= 5.0 else "NOT met"
     print(f"\ntarget p50 ≤ 5 ms at {figures['pieces']:,} pieces: {verdict} (full result "
           f"{figures['full_p50_ms']:.2f} ms, engine core {figures['core_p50_ms']:.2f} ms)")
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,15 @@ def geodesic_areas_lonlat(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
     Rings are cut out in one vectorised pass; each ring's geodesic area is one call into PROJ's
     geodesic library (Karney's algorithm). Exterior rings add, holes subtract, whatever their orientation.
     """
+    return _geodesic_areas(geoms, None)
+
+
+def _geodesic_areas(geoms: NDArray[np.object_], tr: Transformer | None) -> NDArray[np.float64]:
+    """Ellipsoidal areas of ``geoms``; their ring coordinates are lon/lat, or mapped to lon/lat by ``tr``.
+
+    Transforming the flat coordinate array is point by point what reprojecting the geometries does
+    (``reproject``), so the areas are the same to the last bit, without building lon/lat geometries.
+    """
     out = np.zeros(len(geoms), dtype=np.float64)
     if len(geoms) == 0:
         return out
@@ -65,11 +74,15 @@ def geodesic_areas_lonlat(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
     exterior = np.ones(len(rings), dtype=bool)
     exterior[1:] = ring_part[1:] != ring_part[:-1]
     coords, ring_of_coord = shapely.get_coordinates(rings, return_index=True)
-    bounds = np.searchsorted(ring_of_coord, np.arange(len(rings) + 1))
+    if tr is None:
+        lon, lat = coords[:, 0], coords[:, 1]
+    else:
+        lon, lat = (np.asarray(v, dtype=np.float64) for v in tr.transform(coords[:, 0], coords[:, 1]))
+    bounds = np.searchsorted(ring_of_coord, np.arange(len(rings) + 1)).tolist()
     ring_area = np.empty(len(rings), dtype=np.float64)
     for r in range(len(rings)):
         lo, hi = bounds[r], bounds[r + 1]
-        area, _ = GEOD.polygon_area_perimeter(coords[lo:hi, 0], coords[lo:hi, 1])
+        area, _ = GEOD.polygon_area_perimeter(lon[lo:hi], lat[lo:hi])
         ring_area[r] = abs(area)
     signed = np.where(exterior, ring_area, -ring_area)
     np.add.at(out, part_owner[ring_part], signed)
@@ -80,4 +93,4 @@ def ellipsoidal_areas(geoms: NDArray[np.object_], crs: CRS) -> NDArray[np.float6
     """Ellipsoidal areas (m²) of ``geoms`` given in ``crs``, via CGCS2000 geographic coordinates."""
     if len(geoms) == 0:
         return np.zeros(0, dtype=np.float64)
-    return geodesic_areas_lonlat(reproject(geoms, crs, CGCS2000))
+    return _geodesic_areas(geoms, transformer(crs, CGCS2000))

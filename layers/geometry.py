@@ -44,7 +44,20 @@ def repair_frame(frame: gpd.GeoDataFrame, *, id_column: str = "feature_id",
     """
     ids = [str(v) for v in frame[id_column]]
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    missing = np.array([g is None for g in geoms])
+    out, keep, repairs = repair_geometries(ids, geoms, source=source)
+    result = frame.copy()
+    result = result.set_geometry(gpd.GeoSeries(out, index=frame.index, crs=frame.crs))
+    return result.loc[keep].copy(), repairs
+
+
+def repair_geometries(ids: list[str], geoms: np.ndarray, *, source: str = "layer"
+                      ) -> tuple[np.ndarray, np.ndarray, list[Repair]]:
+    """:func:`repair_frame` on plain arrays: (repaired geometries, which to keep, repairs made).
+
+    For callers holding arrays (a single submitted parcel), so no GeoDataFrame is built for them.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    missing = np.array([g is None for g in geoms], dtype=bool)
     types = np.array([None if g is None else g.geom_type for g in geoms], dtype=object)
     _reject_non_polygons(types, ids, source)
 
@@ -84,6 +97,4 @@ def repair_frame(frame: gpd.GeoDataFrame, *, id_column: str = "feature_id",
         else:
             out[i] = fixed
             repairs.append(Repair(ids[i], "collection", "kept polygonal parts"))
-    result = frame.copy()
-    result = result.set_geometry(gpd.GeoSeries(out, index=frame.index, crs=frame.crs))
-    return result.loc[keep].copy(), repairs
+    return out, keep, repairs

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,9 @@ import numpy as np
 import pandas as pd
 import shapely
 import shapely.geometry
-from pyproj import CRS
+from geopandas.array import from_shapely
+from numpy.typing import NDArray
+from pyproj import CRS, Transformer
 
 from layers.catalogue import Catalogue
 from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs
@@ -25,7 +29,7 @@ from layers.errors import (
     UnreadableLayerError,
 )
 from layers.formats import RawLayer, read_source
-from layers.geometry import repair_frame
+from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
@@ -88,23 +92,201 @@ def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits =
 
     RFC 7946 coordinates are EPSG:4326 longitude/latitude; a legacy top-level ``crs`` member
     (e.g. ``{"type": "name", "properties": {"name": "EPSG:4490"}}``) is honoured.
+
+    This is the approval system's entry (one or a few parcels per request), so it runs the shared
+    pipeline's steps (:func:`_finish`, :func:`_parcel_set`) on plain arrays: attributes in one pandas
+    frame, geometries in a numpy array reprojected with a cached transformer, one GeoDataFrame built at
+    the end. Same frame, notes, repairs and errors as the file path.
     """
     features = _geojson_features(obj)
     if len(features) > limits.max_features:
         raise FileTooLargeError(f"GeoJSON: {len(features):,} features, more than the limit of "
                                 f"{limits.max_features:,}")
     legacy = _legacy_crs(obj)
-    frame = gpd.GeoDataFrame(
-        pd.DataFrame.from_records([_properties(f, i) for i, f in enumerate(features)],
-                                  index=range(len(features))),
-        geometry=[_geojson_geometry(f, i) for i, f in enumerate(features)], crs=None)
+    records = [_properties(f, i) for i, f in enumerate(features)]
+    geoms = np.empty(len(features), dtype=object)
+    geoms[:] = [_geojson_geometry(f, i) for i, f in enumerate(features)]
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
     checksum = hashlib.sha256(text).hexdigest()
-    raw = RawLayer(frame, legacy or CRS.from_epsg(4326), "GeoJSON", "GeoJSON", checksum,
-                   implied=legacy is None)
-    loaded = _finish(raw, work_crs=work_crs, crs=None, limits=limits, geometry="polygon",
-                     id_column="parcel_id", id_candidates=PARCEL_ID_COLUMNS)
-    return _parcel_set(loaded)
+    columns = list(dict.fromkeys(k for r in records for k in r))  # pandas' order: first appearance
+    if "geometry" in columns:  # an attribute named like the geometry column: the frame path
+        frame = gpd.GeoDataFrame(pd.DataFrame.from_records(records, index=range(len(features))),
+                                 geometry=list(geoms), crs=None)
+        raw = RawLayer(frame, legacy or _WGS84, "GeoJSON", "GeoJSON", checksum, implied=legacy is None)
+        return _parcel_set(_finish(raw, work_crs=work_crs, crs=None, limits=limits, geometry="polygon",
+                                   id_column="parcel_id", id_candidates=PARCEL_ID_COLUMNS))
+    quick = _record_ids(records, columns, "parcel_id", PARCEL_ID_COLUMNS)
+    if quick is None:
+        attributes = pd.DataFrame.from_records(records, index=range(len(features))).reset_index(drop=True)
+        attributes, id_from = _assign_ids(attributes, "parcel_id", PARCEL_ID_COLUMNS)
+    else:
+        with_ids, id_from = quick
+        attributes = pd.DataFrame.from_records(with_ids, index=range(len(features))).reset_index(drop=True)
+    return _geojson_parcel_set(attributes, id_from, geoms, legacy or _WGS84, implied=legacy is None,
+                               checksum=checksum, work_crs=work_crs, limits=limits)
+
+
+_UNSURE = object()  # sentinel: the plain-Python id rules cannot tell, pandas decides
+
+
+def _plain_end(char: str) -> bool:
+    """A first/last character that no whitespace definition (Python's, Arrow's) would strip."""
+    return char.isalnum() or (char.isascii() and char.isprintable() and char != " ")
+
+
+def _plain_id_strings(values: list[Any]) -> list[str] | object | None:
+    """:func:`_id_strings` for the common attribute values (all str, or all int), without pandas.
+
+    None when the column is unusable (a gap, an empty text, duplicates), :data:`_UNSURE` for anything
+    else (floats, booleans, mixed types, padded text), which the pandas rules then decide.
+    """
+    if any(v is None or v is _UNSURE or (isinstance(v, float) and math.isnan(v)) for v in values):
+        return None  # pandas: a missing value (None, NaN or no such key in the record)
+    if all(type(v) is str for v in values):
+        if any(v == "" for v in values):
+            return None
+        if not all(_plain_end(v[0]) and _plain_end(v[-1]) for v in values):
+            return _UNSURE
+        texts = list(values)
+    elif all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
+        texts = [str(v) for v in values]
+    else:
+        return _UNSURE
+    return texts if len(set(texts)) == len(texts) else None
+
+
+def _record_ids(records: list[dict[str, Any]], columns: list[str], id_column: str,
+                candidates: Sequence[str]) -> tuple[list[dict[str, Any]], str | None] | None:
+    """:func:`_assign_ids` on GeoJSON property records (before the frame is built), or None when only
+    the pandas rules can decide. Returns the records with ``id_column`` first, and the attribute used."""
+    if not records or f"{id_column}_source" in columns:
+        return None
+    by_name = {str(c).strip().lower(): c for c in columns}
+    ids: list[str] | None = None
+    chosen: str | None = None
+    for candidate in candidates:
+        column = by_name.get(candidate)
+        if column is None:
+            continue
+        found = _plain_id_strings([r.get(column, _UNSURE) for r in records])
+        if found is _UNSURE:
+            return None
+        if isinstance(found, list):
+            ids, chosen = found, str(column)
+            break
+    if ids is None:
+        ids = [str(i) for i in range(1, len(records) + 1)]
+    # like _assign_ids: a source column of that name is dropped when it gave the ids, else kept aside
+    rename = f"{id_column}_source"
+    out = []
+    for text, record in zip(ids, records, strict=True):
+        row: dict[str, Any] = {id_column: text}
+        for key, value in record.items():
+            if key == id_column:
+                if chosen == id_column:
+                    continue
+                key = rename
+            row[key] = value
+        out.append(row)
+    return out, chosen
+
+
+_WGS84 = CRS.from_epsg(4326)
+# pyproj transformers are not safe to share between threads (API request threads): one cache per thread
+_local = threading.local()
+_labels: dict[str, str] = {}
+
+
+def _transformer(source: CRS, target: CRS) -> Transformer:
+    """A cached always_xy transformer (what GeoDataFrame.to_crs builds), keyed by the defining strings."""
+    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "transformers", None)
+    if cache is None:
+        cache = _local.transformers = {}
+    key = (source.srs, target.srs)
+    found = cache.get(key) if all(key) else None
+    if found is None:
+        found = Transformer.from_crs(source, target, always_xy=True)
+        if all(key):
+            cache[key] = found
+    return found
+
+
+def _label(crs: CRS) -> str:
+    """layers.crs.crs_label, cached by the CRS's defining string (to_epsg costs ~0.1 ms a call)."""
+    if not crs.srs:
+        return crs_label(crs)
+    found = _labels.get(crs.srs)
+    if found is None:
+        found = _labels[crs.srs] = crs_label(crs)
+    return found
+
+
+def _to_crs(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
+    """GeoDataFrame.to_crs on an array: the same always_xy transformer, Z carried where present."""
+    if source.equals(target, ignore_axis_order=True) or source.is_exact_same(target):
+        return geoms
+    tr = _transformer(source, target)
+    out = np.empty_like(geoms)
+    has_z = np.asarray(shapely.has_z(geoms), dtype=bool)
+    for z, rows in ((False, ~has_z), (True, has_z)):
+        if rows.any():
+            coords = shapely.get_coordinates(geoms[rows], include_z=z)
+            moved = tr.transform(*(coords[:, i] for i in range(coords.shape[1])))
+            out[rows] = shapely.set_coordinates(geoms[rows].copy(), np.array(moved).T)
+    return out
+
+
+def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: NDArray[np.object_],
+                        crs_file: CRS, *,
+                        implied: bool, checksum: str, work_crs: CRS, limits: Limits) -> ParcelSet:
+    """:func:`_finish` + :func:`_parcel_set` for GeoJSON parcels, step for step, on arrays."""
+    source = "GeoJSON"
+    require_projected(work_crs)
+    if len(geoms) > limits.max_features:
+        raise FileTooLargeError(f"{source}: {len(geoms):,} features, more than the limit of "
+                                f"{limits.max_features:,}")
+    vertices = int(shapely.get_num_coordinates(geoms).sum())
+    if vertices > limits.max_vertices:
+        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
+                                f"{limits.max_vertices:,}")
+    notes: list[str] = []
+    if id_from:
+        notes.append(f"parcel_id from attribute {id_from!r}")
+    crs_in, crs_notes = resolve_crs(crs_file, None, implied=implied, bounds=_array_bounds(geoms),
+                                    source=source)
+    notes.extend(crs_notes)
+    geoms = _to_crs(geoms, crs_in, work_crs)
+    if _label(crs_in) != _label(work_crs):
+        notes.append(f"reprojected {_label(crs_in)} → {_label(work_crs)}")
+    ids = [str(v) for v in attributes["parcel_id"]]
+    fixed, keep, repairs = repair_geometries(ids, geoms, source=source)
+    if not keep.any():
+        raise EmptyLayerError(f"{source}: no usable features"
+                              + (f" ({len(repairs)} dropped, see repairs)" if repairs else ""))
+    if not keep.all():
+        attributes = attributes.loc[keep].reset_index(drop=True)
+        fixed = fixed[keep]
+    if "name" not in attributes.columns:
+        by_name = {str(c).strip().lower(): c for c in attributes.columns if c != "parcel_id"}
+        column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
+        if column is not None:
+            values = attributes[column]
+            attributes.insert(1, "name", values.astype(str).where(values.notna(), None))
+    # assign + naming the column is the cheap way in (geometry= re-checks CRSs through several copies)
+    frame = gpd.GeoDataFrame(attributes.assign(geometry=from_shapely(fixed, crs=work_crs)),
+                             geometry="geometry")
+    return ParcelSet(frame=frame, source=source, crs_in=_label(crs_in), checksum=checksum,
+                     repairs=tuple(repairs), notes=tuple(notes))
+
+
+def _array_bounds(geoms: NDArray[np.object_]) -> tuple[float, float, float, float]:
+    """:func:`_bounds` on an array: total bounds of the present, non-empty geometries."""
+    present = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    if len(present) == 0:
+        return (np.nan, np.nan, np.nan, np.nan)
+    b = shapely.bounds(present)
+    return (float(np.nanmin(b[:, 0])), float(np.nanmin(b[:, 1])), float(np.nanmax(b[:, 2])),
+            float(np.nanmax(b[:, 3])))
 
 
 # ---------------------------------------------------------------- the shared pipeline

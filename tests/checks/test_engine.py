@@ -12,6 +12,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 
 from checks.engine import DuplicateParcelIdError, Screener, result_json
 from checks.errors import NoParcelsError, ParcelOutsideCityError, UnknownProjectTypeError
+from layers.model import ParcelSet
 from tests import geoms
 from tests.checks.conftest import make_blueprint, parcels, rect
 
@@ -163,6 +164,25 @@ def test_dropped_parcels_are_reported_at_submission_level(screener):
     result = screener.screen(parcels(rect(10, 10, 20, 20), Polygon(), ids=["a", "b"]), "industrial")
     assert [p["parcel_id"] for p in result["parcels"]] == ["a"]
     assert [(r["feature_id"], r["problem"]) for r in result["repairs"]] == [("b", "empty")]
+
+
+def test_repair_keeps_missing_names_missing(screener):
+    """A parcel without a name beside one that needs repair: no NaN name (it made result_json fail)."""
+    frame = gpd.GeoDataFrame({"parcel_id": ["a", "b"], "name": ["甲", None]},
+                             geometry=[geoms.BOW_TIE, rect(210, 10, 260, 60)], crs="EPSG:4548")
+    result = screener.screen(ParcelSet(frame=frame, source="test.geojson"), "linear_infrastructure")
+    by_id = {p["parcel_id"]: p for p in result["parcels"]}
+    assert by_id["a"]["name"] == "甲" and "name" not in by_id["b"]
+    assert [r["problem"] for r in by_id["a"]["repairs"]] == ["invalid"]
+    assert json.loads(result_json(result))["parcels"][1]["parcel_id"] == "b"
+
+
+def test_screen_takes_lonlat_frames_and_any_geometry_column_name(screener):
+    """The fast column access in Screener._submitted: reprojected input and a renamed geometry column."""
+    base = screener.screen(parcels(rect(210, 10, 260, 60), ids=["x"]), "industrial")
+    frame = gpd.GeoDataFrame({"parcel_id": ["x"], "shape": [rect(210, 10, 260, 60)]}, geometry="shape",
+                             crs="EPSG:4548")
+    assert result_json(screener.screen(ParcelSet(frame=frame, source="t"), "industrial")) == result_json(base)
 
 
 def test_reprojected_input_gives_the_same_areas(screener):
