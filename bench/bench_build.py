@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0
     print(f"{'farmland':>9} | {'blueprint s':>11} {'cpu s':>7} {'peak MB':>8} {'pieces':>8} "
-          f"{'conflicts':>9} | {'overlay s':>9} {'peak MB':>8} {'pieces':>8} | speed-up")
+          f"{'conflicts':>9} | {'overlay s':>9} {'peak MB':>8} {'pieces':>8} | speed-up | load avg")
     for n in sizes:
+        load_before = os.getloadavg()[0]  # the box is shared: wall times mean little without the load
         bp = _child("blueprint", n, args)
         ov = _child("overlay", n, args) if n <= args.baseline_max else None
         if "error" in bp:
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             speed = float(ov["seconds"]) / float(bp["seconds"])  # type: ignore[arg-type]
             right = f"{ov['seconds']:>9.2f} {ov['peak_mb']:>8.0f} {ov['pieces']:>8} | {speed:>6.1f}×"
-        print(left + right, flush=True)
+        load = f" {load_before:.2f}→{os.getloadavg()[0]:.2f}"
+        print(left + right + load, flush=True)
     return 0
 
 

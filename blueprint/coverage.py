@@ -134,6 +134,103 @@ def _absorbed_records(faces: np.ndarray, receivers: dict[int, int], face_i: np.n
     return records
 
 
+def _make_precise(values: np.ndarray) -> np.ndarray:
+    """GEOS ``PrecisionModel::makePrecise`` on the ``GRID_M`` grid: round half up, as snap-rounding does."""
+    scaled = values * (1.0 / GRID_M)
+    whole = np.trunc(scaled)
+    frac = np.abs(scaled - whole)
+    rounded = np.where(frac < 0.5, whole, np.where(frac > 0.5, whole + np.sign(scaled), np.floor(scaled) + 1))
+    return rounded / (1.0 / GRID_M)
+
+
+def _snap_rings(polys: np.ndarray) -> np.ndarray:
+    """Simple polygons with their vertices snapped to the grid (empty where snapping spoils one)."""
+    coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(polys), return_index=True)
+    coords = _make_precise(coords)
+    # rebuilt from plain coordinates (a geometry snapped by GEOS carries its grid and GEOS would round
+    # anything derived from it, e.g. interior points, unlike the polygonized faces)
+    out = shapely.polygons(shapely.linearrings(coords, indices=ring))
+    repeated = np.zeros(len(polys), dtype=bool)
+    same = (ring[1:] == ring[:-1]) & (coords[1:] == coords[:-1]).all(axis=1)
+    repeated[ring[1:][same]] = True
+    bad = repeated | ~shapely.is_valid(out) | ~(shapely.area(out) > 0.0)
+    out[bad] = Polygon()
+    return np.asarray(out)
+
+
+def isolated_features(cell: Polygon, clipped: np.ndarray, tolerance_m: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray, np.ndarray]:
+    """Features whose boundary meets nothing: every other feature near them contains them with room.
+
+    Such a feature (a simple polygon without holes, e.g. most farmland patches) is a face on its own
+    and a plain hole in the one face around it, so noding and polygonizing it is wasted work.
+    Feature ``i`` qualifies if its bounding box grown by ``2·tolerance + 10 grid steps`` lies inside the
+    cell and every other feature either properly contains that box or is disjoint from it: then no edge
+    passes within that clearance, snap-rounding cannot make it touch anything, and the face around it
+    stays wider than the tolerance (so no sliver test changes). Returns (local indices, the features
+    snapped to the grid, and the (isolated position, container local index) pairs).
+    """
+    empty = np.empty(0, dtype=np.int64)
+    types = shapely.get_type_id(clipped)
+    simple = (types == POLYGON) & (shapely.get_num_interior_rings(clipped) == 0)
+    if tolerance_m > 0:  # a thin feature may be a sliver: leave it to the full path
+        simple &= 2.0 * shapely.area(clipped) >= 2.0 * tolerance_m * shapely.length(clipped)
+    cand = np.flatnonzero(simple)
+    if len(cand) == 0:
+        return empty, np.empty(0, dtype=object), empty, empty
+    pad = 2.0 * tolerance_m + 10 * GRID_M
+    b = shapely.bounds(clipped[cand])
+    cx0, cy0, cx1, cy1 = cell.bounds
+    grown = b + np.array([-pad, -pad, pad, pad])
+    inside = (grown[:, 0] > cx0) & (grown[:, 1] > cy0) & (grown[:, 2] < cx1) & (grown[:, 3] < cy1)
+    cand, grown = cand[inside], grown[inside]
+    if len(cand) == 0:
+        return empty, np.empty(0, dtype=object), empty, empty
+    boxes = shapely.box(grown[:, 0], grown[:, 1], grown[:, 2], grown[:, 3])
+    tree = shapely.STRtree(boxes)
+    # the querying feature is prepared by the tree, so big zones against many boxes stay cheap
+    f_hit, box_hit = tree.query(clipped, predicate="intersects")
+    other = cand[box_hit] != f_hit
+    f_hit, box_hit = f_hit[other], box_hit[other]
+    f_in, box_in = tree.query(clipped, predicate="contains_properly")
+    n_hit = np.bincount(box_hit, minlength=len(cand))
+    n_in = np.bincount(box_in, minlength=len(cand))
+    ok = n_hit == n_in  # contains_properly implies intersects, so equal counts mean the same features
+    snapped = _snap_rings(clipped[cand])
+    ok &= ~shapely.is_empty(snapped)
+    new_pos = np.cumsum(ok) - 1
+    keep_pair = ok[box_in]
+    return cand[ok], snapped[ok], new_pos[box_in[keep_pair]], f_in[keep_pair]
+
+
+def punch_holes(faces: np.ndarray, keep: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """``faces`` with each isolated piece cut out as a hole of the kept face around it (if any).
+
+    The hole ring is the piece's own ring, so shared edges match vertex for vertex.
+    """
+    live = np.flatnonzero(keep)
+    if len(pieces) == 0 or len(live) == 0:
+        return faces
+    probe = shapely.points(shapely.get_coordinates(shapely.get_exterior_ring(pieces))[
+        np.cumsum(shapely.get_num_coordinates(pieces)) - shapely.get_num_coordinates(pieces)])
+    tree = shapely.STRtree(probe)
+    face_local, piece_i = tree.query(faces[live], predicate="contains_properly")
+    if len(face_local) == 0:
+        return faces
+    out = faces.copy()
+    order = np.argsort(face_local, kind="stable")
+    face_local, piece_i = face_local[order], piece_i[order]
+    starts = np.flatnonzero(np.r_[True, face_local[1:] != face_local[:-1]])
+    ends = np.r_[starts[1:], len(face_local)]
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        f = int(live[face_local[s]])
+        face = faces[f]
+        holes = [*shapely.get_interior_ring(face, range(shapely.get_num_interior_rings(face))),
+                 *shapely.get_exterior_ring(pieces[piece_i[s:e]])]
+        out[f] = shapely.polygons(shapely.get_exterior_ring(face), holes=holes)
+    return out
+
+
 def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: np.ndarray, *,
                    is_boundary: np.ndarray, priority: np.ndarray, tolerance_m: float) -> CellPartition:
     """Partition the city inside ``cell`` into faces, each with the plan features covering it.
@@ -146,9 +243,13 @@ def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: 
     kept, clipped = clip_to_cell(cell, feats, geoms, bounds)
     if len(kept) == 0:
         return empty
-    faces = faces_of(cell, clipped)
-    face_i, feat_local = coverage_pairs(faces, clipped)
-    feat_g = kept[feat_local]
+    iso, iso_geoms, iso_pair_pos, iso_pair_feat = isolated_features(cell, clipped, tolerance_m)
+    rest = np.ones(len(kept), dtype=bool)
+    rest[iso] = False
+    rest_i = np.flatnonzero(rest)
+    faces = faces_of(cell, clipped[rest_i])
+    face_i, feat_local = coverage_pairs(faces, clipped[rest_i])
+    feat_g = kept[rest_i[feat_local]]
     on_boundary = is_boundary[feat_g]
     has_boundary = bool(is_boundary.any())
     in_city = np.zeros(len(faces), dtype=bool)
@@ -168,10 +269,25 @@ def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: 
     new_index = np.cumsum(keep) - 1
     pair_keep = keep[face_i]
     reference = clipped[is_boundary[kept]] if has_boundary else clipped
+
+    # isolated features: a face each (covered by itself and its containers), a hole in the face around
+    iso_g = kept[iso]
+    iso_in_city = np.zeros(len(iso), dtype=bool)
+    if has_boundary:
+        iso_in_city[iso_pair_pos[is_boundary[kept[iso_pair_feat]]]] = True
+    else:
+        iso_in_city[:] = True
+    iso_in_city &= ~is_boundary[iso_g]
+    merged = punch_holes(merged, keep, iso_geoms)
+    iso_new = np.cumsum(iso_in_city) - 1 + int(keep.sum())
+    own = np.flatnonzero(iso_in_city)
+    cont = iso_in_city[iso_pair_pos] & ~is_boundary[kept[iso_pair_feat]]
+    pair_face = np.concatenate([new_index[face_i[pair_keep]], iso_new[own], iso_new[iso_pair_pos[cont]]])
+    pair_feature = np.concatenate([feat_g[pair_keep], iso_g[own], kept[iso_pair_feat[cont]]])
     return CellPartition(
-        faces=merged[keep],
-        pair_face=new_index[face_i[pair_keep]],
-        pair_feature=feat_g[pair_keep],
+        faces=np.concatenate([merged[keep], iso_geoms[iso_in_city]]),
+        pair_face=pair_face,
+        pair_feature=pair_feature,
         absorbed=[Absorbed(int(new_index[r.receiver]), r.area_m2, r.features, r.point) for r in records],
         reference_area=float(shapely.area(shapely.union_all(reference))),
     )
@@ -236,10 +352,13 @@ def _rebuild(faces: np.ndarray, rings: np.ndarray, ring_face: np.ndarray, coords
              ring: np.ndarray, extra: dict[int, list[tuple[int, np.ndarray]]]) -> tuple[np.ndarray, int]:
     """Faces whose rings gained seam vertices, rebuilt (shell first, then holes, as GEOS lists them)."""
     touched_rings = sorted({int(ring[k]) for k in extra})
+    # coordinates come ring by ring and rings face by face: slices, not a scan per ring
+    ring_start = np.searchsorted(ring, np.arange(len(rings) + 1)).tolist()
+    face_start = np.searchsorted(ring_face, np.arange(len(faces) + 1)).tolist()
     new_rings: dict[int, np.ndarray] = {}
     for r in touched_rings:
         pts: list[np.ndarray] = []
-        for k in np.flatnonzero(ring == r).tolist():
+        for k in range(ring_start[r], ring_start[r + 1]):
             pts.append(coords[k:k + 1])
             for axis, along in extra.get(k, []):
                 fixed = np.full(len(along), coords[k, axis])  # the seam line, as this side has it
@@ -248,6 +367,7 @@ def _rebuild(faces: np.ndarray, rings: np.ndarray, ring_face: np.ndarray, coords
     out = faces.copy()
     touched_faces = sorted({int(ring_face[r]) for r in touched_rings})
     for f in touched_faces:
-        parts = [new_rings.get(r, coords[ring == r]) for r in np.flatnonzero(ring_face == f).tolist()]
+        parts = [new_rings.get(r, coords[ring_start[r]:ring_start[r + 1]])
+                 for r in range(face_start[f], face_start[f + 1])]
         out[f] = shapely.Polygon(parts[0], parts[1:])
     return out, len(touched_faces)

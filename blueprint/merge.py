@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ CONFLICT_COLUMNS = ["conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "fe
                     "resolution", "winner", "area_m2", "geometry"]
 
 Progress = Callable[[str, float], None]
+_PLAIN_ID = re.compile(r'[^"\\\x00-\x1f]*')
 
 
 @dataclass
@@ -153,9 +155,9 @@ def _free_lines(start: float, stop: float, n: int, taken: np.ndarray) -> np.ndar
     few grid steps keeps every seam vertex a crossing that both neighbouring cells compute alike.
     """
     steps = np.round(np.linspace(start, stop, n + 1) / GRID_M).astype(np.int64)
-    taken_set = set(taken[(taken >= steps[0] - 1000) & (taken <= steps[-1] + 1000)].tolist())
-    for i in range(len(steps)):
-        while int(steps[i]) in taken_set:
+    near = taken[(taken >= steps[0] - 1000) & (taken <= steps[-1] + 1000)]
+    for i in range(len(steps)):  # a few dozen lines: one vectorised scan each beats a set of every vertex
+        while (near == steps[i]).any():
             steps[i] += -1 if i == 0 else 1  # outer lines move outwards, inner ones sideways
     return steps / (1.0 / GRID_M)
 
@@ -270,9 +272,12 @@ def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
                      + json.dumps(layer.name, ensure_ascii=False) + ', "feature_id": ')
         tails.append(', "source": ' + json.dumps(layer.source, ensure_ascii=False) + ', "checksum": '
                      + json.dumps(layer.checksum) + "}")
-    layer_of = feats.layer
-    return {f: heads[layer_of[f]] + json.dumps(feats.fid[f], ensure_ascii=False) + tails[layer_of[f]]
-            for f in needed.tolist()}
+    layer_of = feats.layer[needed].tolist()
+    fids = [feats.fid[f] for f in needed.tolist()]
+    # plain ids (no quote, backslash or control character) encode as themselves in quotes
+    plain = _PLAIN_ID.fullmatch
+    return {f: heads[li] + ('"' + fid + '"' if plain(fid) else json.dumps(fid, ensure_ascii=False))
+            + tails[li] for f, li, fid in zip(needed.tolist(), layer_of, fids, strict=True)}
 
 
 def _sources_json(pieces: _Pieces, feats: _Features) -> list[str]:
@@ -318,32 +323,62 @@ def _resolution(winner: str, catalogue: Catalogue) -> str:
     return f"{catalogue[winner].name_zh}优先 {winner} prevails"
 
 
+def _json_strings(texts: list[str]) -> list[str]:
+    """``json.dumps(t, ensure_ascii=False)`` for each text, without the encoder for plain ones."""
+    plain = _PLAIN_ID.fullmatch
+    return ['"' + t + '"' if plain(t) else json.dumps(t, ensure_ascii=False) for t in texts]
+
+
 def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos: dict[int, _Combo],
-                   catalogue: Catalogue) -> list[dict[str, Any]]:
+                   catalogue: Catalogue) -> dict[str, list[Any]]:
+    """The conflict table by column (rows in dispute order, then in dissolve order)."""
     by_dispute: dict[tuple[str, str, str], list[int]] = {}
     for code, combo in combos.items():
         for dispute in combo.disputes:
             by_dispute.setdefault(dispute, []).append(code)
-    rows: list[dict[str, Any]] = []
+    cols: dict[str, list[Any]] = {c: [] for c in CONFLICT_COLUMNS[1:]}
     for (winner, loser, rule), codes in sorted(by_dispute.items()):
         members = np.flatnonzero(np.isin(pieces.code, codes))
-        # the pieces form a valid coverage (checked before), so the fast coverage union is exact
-        areas = np.asarray(shapely.get_parts(shapely.coverage_union_all(pieces.geoms[members])))
-        member_i, area_i = shapely.STRtree(areas).query(points[members], predicate="within")
+        areas = _dissolve(pieces.geoms[members])
+        # each area prepared once against a tree of points (a point-within test per point would walk a
+        # large area's whole outline every time)
+        area_i, member_i = shapely.STRtree(points[members]).query(areas, predicate="contains")
         component = np.full(len(pieces.geoms), -1, dtype=np.int64)
         component[members[member_i]] = area_i
-        sides = {kind: _side(component, feats.kinds.index(kind), pieces, feats, len(areas))
-                 for kind in (winner, loser)}
-        area_m2 = shapely.area(areas).tolist()
-        for a, geom in enumerate(areas):
-            rows.append({
-                "kind_a": winner, "kind_b": loser,
-                "layer_a": "; ".join(sides[winner][1][a]), "layer_b": "; ".join(sides[loser][1][a]),
-                "feature_ids": json.dumps({winner: sides[winner][0][a], loser: sides[loser][0][a]},
-                                          ensure_ascii=False),
-                "rule": rule, "resolution": _resolution(winner, catalogue), "winner": winner,
-                "area_m2": area_m2[a], "geometry": geom})
-    return rows
+        (ids_w, names_w), (ids_l, names_l) = (
+            _side(component, feats.kinds.index(kind), pieces, feats, len(areas)) for kind in (winner, loser))
+        n = len(areas)
+        # json.dumps({winner: ids_w, loser: ids_l}, ensure_ascii=False), assembled from encoded parts
+        head_w, head_l = (json.dumps(k, ensure_ascii=False) + ": [" for k in (winner, loser))
+        cols["feature_ids"].extend(
+            "{" + head_w + ", ".join(_json_strings(w)) + "], " + head_l + ", ".join(_json_strings(lo)) + "]}"
+            for w, lo in zip(ids_w, ids_l, strict=True))
+        cols["layer_a"].extend("; ".join(x) for x in names_w)
+        cols["layer_b"].extend("; ".join(x) for x in names_l)
+        for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),
+                           ("resolution", _resolution(winner, catalogue)), ("winner", winner)):
+            cols[key].extend([value] * n)
+        cols["area_m2"].extend(shapely.area(areas).tolist())
+        cols["geometry"].extend(areas.tolist())
+    return cols
+
+
+def _dissolve(geoms: np.ndarray) -> np.ndarray:
+    """The connected areas of the pieces ``geoms`` (a valid coverage), each one polygon.
+
+    A piece touching no other piece is an area by itself; only the rest go through the coverage union
+    (exact on a valid coverage), whose cost grows faster than linearly with the number of pieces.
+    """
+    if len(geoms) == 0:
+        return np.empty(0, dtype=object)
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    joined = np.zeros(len(geoms), dtype=bool)
+    joined[a[a != b]] = True
+    alone = shapely.get_parts(geoms[~joined])  # pieces are polygons; parts keep the contract anyway
+    if not joined.any():
+        return np.asarray(alone)
+    merged = np.asarray(shapely.get_parts(shapely.coverage_union_all(geoms[joined])))
+    return np.concatenate([np.asarray(alone), merged])
 
 
 def _side(component: np.ndarray, kind: int, pieces: _Pieces, feats: _Features,
@@ -351,25 +386,40 @@ def _side(component: np.ndarray, kind: int, pieces: _Pieces, feats: _Features,
     """Per disputed area: the sorted feature ids and layer names of one kind covering it."""
     comp = component[pieces.pair_piece]
     mask = (comp >= 0) & (feats.kind[pieces.pair_feature] == kind)
-    ids: list[set[str]] = [set() for _ in range(n)]
-    names: list[set[str]] = [set() for _ in range(n)]
-    for c, f in zip(comp[mask].tolist(), pieces.pair_feature[mask].tolist(), strict=True):
-        ids[c].add(feats.fid[f])
-        names[c].add(feats.layers[feats.layer[f]].name)
-    return [sorted(x) for x in ids], [sorted(x) for x in names]
+    c, f = comp[mask], pieces.pair_feature[mask]
+    feature, f_inv = np.unique(f, return_inverse=True)
+    ids = _grouped(c, f_inv, [feats.fid[i] for i in feature.tolist()], n)
+    names = _grouped(c, f_inv, [feats.layers[li].name for li in feats.layer[feature].tolist()], n)
+    return ids, names
 
 
-def _conflicts_frame(rows: list[dict[str, Any]], crs: CRS) -> gpd.GeoDataFrame:
-    if not rows:
+def _grouped(group: np.ndarray, item: np.ndarray, labels: list[str], n: int) -> list[list[str]]:
+    """Per group ``0..n-1``: the sorted distinct labels of its items (``labels[item]``)."""
+    text, label_i = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    keys = np.unique(group * max(len(text), 1) + label_i[item]) if len(item) else np.empty(0, np.int64)
+    g, t = np.divmod(keys, max(len(text), 1))
+    starts = np.searchsorted(g, np.arange(n + 1)).tolist()
+    sorted_text = text[t].tolist()
+    return [sorted_text[starts[i]:starts[i + 1]] for i in range(n)]
+
+
+def _conflicts_frame(cols: dict[str, list[Any]], crs: CRS) -> gpd.GeoDataFrame:
+    n = len(cols["geometry"])
+    if n == 0:
         return gpd.GeoDataFrame({c: [] for c in CONFLICT_COLUMNS[:-1]},
                                 geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    pts = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in rows]))
-    keys = [(r["rule"], r["kind_a"], r["kind_b"], round(float(pts[i, 1]), 3), round(float(pts[i, 0]), 3))
-            for i, r in enumerate(rows)]
-    rows = [rows[i] for i in sorted(range(len(rows)), key=keys.__getitem__)]
-    frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
-    frame.insert(0, "conflict_id", [f"C{i:06d}" for i in range(1, len(rows) + 1)])
-    return frame[CONFLICT_COLUMNS]
+    pts = shapely.get_coordinates(shapely.point_on_surface(np.asarray(cols["geometry"], dtype=object)))
+    # order: rule, kind_a, kind_b, then the interior point (y, x) rounded to the millimetre
+    disputes = list(zip(cols["rule"], cols["kind_a"], cols["kind_b"], strict=True))
+    rank = {d: i for i, d in enumerate(sorted(set(disputes)))}
+    ys = np.array([round(v, 3) for v in pts[:, 1].tolist()])
+    xs = np.array([round(v, 3) for v in pts[:, 0].tolist()])
+    order = np.lexsort((xs, ys, np.array([rank[d] for d in disputes]))).tolist()
+    data: dict[str, Any] = {"conflict_id": [f"C{i:06d}" for i in range(1, n + 1)]}
+    for c in CONFLICT_COLUMNS[1:-1]:
+        data[c] = [cols[c][i] for i in order]
+    geometry = gpd.GeoSeries(np.asarray(cols["geometry"], dtype=object)[order], crs=crs)
+    return gpd.GeoDataFrame(data, geometry=geometry, crs=crs)[CONFLICT_COLUMNS]
 
 
 # ---------------------------------------------------------------- checks and assembly
@@ -476,19 +526,39 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
     pieces, absorbed = _concat(parts, feats)
     pieces.geoms, stitched = stitch_seams(pieces.geoms, xs, ys)
     report("校验覆盖 verifying coverage", 0.82)
+    outline: float | None = None
     if feats.is_boundary.any():
         city = shapely.union_all(feats.geoms[feats.is_boundary], grid_size=GRID_M)
         reference, outline = float(shapely.area(city)), float(shapely.length(city))
-        verify_partition(pieces.geoms, reference, outline)
     else:
         reference = sum(p.reference_area for p in parts)
-        verify_partition(pieces.geoms, reference)
-    combos = {c: _combo(c, feats.kinds, catalogue, precedence) for c in np.unique(pieces.code).tolist()}
-    report("差异图斑 finding conflicts", 0.88)
-    points = shapely.point_on_surface(pieces.geoms)  # one interior point per piece, used twice
-    conflicts = _conflicts_frame(_conflict_rows(pieces, points, feats, combos, catalogue), crs)
-    report("整理图斑 assembling pieces", 0.94)
-    frame, rank = _pieces_frame(pieces, points, feats, combos, crs)
+
+    def check() -> None:
+        verify_partition(pieces.geoms, reference, outline)
+
+    def assemble() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, np.ndarray]:
+        combos = {c: _combo(c, feats.kinds, catalogue, precedence) for c in np.unique(pieces.code).tolist()}
+        report("差异图斑 finding conflicts", 0.88)
+        points = shapely.point_on_surface(pieces.geoms)  # one interior point per piece, used twice
+        conflicts = _conflicts_frame(_conflict_rows(pieces, points, feats, combos, catalogue), crs)
+        report("整理图斑 assembling pieces", 0.94)
+        frame, rank = _pieces_frame(pieces, points, feats, combos, crs)
+        return conflicts, frame, rank
+
+    if threads > 1:
+        # the coverage check is GEOS and numpy work (GIL released) and reads the pieces only: it runs
+        # beside the conflicts and attributes, and its verdict still comes first
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            verdict = pool.submit(check)
+            try:
+                conflicts, frame, rank = assemble()
+            except Exception:
+                verdict.result()  # an invalid coverage explains the failure better
+                raise
+            verdict.result()
+    else:
+        check()
+        conflicts, frame, rank = assemble()
     refs = tuple(LayerRef(lay.kind, lay.name, lay.source, lay.checksum, len(lay.frame))
                  for lay in feats.layers)
     blueprint = Blueprint(

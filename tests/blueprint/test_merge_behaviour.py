@@ -172,3 +172,45 @@ def test_seams_are_stitched_where_one_side_has_an_extra_vertex() -> None:
     assert edges_match(stitched, 60.0) and shapely.coverage_is_valid(stitched)
     assert stitched[0].equals(left) and shapely.get_num_coordinates(stitched[0]) == 6
     assert stitch_seams(stitched, xs, ys)[1] == 0
+
+
+def _isolated_scene():
+    """Patches well inside a zone (isolated), one closer to the zone edge than the clearance, one crossing
+    a red line, one thin enough to be a sliver, and ids that need JSON escaping."""
+    zone = layer("agricultural_space", [square(0, 0, 300)], ['NY "1"'], name="农业空间")
+    patches = [square(20, 20, 30), square(100, 20, 30), square(0.3, 200, 30), square(190, 190, 40),
+               shapely.box(square(0, 0, 1).bounds[0] + 60, square(0, 0, 1).bounds[1] + 120,
+                           square(0, 0, 1).bounds[0] + 90, square(0, 0, 1).bounds[1] + 120.4)]
+    farmland = layer("permanent_farmland", patches, ["NT\\a", "NT-b", "NT-c", "NT-d", "NT-thin"],
+                     name="农田")
+    red = layer("ecological_redline", [square(180, 180, 30)], ["HX-1"], name="红线")
+    return [zone, farmland, red]
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.5])
+def test_isolated_features_take_the_short_path_with_the_same_result(tolerance: float,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import blueprint.coverage as coverage
+
+    fast = _build(_isolated_scene(), tolerance_m=tolerance, workers=1)
+    calls: list[int] = []
+    real = coverage.isolated_features
+
+    def none_isolated(cell, clipped, tolerance_m):  # type: ignore[no-untyped-def]
+        found = real(cell, clipped, tolerance_m)
+        calls.append(len(found[0]))
+        return tuple(x[:0] for x in found)
+
+    monkeypatch.setattr(coverage, "isolated_features", none_isolated)
+    full = _build(_isolated_scene(), tolerance_m=tolerance, workers=1)
+    # NT\a and NT-b; at tolerance 0 also NT-c (0.3 m from the zone edge) and the 0.4 m strip
+    assert calls and sum(calls) == (4 if tolerance == 0 else 2)
+    cols = ["piece_id", "kind", "kinds", "covered_by", "sources"]
+    assert fast.pieces[cols].equals(full.pieces[cols])
+    assert np.allclose(fast.pieces["area_m2"], full.pieces["area_m2"], rtol=1e-12)
+    assert shapely.equals(fast.pieces.geometry.to_numpy(), full.pieces.geometry.to_numpy()).all()
+    assert fast.conflicts.drop(columns="geometry").equals(full.conflicts.drop(columns="geometry"))
+    assert fast.absorbed == full.absorbed
+    holed = fast.pieces.loc[fast.pieces["kind"] == "agricultural_space"]
+    assert shapely.get_num_interior_rings(holed.geometry.to_numpy()).sum() >= 2
+    assert json.loads(fast.pieces["sources"].iloc[0])  # escaped ids still make valid JSON
