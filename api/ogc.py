@@ -118,7 +118,10 @@ def frame_of(services: Services, collection: Collection) -> gpd.GeoDataFrame:
         frame = services.layer_cache.get(collection.id.removeprefix("layer-")).frame
     else:
         frame = services.projects.parcels()
-        frame = frame.assign(feature_key=frame["project_code"] + ":" + frame["parcel_id"])
+        # astype(str): an empty pool gives float64 columns, which cannot be concatenated with ":"
+        frame = frame.assign(
+            feature_key=frame["project_code"].astype(str) + ":" + frame["parcel_id"].astype(str)
+        )
     return frame.assign(_id=frame[collection.id_column].astype(str))
 
 

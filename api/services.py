@@ -28,6 +28,7 @@ from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
     IdempotencyConflictError,
+    InvalidTransitionError,
     PermissionDeniedError,
 )
 from api.settings import Settings
@@ -494,6 +495,11 @@ class Services:
     ) -> CheckOutcome:
         """Screen the project's stored parcels and link the check to the project."""
         project = self.projects.get(code)
+        if project["status"] in ("cleared", "rejected"):
+            # refused before screening, so the 409 leaves no stored check behind (link_check re-checks)
+            raise InvalidTransitionError(
+                f"project {code} is {project['status']}; it can no longer be screened"
+            )
         frame = self.projects.parcels(code)[["parcel_id", "name", "geometry"]]
         parcels = ParcelSet(
             frame=frame,

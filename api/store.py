@@ -473,14 +473,15 @@ class ProjectStore:
                     + (f"; allowed: {', '.join(allowed)}" if allowed else "; no further status change")
                 )
             if status == "cleared" and row["latest_verdict"] in ("conflict", "review"):
-                decision = conn.execute(
-                    sa.select(reviews.c.review_id).where(
+                reasons = conn.execute(
+                    sa.select(reviews.c.reasons).where(
                         reviews.c.check_id == row["latest_check_id"],
                         reviews.c.decision.in_(APPROVING),
                         sa.func.length(sa.func.trim(reviews.c.reasons)) > 0,
                     )
-                ).first()
-                if decision is None:
+                ).scalars()
+                # SQL trim() strips spaces only: newlines, tabs or full-width spaces are no reasons either
+                if not any((text or "").strip() for text in reasons):
                     raise ReviewRequiredError(
                         f"project {code}: the latest check {row['latest_check_id']} is "
                         f"'{row['latest_verdict']}'; clearing it needs a recorded joint-review decision "
@@ -512,6 +513,8 @@ class ProjectStore:
     ) -> dict[str, Any]:
         """Record a joint-review decision against a check (and its project, if the check has one)."""
         review_id = f"R{uuid.uuid4().hex[:20]}"
+        if decided_at is not None and decided_at.tzinfo is not None:
+            decided_at = decided_at.astimezone(UTC)  # SQLite stores no offset: keep the instant, in UTC
         with write(self.engine) as conn:
             project_id = conn.execute(
                 sa.select(project_checks.c.project_id).where(project_checks.c.check_id == check_id)

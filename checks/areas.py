@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import shapely
 from numpy.typing import NDArray
 from pyproj import CRS, Geod, Transformer
 
-from layers.crs import CGCS2000
+from layers.crs import CGCS2000, transformer
 
 # CGCS2000 椭球 = GRS80 参数 (a, 1/f); the national land surveys compute 椭球面积 on it.
 CGCS2000_A = 6_378_137.0
 CGCS2000_INVF = 298.257222101
 GEOD = Geod(a=CGCS2000_A, f=1.0 / CGCS2000_INVF)
-
-# pyproj transformers are not safe to share between threads (API workers): one cache per thread.
-_local = threading.local()
-
-
-def transformer(source: CRS, target: CRS) -> Transformer:
-    """A cached lon/lat-ordered (always_xy) transformer from ``source`` to ``target``."""
-    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = {}
-    key = (source.srs, target.srs)  # the defining string: cheap, unlike to_wkt() on every call
-    found = cache.get(key)
-    if found is None:
-        found = cache[key] = Transformer.from_crs(source, target, always_xy=True)
-    return found
-
 
 def reproject(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
     """``geoms`` transformed from ``source`` to ``target`` (x = easting / longitude)."""

@@ -58,7 +58,7 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     ids = fixed["parcel_id"].astype(str).to_numpy()
     area = shapely.area(geoms).astype(np.float64)
     ell = ellipsoidal_areas(geoms, screener.crs)
-    hits = overlap_areas(screener, geoms, ell, urban_construction=ptype.urban_construction)
+    hits = overlap_areas(screener, geoms, ell, urban_construction=screener.derives_outside(ptype))
     outside = screener.outside_area(area, hits.covered)
     error = (outside > 0) & ~screener.below_tolerance(outside, outside / np.where(area > 0, area, 1.0))
     outcome = screener.outcomes(ptype.key)[hits.kind]

@@ -39,9 +39,9 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
-from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas, transformer
+from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas
 from checks.engine import NOISE_M2, Screener
-from layers.crs import CGCS2000
+from layers.crs import CGCS2000, transformer
 
 CONVEX_RTOL = 1e-12  # a parcel whose convex hull is this much larger (relative) still counts as convex
 MAX_CLIP_EDGES = 64  # convex parcels with more hull edges than this go through GEOS instead

@@ -160,6 +160,11 @@ class Screener:
         self.catalogue = catalogue
         self.tolerance_m2 = float(tolerance_m2)
         self.tolerance_ratio = float(tolerance_ratio)
+        # the policy the results quote (outcomes, regulation texts): part of the check id, since another
+        # rules file gives another result for the same parcels and version
+        policy = (sorted(rules.table.items()), rules.fallback, sorted(rules.project_types.items()),
+                  sorted(rules.pseudo_kinds.items()))
+        self._rules_digest = hashlib.sha256(repr(policy).encode()).hexdigest()
         pieces = blueprint.pieces
         self._piece_ids = pieces["piece_id"].astype(str).to_numpy()
         self._sources = pieces["sources"].to_numpy()
@@ -355,6 +360,13 @@ class Screener:
             self._rules_by_type[project_type] = found
         return found
 
+    def derives_outside(self, ptype: ProjectType) -> bool:
+        """Whether 城镇开发边界外 is reported for ``ptype``: for urban construction types, and for any type
+        the rules file gives a rule other than ``allowed`` there (a configured rule is never ignored)."""
+        if not self._derive_outside:
+            return False
+        return ptype.urban_construction or self.rules.rule(OUTSIDE_URBAN, ptype.key).outcome != "allowed"
+
     def below_tolerance(self, area: NDArray[np.float64], ratio: NDArray[np.float64]) -> NDArray[np.bool_]:
         """Overlaps below BOTH tolerances are never a conflict (they make a review at most)."""
         return (area < self.tolerance_m2) & (ratio < self.tolerance_ratio)
@@ -414,19 +426,24 @@ class Screener:
         return fixed.iloc[order].reset_index(drop=True), repairs
 
     @staticmethod
-    def input_hash(ids: list[str], geoms: NDArray[np.object_]) -> str:
-        """sha256 of the submitted parcels, normalised: natural id order, normalised 2-D WKB."""
+    def input_hash(ids: list[str], geoms: NDArray[np.object_],
+                   names: list[str | None] | None = None) -> str:
+        """sha256 of the submitted parcels, normalised: natural id order, normalised 2-D WKB, and the
+        parcel names the result repeats (so a renamed parcel is a new submission, not an id clash)."""
         digest = hashlib.sha256()
         for i in sorted(range(len(ids)), key=lambda i: natural_key(ids[i])):
             geom = geoms[i]
             wkb = b"" if geom is None or geom.is_empty else shapely.to_wkb(
                 shapely.normalize(geom), output_dimension=2, byte_order=1)
-            digest.update(ids[i].encode() + b"\0" + wkb + b"\0")
+            name = names[i] if names is not None else None
+            named = b"\1" + name.encode() + b"\0" if name else b""
+            digest.update(ids[i].encode() + b"\0" + wkb + b"\0" + named)
         return digest.hexdigest()
 
     def check_id(self, input_hash: str, project_type: str) -> str:
-        """'chk_' + sha256(input hash, project type, version, tolerances)[:16]: same input, same id."""
-        key = f"{input_hash}\0{project_type}\0{self.version}\0{self.tolerance_m2!r}\0{self.tolerance_ratio!r}"
+        """'chk_' + sha256(input hash, project type, version, tolerances, rules)[:16]: same input, same id."""
+        key = (f"{input_hash}\0{project_type}\0{self.version}\0{self.tolerance_m2!r}"
+               f"\0{self.tolerance_ratio!r}\0{self._rules_digest}")
         return "chk_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     # --- one submission ---------------------------------------------------------------------------
@@ -437,13 +454,13 @@ class Screener:
         if len(parcels.frame) == 0:
             raise NoParcelsError(f"{parcels.source}: no parcels to screen")
         submitted = self._submitted(parcels)
-        input_hash = self.input_hash(submitted.ids, submitted.geoms)
+        input_hash = self.input_hash(submitted.ids, submitted.geoms, submitted.names)
         check_id = check_id or self.check_id(input_hash, ptype.key)
         clean, repairs = self._repaired(submitted, parcels.source)
         if not clean.ids:
             raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
         area = shapely.area(clean.geoms).astype(np.float64)
-        hits = self.overlaps(clean.geoms, urban_construction=ptype.urban_construction,
+        hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
         self._require_inside(clean.ids, area, hits.covered, parcels.source)
         result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs])

@@ -60,13 +60,14 @@ def check(
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
     from api.settings import get_settings
     from checks.engine import result_json
+    from checks.errors import CheckError
     from checks.explain import feature_collection
     from layers.ingest import read_parcels
     from layers.model import Limits
 
-    if fmt not in ("json", "geojson"):
-        raise typer.BadParameter("--format must be json or geojson")
     with domain_errors():
+        if fmt not in ("json", "geojson"):  # exit 3 (bad input), not click's 2, which means "conflict" here
+            raise CheckError(f"--format must be json or geojson, got {fmt!r}")
         settings = get_settings()
         stores, catalogue, rules = _context(settings)
         try:
@@ -167,10 +168,31 @@ def check_batch(
                 table = screen_batch(frame, screener, project_type,
                                      progress=lambda done, _total: bar.update(task, completed=done))
             bar.update(task, completed=len(frame))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(out)
+        _write_parquet(table, out)
     verdicts = table.drop_duplicates("parcel_id")["parcel_verdict"].value_counts().to_dict()
     emit({"out": str(out), "rows": len(table), "parcels": len(frame), "blueprint_version": screener.version,
           "project_type": project_type, "verdicts": {str(k): int(v) for k, v in sorted(verdicts.items())},
           "engine": "dask" if (use_dask or scheduler) else "in-process",
           "seconds": round(time.perf_counter() - started, 2)})
+
+
+def _write_parquet(table: gpd.GeoDataFrame, out: Path) -> None:
+    """Write next to ``out`` and rename: an unwritable --out is bad input (exit 3), never half a file."""
+    import os
+    import tempfile
+
+    from checks.errors import CheckError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        os.close(handle)
+    except OSError as exc:
+        raise CheckError(f"{out}: cannot write the results there ({exc.strerror or exc})") from exc
+    try:
+        table.to_parquet(temp)
+        os.replace(temp, out)
+    except OSError as exc:
+        raise CheckError(f"{out}: cannot write the results there ({exc.strerror or exc})") from exc
+    finally:
+        Path(temp).unlink(missing_ok=True)

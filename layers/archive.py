@@ -132,8 +132,12 @@ def extract_zip(path: Path, dest: Path, limits: Limits) -> list[Path]:
                 target = (root / rel).resolve()
                 if not target.is_relative_to(root):
                     raise HostileFileError(f"{source}: member {info.filename!r} points outside the archive")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                budget -= _copy_member(archive, info, target, budget, source)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    budget -= _copy_member(archive, info, target, budget, source)
+                except OSError as exc:  # e.g. a member named like another member's folder
+                    raise HostileFileError(f"{source}: member {member_name(info)!r} cannot be unpacked "
+                                           f"beside the other members ({exc.strerror or exc})") from exc
                 out.append(target)
             return out
     except zipfile.BadZipFile as exc:

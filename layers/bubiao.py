@@ -136,15 +136,25 @@ def crs_from_header(header: dict[str, str], sample_easting: float, source: str =
     width = _int_field(header, "几度分带", source) or 3
     zone = _int_field(header, "带号", source)
     prefix = int(abs(sample_easting) // ZONE_FACTOR)
-    if prefix:  # eastings carry the zone number, e.g. 39512345.678
-        if zone is not None and zone != prefix:
-            raise CRSConflictError(
-                f"{source}: header says 带号={zone} but eastings carry zone prefix {prefix}")
-        return CRS.from_epsg(gk_epsg(width, zone=prefix))
-    if zone is None:
-        raise CRSMissingError(f"{source}: eastings have no zone prefix and the header gives no 带号; "
-                              "the central meridian cannot be known")
-    return CRS.from_epsg(gk_epsg(width, central_meridian=central_meridian(width, zone)))
+    try:
+        if prefix:  # eastings carry the zone number, e.g. 39512345.678
+            if zone is not None and zone != prefix:
+                raise CRSConflictError(
+                    f"{source}: header says 带号={zone} but eastings carry zone prefix {prefix}")
+            return CRS.from_epsg(gk_epsg(width, zone=prefix))
+        if zone is None:
+            raise CRSMissingError(f"{source}: eastings have no zone prefix and the header gives no 带号; "
+                                  "the central meridian cannot be known")
+        return CRS.from_epsg(gk_epsg(width, central_meridian=central_meridian(width, zone)))
+    except CRSError as exc:
+        if exc.user_message.startswith(source):
+            raise
+        # gk_epsg's message names neither the file nor the column the zone came from
+        told = zone if zone is not None else "(none)"
+        raise type(exc)(f"{source}: 几度分带={width}, 带号={told}, Y (easting) {sample_easting:.1f}: "
+                        f"{exc.user_message}; the 部标 format writes X = northing, "
+                        "Y = easting, so check the header and whether the X and Y columns are swapped"
+                        ) from exc
 
 
 def _gk_parameters(crs: CRS) -> tuple[int, int, float] | None:

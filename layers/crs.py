@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -64,6 +65,25 @@ def to_work_crs(frame: gpd.GeoDataFrame, work_crs: CRS, *, declared: CRS | None 
     if CRS.from_user_input(frame.crs).equals(work_crs, ignore_axis_order=True):
         return frame.set_crs(work_crs, allow_override=True)
     return frame.to_crs(work_crs)
+
+
+# pyproj transformers are not safe to share between threads (API request threads): one cache per thread
+_local = threading.local()
+
+
+def transformer(source: CRS, target: CRS) -> Transformer:
+    """A cached always_xy transformer (what GeoDataFrame.to_crs builds), keyed by the defining strings;
+    the one transformer cache of the core (layers.ingest and checks.areas use it)."""
+    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "transformers", None)
+    if cache is None:
+        cache = _local.transformers = {}
+    key = (source.srs, target.srs)
+    found = cache.get(key) if all(key) else None
+    if found is None:
+        found = Transformer.from_crs(source, target, always_xy=True)
+        if all(key):
+            cache[key] = found
+    return found
 
 
 def assert_same_crs(a: gpd.GeoDataFrame | gpd.GeoSeries, b: gpd.GeoDataFrame | gpd.GeoSeries,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import glob
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -134,11 +135,11 @@ def shapefile_encoding(shp: Path, declared: str | None) -> EncodingChoice:
     source = shp.name
     if declared:
         return EncodingChoice(check_encoding(declared, source), f"attribute encoding {declared} as declared")
-    cpg = next((p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".cpg"), None)
+    cpg = next((p for p in shp.parent.glob(glob.escape(shp.stem) + ".*") if p.suffix.lower() == ".cpg"), None)
     if cpg is not None:
         text = cpg.read_text(encoding="ascii", errors="replace").strip()
         return EncodingChoice(None, f"attribute encoding {text} from {cpg.name}")
-    dbf = next((p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".dbf"), None)
+    dbf = next((p for p in shp.parent.glob(glob.escape(shp.stem) + ".*") if p.suffix.lower() == ".dbf"), None)
     if dbf is None:
         return EncodingChoice(None, f"{source}: no .dbf, no attributes")
     with dbf.open("rb") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import re
 import struct
@@ -79,7 +80,7 @@ def supported() -> str:
 
 def shapefile_parts(shp: Path) -> list[Path]:
     """The .shp and its sibling files (any case), in a fixed order, for size and checksum."""
-    siblings = {p.name.lower(): p for p in shp.parent.glob(shp.stem + ".*")}
+    siblings = {p.name.lower(): p for p in shp.parent.glob(glob.escape(shp.stem) + ".*")}
     return [siblings[n] for n in (shp.stem.lower() + s for s in SHAPEFILE_PARTS) if n in siblings]
 
 

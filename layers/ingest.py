@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,10 @@ import shapely
 import shapely.geometry
 from geopandas.array import from_shapely
 from numpy.typing import NDArray
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from layers.catalogue import Catalogue
-from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs
+from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs, transformer
 from layers.errors import (
     EmptyLayerError,
     FileTooLargeError,
@@ -192,23 +191,7 @@ def _record_ids(records: list[dict[str, Any]], columns: list[str], id_column: st
 
 
 _WGS84 = CRS.from_epsg(4326)
-# pyproj transformers are not safe to share between threads (API request threads): one cache per thread
-_local = threading.local()
 _labels: dict[str, str] = {}
-
-
-def _transformer(source: CRS, target: CRS) -> Transformer:
-    """A cached always_xy transformer (what GeoDataFrame.to_crs builds), keyed by the defining strings."""
-    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "transformers", None)
-    if cache is None:
-        cache = _local.transformers = {}
-    key = (source.srs, target.srs)
-    found = cache.get(key) if all(key) else None
-    if found is None:
-        found = Transformer.from_crs(source, target, always_xy=True)
-        if all(key):
-            cache[key] = found
-    return found
 
 
 def _label(crs: CRS) -> str:
@@ -225,7 +208,7 @@ def _to_crs(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.
     """GeoDataFrame.to_crs on an array: the same always_xy transformer, Z carried where present."""
     if source.equals(target, ignore_axis_order=True) or source.is_exact_same(target):
         return geoms
-    tr = _transformer(source, target)
+    tr = transformer(source, target)
     out = np.empty_like(geoms)
     has_z = np.asarray(shapely.has_z(geoms), dtype=bool)
     for z, rows in ((False, ~has_z), (True, has_z)):
@@ -452,7 +435,10 @@ def _geojson_features(obj: dict[str, Any]) -> list[dict[str, Any]]:
 def _properties(feature: Any, index: int) -> dict[str, Any]:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise UnreadableLayerError(f"GeoJSON: feature {index + 1} is not a Feature object")
-    props = dict(feature.get("properties") or {})
+    raw = feature.get("properties") or {}
+    if not isinstance(raw, dict):
+        raise UnreadableLayerError(f"GeoJSON: feature {index + 1} has 'properties' that are not an object")
+    props = dict(raw)
     if "id" in feature and "id" not in props:
         props["id"] = feature["id"]
     return props

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -57,9 +58,16 @@ def valid_tile(z: int, x: int, y: int) -> bool:
     return 0 <= z <= MAX_ZOOM and 0 <= x < (1 << z) and 0 <= y < (1 << z)
 
 
+@functools.lru_cache(maxsize=16)
+def _transformer(src: CRS, dst: CRS) -> Transformer:
+    """A cached transformer (building one between GK and lon/lat costs ~0.1 s; pyproj ≥ 3.1 shares them
+    safely between threads)."""
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
 def _transform(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
     """Reproject a shapely array (vectorised, always lon/lat or easting/northing order)."""
-    tr = Transformer.from_crs(src, dst, always_xy=True)
+    tr = _transformer(src, dst)
     return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
@@ -218,7 +226,12 @@ class LRU:
             found, value = self._fresh(key)
             if found:
                 return value
-            value = make()
+            try:
+                value = make()
+            except BaseException:
+                with self._lock:  # nothing was built: do not keep this key's lock for ever
+                    self._building.pop(key, None)
+                raise
             now = time.monotonic()
             with self._lock:
                 self._building.pop(key, None)
@@ -320,7 +333,7 @@ class TileService:
 
 def identify(pieces: gpd.GeoDataFrame, lon: float, lat: float) -> list[dict[str, Any]]:
     """The pieces under a lon/lat point: what the blueprint says there (kinds after precedence, sources)."""
-    to_work = Transformer.from_crs(LONLAT, CRS.from_user_input(pieces.crs), always_xy=True)
+    to_work = _transformer(LONLAT, CRS.from_user_input(pieces.crs))
     point = shapely.Point(*to_work.transform(lon, lat))
     hits = pieces.sindex.query(point, predicate="intersects")
     out = []

@@ -227,7 +227,7 @@ async def parcels_from_json(services: Services, collection: dict[str, Any]) -> P
 T = TypeVar("T")
 
 
-def guarded(fn: Callable[[], T]) -> T:
+def guarded(fn: Callable[[], T], what: str = "parcels") -> T:
     """Run a reader on client data: domain errors pass; the errors malformed data raises in libraries
     (ValueError, TypeError, KeyError, IndexError, GEOS errors) become a 422 instead of a 500."""
     try:
@@ -235,4 +235,4 @@ def guarded(fn: Callable[[], T]) -> T:
     except OneBlueprintError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, ShapelyError) as exc:
-        raise InvalidRequestError(f"parcels could not be read: {exc}") from None
+        raise InvalidRequestError(f"{what} could not be read: {exc}") from None

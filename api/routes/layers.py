@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Admin, Reader
-from api.routes.common import ServicesDep, TempDir, save_upload
+from api.routes.common import ServicesDep, TempDir, guarded, save_upload
 
 router = APIRouter(prefix="/api/v1/layers", tags=["规划图层 layers"])
 
@@ -35,7 +36,7 @@ async def upload_layer(
     """
     with TempDir() as tmp:
         path = await save_upload(file, tmp, services.settings.max_upload_bytes)
-        return await run_in_threadpool(
+        store = functools.partial(
             services.upload_layer,
             path,
             kind,
@@ -46,6 +47,8 @@ async def upload_layer(
             name=name or None,
             replace=replace,
         )
+        # malformed geometry makes GEOS/pandas raise while reading: a 422, like parcels, never a 500
+        return await run_in_threadpool(guarded, store, "the layer file")
 
 
 @router.get("", summary="图层列表 List stored layers")

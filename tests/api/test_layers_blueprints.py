@@ -83,6 +83,19 @@ def test_bad_and_hostile_files_store_nothing(fresh: Api, tmp_path: Path) -> None
     assert fresh.get("admin", "/api/v1/layers").json() == []
 
 
+def test_malformed_geometry_in_a_layer_is_422_not_500(fresh: Api) -> None:
+    """A ring that does not close makes GEOS raise while reading: the client's fault, and nothing stored."""
+    open_ring = (
+        b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":'
+        b'{"type":"Polygon","coordinates":[[[117.0,30.9],[117.01,30.9],[117.01,30.91]]]}}]}'
+    )
+    files = {"file": ("ring.geojson", open_ring)}
+    r = fresh.post("admin", "/api/v1/layers", files=files, data={"kind": "urban_boundary"})
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert fresh.get("admin", "/api/v1/layers").json() == []
+
+
 def test_uploaded_file_name_cannot_escape(fresh: Api, tmp_path: Path) -> None:
     data = write_layer(tmp_path, "urban_boundary").read_bytes()
     r = fresh.post(

@@ -109,3 +109,15 @@ def test_conflicts_layers_and_parcels_are_served(city: Api) -> None:
         422,
         "invalid_request",
     )
+
+
+def test_project_parcels_of_an_empty_pool_are_an_empty_page(fresh: Api) -> None:
+    """No project yet: the parcels collection is an empty FeatureCollection, not a 500."""
+    for params in ({}, {"bbox": "116,30,118,32"}):
+        r = fresh.get("reviewer", "/ogc/collections/project-parcels/items", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["features"] == [] and page["numberMatched"] == 0 and page["numberReturned"] == 0
+        assert not any(link["rel"] == "next" for link in page["links"])
+    missing = fresh.get("reviewer", "/ogc/collections/project-parcels/items/P-1:1")
+    assert_error(missing, 404, "feature_not_found")

@@ -254,3 +254,55 @@ def test_location_in_wgs84(city: Api) -> None:
 @pytest.mark.parametrize("role", ["approval_system", "reviewer"])
 def test_only_planners_and_admins_create(city: Api, role: str) -> None:
     assert_error(create(city, PASS_PARCEL, role=role), 403, "forbidden")
+
+
+@pytest.mark.parametrize("blank", ["\n", "\t\r\n", "\u3000\u3000", " \u00a0 "])
+def test_whitespace_only_reasons_do_not_clear_a_conflict(city: Api, blank: str) -> None:
+    """Newlines, tabs or full-width spaces are no reasons: the conflict still needs a real decision."""
+    code, _ = lifecycle(city, REDLINE_PARCEL)
+    assert status(city, code, "in_review").status_code == 200
+    r = city.post(
+        "reviewer",
+        f"/api/v1/projects/{code}/reviews",
+        json={"decided_by": "会议", "decision": "approved", "reasons": blank},
+    )
+    assert r.status_code == 201, r.text
+    assert_error(status(city, code, "cleared"), 409, "review_required")
+    assert city.get("planner", f"/api/v1/projects/{code}").json()["status"] == "in_review"
+
+
+def test_screening_a_final_project_stores_no_check(city: Api) -> None:
+    """A cleared or rejected project can no longer be screened: the 409 leaves no stored check behind."""
+    code, _ = lifecycle(city, REDLINE_PARCEL)
+    status(city, code, "in_review")
+    assert status(city, code, "rejected", reason="占用红线").status_code == 200
+
+    def created_checks() -> int:
+        params = {"action": "check.create", "limit": 1000}
+        return len(city.get("admin", "/api/v1/audit", params=params).json()["items"])
+
+    before = created_checks()
+    assert_error(city.post("planner", f"/api/v1/projects/{code}/checks"), 409, "invalid_transition")
+    assert created_checks() == before
+
+
+def test_decision_time_keeps_its_instant(city: Api) -> None:
+    """A meeting decided at 09:30 Beijing time is 01:30 UTC, on every backend (SQLite keeps no offset)."""
+    from datetime import datetime
+
+    _, check_id = lifecycle(city, REDLINE_PARCEL)
+    r = city.post(
+        "reviewer",
+        "/api/v1/reviews",
+        json={
+            "check_id": check_id,
+            "decided_by": "联合审查会议",
+            "decided_at": "2026-11-23T09:30:00+08:00",
+            "decision": "deferred",
+        },
+    )
+    assert r.status_code == 201, r.text
+    sent = datetime.fromisoformat("2026-11-23T09:30:00+08:00")
+    assert datetime.fromisoformat(r.json()["decided_at"]) == sent
+    listed = city.get("planner", "/api/v1/reviews", params={"check_id": check_id}).json()
+    assert [datetime.fromisoformat(x["decided_at"]) for x in listed] == [sent]

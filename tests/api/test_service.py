@@ -31,6 +31,22 @@ def test_ready_reports_database_and_revision(fresh: Api) -> None:
     assert r.json()["revision"] == "0002_api"
 
 
+def test_ready_reads_the_migration_scripts_once(fresh: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readiness is polled every few seconds: the migration head (~20 ms to parse) is read once."""
+    import api.routes.health as health
+
+    real, parsed = health.ScriptDirectory, []
+
+    def counting(*args: object, **kw: object) -> object:
+        parsed.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(health, "ScriptDirectory", counting)
+    for _ in range(3):
+        assert fresh.client.get("/ready").json()["status"] == "ready"
+    assert len(parsed) <= 1
+
+
 def test_every_api_route_requires_a_key(fresh: Api) -> None:
     for path in (
         "/api/v1/layers",

@@ -96,3 +96,31 @@ def test_check_batch_writes_parquet(run, data_dir, tmp_path):
     assert summary["parcels"] == 4 and summary["verdicts"] == {"conflict": 1, "error": 1, "pass": 2}
     table = gpd.read_parquet(out)
     assert set(table["parcel_id"]) == {"mixed.geojson:A", "mixed.geojson:B", "urban.gpkg:1", "far.gpkg:1"}
+
+
+def test_bad_format_is_bad_input_not_a_conflict_exit(run, data_dir):
+    result = run("check", data_dir / "urban.gpkg", "--format", "xml", "--no-save")
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "check_error"
+
+
+def test_renaming_a_parcel_gives_a_new_check_not_an_id_conflict(run, data_dir, tmp_path):
+    frame = parcels(rect(210, 10, 260, 60), ids=["N1"]).frame
+    frame.assign(name="仓库").to_file(tmp_path / "a.gpkg")
+    frame.assign(name="厂房").to_file(tmp_path / "b.gpkg")
+    first = run("check", tmp_path / "a.gpkg", "-t", "industrial")
+    second = run("check", tmp_path / "b.gpkg", "-t", "industrial")
+    assert (first.exit_code, second.exit_code) == (0, 0), second.output
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["parcels"][0]["name"] == "仓库" and b["parcels"][0]["name"] == "厂房"
+    assert a["check_id"] != b["check_id"]
+
+
+def test_check_batch_unwritable_out_is_bad_input(run, data_dir, tmp_path):
+    out = tmp_path / "results.parquet"
+    out.mkdir()  # a directory where the table should go
+    result = run("check-batch", data_dir / "urban.gpkg", "--out", out, "-t", "industrial")
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "check_error"
+    assert "results.parquet" in json.loads(result.stdout)["error"]["detail"]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]  # no temp file left behind

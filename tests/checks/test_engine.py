@@ -291,3 +291,46 @@ def test_big_prepared_piece_fast_paths_agree_with_the_overlay(rules, catalogue):
     assert by_id["around"]["permanent_farmland"]["overlap_area_m2"] == pytest.approx(1600.0)
     assert by_id["around"]["agricultural_space"]["overlap_area_m2"] == pytest.approx(3600.0 - 1600.0)
     assert shape(by_id["around"]["agricultural_space"]["geometry"]).geom_type == "Polygon"
+
+
+def test_a_configured_outside_boundary_rule_applies_to_any_project_type(blueprint, catalogue):
+    """Rules are configuration: 城镇开发边界外 forbidden for public facilities makes a conflict there,
+    in the single check and in the batch table alike (not only for urban construction types)."""
+    import tomllib
+    from importlib import resources
+
+    from checks.batch import screen_batch
+    from checks.rules import parse_rules
+
+    doc = tomllib.loads(resources.files("checks").joinpath("rules.toml").read_text(encoding="utf-8"))
+    doc["kinds"]["outside_urban_boundary"]["public_facility"] = {
+        "outcome": "forbidden", "regulation": "outside_boundary_prohibited"}
+    strict = Screener(blueprint, parse_rules(doc, catalogue, "test rules"), catalogue)
+    geom = rect(310, 110, 360, 160)  # agricultural space, outside the urban boundary
+    _, p = one(strict, geom, "public_facility")
+    assert p["verdict"] == "conflict"
+    assert hits(p)["outside_urban_boundary"]["rule"] == "forbidden"
+    table = screen_batch(parcels(geom).frame, strict, "public_facility")
+    assert set(table["parcel_verdict"]) == {"conflict"}
+    _, farm = one(strict, geom, "agricultural")  # still allowed (by default) there: not reported
+    assert farm["verdict"] == "pass" and "outside_urban_boundary" not in hits(farm)
+
+
+def test_check_id_depends_on_the_rules_the_result_quotes(blueprint, catalogue, rules):
+    """Another rules file gives another result for the same parcels and version, so another check id
+    (the CLI stores results by check id and refuses a second, different result under one id)."""
+    import tomllib
+    from importlib import resources
+
+    from checks.rules import parse_rules
+
+    doc = tomllib.loads(resources.files("checks").joinpath("rules.toml").read_text(encoding="utf-8"))
+    doc["regulations"]["redline_prohibited"]["en"] = "Amended wording."
+    amended = Screener(blueprint, parse_rules(doc, catalogue, "amended rules"), catalogue)
+    same = Screener(blueprint, rules, catalogue)
+    geom = rect(10, 10, 60, 60)
+    a = Screener(blueprint, rules, catalogue).screen(parcels(geom), "industrial")
+    assert same.screen(parcels(geom), "industrial")["check_id"] == a["check_id"]
+    b = amended.screen(parcels(geom), "industrial")
+    assert result_json(a) != result_json(b)
+    assert a["check_id"] != b["check_id"]

@@ -118,3 +118,9 @@ def test_temp_dir_is_removed_even_on_error(tmp_path, monkeypatch):
         assert files[0].exists()
         raise RuntimeError("boom")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_member_clashing_with_a_folder_is_a_domain_error(tmp_path, work_crs):
+    archive = _zip(tmp_path / "clash.zip", {"a.geojson": b"{}", "a.geojson/b.geojson": b"{}"})
+    with pytest.raises(HostileFileError, match=r"clash\.zip.*a\.geojson/b\.geojson"):
+        read_parcels(archive, work_crs=work_crs)

@@ -286,3 +286,13 @@ def test_round_trip_property(tmp_path: Path) -> None:
             assert got.area == pytest.approx(want.area, abs=0.01)  # areas round-trip within 0.01 m²
 
     check()
+
+
+def test_swapped_x_y_columns_name_the_file_and_the_swap(tmp_path: Path) -> None:
+    """Eastings in the X column: the zone 'prefix' is a northing digit; the error names file and cause."""
+    path = tmp_path / "swapped.txt"
+    path.write_text("[属性描述]\n[地块坐标]\n4,,P1,x,面,,,,@\nJ1,1,39500000,3400000\nJ2,1,39500100,3400000\n"
+                    "J3,1,39500100,3400100\nJ4,1,39500000,3400000\n", encoding="utf-8")
+    with pytest.raises(OneBlueprintError) as err:
+        read_bubiao(path)
+    assert "swapped.txt" in err.value.user_message and "swapped" in err.value.user_message.split(":", 1)[1]

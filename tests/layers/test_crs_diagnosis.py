@@ -257,3 +257,16 @@ def test_declared_crs_overrides_a_file_crs_the_coordinates_disprove(tmp_path, ca
     # a declared CRS that fits no better than the file's stays a conflict
     with pytest.raises(CRSConflictError):
         read_layer(path, "urban_boundary", work_crs=work_crs, catalogue=catalogue, crs="EPSG:4528")
+
+
+def test_one_transformer_cache_serves_ingest_and_checks():
+    """layers.crs.transformer is the one cache: GeoJSON ingestion and checks.areas share its objects."""
+    import checks.areas
+    import checks.batch_fast
+    import layers.ingest
+    from layers.crs import CGCS2000, transformer
+
+    assert checks.areas.transformer is transformer and checks.batch_fast.transformer is transformer
+    assert not hasattr(layers.ingest, "_transformer")
+    work = CRS.from_epsg(4548)
+    assert transformer(work, CGCS2000) is transformer(CRS.from_epsg(4548), CGCS2000)

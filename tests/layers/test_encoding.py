@@ -135,3 +135,13 @@ def test_undetectable_text_asks_for_an_encoding(tmp_path, red_frame, work_crs):
         read_parcels(path, work_crs=work_crs)
     parcels = read_parcels(path, work_crs=work_crs, encoding="cp1252")
     assert list(parcels.frame["n"]) == ["Café", "Zürich", "Øresund"]
+
+
+def test_glob_characters_in_the_file_name_do_not_hide_the_dbf(tmp_path, red_frame, catalogue, work_crs):
+    """A GBK Shapefile without .cpg named like "红线[2023].shp": its .dbf is found, no mojibake."""
+    path = tmp_path / "red[2023].shp"
+    red_frame.to_file(path, encoding="GBK")
+    (tmp_path / "red[2023].cpg").unlink()
+    assert shapefile_encoding(path, None).encoding == "GB18030"
+    layer = read_layer(path, "ecological_redline", work_crs=work_crs, catalogue=catalogue)
+    assert layer.frame["名称"].iloc[0] == RED

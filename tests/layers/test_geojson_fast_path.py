@@ -157,3 +157,12 @@ def test_empty_feature_collection_is_a_domain_error():
 
     with pytest.raises(EmptyLayerError, match="no usable features"):
         parcels_from_geojson({"type": "FeatureCollection", "features": []}, work_crs=CRS.from_epsg(4548))
+
+
+def test_properties_that_are_not_an_object_are_a_domain_error(work_crs):
+    from layers.errors import UnreadableLayerError
+
+    obj = _fc(_f(_square(), id="1"))
+    obj["features"][0]["properties"] = ["a", "b"]
+    with pytest.raises(UnreadableLayerError, match=r"feature 1 has 'properties'"):
+        parcels_from_geojson(obj, work_crs=work_crs)

@@ -252,3 +252,33 @@ def test_concurrent_first_requests_build_an_index_once() -> None:
     for t in threads:
         t.join()
     assert source.calls["pieces"] == 1
+
+
+def test_identify_does_not_rebuild_the_transformer_per_click(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a lon/lat → GK transformer costs ~0.1 s; a click on the map must not pay it every time."""
+    import viewer.tiles as tiles_mod
+
+    built: list[tuple[object, object]] = []
+    real = Transformer.from_crs
+
+    def counting(src: object, dst: object, **kw: object) -> Transformer:
+        built.append((src, dst))
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(tiles_mod.Transformer, "from_crs", staticmethod(counting))
+    service = TileService(MemorySource(), GROUPS)
+    lon, lat = TO_4326.transform(X0 + 10, Y0 + 10)
+    answers = [service.identify("v1", lon, lat) for _ in range(5)]
+    assert answers[0] and all(a == answers[0] for a in answers)
+    assert len(built) <= 1, f"{len(built)} transformers built for 5 identical clicks"
+
+
+def test_failed_tile_requests_leave_no_build_lock_behind() -> None:
+    """A tile of an unknown layer is a KeyError; it must not leave a per-key lock in the cache for ever
+    (each new z/x/y of a bogus layer would otherwise grow the service's memory)."""
+    service = TileService(MemorySource(), GROUPS)
+    for x in range(50):
+        with pytest.raises(KeyError):
+            service.tile("v1", "no_such_layer", 10, x, 0)
+    assert service._tiles._building == {}
+    assert service.tile("v1", "urban_space", 10, 0, 0)  # the cache still works
