@@ -30,15 +30,6 @@ def plane_areas(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
     return np.asarray(shapely.area(geoms), dtype=np.float64)
 
 
-def geodesic_areas_lonlat(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
-    """Ellipsoidal areas (m²) of (Multi)Polygons given in lon/lat on the CGCS2000 ellipsoid.
-
-    Rings are cut out in one vectorised pass; each ring's geodesic area is one call into PROJ's
-    geodesic library (Karney's algorithm). Exterior rings add, holes subtract, whatever their orientation.
-    """
-    return _geodesic_areas(geoms, None)
-
-
 def _geodesic_areas(geoms: NDArray[np.object_], tr: Transformer | None) -> NDArray[np.float64]:
     """Ellipsoidal areas of ``geoms``; their ring coordinates are lon/lat, or mapped to lon/lat by ``tr``.
 

@@ -25,7 +25,7 @@ from checks.explain import explain_parcel, explain_submission
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS, to_work_crs
-from layers.geometry import polygonal_part, repair_frame, repair_geometries
+from layers.geometry import polygonal_part, repair_geometries
 from layers.model import ParcelSet, Repair
 
 # pieces with this many vertices are prepared once, when the Screener is built: testing "piece contains
@@ -418,12 +418,6 @@ class Screener:
             raise DuplicateParcelIdError(
                 f"{source}: parcel_id '{dup.iloc[0]}' is used by more than one parcel")
         return frame
-
-    def repaired(self, frame: gpd.GeoDataFrame, source: str) -> tuple[gpd.GeoDataFrame, list[Repair]]:
-        """Validated parcels repaired (layers.geometry.repair_frame), in natural parcel_id order."""
-        fixed, repairs = repair_frame(frame, id_column="parcel_id", source=source)
-        order = sorted(range(len(fixed)), key=lambda i: natural_key(fixed["parcel_id"].iat[i]))
-        return fixed.iloc[order].reset_index(drop=True), repairs
 
     @staticmethod
     def input_hash(ids: list[str], geoms: NDArray[np.object_],
