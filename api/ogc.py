@@ -18,8 +18,8 @@ from shapely.geometry import box
 from api.auth import Reader
 from api.errors import CollectionNotFoundError, FeatureNotFoundError, InvalidRequestError
 from api.routes.common import ServicesDep
-from api.services import Services, feature_collection, transformer
-from layers.crs import OUTPUT_CRS, to_output
+from api.services import Services, feature_collection
+from layers.crs import OUTPUT_CRS, to_output, transformer
 
 router = APIRouter(prefix="/ogc", tags=["要素服务 OGC API – Features"])
 

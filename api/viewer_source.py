@@ -8,10 +8,10 @@ from typing import Any
 import geopandas as gpd
 from pyproj import CRS
 
-from api.services import Services, feature_collection, transformer
+from api.services import Services, feature_collection
 from blueprint.errors import BlueprintNotFoundError, NoPublishedBlueprintError
 from checks.errors import CheckNotFoundError
-from layers.crs import OUTPUT_CRS, to_output
+from layers.crs import OUTPUT_CRS, to_output, transformer
 
 
 class StoreViewerSource:
