@@ -67,7 +67,7 @@ def build(
         catalogue = load_catalogue(settings.catalogue_file)
         order = load_precedence(precedence or settings.precedence_file, catalogue)
         layers = stores.layers.load_all()
-        boundary = next((layer for layer in layers if layer.kind == "city_boundary"), None)
+        boundary = next((layer for layer in layers if catalogue[layer.kind].group == "boundary"), None)
         plan = [layer for layer in layers if layer is not boundary]
         inside = f" inside boundary '{boundary.name}'" if boundary else ""
         note(f"building from {len(plan)} layers{inside}")

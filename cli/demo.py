@@ -73,8 +73,8 @@ def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
         pass
     catalogue = load_catalogue(settings.catalogue_file)
     all_layers = stores.layers.load_all()
-    boundary = next((layer for layer in all_layers if layer.kind == "city_boundary"), None)
-    plan_layers = [layer for layer in all_layers if layer.kind != "city_boundary"]
+    boundary = next((layer for layer in all_layers if catalogue[layer.kind].group == "boundary"), None)
+    plan_layers = [layer for layer in all_layers if layer is not boundary]
     note(f"build: merging {len(plan_layers)} layers")
     blueprint = build_blueprint(
         plan_layers, catalogue=catalogue, precedence=load_precedence(settings.precedence_file, catalogue),
