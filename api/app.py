@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -160,6 +160,7 @@ def _report_info(services: Services, settings: Settings, make: Any) -> Any:
     if settings.rules_file is not None:
         name, data = Path(settings.rules_file).name, Path(settings.rules_file).read_bytes()
     else:
-        name, data = "checks/rules.toml（内置 built-in）", resources.files("checks").joinpath("rules.toml").read_bytes()
+        name = "checks/rules.toml（内置 built-in）"
+        data = resources.files("checks").joinpath("rules.toml").read_bytes()
     names = {t.key: (t.name_zh, t.name_en) for t in services.rules.project_types.values()}
     return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())

@@ -205,8 +205,10 @@ MESSAGES_ZH: Mapping[str, str] = {
     "crs_conflict": "坐标系相互矛盾：请核对文件中的坐标系与所选带号",
     "crs_mismatch": "坐标系不一致：请核对带号和坐标系",
     "coordinates_out_of_range": "坐标超出范围：请检查 X/Y 是否颠倒、带号或坐标系是否选对",
-    "unreadable_file": "无法读取该文件：请确认文件完整、格式正确（Shapefile 须把 .shp/.shx/.dbf/.prj 一起压缩为 .zip）",
-    "unsupported_format": "不支持的文件格式：请上传部标 TXT、Shapefile 压缩包（.zip）、DXF、GeoJSON、KML/KMZ、"
+    "unreadable_file": "无法读取该文件：请确认文件完整、格式正确"
+    "（Shapefile 须把 .shp/.shx/.dbf/.prj 一起压缩为 .zip）",
+    "unsupported_format": "不支持的文件格式：请上传部标 TXT、Shapefile 压缩包（.zip）、DXF、"
+    "GeoJSON、KML/KMZ、"
     "GeoPackage 或含 WKT 的 CSV",
     "hostile_file": "文件不安全，已拒绝（压缩包内路径、链接或大小异常）：请重新打包后上传",
     "file_too_large": "文件过大：请拆分后分批检测，或联系管理员",

@@ -87,7 +87,8 @@ def build() -> Document:
     doc.add_heading("三、重叠分析 Overlaps per parcel and control layer", level=1)
     loop_table(
         doc,
-        ["地块 Parcel", "管控图层 Layer", "规则 Rule", "重叠面积（平面）m²", "重叠面积（椭球）m²", "占比 Ratio",
+        ["地块 Parcel", "管控图层 Layer", "规则 Rule", "重叠面积（平面）m²", "重叠面积（椭球）m²",
+         "占比 Ratio",
          "法规依据 Regulation"],
         "r in rows",
         ["{{ r.parcel_id }} {{ r.parcel_verdict }}", "{{ r.kind_zh }}", "{{ r.rule }}",
@@ -114,7 +115,8 @@ def build() -> Document:
     doc.add_paragraph("暂无联审意见 No decision recorded yet.")
     doc.add_paragraph("{%p endif %}")
     doc.add_paragraph("{%p for r in reviews %}")
-    doc.add_paragraph("{{ r.decision_label }} — {{ r.decided_by }} {{ r.decided_at }} {{ r.conditions_text }} "
+    doc.add_paragraph("{{ r.decision_label }} — {{ r.decided_by }} {{ r.decided_at }} "
+                      "{{ r.conditions_text }} "
                       "{{ r.reasons }}")
     doc.add_paragraph("{%p endfor %}")
 

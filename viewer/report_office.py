@@ -1,4 +1,4 @@
-"""viewer.report_office: the 审查报告 as Word (docxtpl on an office-editable template) and Excel (XlsxWriter)."""
+"""viewer.report_office: the 审查报告 as Word (docxtpl on an editable template) and Excel (XlsxWriter)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def docx_report(context: dict[str, Any], template: Path = DOCX_TEMPLATE) -> byte
         "rows": [{**r, "ratio_text": _ratio_text(r["overlap_ratio"])} for r in context["rows"]],
         "reviews": [{**r, "conditions_text": _conditions_text(r.get("conditions"))}
                     for r in context["reviews"]],
-        "map_image": InlineImage(doc, io.BytesIO(png), width=Mm(MAP_WIDTH_MM)) if png else "无几何 No geometry",
+        "map_image": InlineImage(doc, io.BytesIO(png), width=Mm(MAP_WIDTH_MM)) if png else "无几何",
         "project": context.get("project") or {},
     }
     doc.render(values, autoescape=True)
@@ -61,7 +61,7 @@ def docx_report(context: dict[str, Any], template: Path = DOCX_TEMPLATE) -> byte
 
 
 def xlsx_report(context: dict[str, Any]) -> bytes:
-    """One sheet of rows (parcel × control layer), every number a number; a second sheet says what was checked."""
+    """A sheet of rows (parcel × control layer), every number a number; a second says what was checked."""
     import xlsxwriter
 
     out = io.BytesIO()

@@ -26,7 +26,8 @@ def _attachment(check_id: str, suffix: str) -> dict[str, str]:
 def build_report_router(source: ViewerSource, auth_dependency: Callable[..., Any], catalogue: Catalogue,
                         info: ReportInfo) -> APIRouter:
     """``GET /api/v1/checks/{check_id}/report.{docx,xlsx,html,pdf}`` for any signed-in role."""
-    router = APIRouter(prefix="/api/v1/checks", tags=["审查报告 reports"], dependencies=[Depends(auth_dependency)])
+    router = APIRouter(prefix="/api/v1/checks", tags=["审查报告 reports"],
+                       dependencies=[Depends(auth_dependency)])
 
     def context(check_id: str) -> dict[str, Any]:
         try:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from layers.catalogue import Catalogue
@@ -76,7 +76,8 @@ def build_public_router(source: ViewerSource) -> APIRouter:
         items, total = cache.get((page, PUBLIC_PAGE_SIZE),
                                  lambda: source.public_projects(PUBLIC_PAGE_SIZE, offset))
         rows = [{**p, "status_label": zh_en(STATUS, p.get("status")),
-                 "created": str(p.get("created_at") or "")[:10], "updated": str(p.get("updated_at") or "")[:10]}
+                 "created": str(p.get("created_at") or "")[:10],
+                 "updated": str(p.get("updated_at") or "")[:10]}
                 for p in items]
         pages = max(1, -(-int(total) // PUBLIC_PAGE_SIZE))
         html = render_template("public.html", rows=rows, page=page, pages=pages, total=total)

@@ -153,8 +153,8 @@ class MemorySource:
     def public_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         self._count("public_projects")
         keys = ("code", "name", "district", "status")
-        return [{k: DEMO_PROJECT[k] for k in keys} | {"created_at": "2026-11-20T09:00:00+00:00",
-                                                      "updated_at": "2026-11-21T09:00:00+00:00"}][offset:offset + limit], 1
+        dates = {"created_at": "2026-11-20T09:00:00+00:00", "updated_at": "2026-11-21T09:00:00+00:00"}
+        return [{k: DEMO_PROJECT[k] for k in keys} | dates][offset:offset + limit], 1
 
     def check(self, check_id: str) -> dict[str, Any] | None:
         return demo_check() if check_id == "CHK-0001" else None

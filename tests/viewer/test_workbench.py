@@ -60,7 +60,8 @@ def seed(base: str, tmp: Path) -> None:
             gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[geom], crs=WORK).to_crs(OUTPUT_CRS).to_file(
                 path, driver="GeoJSON")
             with path.open("rb") as fh:
-                r = http.post("/api/v1/layers", headers={"X-API-Key": ADMIN}, data={"kind": kind, "name": kind},
+                r = http.post("/api/v1/layers", headers={"X-API-Key": ADMIN},
+                              data={"kind": kind, "name": kind},
                               files={"file": (path.name, fh, "application/geo+json")})
             assert r.status_code == 201, r.text
         r = http.post("/api/v1/blueprints", headers={"X-API-Key": ADMIN}, json={})
@@ -74,7 +75,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("workbench")
     settings = Settings(_env_file=None, data_dir=tmp, dev_mode=True)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -193,7 +195,8 @@ def test_planner_flow_upload_screen_reports_save_then_reviewer_decides(
     rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
     redline_rows = [r for r in rows if r[5] == "生态保护红线"]
     assert len(redline_rows) == 1
-    assert redline_rows[0][7] == hit["overlap_area_m2"] and redline_rows[0][8] == hit["overlap_ellipsoidal_area_m2"]
+    assert redline_rows[0][7] == hit["overlap_area_m2"]
+    assert redline_rows[0][8] == hit["overlap_ellipsoidal_area_m2"]
     assert redline_rows[0][9] == hit["overlap_ratio"]
     parcel_ids = {p["parcel_id"] for p in check["parcels"]}
     assert {r[0] for r in rows} == parcel_ids
@@ -329,7 +332,8 @@ def test_a_drawn_self_crossing_polygon_is_repaired_and_said_so(chromium: Any, se
     click_map(page, [(1100, 450), (1250, 600), (1250, 450), (1100, 600), (1100, 450)])
     wait_state(page, "drawn", timeout=10_000)
     page.get_by_role("button", name="开始检测").click()
-    page.wait_for_function("document.body && ['result', 'input-error'].includes(document.body.getAttribute('data-wb-state'))",
+    page.wait_for_function("document.body && ['result', 'input-error']"
+                           ".includes(document.body.getAttribute('data-wb-state'))",
                            timeout=60_000)
     shot(page, "9-bow-tie")
     assert page.evaluate("document.body.getAttribute('data-wb-state')") == "result", \
