@@ -39,17 +39,23 @@ def key_value_table(doc: Document, rows: list[tuple[str, str]]) -> None:
         cells[0].width = Cm(4.5)
 
 
-def loop_table(doc: Document, headers: list[str], loop: str, cells: list[str]) -> None:
+def loop_table(doc: Document, headers: list[str], loop: str, cells: list[str],
+               widths_cm: list[float]) -> None:
     """A table whose body rows come from a docxtpl ``{%tr for %}`` loop."""
     table = doc.add_table(rows=1, cols=len(headers))
     table.style = "Table Grid"
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
+    table.autofit = False
     for cell, text in zip(table.rows[0].cells, headers, strict=True):
         cell.text = text
     table.add_row().cells[0].text = "{%tr for " + loop + " %}"
     for cell, text in zip(table.add_row().cells, cells, strict=True):
         cell.text = text
     table.add_row().cells[0].text = "{%tr endfor %}"
+    for column, width in zip(table.columns, widths_cm, strict=True):
+        column.width = Cm(width)  # the grid LibreOffice and WPS read; Word reads the cells
+        for cell in column.cells:
+            cell.width = Cm(width)
 
 
 def build() -> Document:
@@ -94,6 +100,7 @@ def build() -> Document:
         ["{{ r.parcel_id }} {{ r.parcel_verdict }}", "{{ r.kind_zh }}", "{{ r.rule }}",
          "{{ num(r.overlap_area_m2) }}", "{{ num(r.overlap_ellipsoidal_area_m2) }}", "{{ r.ratio_text }}",
          "{{ r.regulation_zh }}"],
+        [1.8, 2.0, 1.4, 2.4, 2.4, 1.6, 5.4],
     )
 
     doc.add_heading("四、审查说明 Explanations", level=1)

@@ -22,6 +22,7 @@ from layers.crs import OUTPUT_CRS, crs_label
 from viewer.labels import DECISION, RULE, STATUS, VERDICT, Label, label, zh_en
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
+from viewer.tiles import UNPLANNED
 
 # Debian's chromium drives the PDF print; override with BLUEPRINT_CHROMIUM where it lives elsewhere
 CHROMIUM = os.environ.get("BLUEPRINT_CHROMIUM", "/usr/bin/chromium")
@@ -250,7 +251,7 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
     parcels = _check_parcels(check).to_crs(work_crs)
     png = map_png(pieces, parcels, _overlaps(check, work_crs), {k.key: k.colour for k in catalogue.values()},
                   {k.key: GROUP_ORDER.get(k.group, 1) for k in catalogue.values()},
-                  {k.key: k.name_zh for k in catalogue.values()})
+                  {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
     kinds_seen = sorted({str(k) for k in pieces["kind"]}) if len(pieces) else []
     tolerance = check.get("tolerance") or {}
     return {
