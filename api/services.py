@@ -21,7 +21,7 @@ import geopandas as gpd
 import shapely
 from shapely.geometry import mapping
 
-from api import parcel_history
+from api import parcel_history, rescreen
 from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
@@ -30,8 +30,12 @@ from api.errors import (
     PermissionDeniedError,
 )
 from api.jobs import Handler, JobStore, Worker
+from api.outbox import Outbox
+from api.planning import Planning
 from api.settings import Settings
 from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
+from approval.calendar import load_calendar
+from approval.departments import load_departments
 from blueprint.merge import build_blueprint
 from blueprint.model import Blueprint
 from blueprint.precedence import Precedence, load_precedence
@@ -185,6 +189,9 @@ class Services:
         self._gates_lock = threading.Lock()
         self.job_threshold = settings.job_parcel_threshold
         self.worker: Worker | None = None
+        self.departments = load_departments(settings.departments_file)
+        self.planning = Planning(self.projects, self.departments, load_calendar(settings.calendar_file))
+        self.outbox = Outbox(self.engine, timeout=settings.webhook_timeout_seconds)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -198,6 +205,8 @@ class Services:
             log.warning("!" * 72)
         if settings.api_keys_file is not None:
             load_key_file(settings.api_keys_file)  # a malformed file fails before the database is opened
+        load_departments(settings.departments_file)  # so do malformed departments and calendar files
+        load_calendar(settings.calendar_file)
         return cls(settings, open_stores(settings))
 
     def close(self) -> None:
@@ -208,15 +217,21 @@ class Services:
 
     def job_handlers(self) -> dict[str, Handler]:
         """Every kind of durable job this service runs (a worker process runs the same ones)."""
-        return {"check": self._check_job}
+        return {
+            "check": self._check_job,
+            rescreen.KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            "webhook": self.outbox.run,
+        }
 
     def start_worker(self) -> Worker:
         """A worker thread in this process (``blueprint serve`` does this; ``blueprint worker`` runs more)."""
         if self.worker is None:
             self.worker = Worker(self.jobs, self.job_handlers()).start()
+            self.outbox.start(self.settings.webhook_sweep_seconds)
         return self.worker
 
     def stop_worker(self) -> None:
+        self.outbox.stop()
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.stop()
@@ -323,7 +338,8 @@ class Services:
         return summary
 
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:
-        summary = self.stores.blueprints.publish(version, by.name)
+        """Publish a draft; the same transaction records the event and queues the re-screening."""
+        summary = self.stores.blueprints.publish(version, by.name, also=rescreen.on_publish(version, by))
         self.audit.record(
             by,
             "blueprint.publish",
@@ -478,12 +494,17 @@ class Services:
 
     # -------------------------------------------------------------------------------- projects
 
-    def create_project(self, project: NewProject, parcels: ParcelSet, *, by: Principal) -> dict[str, Any]:
+    def create_project(
+        self, project: NewProject, parcels: ParcelSet, *, by: Principal, planning: bool = False
+    ) -> dict[str, Any]:
+        """Pool a project: ``submitted``, or ``planning`` while departments give opinions (策划生成)."""
         self.rules.require_project_type(project.project_type)
         if parcels.frame.empty:
             raise NoParcelsError("a project needs at least one parcel 项目至少需要一个地块")
         checksum = parcels.checksum or self.input_hash(parcels, project.project_type, None)
-        return self.projects.create(project, parcels.frame, checksum, by=by)
+        return self.projects.create(
+            project, parcels.frame, checksum, by=by, status="planning" if planning else "submitted"
+        )
 
     def replace_parcels(self, code: str, parcels: ParcelSet, *, by: Principal) -> dict[str, Any]:
         """New parcels for a pooled project (a re-submission); the earlier set is kept as a revision."""

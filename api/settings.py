@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     api_keys_file: Path | None = None
     tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
+    # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
+    departments_file: Path | None = None
+    calendar_file: Path | None = None
+    # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
+    webhook_sweep_seconds: float = Field(default=1.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("work_crs_epsg")
     @classmethod
