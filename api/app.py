@@ -27,7 +27,7 @@ DESCRIPTION = """
 parcels screened against it.
 
 Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the `blueprint_key`
-cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`, `department`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 
@@ -84,7 +84,18 @@ async def _too_large(send: Send, max_bytes: int) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: open (and migrate) the database, wire the stores, mount every router."""
     from api import ogc
-    from api.routes import admin, blueprints, checks, health, layers, meta, projects, reviews
+    from api.routes import (
+        admin,
+        blueprints,
+        checks,
+        events,
+        health,
+        layers,
+        meta,
+        opinions,
+        projects,
+        reviews,
+    )
     from api.routes.common import EXTRA_SCHEMAS
 
     settings = settings or get_settings()
@@ -103,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     add_exception_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
-    for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)

@@ -49,7 +49,7 @@ Code = Annotated[
     Field(min_length=1, max_length=64, examples=["2026-340700-47-01-000001"]),
     AfterValidator(national_code),
 ]
-Status = Literal["submitted", "screened", "in_review", "cleared", "rejected"]
+Status = Literal["planning", "submitted", "screened", "in_review", "cleared", "rejected"]
 
 
 class ProjectFields(BaseModel):
@@ -58,6 +58,9 @@ class ProjectFields(BaseModel):
     project_type: str = Field(min_length=1, max_length=64, examples=["industrial"])
     applicant: str = Field(min_length=1, max_length=200)
     district: str = Field(min_length=1, max_length=100)
+    stage: Literal["submitted", "planning"] = Field(
+        default="submitted", description="planning: departments give opinions first (策划生成)"
+    )
 
     def as_new(self) -> NewProject:
         return NewProject(self.code, self.name, self.project_type, self.applicant, self.district)
@@ -113,7 +116,9 @@ async def create_project(request: Request, services: ServicesDep, who: ProjectWr
         form = validate(ProjectUpload, {**form_fields, "file": b""})
         parcels = await parcels_from_upload(services, upload, form)
         fields = form
-    project = await run_in_threadpool(services.create_project, fields.as_new(), parcels, by=who)
+    project = await run_in_threadpool(
+        services.create_project, fields.as_new(), parcels, by=who, planning=fields.stage == "planning"
+    )
     return JSONResponse(project, status_code=201, headers={"Location": f"/api/v1/projects/{project['code']}"})
 
 
