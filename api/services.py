@@ -348,7 +348,8 @@ class Services:
             before={"status": "draft"},
             after={"status": "published"},
         )
-        return summary
+        job = self.jobs.by_idempotency_key(f"{rescreen.KIND}:{version}")
+        return {**summary, "rescreen_job_id": job["job_id"] if job else None}
 
     def blueprint_detail(self, version: str) -> dict[str, Any]:
         """Metadata, summary by kind and the conflict list (geometry via /ogc)."""

@@ -66,6 +66,9 @@ def worker(
         signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first
     note(f"worker {runner.name}: taking jobs ({'once' if once else 'until stopped'})")
     try:
+        services.outbox.sweep()  # webhook deliveries due now become jobs
+        if not once:
+            services.outbox.start(services.settings.webhook_sweep_seconds)
         if once:
             ran = 0
             while not runner.stopping.is_set() and runner.run_once():
