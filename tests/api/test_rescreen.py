@@ -38,8 +38,15 @@ HAZARD = rect(1400, 300, 1700, 600)  # covers PASS_PARCEL (1500..1600 × 400..50
 
 def create(api: Api, parcel: Any, *, stage: str = "submitted", screen: bool = True) -> str:
     code = national_code()
-    body = {"code": code, "name": f"项目 {code[-4:]}", "project_type": "industrial", "applicant": "某公司",
-            "district": "铜官区", "stage": stage, "parcels": collection(parcel)}
+    body = {
+        "code": code,
+        "name": f"项目 {code[-4:]}",
+        "project_type": "industrial",
+        "applicant": "某公司",
+        "district": "铜官区",
+        "stage": stage,
+        "parcels": collection(parcel),
+    }
     r = api.post("planner", "/api/v1/projects", json=body)
     assert r.status_code == 201, r.text
     if screen:
@@ -85,11 +92,15 @@ def published(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         assert r.status_code == 200, r.text
         hazard = tmp / "hazard.geojson"
         gpd.GeoDataFrame({"fid_src": ["GH1"]}, geometry=[HAZARD], crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(
-            hazard, driver="GeoJSON")
+            hazard, driver="GeoJSON"
+        )
         with hazard.open("rb") as fh:
-            r = api.post("admin", "/api/v1/layers",
-                         files={"file": ("hazard.geojson", fh, "application/geo+json")},
-                         data={"kind": "geohazard_zone", "name": "geohazard"})
+            r = api.post(
+                "admin",
+                "/api/v1/layers",
+                files={"file": ("hazard.geojson", fh, "application/geo+json")},
+                data={"kind": "geohazard_zone", "name": "geohazard"},
+            )
         assert r.status_code == 201, r.text
         version = api.post("admin", "/api/v1/blueprints", json={}).json()["version"]
         r = api.post("admin", f"/api/v1/blueprints/{version}/publish")
@@ -120,12 +131,14 @@ def test_a_changed_verdict_is_linked_and_recorded_once(published: dict[str, Any]
     payload = changed["payload"]
     assert (payload["before"], payload["after"], payload["blueprint_version"]) == ("pass", "review", version)
     assert payload["kinds_changed"] == [
-        {"kind": "geohazard_zone", "name_zh": "地质灾害高易发区", "before": None, "after": "conditional"}]
+        {"kind": "geohazard_zone", "name_zh": "地质灾害高易发区", "before": None, "after": "conditional"}
+    ]
     assert payload["check_id"] == project["latest_check_id"]
 
 
 def test_every_project_in_flight_is_rescreened_and_final_or_planning_ones_are_not(
-        published: dict[str, Any]) -> None:
+    published: dict[str, Any],
+) -> None:
     api, codes, version = published["api"], published["codes"], published["version"]
     detail = {k: api.get("planner", f"/api/v1/projects/{c}").json() for k, c in codes.items()}
     for key in ("passing", "conflict", "unscreened", "reviewing"):
@@ -151,8 +164,12 @@ def test_running_the_job_again_links_nothing_twice(published: dict[str, Any]) ->
         links = conn.execute(sa.text("SELECT count(*) FROM project_checks")).scalar()
     job = services.jobs.get(published["job_id"], raw=True)
     assert rescreen.run(services, job, Path("."), lambda _f: None) == published["version"]
-    assert rescreen.rescreen_project(services, published["codes"]["passing"], published["version"],
-                                     "another-job") is None
+    assert (
+        rescreen.rescreen_project(
+            services, published["codes"]["passing"], published["version"], "another-job"
+        )
+        is None
+    )
     with services.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM project_checks")).scalar() == links
     assert api.get("admin", "/api/v1/events", params={"after": before}).json()["items"] == []
