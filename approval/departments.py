@@ -38,6 +38,12 @@ class Departments(Mapping[str, Department]):
                 f"unknown department '{key}'; departments: {', '.join(self._items)} 未知部门"
             ) from None
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: str, default: Department | None = None) -> Department | None:  # type: ignore[override]
+        return self._items.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 
