@@ -238,6 +238,7 @@
         call(cfg.api + "/jobs/" + encodeURIComponent(job.job_id)).then(function (r) {
           var j = r.body;
           progress(true, "后台检测 " + (JOB_WORDS[j.status] || j.status) + "（" + (j.parcel_count || "") + " 个地块 parcels）");
+          if (typeof j.progress === "number") $("wb-progress").value = j.progress;
           if (j.status === "succeeded") resolve(call(cfg.api + "/checks/" + encodeURIComponent(j.result_id)).then(function (c) { return c.body; }));
           else if (j.status === "failed") reject({ code: j.error_code, detail: j.error_detail, message_zh: "后台检测失败：" + (j.error_detail || "") });
           else setTimeout(poll, 700);
@@ -311,7 +312,8 @@
     if (!all.length) return "<p>输入无需修复 <span class=\"ob-en\">No repair was needed</span></p>";
     return "<ul id=\"wb-repairs\">" + all.map(function (pr) {
       var r = pr[1];
-      return "<li>地块 " + U.esc(pr[0]) + "：" + U.esc(r.problem) + " → " + U.esc(r.action) +
+      return "<li>地块 " + U.esc(pr[0]) + "：" + U.esc(U.zhEn(U.REPAIR, r.problem)) + " → " +
+        U.esc(U.zhEn(U.REPAIR, r.action)) +
         (r.detail ? ' <span class="ob-en">' + U.esc(r.detail) + "</span>" : "") + "</li>";
     }).join("") + "</ul>";
   }
