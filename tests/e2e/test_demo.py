@@ -68,7 +68,7 @@ def test_demo_keep_refuses_a_database_built_from_other_data(demo_env, capsys):
     data = demo_env / "demo"
     demo.run(farmland=300, serve=False, data=data)
 
-    with pytest.raises(demo.DemoStaleError, match="permanent_farmland|永久基本农田"):
+    with pytest.raises(demo.DemoStaleError, match=r"permanent_farmland|永久基本农田"):
         demo.run(farmland=120, serve=False, data=data, keep=True)
 
 
