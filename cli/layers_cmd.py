@@ -180,14 +180,22 @@ def _plain_gk(crs: Any) -> bool:
 
 def _write_atomically(frame: gpd.GeoDataFrame, target: Path, suffix: str, zone_prefix: bool) -> Any:
     """Write into a temp dir beside ``target`` and move into place: an error leaves nothing behind."""
+    from layers.errors import LayerWriteError, OneBlueprintError
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         staged = tmp / target.name
-        if suffix == ".txt":
-            written_crs = _write_bubiao(frame, staged, zone_prefix)
-        else:
-            written_crs = _writer(suffix)(frame, staged)
+        try:
+            if suffix == ".txt":
+                written_crs = _write_bubiao(frame, staged, zone_prefix)
+            else:
+                written_crs = _writer(suffix)(frame, staged)
+        except OneBlueprintError:
+            raise
+        except Exception as exc:  # a driver's refusal is bad input for this format, not a crash
+            raise LayerWriteError(f"{target.name}: the {WRITERS[suffix][0]} writer refused the parcels: "
+                                  f"{exc}") from exc
         for part in sorted(tmp.iterdir()):
             os.replace(part, target.parent / part.name)
         return written_crs

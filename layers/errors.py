@@ -93,3 +93,9 @@ class UnknownKindError(LayerError, KeyError):
 
 class CatalogueError(LayerError, ValueError):
     code = "catalogue_error"
+
+
+class LayerWriteError(LayerError, OSError):
+    """An output file could not be written (the driver refused a field, a name, the disk...)."""
+
+    code = "write_failed"

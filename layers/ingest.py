@@ -258,6 +258,8 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     # assign + naming the column is the cheap way in (geometry= re-checks CRSs through several copies)
     frame = gpd.GeoDataFrame(attributes.assign(geometry=from_shapely(fixed, crs=work_crs)),
                              geometry="geometry")
+    frame, renamed = unique_columns(frame, source)
+    notes.extend(renamed)
     return ParcelSet(frame=frame, source=source, crs_in=_label(crs_in), checksum=checksum,
                      repairs=tuple(repairs), notes=tuple(notes))
 
@@ -391,14 +393,52 @@ def _repair(frame: gpd.GeoDataFrame, geometry: str, id_column: str,
     return kept.reset_index(drop=True), repairs
 
 
+# columns the service itself adds or relies on: they keep their names, a source column clashing with
+# them (ignoring case) is the one renamed
+OWN_COLUMNS = ("feature_id", "parcel_id", "name", "geometry")
+
+
+def unique_columns(frame: gpd.GeoDataFrame, source: str) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Rename attribute columns whose names collide ignoring case (GeoPackage, Shapefile and SQL field
+    names are case-insensitive: 'NAME' beside the 'name' we add cannot be written).
+
+    The service's own columns keep their names; among the others the first keeps its name and each
+    later one becomes ``<name>_2``, ``<name>_3``... (the first suffix free in any case). One note per
+    renamed column.
+    """
+    columns = [str(c) for c in frame.columns]
+    taken: set[str] = set()
+    order = sorted(range(len(columns)), key=lambda i: (columns[i] not in OWN_COLUMNS, i))
+    renames: dict[str, str] = {}
+    notes: list[str] = []
+    for i in order:
+        name = columns[i]
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            continue
+        n = 2
+        while f"{name}_{n}".lower() in taken or f"{name}_{n}" in columns:
+            n += 1
+        new = f"{name}_{n}"
+        taken.add(new.lower())
+        renames[name] = new
+        clash = next(c for c in columns if c.lower() == name.lower() and c not in renames)
+        notes.append(f"{source}: attribute {name!r} renamed {new!r}: it collides with {clash!r} ignoring "
+                     "case (field names in GeoPackage, Shapefile and databases are case-insensitive)")
+    if not renames:
+        return frame, notes
+    return frame.rename(columns=renames), notes
+
+
 def _plan_layer(loaded: _Loaded, kind: str, name: str | None) -> PlanLayer:
     raw = loaded.raw
     stem = raw.layer or Path(raw.source.split("!")[-1]).stem
     meta: dict[str, Any] = {"format": raw.fmt, "layer": raw.layer, "id_column": loaded.id_column,
                             "crs_in_wkt": loaded.crs_in.to_wkt()}
+    frame, renamed = unique_columns(loaded.frame, raw.source)
     return PlanLayer(kind=kind, name=name or stem, source=raw.source, checksum=raw.checksum,
-                     crs_in=crs_label(loaded.crs_in), frame=loaded.frame, repairs=tuple(loaded.repairs),
-                     notes=tuple(loaded.notes), encoding=raw.encoding, meta=meta)
+                     crs_in=crs_label(loaded.crs_in), frame=frame, repairs=tuple(loaded.repairs),
+                     notes=(*loaded.notes, *renamed), encoding=raw.encoding, meta=meta)
 
 
 def _parcel_set(loaded: _Loaded) -> ParcelSet:
@@ -408,8 +448,10 @@ def _parcel_set(loaded: _Loaded) -> ParcelSet:
         column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
         if column is not None:
             frame.insert(1, "name", frame[column].astype(str).where(frame[column].notna(), None))
+    frame, renamed = unique_columns(frame, loaded.raw.source)
     return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
-                     checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs), notes=tuple(loaded.notes))
+                     checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs),
+                     notes=(*loaded.notes, *renamed))
 
 
 # ---------------------------------------------------------------- GeoJSON objects
@@ -438,7 +480,9 @@ def _properties(feature: Any, index: int) -> dict[str, Any]:
     raw = feature.get("properties") or {}
     if not isinstance(raw, dict):
         raise UnreadableLayerError(f"GeoJSON: feature {index + 1} has 'properties' that are not an object")
-    props = dict(raw)
+    # nested objects and arrays stay JSON (as GDAL reads them from a file), never Python repr text
+    props = {key: json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+             for key, value in raw.items()}
     if "id" in feature and "id" not in props:
         props["id"] = feature["id"]
     return props
