@@ -19,12 +19,12 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from blueprint.model import Blueprint
-from checks.areas import ellipsoidal_areas, reproject
+from checks.areas import PlaneZones, ellipsoidal_areas, plane_zones, reproject, zone_areas
 from checks.errors import CheckError, DuplicateParcelIdError, NoParcelsError, ParcelOutsideCityError
 from checks.explain import explain_parcel, explain_submission
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from layers.catalogue import Catalogue
-from layers.crs import OUTPUT_CRS, to_work_crs
+from layers.crs import OUTPUT_CRS, crs_label, to_work_crs
 from layers.geometry import polygonal_part, repair_geometries
 from layers.model import ParcelSet, Repair
 
@@ -156,6 +156,7 @@ class Screener:
                              f"{tolerance_ratio}")
         self.version = blueprint.version
         self.crs = CRS.from_user_input(blueprint.crs)
+        self._crs_label = crs_label(self.crs)  # to_epsg costs ~0.1 ms: once, not per check
         self.rules = rules
         self.catalogue = catalogue
         self.tolerance_m2 = float(tolerance_m2)
@@ -456,8 +457,12 @@ class Screener:
         area = shapely.area(clean.geoms).astype(np.float64)
         hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
-        self._require_inside(clean.ids, area, hits.covered, parcels.source)
-        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs])
+        self._require_inside(clean.ids, area, hits.covered, parcels.source)  # in the working plane
+        zones = plane_zones(clean.geoms, self.crs, parcels.declared_zone)
+        if zones.foreign.any():  # parcels outside the working zone: plane areas in their own zone
+            area = zone_areas(clean.geoms, self.crs, zones)
+            hits.area = zone_areas(hits.geometry, self.crs, zones, owner=hits.parcel)
+        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones)
         result["input_hash"] = input_hash
         return result
 
@@ -515,7 +520,7 @@ class Screener:
                 f"city extent of blueprint {self.version}{more}")
 
     def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
-                  check_id: str, repairs: list[Repair]) -> dict[str, Any]:
+                  check_id: str, repairs: list[Repair], zones: PlaneZones | None = None) -> dict[str, Any]:
         """Build the result dict: parcels in natural id order, hits by severity then kind order."""
         rules, outcomes = self._rule_table(ptype.key)
         outcome = outcomes[hits.kind]
@@ -534,6 +539,7 @@ class Screener:
             repairs_by_id[r.feature_id].append(r.as_dict())
         tolerance = {"m2": self.tolerance_m2, "ratio": self.tolerance_ratio}
         label = (ptype.name_zh, ptype.name_en)
+        work_label = self._crs_label
         entries = []
         for i, pid in enumerate(parcels.ids):
             conflicts = [self._hit_entry(hits, h, rules[int(hits.kind[h])], ratio[h], below[h],
@@ -545,6 +551,8 @@ class Screener:
                 "ellipsoidal_area_m2": _round(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
                 "conflicts": conflicts, "repairs": repairs_by_id.pop(pid, []),
             }
+            if zones is not None:
+                entry["plane_zone"] = zones.describe(i, work_label)
             if parcels.names[i]:
                 entry["name"] = parcels.names[i]
             entry["explanation_zh"], entry["explanation_en"] = explain_parcel(entry, label, tolerance)

@@ -161,14 +161,40 @@ def convert_parcels(
         frame = parcels.frame
         if out_crs:
             frame = frame.to_crs(parse_crs(out_crs))
+        elif suffix == ".txt":
+            frame = _in_own_zone(frame, parcels.declared_zone)
         # 部标 files carry the zone prefix unless a CRS without one (e.g. EPSG:4548) is asked for
         zone_prefix = not (out_crs and _plain_gk(parse_crs(out_crs)))
         written_crs = _write_atomically(frame, target, suffix, zone_prefix)
         note(f"wrote {len(frame)} parcel(s) to {target}")
     emit({"source": parcels.source, "target": str(target), "format": WRITERS[suffix][0],
           "parcel_count": len(parcels.frame), "crs_in": parcels.crs_in, "crs_out": crs_label(written_crs),
-          "checksum": parcels.checksum, "area_m2": round(float(parcels.frame.geometry.area.sum()), 2),
+          "checksum": parcels.checksum, **_own_zone_area(parcels),
           "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)})
+
+
+def _own_zone_area(parcels: Any) -> dict[str, Any]:
+    """Total plane area with each parcel in its own 3-degree zone, and the zones used."""
+    import numpy as np
+
+    from checks.areas import plane_zones, zone_areas
+
+    geoms = np.asarray(parcels.frame.geometry.values, dtype=object)
+    zones = plane_zones(geoms, parcels.frame.crs, parcels.declared_zone)
+    area = float(zone_areas(geoms, parcels.frame.crs, zones).sum())
+    return {"area_m2": round(area, 2), "area_zones": sorted({int(z) for z in zones.zone})}
+
+
+def _in_own_zone(frame: gpd.GeoDataFrame, declared: int | None) -> gpd.GeoDataFrame:
+    """Parcels for a 部标 file go into their own 3-degree zone: the one their source file declared,
+    else the zone of their centroid (the working CRS's zone would give wrong eastings and areas)."""
+    from layers.crs import own_zone3, zone3_crs, zone3_of_crs
+
+    zone = declared or own_zone3(frame)
+    if zone is None or zone == zone3_of_crs(frame.crs):
+        return frame
+    note(f"部标 output in 3-degree zone {zone} (CM {3 * zone}°E), the parcels' own zone")
+    return frame.to_crs(zone3_crs(zone))
 
 
 def _plain_gk(crs: Any) -> bool:

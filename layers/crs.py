@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+from numpy.typing import NDArray
 from pyproj import CRS, Transformer
 
 from layers.errors import (
@@ -146,6 +147,39 @@ def gk_epsg(zone_width: int, *, zone: int | None = None, central_meridian: float
             raise CRSError(f"central meridian {central_meridian} is not a 6-degree CM in China (75..135)")
         return 4502 + (cm - 75) // 6
     raise CRSError(f"zone width must be 3 or 6, got {zone_width}")
+
+
+ZONE3_RANGE = (25, 45)  # 3-degree zones over China: CM 75°E (zone 25) .. 135°E (zone 45)
+
+
+def zone3_of_longitude(lon: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The 3-degree GK zone of each longitude: zone N spans CM 3N ± 1.5°."""
+    return np.floor((np.asarray(lon, dtype=np.float64) + 1.5) / 3.0).astype(np.int64)
+
+
+def zone3_of_crs(crs: CRS | None) -> int | None:
+    """The 3-degree zone whose central meridian a GK CRS uses (prefixed or not), else None."""
+    gk = gauss_kruger(crs) if crs is not None else None
+    if gk is None or abs(gk.central_meridian / 3.0 - round(gk.central_meridian / 3.0)) > 1e-9:
+        return None
+    zone = round(gk.central_meridian / 3.0)
+    return zone if ZONE3_RANGE[0] <= zone <= ZONE3_RANGE[1] else None
+
+
+def zone3_crs(zone: int) -> CRS:
+    """CGCS2000 3-degree GK CRS of a zone without the zone prefix (EPSG:4534..4554)."""
+    return CRS.from_epsg(gk_epsg(3, central_meridian=3 * zone))
+
+
+def own_zone3(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> int | None:
+    """The 3-degree zone of the centroid of all of ``frame``'s geometries, None outside China's zones."""
+    if frame.crs is None or len(frame) == 0:
+        return None
+    centre = frame.geometry.union_all().centroid if isinstance(frame, gpd.GeoDataFrame) else \
+        frame.union_all().centroid
+    lon, _ = transformer(CRS.from_user_input(frame.crs), CGCS2000).transform(centre.x, centre.y)
+    zone = int(zone3_of_longitude(np.asarray([lon]))[0])
+    return zone if ZONE3_RANGE[0] <= zone <= ZONE3_RANGE[1] else None
 
 
 def gauss_kruger(crs: CRS) -> GaussKruger | None:

@@ -20,7 +20,15 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from layers.catalogue import Catalogue
-from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs, transformer
+from layers.crs import (
+    crs_label,
+    parse_crs,
+    require_projected,
+    resolve_crs,
+    to_work_crs,
+    transformer,
+    zone3_of_crs,
+)
 from layers.errors import (
     EmptyLayerError,
     FileTooLargeError,
@@ -39,6 +47,7 @@ GEOMETRY_FAMILIES = {"polygon": ("Polygon", "MultiPolygon"), "line": ("LineStrin
                      "point": ("Point", "MultiPoint")}
 
 CRSInput = CRS | str | int | None
+BUBIAO_FORMAT = "部标 TXT"  # layers.formats.FORMATS[".txt"]
 
 
 @dataclass
@@ -449,9 +458,10 @@ def _parcel_set(loaded: _Loaded) -> ParcelSet:
         if column is not None:
             frame.insert(1, "name", frame[column].astype(str).where(frame[column].notna(), None))
     frame, renamed = unique_columns(frame, loaded.raw.source)
+    declared = zone3_of_crs(loaded.crs_in) if loaded.raw.fmt == BUBIAO_FORMAT else None
     return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
                      checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs),
-                     notes=(*loaded.notes, *renamed))
+                     notes=(*loaded.notes, *renamed), declared_zone=declared)
 
 
 # ---------------------------------------------------------------- GeoJSON objects
