@@ -14,6 +14,7 @@ from layers.crs import (
     CGCS2000,
     ZONE3_RANGE,
     crs_label,
+    gauss_kruger,
     transformer,
     zone3_crs,
     zone3_of_crs,
@@ -126,11 +127,13 @@ def plane_zones(geoms: NDArray[np.object_], crs: CRS, declared_zone: int | None 
     """Each parcel's own 3-degree zone: its centroid's, the zone of its larger part when it crosses a
     zone line, or ``declared_zone`` (the zone its 部标 file declares) when given."""
     n = len(geoms)
-    work = zone3_of_crs(crs)
+    work, false_easting = _work_zone(crs)
     if work is None or n == 0:
         return PlaneZones(work, np.full(n, work or 0, dtype=np.int64), ("centroid",) * n, {})
-    tr = transformer(crs, CGCS2000)
     b = shapely.bounds(geoms)
+    if declared_zone is None and bool(np.all(np.abs(b[:, [0, 2]] - false_easting) < SURELY_INSIDE_M)):
+        return PlaneZones(work, np.full(n, work, dtype=np.int64), ("centroid",) * n, {})
+    tr = transformer(crs, CGCS2000)
     centre = shapely.get_coordinates(shapely.centroid(geoms))
     xs = np.concatenate([b[:, 0], b[:, 2], b[:, 0], b[:, 2], centre[:, 0]])
     ys = np.concatenate([b[:, 1], b[:, 1], b[:, 3], b[:, 3], centre[:, 1]])
@@ -154,6 +157,23 @@ def plane_zones(geoms: NDArray[np.object_], crs: CRS, declared_zone: int | None 
     outside = (zone < ZONE3_RANGE[0]) | (zone > ZONE3_RANGE[1])
     zone[outside] = work  # beyond China's zones: keep the working CRS
     return PlaneZones(work, zone, tuple(chosen), crossing)
+
+
+# eastings this close to the central meridian are inside its 3° zone at every latitude up to 54°N
+# (1.5° of longitude is ≥ 98 km there): the common case needs no reprojection to decide the zone
+SURELY_INSIDE_M = 95_000.0
+_work_zones: dict[str, tuple[int | None, float]] = {}
+
+
+def _work_zone(crs: CRS) -> tuple[int | None, float]:
+    """(3° zone, false easting) of the working CRS, cached by its definition (parsing costs µs)."""
+    found = _work_zones.get(crs.srs)
+    if found is None:
+        gk = gauss_kruger(crs)
+        found = (zone3_of_crs(crs), gk.false_easting if gk is not None else 0.0)
+        if crs.srs:
+            _work_zones[crs.srs] = found
+    return found
 
 
 def _zone_parts(geom: Any, tr: Transformer, low: int, high: int) -> dict[int, float]:
