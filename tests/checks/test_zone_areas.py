@@ -139,3 +139,18 @@ def test_convert_writes_bubiao_in_the_parcels_own_zone(tmp_path):
     assert report["area_m2"] == pytest.approx(57_089.5, abs=0.1)
     text = out.read_bytes().decode("gbk")
     assert "带号=40" in text and ",40520986.4770" in text  # the original eastings, to 0.1 mm
+
+
+def test_batch_reports_the_same_own_zone_areas_as_the_single_check(rules, catalogue):
+    from checks.batch import screen_batch
+
+    declared = read_parcels(DATA / "pengbu_zone40.txt", work_crs=WORK)
+    screener = screener_around(declared.frame, rules, catalogue)
+    frame = declared.frame[["parcel_id", "geometry"]]
+    single = screener.screen(parcels(*frame.geometry, ids=list(frame["parcel_id"])), "industrial")
+    table = screen_batch(frame, screener, "industrial")
+    parcel = single["parcels"][0]
+    assert table["area_m2"].iloc[0] == parcel["area_m2"]
+    by_kind = dict(zip(table["kind"], table["overlap_area_m2"], strict=True))
+    for hit in parcel["conflicts"]:
+        assert by_kind[hit["kind"]] == pytest.approx(hit["overlap_area_m2"], rel=2e-5)
