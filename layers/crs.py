@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from numpy.typing import NDArray
 from pyproj import CRS, Transformer
 
@@ -16,6 +18,7 @@ from layers.errors import (
     CRSError,
     CRSMismatchError,
     CRSMissingError,
+    WebMapOffsetError,
 )
 
 CGCS2000 = CRS.from_epsg(4490)  # geographic, lon/lat on the CGCS2000 ellipsoid
@@ -23,12 +26,126 @@ OUTPUT_CRS = CRS.from_epsg(4326)  # RFC 7946 GeoJSON, applied at the edge only
 DEFAULT_WORK_EPSG = 4548  # CGCS2000 / 3-degree Gauss-Kruger CM 117E, no zone prefix (Tongling)
 
 
+# the offset datums of Chinese web maps: longitude/latitude on WGS 84, shifted by an obfuscation
+OFFSET_DATUMS = {"GCJ02": "GCJ-02 (高德/腾讯 web maps)", "BD09": "BD-09 (百度 web maps)"}
+
+
+class OffsetCRS(CRS):
+    """WGS 84 longitude/latitude as a Chinese web map shifts it (``offset`` "GCJ02" or "BD09").
+
+    Read as declared with ``--crs GCJ02`` / ``--crs BD09``: the reader undoes the shift exactly
+    (:func:`undo_offset`) and goes on with plain EPSG:4326.
+    """
+
+    offset: str = ""
+
+    @classmethod
+    def named(cls, offset: str) -> OffsetCRS:
+        crs = cls("EPSG:4326")
+        crs.offset = offset
+        return crs
+
+
+def offset_name(value: object) -> str | None:
+    """'GCJ02' or 'BD09' for the many ways to write them (GCJ-02, gcj_02, BD-09...), else None."""
+    if isinstance(value, OffsetCRS):
+        return value.offset
+    if not isinstance(value, str):
+        return None
+    key = value.upper().replace("-", "").replace("_", "").replace(" ", "")
+    return key if key in OFFSET_DATUMS else None
+
+
 def parse_crs(value: str | int | CRS) -> CRS:
-    """A CRS from 'EPSG:4548', 4548, a WKT or a pyproj CRS; a clear error otherwise."""
+    """A CRS from 'EPSG:4548', 4548, a WKT, a pyproj CRS, or 'GCJ02' / 'BD09' (an :class:`OffsetCRS`);
+    a clear error otherwise."""
+    offset = offset_name(value)
+    if offset is not None:
+        return value if isinstance(value, OffsetCRS) else OffsetCRS.named(offset)
     try:
         return CRS.from_user_input(value)
     except Exception as exc:
-        raise CRSError(f"not a coordinate reference system: {value!r}") from exc
+        raise CRSError(f"not a coordinate reference system: {value!r}; use an EPSG code such as "
+                       "EPSG:4490, a WKT, or GCJ02 / BD09 for coordinates from Chinese web maps") from exc
+
+
+def _invert(forward: Callable[[float, float], tuple[float, float]], lat: float,
+            lon: float) -> tuple[float, float]:
+    """The WGS 84 point that ``forward`` (an offset, lat/lon order) maps onto (lat, lon): fixed-point
+    iteration to 1e-10° (≈ 0.01 mm); the offset changes slowly, so a few steps suffice."""
+    wlat, wlon = lat, lon
+    for _ in range(40):
+        flat, flon = forward(wlat, wlon)
+        dlat, dlon = flat - lat, flon - lon
+        wlat, wlon = wlat - dlat, wlon - dlon
+        if abs(dlat) < 1e-10 and abs(dlon) < 1e-10:
+            break
+    return wlat, wlon
+
+
+def undo_offset(geoms: NDArray[np.object_], offset: str) -> NDArray[np.object_]:
+    """Geometries in GCJ-02 or BD-09 longitude/latitude moved to WGS 84 (exact inverse)."""
+    import eviltransform
+
+    forward = eviltransform.wgs2gcj if offset == "GCJ02" else eviltransform.wgs2bd
+
+    def convert(lonlat: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty_like(lonlat)
+        for i, (lon, lat) in enumerate(lonlat.tolist()):
+            wlat, wlon = _invert(forward, lat, lon)
+            out[i] = (wlon, wlat)
+        return out
+
+    return np.asarray(shapely.transform(geoms, convert), dtype=object)
+
+
+def offset_note(offset: str) -> str:
+    return (f"coordinates converted from {OFFSET_DATUMS[offset]} to WGS 84 with the exact inverse "
+            "(iterated to 1e-10°); WGS 84 taken as CGCS2000 (they differ by < 1 m)")
+
+
+# column names that only offset-datum data carries, and values naming a web map as the source
+OFFSET_COLUMN_HINTS = {"gcj": "GCJ02", "amap": "GCJ02", "gaode": "GCJ02", "高德": "GCJ02", "火星": "GCJ02",
+                       "bd09": "BD09", "baidu": "BD09", "百度": "BD09"}
+SOURCE_COLUMNS = ("source", "来源", "数据来源", "coord_type", "coordtype", "coordsys", "坐标系", "坐标类型")
+OFFSET_VALUE_HINTS = {"高德": "GCJ02", "amap": "GCJ02", "gaode": "GCJ02", "gcj": "GCJ02", "腾讯": "GCJ02",
+                      "tencent": "GCJ02", "百度": "BD09", "baidu": "BD09", "bd09": "BD09"}
+
+
+def offset_hint(columns: Sequence[object], values: Callable[[str], list[str]], *,
+                implied: bool) -> tuple[str, str] | None:
+    """(offset datum, why) when attributes say the lon/lat come from a Chinese web map, else None.
+
+    Column names (``gcj_lng``, ``amap_id``...) and the 阿里云 DataV boundary layout (``adcode`` with
+    ``center``/``centroid``, published in GCJ-02) count always; a source column naming 高德/百度... only
+    when the file states no CRS of its own (a file that declares EPSG:4490 has been converted).
+    """
+    names = {str(c).strip().lower(): str(c) for c in columns}
+    for name, original in names.items():
+        for hint, offset in OFFSET_COLUMN_HINTS.items():
+            if hint in name:
+                return offset, f"the attribute {original!r} names {OFFSET_DATUMS[offset]}"
+    if "adcode" in names and ("center" in names or "centroid" in names):
+        return "GCJ02", "the attributes adcode/center/centroid are the layout of DataV (阿里云) boundaries"
+    if implied:
+        for column in SOURCE_COLUMNS:
+            if column in names:
+                for value in values(names[column]):
+                    for hint, offset in OFFSET_VALUE_HINTS.items():
+                        if hint in value.lower():
+                            return offset, f"the attribute {names[column]!r} says {value!r}"
+    return None
+
+
+def refuse_offset_hint(hint: tuple[str, str] | None, source: str) -> None:
+    """Raise :class:`WebMapOffsetError` for a hint found by :func:`offset_hint`."""
+    if hint is None:
+        return
+    offset, why = hint
+    raise WebMapOffsetError(
+        f"{source}: read as WGS 84 longitude/latitude, but {why}: the coordinates are probably "
+        f"{OFFSET_DATUMS[offset]}, shifted 100–700 m from WGS 84/CGCS2000. Declare the CRS as {offset} "
+        f"(CLI: --crs {offset}) to convert them exactly, or as EPSG:4326 if they really are WGS 84")
 
 
 def require_projected(crs: CRS) -> CRS:

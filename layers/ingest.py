@@ -21,15 +21,22 @@ from pyproj import CRS
 
 from layers.catalogue import Catalogue
 from layers.crs import (
+    OFFSET_DATUMS,
     crs_label,
+    offset_hint,
+    offset_name,
+    offset_note,
     parse_crs,
+    refuse_offset_hint,
     require_projected,
     resolve_crs,
     to_work_crs,
     transformer,
+    undo_offset,
     zone3_of_crs,
 )
 from layers.errors import (
+    CRSConflictError,
     EmptyLayerError,
     FileTooLargeError,
     GeometryTypeError,
@@ -246,6 +253,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
         notes.append(f"parcel_id from attribute {id_from!r}")
     crs_in, crs_notes = resolve_crs(crs_file, None, implied=implied, bounds=_array_bounds(geoms),
                                     source=source)
+    _refuse_web_map_offset(attributes, crs_in, implied=implied, asserted=False, source=source)
     notes.extend(crs_notes)
     geoms = _to_crs(geoms, crs_in, work_crs)
     if _label(crs_in) != _label(work_crs):
@@ -292,13 +300,47 @@ def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, lay
     declared = parse_crs(crs) if crs is not None else None
     raw = read_source(path, crs=declared, encoding=encoding, layer=layer, limits=limits,
                       raster_values=raster_values)
+    offset = offset_name(declared)
+    if offset is not None:  # GCJ-02 / BD-09: undone here, then the file is plain WGS 84
+        raw, declared = _without_offset(raw, offset), None
     return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
-                   id_column=id_column, id_candidates=id_candidates)
+                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None)
+
+
+def _without_offset(raw: RawLayer, offset: str) -> RawLayer:
+    """The raw layer with its GCJ-02 / BD-09 longitude/latitude moved to WGS 84 (EPSG:4326)."""
+    if raw.crs is not None and not raw.implied and not raw.crs.is_geographic:
+        raise CRSConflictError(f"{raw.source}: the file says {crs_label(raw.crs)} (projected metres), but "
+                               f"{offset} was declared: {OFFSET_DATUMS[offset]} coordinates are longitude/"
+                               "latitude degrees")
+    frame = raw.frame
+    geoms = undo_offset(np.asarray(frame.geometry.values, dtype=object), offset)
+    raw.frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index), crs=_WGS84)
+    raw.crs, raw.implied = _WGS84, False
+    raw.notes = [*raw.notes, offset_note(offset)]
+    return raw
+
+
+def _text_samples(values: pd.Series, limit: int = 20) -> list[str]:
+    """A few text values of a column (for source hints)."""
+    return [v for v in values.head(200).tolist() if isinstance(v, str)][:limit]
+
+
+def _refuse_web_map_offset(attributes: pd.DataFrame, crs_in: CRS, *, implied: bool, asserted: bool,
+                           source: str) -> None:
+    """Longitude/latitude nobody declared whose attributes say 高德/百度/DataV: refuse, naming GCJ02/BD09."""
+    if asserted or not crs_in.is_geographic:
+        return
+    columns = [c for c in attributes.columns if c != "geometry"]
+    refuse_offset_hint(offset_hint(columns, lambda c: _text_samples(attributes[c]), implied=implied), source)
 
 
 def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, geometry: str,
-            id_column: str, id_candidates: Sequence[str]) -> _Loaded:
-    """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format."""
+            id_column: str, id_candidates: Sequence[str], asserted: bool = False) -> _Loaded:
+    """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format.
+
+    ``asserted``: the caller declared the CRS (also GCJ02/BD09, already undone), so no source hint
+    can overrule it."""
     require_projected(work_crs)
     source = raw.source
     frame = _normalise_geometry_column(raw.frame)
@@ -308,6 +350,8 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     if id_from:
         notes.append(f"{id_column} from attribute {id_from!r}")
     crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source)
+    _refuse_web_map_offset(frame, crs_in, implied=raw.implied and crs is None,
+                           asserted=asserted or crs is not None, source=source)
     notes.extend(crs_notes)
     frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
     if crs_label(crs_in) != crs_label(work_crs):
