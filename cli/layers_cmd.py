@@ -16,7 +16,11 @@ import typer
 from cli.common import domain_errors, emit, note
 
 CrsOption = Annotated[str | None, typer.Option(
-    "--crs", help="CRS of a file that states none, e.g. EPSG:4527")]
+    "--crs", help="CRS of a file that states none, e.g. EPSG:4527; GCJ02 / BD09 for coordinates from "
+                  "高德/腾讯 or 百度 web maps (converted exactly)")]
+DatumOption = Annotated[str | None, typer.Option(
+    "--datum-params", help="7-parameter Helmert set dx,dy,dz,rx,ry,rz,ds (m, arc-seconds, ppm; position "
+                           "vector) taking Beijing 1954 / Xi'an 1980 input to CGCS2000")]
 EncodingOption = Annotated[str | None, typer.Option(
     "--encoding", help="attribute text encoding, e.g. GB18030; detected when omitted")]
 LayerOption = Annotated[str | None, typer.Option(
@@ -57,6 +61,12 @@ def _limits(settings: Any) -> Any:
                   max_features=settings.max_features, max_vertices=settings.max_vertices)
 
 
+def _datum_params(text: str | None) -> Any:
+    from layers.crs import parse_datum_params
+
+    return parse_datum_params(text) if text else None
+
+
 def _raster_values(text: str | None) -> list[float] | None:
     if not text:
         return None
@@ -81,6 +91,7 @@ def import_layer(
         "--name", help="stored name (default: file or layer name)")] = None,
     raster_values: RasterOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="replace a stored layer of that name")] = False,
+    datum_params: DatumOption = None,
 ) -> None:
     """导入图层 Import a plan layer: read, check CRS, repair, store; prints a JSON summary."""
     from cli.context import open_stores
@@ -93,7 +104,8 @@ def import_layer(
         note(f"reading {path.name} as {kind}")
         plan = read_layer(path, kind, work_crs=settings.work_crs,
                           catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
-                          layer=layer, name=name, limits=_limits(settings), raster_values=values)
+                          layer=layer, name=name, limits=_limits(settings), raster_values=values,
+                          datum_params=_datum_params(datum_params))
         _notes(plan.notes)
         stores = open_stores(settings)
         try:
@@ -112,6 +124,7 @@ def inspect_layer(
     encoding: EncodingOption = None,
     layer: LayerOption = None,
     raster_values: RasterOption = None,
+    datum_params: DatumOption = None,
 ) -> None:
     """检查图层 Read a layer exactly as import would and print its JSON summary; stores nothing."""
     from layers.catalogue import load_catalogue
@@ -123,7 +136,8 @@ def inspect_layer(
     with domain_errors():
         note(f"reading {path.name}")
         common = {"work_crs": settings.work_crs, "crs": crs, "encoding": encoding, "layer": layer,
-                  "limits": _limits(settings), "raster_values": values}
+                  "limits": _limits(settings), "raster_values": values,
+                  "datum_params": _datum_params(datum_params)}
         if kind:
             plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file), **common)
         else:
@@ -142,6 +156,7 @@ def convert_parcels(
         "--out-crs", help="CRS to write (default: working CRS; GeoJSON/KML always EPSG:4326)")] = None,
     encoding: EncodingOption = None,
     layer: LayerOption = None,
+    datum_params: DatumOption = None,
 ) -> None:
     """转换地块 Convert project parcels between formats, e.g. Shapefile zip → 部标 TXT."""
     from layers.crs import crs_label, parse_crs
@@ -156,7 +171,7 @@ def convert_parcels(
                                          f"writable: {', '.join(sorted(WRITERS))}")
         note(f"reading {source.name}")
         parcels = read_parcels(source, work_crs=settings.work_crs, crs=crs, encoding=encoding, layer=layer,
-                               limits=_limits(settings))
+                               limits=_limits(settings), datum_params=_datum_params(datum_params))
         _notes(parcels.notes)
         frame = parcels.frame
         if out_crs:

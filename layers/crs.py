@@ -18,6 +18,7 @@ from layers.errors import (
     CRSError,
     CRSMismatchError,
     CRSMissingError,
+    OldDatumError,
     WebMapOffsetError,
 )
 
@@ -502,15 +503,89 @@ def _check_inside_zone(x: tuple[float, float], y: tuple[float, float], gk: Gauss
     return []
 
 
+# ---------------------------------------------------------------- old national datums
+
+OLD_DATUMS = {"beijing1954": "Beijing 1954 (1954北京坐标系)", "newbeijing": "New Beijing (新1954北京坐标系)",
+              "xian1980": "Xi'an 1980 (1980西安坐标系)"}
+DatumParams = tuple[float, float, float, float, float, float, float]
+
+
+def old_datum(crs: CRS) -> str | None:
+    """The name of the old Chinese datum ``crs`` is on (Beijing 1954, New Beijing, Xi'an 1980), or None."""
+    geodetic = crs.geodetic_crs
+    datum = geodetic.datum.name if geodetic is not None and geodetic.datum is not None else ""
+    key = datum.lower().replace("'", "").replace(" ", "").replace("_", "")
+    return OLD_DATUMS.get(key)
+
+
+def parse_datum_params(text: str) -> DatumParams:
+    """Seven comma-separated numbers: dx, dy, dz (m), rx, ry, rz (arc-seconds), ds (ppm)."""
+    try:
+        values = tuple(float(v) for v in text.replace("，", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 7:
+        raise CRSError(f"datum parameters must be 7 numbers dx,dy,dz,rx,ry,rz,ds (m, arc-seconds, ppm), "
+                       f"got {text!r}")
+    return (values[0], values[1], values[2], values[3], values[4], values[5], values[6])
+
+
+def bind_datum_params(crs: CRS, params: DatumParams) -> CRS:
+    """``crs`` bound to WGS 84 by a 7-parameter (position-vector) Helmert set (a PROJ BoundCRS)."""
+    from pyproj.crs import BoundCRS
+    from pyproj.crs.coordinate_operation import ToWGS84Transformation
+
+    geodetic = crs.geodetic_crs or crs
+    return BoundCRS(source_crs=crs, target_crs=CRS.from_epsg(4326),
+                    transformation=ToWGS84Transformation(geodetic, *params))
+
+
+def require_new_datum(crs: CRS, source: str, params: DatumParams | None = None) -> None:
+    """CGCS2000 and WGS 84 pass; an old datum without its 7 parameters is refused in words."""
+    datum = old_datum(crs)
+    if datum is not None and params is None:
+        raise OldDatumError(
+            f"{source}: {crs_label(crs)} is on the {datum} datum. Without published transformation "
+            "parameters it could only be moved to CGCS2000 by PROJ's ballpark (a zero shift, tens of metres "
+            "off), so it is not read. Supply the 7-parameter set for your area (CLI: --datum-params "
+            "dx,dy,dz,rx,ry,rz,ds in metres, arc-seconds and ppm, position-vector convention), or convert "
+            "the file to CGCS2000 (EPSG:4490, 4513–4554) first")
+
+
+def old_datum_to_cgcs2000(frame: gpd.GeoDataFrame, crs: CRS, params: DatumParams,
+                          source: str = "layer") -> tuple[gpd.GeoDataFrame, str]:
+    """Frame on an old datum moved to CGCS2000 longitude/latitude by the supplied Helmert set.
+
+    PROJ applies a BoundCRS's parameters only towards WGS 84 (towards CGCS2000 it would take its
+    ballpark), so the frame goes to EPSG:4326 with them and is then labelled EPSG:4490 (CGCS2000 and
+    WGS 84 differ by centimetres).
+    """
+    tr = Transformer.from_crs(bind_datum_params(crs, params), OUTPUT_CRS, always_xy=True)
+    if "Transformation" not in tr.description and "Helmert" not in tr.description:
+        raise CRSError(f"{source}: PROJ found no way to apply the datum parameters to {crs_label(crs)}")
+
+    def move(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = tr.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    geoms = shapely.transform(np.asarray(frame.geometry.values, dtype=object), move)
+    moved = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index), crs=CGCS2000)
+    note = (f"{old_datum(crs)} → CGCS2000 by the supplied 7 parameters "
+            f"({', '.join(f'{v:g}' for v in params)}; position vector)")
+    return moved, note
+
+
 def resolve_crs(file_crs: CRS | None, declared: CRS | None, *, implied: bool = False,
                 bounds: tuple[float, float, float, float] | None = None,
-                source: str = "layer") -> tuple[CRS, list[str]]:
+                source: str = "layer", datum_params: DatumParams | None = None) -> tuple[CRS, list[str]]:
     """Decide the CRS of a source: the file's, else the declared one; notes say why.
 
     ``implied`` marks a CRS the format only assumes (GeoJSON without a ``crs`` member is EPSG:4326);
     a declared CRS overrides it. A file CRS that disagrees with a declared one is a conflict. Without
     either the error suggests what the coordinates look like. The chosen CRS is then checked against
-    the coordinates with :func:`diagnose_coordinates`.
+    the coordinates with :func:`diagnose_coordinates`. A CRS on an old datum (Beijing 1954, Xi'an 1980)
+    is refused unless ``datum_params`` are given (the reader then applies them with
+    :func:`old_datum_to_cgcs2000`).
     """
     notes: list[str] = []
     if file_crs is None or (implied and declared is not None):
@@ -533,6 +608,7 @@ def resolve_crs(file_crs: CRS | None, declared: CRS | None, *, implied: bool = F
         notes.append(f"CRS {crs_label(file_crs)} {'assumed by the format' if implied else 'from the file'}")
     if bounds is not None:
         notes.extend(diagnose_coordinates(bounds, chosen, source=source))
+    require_new_datum(chosen, source, datum_params)
     return chosen, notes
 
 

@@ -22,10 +22,13 @@ from pyproj import CRS
 from layers.catalogue import Catalogue
 from layers.crs import (
     OFFSET_DATUMS,
+    DatumParams,
     crs_label,
     offset_hint,
     offset_name,
     offset_note,
+    old_datum,
+    old_datum_to_cgcs2000,
     parse_crs,
     refuse_offset_hint,
     require_projected,
@@ -69,36 +72,40 @@ class _Loaded:
 
 def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
                encoding: str | None = None, layer: str | None = None, name: str | None = None,
-               limits: Limits = Limits(), raster_values: Sequence[float] | None = None) -> PlanLayer:
+               limits: Limits = Limits(), raster_values: Sequence[float] | None = None,
+               datum_params: DatumParams | None = None) -> PlanLayer:
     """Read a plan layer of catalogue ``kind`` into the working CRS, repaired, with a report.
 
     ``crs`` declares the CRS of a file that states none; ``encoding`` overrides attribute-encoding
     detection; ``layer`` picks a layer of a GeoPackage/KML, a dataset inside a zip or a CAD layer of a
-    DXF; ``raster_values`` lists the GeoTIFF cell values that form the zone (default: non-zero).
+    DXF; ``raster_values`` lists the GeoTIFF cell values that form the zone (default: non-zero);
+    ``datum_params`` (7-parameter Helmert) let Beijing 1954 / Xi'an 1980 input through.
     """
     spec = catalogue[kind]
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=raster_values, geometry=spec.geometry, id_column="feature_id",
-                   id_candidates=FEATURE_ID_COLUMNS)
+                   id_candidates=FEATURE_ID_COLUMNS, datum_params=datum_params)
     return _plan_layer(loaded, kind, name)
 
 
 def inspect_layer(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
                   layer: str | None = None, limits: Limits = Limits(),
-                  raster_values: Sequence[float] | None = None) -> PlanLayer:
+                  raster_values: Sequence[float] | None = None,
+                  datum_params: DatumParams | None = None) -> PlanLayer:
     """Like :func:`read_layer` for a file whose kind is not known yet (polygons, kind left blank)."""
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=raster_values, geometry="polygon", id_column="feature_id",
-                   id_candidates=FEATURE_ID_COLUMNS)
+                   id_candidates=FEATURE_ID_COLUMNS, datum_params=datum_params)
     return _plan_layer(loaded, "", None)
 
 
 def read_parcels(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
-                 layer: str | None = None, limits: Limits = Limits()) -> ParcelSet:
+                 layer: str | None = None, limits: Limits = Limits(),
+                 datum_params: DatumParams | None = None) -> ParcelSet:
     """Read project parcels (any supported format, 部标 TXT included) into the working CRS, repaired."""
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=None, geometry="polygon", id_column="parcel_id",
-                   id_candidates=PARCEL_ID_COLUMNS)
+                   id_candidates=PARCEL_ID_COLUMNS, datum_params=datum_params)
     return _parcel_set(loaded)
 
 
@@ -296,7 +303,7 @@ def _array_bounds(geoms: NDArray[np.object_]) -> tuple[float, float, float, floa
 
 def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, layer: str | None,
           limits: Limits, raster_values: Sequence[float] | None, geometry: str, id_column: str,
-          id_candidates: Sequence[str]) -> _Loaded:
+          id_candidates: Sequence[str], datum_params: DatumParams | None = None) -> _Loaded:
     declared = parse_crs(crs) if crs is not None else None
     raw = read_source(path, crs=declared, encoding=encoding, layer=layer, limits=limits,
                       raster_values=raster_values)
@@ -304,7 +311,8 @@ def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, lay
     if offset is not None:  # GCJ-02 / BD-09: undone here, then the file is plain WGS 84
         raw, declared = _without_offset(raw, offset), None
     return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
-                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None)
+                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
+                   datum_params=datum_params)
 
 
 def _without_offset(raw: RawLayer, offset: str) -> RawLayer:
@@ -336,7 +344,8 @@ def _refuse_web_map_offset(attributes: pd.DataFrame, crs_in: CRS, *, implied: bo
 
 
 def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, geometry: str,
-            id_column: str, id_candidates: Sequence[str], asserted: bool = False) -> _Loaded:
+            id_column: str, id_candidates: Sequence[str], asserted: bool = False,
+            datum_params: DatumParams | None = None) -> _Loaded:
     """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format.
 
     ``asserted``: the caller declared the CRS (also GCJ02/BD09, already undone), so no source hint
@@ -349,11 +358,16 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     notes = list(raw.notes)
     if id_from:
         notes.append(f"{id_column} from attribute {id_from!r}")
-    crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source)
+    crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source,
+                                    datum_params=datum_params)
     _refuse_web_map_offset(frame, crs_in, implied=raw.implied and crs is None,
                            asserted=asserted or crs is not None, source=source)
     notes.extend(crs_notes)
-    frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
+    frame = frame.set_crs(crs_in, allow_override=True)
+    if datum_params is not None and old_datum(crs_in) is not None:
+        frame, moved = old_datum_to_cgcs2000(frame, crs_in, datum_params, source)
+        notes.append(moved)
+    frame = to_work_crs(frame, work_crs, source=source)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
     frame, repairs = _repair(frame, geometry, id_column, source)
