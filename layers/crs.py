@@ -214,8 +214,16 @@ def assert_same_crs(a: gpd.GeoDataFrame | gpd.GeoSeries, b: gpd.GeoDataFrame | g
 
 
 def to_output(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame | gpd.GeoSeries:
-    """Reproject to EPSG:4326 for GeoJSON output (the edge only)."""
-    return frame.to_crs(OUTPUT_CRS)
+    """Reproject to EPSG:4326 for GeoJSON output (the edge only), with RFC 7946 ring orientation:
+    exteriors counter-clockwise, holes clockwise (areas are unchanged; only the vertex order turns)."""
+    out = frame.to_crs(OUTPUT_CRS)
+    geoms = np.asarray(out.geometry.values, dtype=object) if isinstance(out, gpd.GeoDataFrame) \
+        else np.asarray(out.values, dtype=object)
+    oriented = shapely.orient_polygons(geoms, exterior_cw=False)
+    if isinstance(out, gpd.GeoSeries):
+        return gpd.GeoSeries(oriented, index=out.index, crs=out.crs, name=out.name)
+    out[out.geometry.name] = gpd.GeoSeries(oriented, index=out.index, crs=out.crs)
+    return out
 
 
 # ---------------------------------------------------------------- Gauss-Krüger zones and coordinate sanity
