@@ -274,7 +274,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
         attributes = attributes.loc[keep].reset_index(drop=True)
         fixed = fixed[keep]
     if "name" not in attributes.columns:
-        by_name = {str(c).strip().lower(): c for c in attributes.columns if c != "parcel_id"}
+        by_name = _first_by_lower([c for c in attributes.columns if c != "parcel_id"])
         column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
         if column is not None:
             values = attributes[column]
@@ -286,6 +286,14 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     notes.extend(renamed)
     return ParcelSet(frame=frame, source=source, crs_in=_label(crs_in), checksum=checksum,
                      repairs=tuple(repairs), notes=tuple(notes))
+
+
+def _first_by_lower(columns: list[Any]) -> dict[str, Any]:
+    """Column by its stripped lower-case name; of names differing only in case, the first one."""
+    found: dict[str, Any] = {}
+    for column in columns:
+        found.setdefault(str(column).strip().lower(), column)
+    return found
 
 
 def _array_bounds(geoms: NDArray[np.object_]) -> tuple[float, float, float, float]:
@@ -352,7 +360,7 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     can overrule it."""
     require_projected(work_crs)
     source = raw.source
-    frame = _normalise_geometry_column(raw.frame)
+    frame = _nested_as_json(_normalise_geometry_column(raw.frame))
     _check_limits(frame, limits, source)
     frame, id_from = _assign_ids(frame, id_column, id_candidates)
     notes = list(raw.notes)
@@ -381,6 +389,24 @@ def _normalise_geometry_column(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if frame.geometry.name != "geometry":
         frame = frame.rename_geometry("geometry")
     return frame.reset_index(drop=True)
+
+
+def _nested_as_json(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Nested objects and arrays (GDAL hands GeoJSON's over as dicts, lists or numpy arrays) as JSON
+    text, the same text the GeoJSON entry makes, never Python repr."""
+    for column in frame.columns:
+        if column == "geometry" or frame[column].dtype != object:
+            continue
+        values = frame[column].to_numpy()
+        nested = [i for i, v in enumerate(values) if isinstance(v, (dict, list, np.ndarray))]
+        if nested:
+            values = values.copy()
+            for i in nested:
+                value = values[i]
+                values[i] = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value,
+                                       ensure_ascii=False, default=str)
+            frame[column] = values
+    return frame
 
 
 def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
@@ -511,7 +537,7 @@ def _plan_layer(loaded: _Loaded, kind: str, name: str | None) -> PlanLayer:
 def _parcel_set(loaded: _Loaded) -> ParcelSet:
     frame = loaded.frame
     if "name" not in frame.columns:
-        by_name = {str(c).strip().lower(): c for c in frame.columns if c not in ("geometry", "parcel_id")}
+        by_name = _first_by_lower([c for c in frame.columns if c not in ("geometry", "parcel_id")])
         column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
         if column is not None:
             frame.insert(1, "name", frame[column].astype(str).where(frame[column].notna(), None))
