@@ -105,6 +105,40 @@ def offset_note(offset: str) -> str:
             "(iterated to 1e-10°); WGS 84 taken as CGCS2000 (they differ by < 1 m)")
 
 
+@dataclass(frozen=True)
+class OffsetFit:
+    """How much of some geometries lies outside a reference area, before and after undoing an offset."""
+
+    offset: str
+    outside_ratio: float  # share of the area outside the reference as read (as WGS 84)
+    outside_ratio_undone: float  # the same once moved from ``offset`` to WGS 84
+
+
+def web_map_offset_fit(geoms: NDArray[np.object_], reference: shapely.Geometry, crs: CRS, *,
+                       min_outside: float = 0.002) -> OffsetFit | None:
+    """An offset datum (GCJ-02, BD-09) that explains why ``geoms`` (read as WGS 84 lon/lat, now in
+    ``crs``) stick out of ``reference`` (the city, in ``crs``): at least ``min_outside`` of their area
+    outside, and undoing the offset leaves at most a tenth of that outside. None when nothing fits."""
+    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    total = float(shapely.area(geoms).sum())
+    if total <= 0:
+        return None
+    shapely.prepare(reference)
+    loose = geoms[~shapely.contains(reference, geoms)]
+    before = float(shapely.area(shapely.difference(loose, reference)).sum()) / total
+    if before < min_outside:
+        return None
+    to_geo, from_geo = transformer(crs, CGCS2000), transformer(CGCS2000, crs)
+    for offset in OFFSET_DATUMS:
+        lonlat = shapely.transform(loose, lambda xy: np.column_stack(to_geo.transform(xy[:, 0], xy[:, 1])))
+        moved = shapely.transform(undo_offset(np.asarray(lonlat, dtype=object), offset),
+                                  lambda xy: np.column_stack(from_geo.transform(xy[:, 0], xy[:, 1])))
+        after = float(shapely.area(shapely.difference(moved, reference)).sum()) / total
+        if after <= 0.1 * before:
+            return OffsetFit(offset, before, after)
+    return None
+
+
 # column names that only offset-datum data carries, and values naming a web map as the source
 OFFSET_COLUMN_HINTS = {"gcj": "GCJ02", "amap": "GCJ02", "gaode": "GCJ02", "高德": "GCJ02", "火星": "GCJ02",
                        "bd09": "BD09", "baidu": "BD09", "百度": "BD09"}

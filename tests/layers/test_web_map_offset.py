@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from checks.engine import Screener
 from layers.crs import parse_crs, undo_offset
 from layers.errors import WebMapOffsetError
-from layers.ingest import parcels_from_geojson, read_parcels
+from layers.ingest import parcels_from_geojson, read_layer, read_parcels
 from tests.checks.conftest import make_blueprint
 
 GCJ_FILE = Path(__file__).resolve().parents[1] / "data" / "layers" / "yian_gcj02.geojson"
@@ -151,3 +151,28 @@ def test_cli_convert_refuses_then_converts_with_crs_gcj02(tmp_path, monkeypatch)
     done = runner.invoke(app, ["parcels", "convert", str(GCJ_FILE), target, "--crs", "GCJ02"])
     assert done.exit_code == 0, done.output
     assert any("GCJ-02" in n for n in json.loads(done.stdout[done.stdout.index("{"):])["notes"])
+
+
+def test_blueprint_build_refuses_a_gcj02_layer_read_as_wgs84(tongling_wgs84, tmp_path, work_crs):
+    """A plan layer in lon/lat that sticks 3.6 % out of the city and fits once moved from GCJ-02."""
+    from blueprint.merge import build_blueprint
+    from blueprint.precedence import load_precedence
+    from layers.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    city_file = tmp_path / "city.geojson"
+    outline = gpd.GeoDataFrame({"名称": ["铜陵市"]}, geometry=[tongling_wgs84], crs=4548)
+    outline.to_crs(4490).to_file(city_file)
+    city = read_layer(city_file, "city_boundary", work_crs=work_crs, catalogue=catalogue)
+    unmarked = tmp_path / "yian_urban.geojson"
+    unmarked.write_text(json.dumps(gcj_doc(keep_source=False), ensure_ascii=False), encoding="utf-8")
+
+    def build(layer):
+        return build_blueprint([layer], catalogue=catalogue, precedence=load_precedence(None, catalogue),
+                               tolerance_m=0.5, version="v1", boundary=city)
+
+    as_wgs84 = read_layer(unmarked, "urban_boundary", work_crs=work_crs, catalogue=catalogue)
+    with pytest.raises(WebMapOffsetError, match=r"layer 'yian_gcj02'.*3\.\d+% of its area .* GCJ02"):
+        build(as_wgs84)
+    declared = read_layer(unmarked, "urban_boundary", work_crs=work_crs, catalogue=catalogue, crs="GCJ02")
+    assert build(declared).summary()["piece_count"] > 0
