@@ -159,8 +159,8 @@ def convert_parcels(
     datum_params: DatumOption = None,
 ) -> None:
     """转换地块 Convert project parcels between formats, e.g. Shapefile zip → 部标 TXT."""
-    from layers.crs import crs_label, parse_crs
-    from layers.errors import UnsupportedFormatError
+    from layers.crs import crs_label, offset_name, parse_crs
+    from layers.errors import CRSError, UnsupportedFormatError
     from layers.ingest import read_parcels
 
     settings = _settings()
@@ -174,6 +174,9 @@ def convert_parcels(
                                limits=_limits(settings), datum_params=_datum_params(datum_params))
         _notes(parcels.notes)
         frame = parcels.frame
+        if out_crs and offset_name(out_crs):
+            raise CRSError(f"--out-crs {out_crs}: the service writes no web-map offset datum; write "
+                           "EPSG:4326 or EPSG:4490 and let the web map apply its own offset")
         if out_crs:
             frame = frame.to_crs(parse_crs(out_crs))
         elif suffix == ".txt":
