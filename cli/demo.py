@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "data" / "demo"
 GENERATOR = ROOT / "data" / "generate.py"
 DEMO_BY = "demo"
-DEFAULT_FARMLAND = 50_000  # ~20 s end to end on the 2-core box (5,000: ~10 s); see README
+DEFAULT_FARMLAND = 50_000  # 20 s end to end on the quiet 2-core box (5,000: 10 s); README
 
 
 class DemoError(OneBlueprintError):
