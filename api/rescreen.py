@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from api.jobs import JobStore
-from api.store import Principal, projects
+from api.store import AuditLog, Principal, projects, write
+from approval.errors import NoWarningError
 from approval.store import EventLog
 from layers.model import ParcelSet
 
@@ -129,3 +130,32 @@ def kinds_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[
 def _number(version: str) -> int:
     digits = "".join(ch for ch in version if ch.isdigit())
     return int(digits) if digits else 0
+
+
+def warning(services: Services, code: str) -> dict[str, Any] | None:
+    """The 预警 a changed verdict raises: the newest ``verdict.changed`` not yet acknowledged, or ``None``."""
+    found = services.outbox.events.for_subject(
+        "project", code, types=("verdict.changed", "warning.acknowledged")
+    )
+    if not found or found[-1]["type"] != "verdict.changed":
+        return None
+    last = found[-1]
+    return {
+        "seq": last["seq"],
+        "event_id": last["event_id"],
+        "created_at": last["created_at"],
+        **last["payload"],
+    }
+
+
+def acknowledge(services: Services, code: str, *, by: Principal, note: str = "") -> dict[str, Any]:
+    """A planner has seen the warning: recorded in the audit log and the feed; the warning goes."""
+    current = warning(services, code)
+    if current is None:
+        raise NoWarningError(f"project {code} has no open warning 该项目没有待确认的预警")
+    with write(services.engine) as conn:
+        services.projects._lock(conn, code)
+        body = {"code": code, "acknowledged_seq": current["seq"], "note": note}
+        AuditLog.append(conn, by, "project.warning_ack", "project", code, after=body)
+        EventLog.append(conn, "warning.acknowledged", "project", code, body)
+    return services.project_detail(code)

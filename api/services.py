@@ -576,6 +576,8 @@ class Services:
             "checks": self.projects.checks(code),
             "reviews": self.projects.reviews(code=code),
             "parcel_revisions": parcel_history.revisions(self.projects, code),
+            "opinion_rounds": self.planning.opinions(code)["rounds"],
+            "warning": rescreen.warning(self, code),  # 预警: a re-screening changed the verdict
         }
 
     def location(self, code: str) -> dict[str, Any]:

@@ -73,3 +73,9 @@ class WebhookNotFoundError(ApprovalError, LookupError):
 
 class InvalidAnswerError(ApprovalError, ValueError):
     code = "invalid_answer"
+
+
+class NoWarningError(ApprovalError):
+    """Acknowledging a warning (预警) on a project that has none open."""
+
+    code = "no_warning"

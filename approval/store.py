@@ -156,15 +156,15 @@ class EventLog:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))).scalar_one())
 
     def for_subject(
-        self, subject_type: str, subject_id: str, *, type_: str | None = None
+        self, subject_type: str, subject_id: str, *, types: Sequence[str] = ()
     ) -> list[dict[str, Any]]:
         query = (
             sa.select(events)
             .where(events.c.subject_type == subject_type, events.c.subject_id == subject_id)
             .order_by(events.c.id)
         )
-        if type_:
-            query = query.where(events.c.type == type_)
+        if types:
+            query = query.where(events.c.type.in_(list(types)))
         with self.engine.connect() as conn:
             return [event_body(r) for r in conn.execute(query).mappings().all()]
 

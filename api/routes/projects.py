@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api import rescreen
 from api.auth import Advancer, Decider, ProjectWriter, Reader
 from api.errors import InvalidRequestError
 from api.routes.checks import IdempotencyKey, check_response
@@ -244,3 +245,16 @@ def record_project_review(code: str, review: ReviewIn, services: ServicesDep, wh
         reasons=review.reasons,
         by=who,
     )
+
+
+class WarningAck(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/{code}/warning/ack", summary="确认预警 Acknowledge the warning of a changed verdict")
+def acknowledge_warning(
+    code: str, services: ServicesDep, who: ProjectWriter, body: WarningAck | None = None
+) -> dict[str, Any]:
+    """A re-screening after a publish changed the verdict (``warning`` in the project); the planner has
+    seen it. Recorded in the audit log and as ``warning.acknowledged`` in the event feed."""
+    return rescreen.acknowledge(services, code, by=who, note=(body or WarningAck()).note)

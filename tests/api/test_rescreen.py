@@ -199,3 +199,31 @@ def test_the_job_is_queued_in_the_publish_transaction_and_audited(published: dic
     r = api.get("admin", "/api/v1/audit", params={"subject_id": published["job_id"]})
     actions = [e["action"] for e in r.json()["items"]]
     assert actions[:3] == ["job.create", "job.claim", "job.status"]
+
+
+def test_a_changed_verdict_raises_a_warning_until_a_planner_acknowledges_it(
+    published: dict[str, Any],
+) -> None:
+    api, codes = published["api"], published["codes"]
+    project = api.get("reviewer", f"/api/v1/projects/{codes['passing']}").json()
+    warning = project["warning"]
+    assert (warning["before"], warning["after"], warning["blueprint_version"]) == (
+        "pass",
+        "review",
+        published["version"],
+    )
+    assert api.get("planner", f"/api/v1/projects/{codes['conflict']}").json()["warning"] is None
+    r = api.post("reviewer", f"/api/v1/projects/{codes['passing']}/warning/ack", json={})
+    assert r.status_code == 403
+    r = api.post(
+        "planner", f"/api/v1/projects/{codes['passing']}/warning/ack", json={"note": "已通知建设单位"}
+    )
+    assert r.status_code == 200 and r.json()["warning"] is None, r.text
+    r = api.post("planner", f"/api/v1/projects/{codes['passing']}/warning/ack", json={})
+    assert r.status_code == 409 and r.json()["code"] == "no_warning"
+    (ack,) = events(api, "warning.acknowledged", codes["passing"])
+    assert ack["payload"]["acknowledged_seq"] == warning["seq"] and ack["payload"]["note"] == "已通知建设单位"
+    audit = api.get(
+        "admin", "/api/v1/audit", params={"subject_id": codes["passing"], "action": "project.warning_ack"}
+    ).json()["items"]
+    assert len(audit) == 1 and audit[0]["actor"] == "test planner"
