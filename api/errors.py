@@ -90,6 +90,12 @@ class ProjectNotFoundError(NotFoundError):
     code = "project_not_found"
 
 
+class ProjectNotInPoolError(ProjectNotFoundError):
+    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
+
+    code = "project_not_in_pool"
+
+
 class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
@@ -120,6 +126,12 @@ class ReviewRequiredError(InvalidTransitionError):
     """Clearing a project whose latest check is a conflict needs a joint-review decision with reasons."""
 
     code = "review_required"
+
+
+class StaleCheckError(InvalidTransitionError):
+    """Clearing on a check against an older blueprint version than the latest published one."""
+
+    code = "check_not_latest"
 
 
 class IdempotencyConflictError(ApiError):
@@ -268,6 +280,8 @@ MESSAGES_ZH: Mapping[str, str] = {
     "blueprint_not_published": "该蓝图版本尚未发布：请选择已发布的版本",
     "project_exists": "项目代码已存在：请核对项目代码",
     "project_not_found": "项目不存在：请核对项目代码",
+    "project_not_in_pool": "库外项目不立项：该项目不在项目库中，请先入库",
+    "check_not_latest": "须先按最新发布的蓝图版本重新检测，才能审查通过",
     "check_not_found": "检测记录不存在",
     "invalid_transition": "当前项目状态不允许此操作",
     "review_required": "须先记录同意的联合审查决定及理由",

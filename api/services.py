@@ -28,6 +28,8 @@ from api.errors import (
     IdempotencyConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
+    ProjectNotInPoolError,
+    StaleCheckError,
 )
 from api.jobs import Handler, JobStore, Worker
 from api.outbox import Outbox
@@ -545,7 +547,26 @@ class Services:
     def change_status(self, code: str, status: str, *, by: Principal, reason: str = "") -> dict[str, Any]:
         if status in ("cleared", "rejected") and by.role not in ("reviewer", "admin"):
             raise PermissionDeniedError(f"only a reviewer or an admin may set a project to {status}")
+        if status == "cleared" and self.settings.clear_requires_latest:
+            self._require_latest_check(code)
         return self.projects.transition(code, status, by=by, reason=reason)
+
+    def _require_latest_check(self, code: str) -> None:
+        """Clearing needs a check against the newest published version (BLUEPRINT_CLEAR_REQUIRES_LATEST)."""
+        latest_check = self.projects.get(code)["latest_check_id"]
+        latest = self.stores.blueprints.latest_published_version()
+        screened = next((str(c["blueprint_version"]) for c in self.projects.checks(code)
+                         if c["check_id"] == latest_check), None)
+        if screened != latest:
+            raise StaleCheckError(
+                f"project {code} was last screened against {screened or 'no version'}; blueprint {latest} "
+                f"is published since — screen it against {latest} before clearing 须按最新版本重新检测"
+            )
+
+    def require_in_pool(self, code: str) -> None:
+        """库外项目不立项: a code not in the pool gets ``project_not_in_pool``."""
+        if not self.projects.exists(code):
+            raise ProjectNotInPoolError(f"project {code} is not in the project pool 库外项目不立项")
 
     def record_review(
         self,
@@ -582,6 +603,7 @@ class Services:
 
     def location(self, code: str) -> dict[str, Any]:
         """Where a project is: centroid, bbox and geometry in EPSG:4326 (the national locate call)."""
+        self.require_in_pool(code)
         frame = self.projects.parcels(code)
         union = shapely.union_all(frame.geometry.values)
         # the centroid is taken in the projected working CRS (planar and in metres), then converted

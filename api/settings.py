@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
     # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
     departments_file: Path | None = None
+    # a project is cleared only on a check against the latest published blueprint version
+    clear_requires_latest: bool = True
     calendar_file: Path | None = None
     # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
     webhook_sweep_seconds: float = Field(default=1.0, gt=0)

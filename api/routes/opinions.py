@@ -81,4 +81,5 @@ def close_round(
 @router.get("/projects/{code}/opinions", summary="前期意见 Every round and opinion of a project")
 def opinions(code: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
     """What the approval system reads while it approves: each department's answer, or pending/overdue."""
+    services.require_in_pool(code)
     return services.planning.opinions(code)

@@ -227,3 +227,36 @@ def test_a_changed_verdict_raises_a_warning_until_a_planner_acknowledges_it(
         "admin", "/api/v1/audit", params={"subject_id": codes["passing"], "action": "project.warning_ack"}
     ).json()["items"]
     assert len(audit) == 1 and audit[0]["actor"] == "test planner"
+
+
+def test_clearing_needs_a_check_against_the_latest_version(published: dict[str, Any], tmp_path: Path) -> None:
+    """A project whose latest check is against v1 while v2 is published is refused, naming v2."""
+    api, version = published["api"], published["version"]
+    code = create(api, PASS_PARCEL, screen=False)
+    r = api.post("planner", f"/api/v1/projects/{code}/checks", json={"blueprint_version": "v1"})
+    assert r.status_code == 201, r.text
+    assert (
+        api.post("planner", f"/api/v1/projects/{code}/status", json={"status": "in_review"}).status_code
+        == 200
+    )
+    r = api.post("reviewer", f"/api/v1/projects/{code}/status", json={"status": "cleared"})
+    assert r.status_code == 409 and r.json()["code"] == "check_not_latest", r.text
+    assert version in r.json()["detail"] and r.json()["message_zh"].startswith("须先按最新发布的蓝图版本")
+    api.services.settings.clear_requires_latest = False
+    try:
+        r = api.post("reviewer", f"/api/v1/projects/{code}/status", json={"status": "cleared"})
+        assert r.status_code == 200 and r.json()["status"] == "cleared"  # the setting switches the policy off
+    finally:
+        api.services.settings.clear_requires_latest = True
+
+
+def test_codes_not_in_the_pool_are_not_located(published: dict[str, Any]) -> None:
+    """库外项目不立项: the national locate call and the approval system's opinion read say so."""
+    api = published["api"]
+    for path in (
+        "/api/v1/projects/2026-340700-00-00-000000/location",
+        "/api/v1/projects/2026-340700-00-00-000000/opinions",
+    ):
+        r = api.get("approval_system", path)
+        assert r.status_code == 404 and r.json()["code"] == "project_not_in_pool", r.text
+        assert r.json()["message_zh"].startswith("库外项目不立项")
