@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from api.jobs import JobStore
 from api.store import SYSTEM, AuditLog, Principal, write
@@ -19,6 +20,11 @@ from approval.webhooks import deliver, validate_url
 log = logging.getLogger("api.outbox")
 
 KIND = "webhook"
+# outbox rows whose delivery job failed as a job (not a failed POST, which the job records itself)
+STUCK = (
+    "SELECT d.webhook_id, d.event_seq, d.attempts FROM webhook_deliveries d "
+    "JOIN jobs j ON j.job_id = d.job_id WHERE d.status = 'pending' AND j.status = 'failed'"
+)
 
 
 class Outbox:
@@ -58,8 +64,14 @@ class Outbox:
             AuditLog.append(conn, by, "webhook.disable", "webhook", webhook_id)
 
     def sweep(self) -> int:
-        """Fan new events out to the outbox and queue a job for every due attempt; returns jobs queued."""
+        """Fan new events out to the outbox and queue a job for every due attempt; returns jobs queued.
+
+        Read first, so an idle service does not take the write lock every second."""
+        with self.engine.connect() as conn:
+            if not WebhookStore.has_work(conn) and not conn.execute(sa.text(STUCK)).first():
+                return 0
         with write(self.engine) as conn:
+            self._release_failed_jobs(conn)
             self.store.fan_out(conn)
             due = WebhookStore.due(conn)
             for webhook_id, seq, attempts in due:
@@ -72,6 +84,22 @@ class Outbox:
                 )
                 WebhookStore.mark_queued(conn, webhook_id, seq, job_id)
         return len(due)
+
+    @staticmethod
+    def _release_failed_jobs(conn: Connection) -> None:
+        """A delivery whose job failed outright (not a failed POST: the job itself) counts as a failed
+        attempt, so the outbox row is retried after its backoff instead of waiting forever."""
+        stuck = conn.execute(sa.text(STUCK)).all()
+        for webhook_id, seq, attempts in stuck:
+            WebhookStore.record_attempt(
+                conn,
+                str(webhook_id),
+                int(seq),
+                attempts=int(attempts) + 1,
+                ok=False,
+                status=None,
+                error="the delivery job failed",
+            )
 
     def run(self, job: dict[str, Any], _folder: Path, _progress: Callable[[float], None]) -> str:
         """The job: one attempt to deliver one event to one target, recorded in the outbox."""

@@ -488,13 +488,34 @@ class WebhookStore:
         return added
 
     @staticmethod
+    def has_work(conn: Connection) -> bool:
+        """Whether a sweep would do anything: an active target behind the feed, or a due attempt."""
+        behind = conn.execute(
+            sa.select(webhooks.c.webhook_id)
+            .where(
+                webhooks.c.disabled_at.is_(None),
+                webhooks.c.fanned_upto
+                < sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0)).scalar_subquery(),
+            )
+            .limit(1)
+        ).first()
+        if behind is not None:
+            return True
+        due = conn.execute(
+            sa.select(deliveries.c.event_seq)
+            .join(webhooks, webhooks.c.webhook_id == deliveries.c.webhook_id)
+            .where(_due(), webhooks.c.disabled_at.is_(None))
+            .limit(1)
+        ).first()
+        return due is not None
+
+    @staticmethod
     def due(conn: Connection, limit: int = 100) -> list[tuple[str, int, int]]:
         """Pending deliveries whose next attempt is due: (webhook_id, event_seq, attempts)."""
         rows = conn.execute(
             sa.select(deliveries.c.webhook_id, deliveries.c.event_seq, deliveries.c.attempts)
-            .where(deliveries.c.status == "pending",
-                deliveries.c.job_id.is_(None),
-                deliveries.c.next_attempt_at <= utcnow(),)
+            .join(webhooks, webhooks.c.webhook_id == deliveries.c.webhook_id)
+            .where(_due(), webhooks.c.disabled_at.is_(None))
             .order_by(deliveries.c.event_seq)
             .limit(limit)
         ).all()
@@ -563,3 +584,12 @@ class WebhookStore:
             )
         )
         return state
+
+
+def _due() -> sa.ColumnElement[bool]:
+    """An outbox row waiting for its next attempt, with no job queued for it yet."""
+    return sa.and_(
+        deliveries.c.status == "pending",
+        deliveries.c.job_id.is_(None),
+        deliveries.c.next_attempt_at <= utcnow(),
+    )

@@ -22,7 +22,11 @@ TIMEOUT_SECONDS = 5.0
 
 def validate_url(url: str) -> str:
     """http/https only, a host, no user:password in the URL (secrets go in the signing secret)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 — a malformed port raises here
+    except ValueError as exc:
+        raise InvalidWebhookError(f"webhook URL is malformed: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidWebhookError(f"webhook URL must be http or https, not '{parts.scheme or url}'")
     if not parts.hostname:

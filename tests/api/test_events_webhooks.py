@@ -371,3 +371,37 @@ def test_a_delivery_cut_by_sigkill_is_delivered_again_and_deduplicated(
         assert job["status"] == "succeeded" and job["attempts"] == 2
     finally:
         disable(linked, hook["webhook_id"])
+
+
+def test_a_delivery_whose_job_failed_is_retried(linked: Api, receiver: tuple[Receiver, str]) -> None:
+    """A job that failed as a job (its worker gave up) leaves no outbox row waiting forever."""
+    state, url = receiver
+    services = linked.services
+    hook = register(linked, url)
+    state.secret = hook["secret"]
+    try:
+        new_project(linked)
+        assert services.outbox.sweep() == 1
+        with write(services.engine) as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE jobs SET status = 'failed' WHERE job_id = "
+                    "(SELECT job_id FROM webhook_deliveries WHERE webhook_id = :w)"
+                ),
+                {"w": hook["webhook_id"]},
+            )
+        assert services.outbox.sweep() == 0  # released, waiting for its backoff
+        with write(services.engine) as conn:
+            row = conn.execute(
+                sa.text("SELECT status, attempts, job_id FROM webhook_deliveries WHERE webhook_id = :w"),
+                {"w": hook["webhook_id"]},
+            ).one()
+            assert tuple(row) == ("pending", 1, None)
+            conn.execute(
+                sa.text("UPDATE webhook_deliveries SET next_attempt_at = :t WHERE webhook_id = :w"),
+                {"t": "2000-01-01 00:00:00", "w": hook["webhook_id"]},
+            )
+        deliver_all(linked)
+        assert [r["event"]["type"] for r in state.received] == ["project.created"]
+    finally:
+        disable(linked, hook["webhook_id"])

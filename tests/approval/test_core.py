@@ -118,7 +118,8 @@ def test_signatures_and_urls() -> None:
     assert not verify("s3cret", "1700000001", body, signature)  # the timestamp is signed too
     assert not verify("s3cret", "1700000000", body + b" ", signature)
     assert validate_url(" https://approval.example.gov.cn/hook ") == "https://approval.example.gov.cn/hook"
-    for bad in ("ftp://x/y", "https://u:p@x/y", "https://x/y#frag", "//x/y", "file:///etc/passwd"):
+    for bad in ("ftp://x/y", "https://u:p@x/y", "https://x/y#frag", "//x/y", "file:///etc/passwd", "http://[",
+                "http://x:99999/"):
         with pytest.raises(InvalidWebhookError):
             validate_url(bad)
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [2, 4, 8] and backoff(
