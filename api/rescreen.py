@@ -31,15 +31,21 @@ def on_publish(version: str, by: Principal) -> Callable[[Connection], None]:
     """What a publish commits with: the ``blueprint.published`` event and the queued re-screening."""
 
     def also(conn: Connection) -> None:
-        job_id = JobStore.enqueue(
-            conn, KIND, by=by, idempotency_key=f"{KIND}:{version}", payload={"version": version}
-        )
+        # read in the publish transaction: a project pooled after it commits is screened on this version
+        waiting = conn.execute(
+            sa.select(sa.func.count()).select_from(projects).where(projects.c.status.in_(IN_FLIGHT))
+        ).scalar_one()
+        job_id = None
+        if waiting:
+            job_id = JobStore.enqueue(
+                conn, KIND, by=by, idempotency_key=f"{KIND}:{version}", payload={"version": version}
+            )
         EventLog.append(
             conn,
             "blueprint.published",
             "blueprint",
             version,
-            {"version": version, "published_by": by.name, "rescreen_job_id": job_id},
+            {"version": version, "published_by": by.name, "rescreen_job_id": job_id, "in_flight": waiting},
         )
 
     return also

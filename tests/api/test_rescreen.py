@@ -260,3 +260,10 @@ def test_codes_not_in_the_pool_are_not_located(published: dict[str, Any]) -> Non
         r = api.get("approval_system", path)
         assert r.status_code == 404 and r.json()["code"] == "project_not_in_pool", r.text
         assert r.json()["message_zh"].startswith("库外项目不立项")
+
+
+def test_a_publish_with_nothing_in_flight_queues_no_job(fresh: Api, tmp_path: Path) -> None:
+    publish_city(fresh, tmp_path)
+    (event,) = events(fresh, "blueprint.published")
+    assert event["payload"]["rescreen_job_id"] is None and event["payload"]["in_flight"] == 0
+    assert fresh.services.jobs.counts() == {}
