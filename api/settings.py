@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
     webhook_sweep_seconds: float = Field(default=1.0, gt=0)
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # the event feed's long polling: the longest a request waits for news (keep below proxy timeouts)
+    events_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
 
     @field_validator("work_crs_epsg")
     @classmethod

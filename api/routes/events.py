@@ -25,12 +25,12 @@ async def events(
     who: Reader,
     after: Annotated[int, Query(ge=0, description="the last ``seq`` seen; 0 = from the start")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait when nothing is new")] = 0,
+    wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait when nothing is new")] = 0,
     type: Annotated[list[str] | None, Query(max_length=20)] = None,
 ) -> dict[str, Any]:
     """Events in ``seq`` order; pass the answer's ``next`` as ``after`` to page on. ``event_id`` is stable:
     the same event delivered twice (feed and webhook, or a retried webhook) has the same id."""
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + min(wait, services.settings.events_max_wait_seconds)
     while True:
         items = await run_in_threadpool(services.outbox.events.after, after, limit, types=type or ())
         if items or time.monotonic() >= deadline:
