@@ -553,7 +553,10 @@ class Services:
 
     def _require_latest_check(self, code: str) -> None:
         """Clearing needs a check against the newest published version (BLUEPRINT_CLEAR_REQUIRES_LATEST)."""
-        latest_check = self.projects.get(code)["latest_check_id"]
+        project = self.projects.get(code)
+        if project["status"] != "in_review":
+            return  # the lifecycle refuses this change anyway, with its own reason
+        latest_check = project["latest_check_id"]
         latest = self.stores.blueprints.latest_published_version()
         screened = next((str(c["blueprint_version"]) for c in self.projects.checks(code)
                          if c["check_id"] == latest_check), None)
