@@ -173,7 +173,7 @@ class Rules:
         return Rule(kind, project_type, outcome, regulation)
 
     def policy(self, kinds: list[str]) -> list[dict[str, Any]]:
-        """Every (kind, project type) rule for ``kinds`` as plain rows: the table ``blueprint rules`` prints."""
+        """Every (kind, project type) rule for ``kinds`` as plain rows (what ``blueprint rules`` prints)."""
         rows = []
         for kind in kinds:
             for ptype in self.project_types.values():
@@ -255,9 +255,10 @@ def _parse_regulations(doc: Mapping[str, Any], origin: str) -> dict[str, Regulat
         verified = spec.get("verified", True)
         if not isinstance(verified, bool):
             raise RulesError(f"{where}.verified must be true or false")
-        parsed[key] = Regulation(key, _text(spec, "zh", where), _text(spec, "en", where),
-                                 _optional_text(spec, "document", where), _optional_text(spec, "number", where),
-                                 _optional_text(spec, "article", where), verified)
+        document, number, article = (_optional_text(spec, name, where) for name in ("document", "number",
+                                                                                    "article"))
+        parsed[key] = Regulation(key, _text(spec, "zh", where), _text(spec, "en", where), document, number,
+                                 article, verified)
     return parsed
 
 
@@ -291,7 +292,8 @@ def _parse_meta(doc: Mapping[str, Any], origin: str) -> RulesMeta:
         try:
             effective = dt.date.fromisoformat(effective).isoformat()
         except ValueError:
-            raise RulesError(f"{where}.effective_date must be a date (YYYY-MM-DD), got {effective!r}") from None
+            raise RulesError(f"{where}.effective_date must be a date (YYYY-MM-DD), "
+                             f"got {effective!r}") from None
     return RulesMeta(_text(spec, "version", where), effective, _optional_text(spec, "title_zh", where),
                      _optional_text(spec, "title_en", where))
 

@@ -103,7 +103,7 @@ def rules_command(
     project_type: list[str] = typer.Option([], "--project-type", "-t",
                                            help="only these project types (a group brings its finer types)"),
 ) -> None:
-    """The screening policy in force 筛查规则: JSON on stdout, the table on stderr (or stdout with --table)."""
+    """The screening policy in force 筛查规则: JSON on stdout, the table on stderr (stdout with --table)."""
     from api.settings import get_settings
     from checks.rules import load_rules
     from layers.catalogue import load_catalogue
