@@ -24,8 +24,8 @@ def _hit_zh(hit: Mapping[str, Any], tolerance: Mapping[str, float]) -> str:
     regulation = hit.get("regulation")
     if regulation and hit["rule"] != "allowed":
         text += f"；依据：{regulation['zh'].rstrip('。')}"
-        if regulation.get("citation_zh"):
-            text += f"（{regulation['citation_zh']}）"
+        if regulation.get("reference_zh"):
+            text += f"（{regulation['reference_zh']}）"
     needs = hit.get("requirements") or []
     if needs and hit["rule"] == "conditional":
         text += "；须提供或取得：" + "、".join(n["zh"] for n in needs)

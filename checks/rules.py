@@ -51,11 +51,17 @@ class Regulation:
         unverified = "（条款待核）" if not self.verified else ""
         return f"{self.document}{number}{self.article}{unverified}"
 
+    @property
+    def reference_zh(self) -> str:
+        """文号 and 条款 only, beside a text that names the document: 国务院令第394号 第二十一条."""
+        unverified = "（条款待核）" if not self.verified else ""
+        return " ".join(part for part in (self.number, self.article) if part) + unverified
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "zh": self.zh, "en": self.en}
         if self.document:
             out.update(document=self.document, number=self.number, article=self.article,
-                       citation_zh=self.citation_zh, verified=self.verified)
+                       citation_zh=self.citation_zh, reference_zh=self.reference_zh, verified=self.verified)
         return out
 
 

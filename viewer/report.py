@@ -196,7 +196,7 @@ def table_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
                 "overlap_ratio": hit.get("overlap_ratio"),
                 "below_tolerance": "是 yes" if hit.get("below_tolerance") else "否 no",
                 "regulation_zh": (hit.get("regulation") or {}).get("zh", ""),
-                "citation_zh": (hit.get("regulation") or {}).get("citation_zh", ""),
+                "citation_zh": (hit.get("regulation") or {}).get("reference_zh", ""),
                 "requirements_zh": "；".join(n.get("zh", "") for n in hit.get("requirements") or []),
             })
     return rows

@@ -294,7 +294,7 @@
           '</td><td class="num">' + U.num(hit.overlap_ellipsoidal_area_m2, 2) + '</td><td class="num">' +
           U.num(100 * hit.overlap_ratio, 2) + "%</td><td>" + U.esc(rule[0]) + (hit.below_tolerance ? "（低于容差）" : "") +
           '</td><td class="wb-reg">' + U.esc((hit.regulation || {}).zh || "") +
-          ((hit.regulation || {}).citation_zh ? "<br><b>" + U.esc(hit.regulation.citation_zh) + "</b>" : "") +
+          ((hit.regulation || {}).reference_zh ? "<br><b>" + U.esc(hit.regulation.reference_zh) + "</b>" : "") +
           (hit.rule === "conditional" && (hit.requirements || []).length ? '<br><span class="wb-needs">须提供或取得：' +
             U.esc(hit.requirements.map(function (n) { return n.zh; }).join("；")) + "</span>" : "") + "</td></tr>");
       });
