@@ -267,3 +267,24 @@ def test_a_publish_with_nothing_in_flight_queues_no_job(fresh: Api, tmp_path: Pa
     (event,) = events(fresh, "blueprint.published")
     assert event["payload"]["rescreen_job_id"] is None and event["payload"]["in_flight"] == 0
     assert fresh.services.jobs.counts() == {}
+
+
+def test_publishing_from_the_cli_queues_the_rescreening_too(
+    published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import build_app
+
+    api = published["api"]
+    settings = api.services.settings
+    monkeypatch.setenv("BLUEPRINT_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(settings.data_dir))
+    version = api.post("admin", "/api/v1/blueprints", json={}).json()["version"]
+    result = CliRunner().invoke(build_app(), ["publish", version, "--by", "规划局管理员"])
+    assert result.exit_code == 0, result.output
+    (event,) = [e for e in events(api, "blueprint.published") if e["subject"]["id"] == version]
+    job = api.get("admin", f"/api/v1/jobs/{event['payload']['rescreen_job_id']}").json()
+    assert job["kind"] == "rescreen" and job["status"] == "queued" and job["created_by"] == "规划局管理员"
+    run_jobs(api)
+    assert api.get("admin", f"/api/v1/jobs/{job['job_id']}").json()["status"] == "succeeded"
