@@ -127,6 +127,12 @@ class NotReadyError(ApiError):
     code = "not_ready"
 
 
+class InvalidParameterError(InvalidRequestError):
+    """A query parameter of the OGC API that is unknown or malformed (OGC answers 400, not 422)."""
+
+    code = "invalid_parameter"
+
+
 # THE status table. A class not listed takes the status of its nearest listed base (MRO order), so a
 # new subclass in the core gets a sensible status without touching this file.
 STATUS_CODES: Mapping[type[Exception], int] = {
@@ -171,6 +177,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     BlueprintNotPublishedError: 409,
     PayloadTooLargeError: 413,
     InvalidRequestError: 422,
+    InvalidParameterError: 400,
     NotReadyError: 503,
 }
 
@@ -201,19 +208,37 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return {"code": code, "detail": detail}
 
 
+# OGC API paths: clients there (QGIS, GDAL) are offered HTTP Basic and expect 400 for a bad parameter
+# (OGC API – Features /req/core/query-param-invalid); {"code", "detail"} is a valid OGC exception body
+OGC_PREFIX = "/ogc"
+BASIC_CHALLENGE = 'Basic realm="One Blueprint", charset="UTF-8"'
+API_CHALLENGE = 'Bearer, ApiKey header="X-API-Key"'
+
+
+def _is_ogc(request: Request) -> bool:
+    path = request.url.path
+    return path == OGC_PREFIX or path.startswith(OGC_PREFIX + "/")
+
+
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OneBlueprintError)
     status = status_for(exc)
     if status >= 500:
         # configuration problems (rules, catalogue): worth a log line, still a clean body
         log.error("domain error %s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
-    headers = {"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        challenge = f"{BASIC_CHALLENGE}, {API_CHALLENGE}" if _is_ogc(request) else API_CHALLENGE
+        headers = {"WWW-Authenticate": challenge}
     return JSONResponse(error_body(exc.code, exc.user_message), status_code=status, headers=headers)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(error_body("invalid_request", describe_validation(exc.errors())), status_code=422)
+    detail = describe_validation(exc.errors())
+    if _is_ogc(request):
+        return JSONResponse(error_body("invalid_parameter", detail), status_code=400)
+    return JSONResponse(error_body("invalid_request", detail), status_code=422)
 
 
 def describe_validation(errors: object) -> str:

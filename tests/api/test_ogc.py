@@ -73,13 +73,13 @@ def test_bbox_filter(city: Api) -> None:
     assert all(f["properties"]["kind"] == "ecological_redline" for f in boxed["features"])
     assert_error(
         city.get("planner", "/ogc/collections/blueprint-v1-pieces/items", params={"bbox": "a,b,c,d"}),
-        422,
-        "invalid_request",
+        400,
+        "invalid_parameter",
     )
     assert_error(
         city.get("planner", "/ogc/collections/blueprint-v1-pieces/items", params={"bbox": "0,95,1,96"}),
-        422,
-        "invalid_request",
+        400,
+        "invalid_parameter",
     )
 
 
@@ -106,8 +106,8 @@ def test_conflicts_layers_and_parcels_are_served(city: Api) -> None:
     assert f"{code}:1" in {f["id"] for f in parcels["features"]}
     assert_error(
         city.get("reviewer", "/ogc/collections/project-parcels/items", params={"limit": 0}),
-        422,
-        "invalid_request",
+        400,
+        "invalid_parameter",
     )
 
 
