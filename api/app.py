@@ -82,7 +82,7 @@ async def _too_large(send: Send, max_bytes: int) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: open (and migrate) the database, wire the stores, mount every router."""
     from api import ogc
-    from api.routes import admin, blueprints, checks, health, layers, projects, reviews
+    from api.routes import admin, blueprints, checks, health, layers, meta, projects, reviews
     from api.routes.common import EXTRA_SCHEMAS
 
     settings = settings or get_settings()
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     add_exception_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
-    for module in (health, layers, blueprints, checks, projects, reviews, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)

@@ -22,6 +22,7 @@ import geopandas as gpd
 import shapely
 from shapely.geometry import mapping
 
+from api import parcel_history
 from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
@@ -488,6 +489,14 @@ class Services:
         checksum = parcels.checksum or self.input_hash(parcels, project.project_type, None)
         return self.projects.create(project, parcels.frame, checksum, by=by)
 
+    def replace_parcels(self, code: str, parcels: ParcelSet, *, by: Principal) -> dict[str, Any]:
+        """New parcels for a pooled project (a re-submission); the earlier set is kept as a revision."""
+        if parcels.frame.empty:
+            raise NoParcelsError("a project needs at least one parcel 项目至少需要一个地块")
+        project = self.projects.get(code)
+        checksum = parcels.checksum or self.input_hash(parcels, str(project["project_type"]), None)
+        return parcel_history.replace_parcels(self.projects, code, parcels.frame, checksum, by=by)
+
     def screen_project(
         self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
     ) -> CheckOutcome:
@@ -544,7 +553,12 @@ class Services:
 
     def project_detail(self, code: str) -> dict[str, Any]:
         project = self.projects.get(code)
-        return {**project, "checks": self.projects.checks(code), "reviews": self.projects.reviews(code=code)}
+        return {
+            **project,
+            "checks": self.projects.checks(code),
+            "reviews": self.projects.reviews(code=code),
+            "parcel_revisions": parcel_history.revisions(self.projects, code),
+        }
 
     def location(self, code: str) -> dict[str, Any]:
         """Where a project is: centroid, bbox and geometry in EPSG:4326 (the national locate call)."""

@@ -82,6 +82,7 @@ projects = sa.Table(
     sa.Column("latest_check_id", sa.String(64)),
     sa.Column("latest_verdict", sa.String(32)),
     sa.Column("revision", sa.Integer),
+    sa.Column("parcels_revision", sa.Integer),  # 0003: bumped when new parcels replace the old
     sa.Column("created_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
@@ -103,8 +104,21 @@ project_checks = sa.Table(
     sa.Column("check_id", sa.String(64)),
     sa.Column("verdict", sa.String(32)),
     sa.Column("blueprint_version", sa.String(32)),
+    sa.Column("parcels_revision", sa.Integer),  # 0003: which parcel set was screened
     sa.Column("created_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
+)
+project_parcel_revisions = sa.Table(
+    "project_parcel_revisions",
+    metadata,
+    sa.Column("project_id", sa.Integer),
+    sa.Column("revision", sa.Integer),
+    sa.Column("parcel_count", sa.Integer),
+    sa.Column("area_m2", sa.Float),
+    sa.Column("parcels_checksum", sa.String(64)),
+    sa.Column("geojson", sa.Text),
+    sa.Column("replaced_by", sa.String(200)),
+    sa.Column("replaced_at", sa.DateTime(timezone=True)),
 )
 reviews = sa.Table(
     "reviews",
@@ -445,6 +459,7 @@ class ProjectStore:
                     check_id=check_id,
                     verdict=verdict,
                     blueprint_version=blueprint_version,
+                    parcels_revision=row["parcels_revision"],
                     created_by=by.name,
                     created_at=now(),
                 )
@@ -665,6 +680,7 @@ class ProjectStore:
                         project_checks.c.check_id,
                         project_checks.c.verdict,
                         project_checks.c.blueprint_version,
+                        project_checks.c.parcels_revision,
                         project_checks.c.created_by,
                         project_checks.c.created_at,
                     )
@@ -719,6 +735,7 @@ def _project(row: sa.RowMapping) -> dict[str, Any]:
         "bbox": [row["min_lon"], row["min_lat"], row["max_lon"], row["max_lat"]],
         "latest_check_id": row["latest_check_id"],
         "latest_verdict": row["latest_verdict"],
+        "parcels_revision": row["parcels_revision"],
         "created_by": row["created_by"],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),

@@ -177,3 +177,9 @@ def fresh(db_url: str, tmp_path: Path) -> Iterator[Api]:
 
 def unique(prefix: str = "P") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def national_code() -> str:
+    """A fresh code of the national investment-project shape YYYY-DDDDDD-DD-DD-DDDDDD."""
+    digits = f"{uuid.uuid4().int % 10**10:010d}"
+    return f"2026-340700-{digits[:2]}-{digits[2:4]}-{digits[4:]}"

@@ -43,7 +43,7 @@ LAYERS = {  # metres from the demo origin, EPSG:4548 (see tests/viewer/conftest.
     "urban_space": b(-400, 0, 1000, 1000).union(b(200, -1000, 1000, 0)),
     "city_boundary": b(-1000, -1000, 1000, 1000),
 }
-CODE = "TL-E2E-001"
+CODE = "2026-340705-47-01-000901"
 
 
 def seed(base: str, tmp: Path) -> str:
