@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 
@@ -238,8 +239,26 @@ MESSAGES_ZH: Mapping[str, str] = {
     "invalid_api_key": "密钥无效或已吊销：请重新登录",
     "forbidden": "无此权限",
     "invalid_request": "填写的内容有误：请按提示修改",
+    "invalid_parameter": "查询参数有误：请按提示修改",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
+
+
+# The core's messages serve the CLI too ("pass --crs EPSG:N"); over HTTP the same advice names the
+# form field of the upload instead of a command-line option.
+CLI_OPTION = re.compile(r"--(crs|encoding|layer|kind|datum-params)\b(?: ([A-Za-z0-9][\w:.+-]*))?")
+
+
+def _form_field(match: re.Match[str]) -> str:
+    field, value = match.group(1).replace("-", "_"), match.group(2)
+    if value == "EPSG:N":  # the core's placeholder: give an example a user can copy
+        return f"the form field {field}, e.g. {field}=EPSG:4548"
+    return f"the form field {field}={value}" if value else f"the form field {field}"
+
+
+def api_words(message: str) -> str:
+    """A core message in API words: ``pass --crs EPSG:N`` becomes ``send the form field crs, e.g. …``."""
+    return CLI_OPTION.sub(_form_field, message.replace("pass --", "send --"))
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:
@@ -271,7 +290,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 401:
         challenge = f"{BASIC_CHALLENGE}, {API_CHALLENGE}" if _is_ogc(request) else API_CHALLENGE
         headers = {"WWW-Authenticate": challenge}
-    return JSONResponse(error_body(exc.code, exc.user_message), status_code=status, headers=headers)
+    body = error_body(exc.code, api_words(exc.user_message))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
