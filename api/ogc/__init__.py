@@ -76,6 +76,8 @@ def _describe(request: Request, services: Services, collection: Collection) -> d
             ("items", path + "/items", GEOJSON, "features as GeoJSON"),
             ("http://www.opengis.net/def/rel/ogc/1.0/queryables", path + "/queryables", SCHEMA_JSON,
              "queryable properties (CQL2 filter)"),
+            # the short rel of the drafts, which GDAL's OAPIF driver looks for
+            ("queryables", path + "/queryables", SCHEMA_JSON, "queryable properties (CQL2 filter)"),
             ("describedby", path + "/schema", SCHEMA_JSON, "schema of the features"),
         ),
     }
@@ -132,7 +134,15 @@ def _json_schema(request: Request, collection: Collection, title: str, body: dic
         "title": f"{collection.title} — {title}",
         **body,
     }
-    return JSONResponse(schema, media_type=SCHEMA_JSON)
+    return JSONResponse(schema, media_type=_schema_media(request))
+
+
+def _schema_media(request: Request) -> str:
+    """application/schema+json, or plain JSON for a client that asks only for JSON (GDAL's driver)."""
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and SCHEMA_JSON not in accept and "*/*" not in accept:
+        return JSON
+    return SCHEMA_JSON
 
 
 @router.get("/collections/{collection_id}/queryables", summary="可查询属性 Queryables (CQL2)")
@@ -143,7 +153,9 @@ def queryables(
     frame = frame_of(services, collection)
     props = {"id": {"title": "feature id", "type": "string"}, **properties(frame)}
     props["geometry"] = geometry_schema(frame)
-    body = {"properties": props, "additionalProperties": False}
+    # "queryables": the list of the Part 3 drafts, which GDAL's OAPIF driver reads to send -where as CQL
+    legacy = [{"id": name, "type": p.get("type", "geometry")} for name, p in props.items()]
+    body = {"properties": props, "additionalProperties": False, "queryables": legacy}
     return _json_schema(request, collection, "queryables", body)
 
 
