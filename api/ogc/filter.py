@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import geopandas as gpd
 import lark
@@ -24,6 +24,14 @@ from api.ogc.crs import OfferedCrs, to_work
 FILTER_LANGS = ("cql2-text", "cql-text")
 MAX_FILTER_CHARS = 20_000
 GEOMETRY_NAMES = ("geometry", "geom")
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def on(*nodes: Any, subclasses: bool = False) -> Callable[[Handler], Handler]:
+    """pygeofilter's ``handle`` decorator, typed."""
+    return cast(Callable[[Handler], Handler], handle(*nodes, subclasses=subclasses))
+
 
 COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": lambda a, b: a == b,
@@ -60,6 +68,8 @@ def parse_filter(text: str, lang: str | None) -> ast.Node:
         raise InvalidParameterError(
             f"filter is not valid CQL2 text (character {at}, near {near!r})"
         ) from None
+    except RecursionError:
+        raise InvalidParameterError("filter nests too deeply") from None
     except (lark.exceptions.LarkError, ValueError, TypeError) as exc:
         raise InvalidParameterError(f"filter is not valid CQL2 text: {str(exc).splitlines()[0]}") from None
 
@@ -74,6 +84,8 @@ def apply_filter(
         raise
     except NotImplementedError:
         raise InvalidParameterError("filter uses an operator this service does not support") from None
+    except RecursionError:
+        raise InvalidParameterError("filter nests too deeply (split it or use IN)") from None
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"filter cannot be evaluated: {exc}") from None
     if isinstance(result, pd.Series):
@@ -91,42 +103,42 @@ class FrameEvaluator(Evaluator):  # type: ignore[misc]
         self.filter_crs = filter_crs
         self.work_crs = work_crs
 
-    @handle(ast.Not)
+    @on(ast.Not)
     def not_(self, node: ast.Not, sub: Any) -> Any:
         return ~_mask(sub)
 
-    @handle(ast.And, ast.Or)
+    @on(ast.And, ast.Or)
     def combination(self, node: ast.Combination, lhs: Any, rhs: Any) -> Any:
         return _mask(lhs) & _mask(rhs) if node.op.value == "AND" else _mask(lhs) | _mask(rhs)
 
-    @handle(ast.Comparison, subclasses=True)
+    @on(ast.Comparison, subclasses=True)
     def comparison(self, node: ast.Comparison, lhs: Any, rhs: Any) -> Any:
         _same_kind(lhs, rhs)
         return COMPARE[node.op.value](lhs, rhs)
 
-    @handle(ast.Between)
+    @on(ast.Between)
     def between(self, node: ast.Between, lhs: Any, low: Any, high: Any) -> Any:
         _same_kind(lhs, low)
         inside = (lhs >= low) & (lhs <= high)
         return ~inside if node.not_ else inside
 
-    @handle(ast.Like)
+    @on(ast.Like)
     def like(self, node: ast.Like, lhs: Any) -> Any:
         regex = like_pattern_to_re(node.pattern, node.nocase, node.wildcard, node.singlechar, "\\")
         hits = _series(lhs).astype(str).str.match(regex)
         return ~hits if node.not_ else hits
 
-    @handle(ast.In)
+    @on(ast.In)
     def in_(self, node: ast.In, lhs: Any, *options: Any) -> Any:
         hits = _series(lhs).isin(options)
         return ~hits if node.not_ else hits
 
-    @handle(ast.IsNull)
+    @on(ast.IsNull)
     def null(self, node: ast.IsNull, lhs: Any) -> Any:
         hits = _series(lhs).isna()
         return ~hits if node.not_ else hits
 
-    @handle(ast.SpatialComparisonPredicate, subclasses=True)
+    @on(ast.SpatialComparisonPredicate, subclasses=True)
     def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> Any:
         method, swapped = SPATIAL[node.op.name]
         if isinstance(lhs, gpd.GeoSeries):
@@ -135,7 +147,7 @@ class FrameEvaluator(Evaluator):  # type: ignore[misc]
             return getattr(rhs, swapped)(_geometry(lhs))
         raise InvalidParameterError(f"S_{node.op.name} needs the geometry property as one argument")
 
-    @handle(ast.Attribute)
+    @on(ast.Attribute)
     def attribute(self, node: ast.Attribute) -> Any:
         name = node.name
         if name in GEOMETRY_NAMES:
@@ -148,25 +160,25 @@ class FrameEvaluator(Evaluator):  # type: ignore[misc]
             )
         return self.frame[name]
 
-    @handle(values.Geometry)
+    @on(values.Geometry)
     def geometry(self, node: values.Geometry) -> BaseGeometry:
         return to_work(shape(node.geometry), self.filter_crs, self.work_crs)
 
-    @handle(values.Envelope)
+    @on(values.Envelope)
     def envelope(self, node: values.Envelope) -> BaseGeometry:
         return self._box([node.x1, node.y1, node.x2, node.y2])
 
-    @handle(ast.Function)
+    @on(ast.Function)
     def function(self, node: ast.Function, *arguments: Any) -> Any:
         if node.name.lower() == "bbox" and len(arguments) in (4, 6):
             return self._box(list(arguments))
         raise InvalidParameterError(f"filter: function {node.name}() is not supported")
 
-    @handle(ast.TemporalPredicate, ast.Arithmetic, subclasses=True)
+    @on(ast.TemporalPredicate, ast.Arithmetic, subclasses=True)
     def unsupported(self, node: ast.Node, *args: Any) -> Any:
         raise InvalidParameterError(f"filter: {type(node).__name__} is not supported by this service")
 
-    @handle(*values.LITERALS)
+    @on(*values.LITERALS)
     def literal(self, node: Any) -> Any:
         return node
 
