@@ -1,4 +1,5 @@
-"""GDAL's OAPIF driver against the running service: Debian's ogrinfo/ogr2ogr and the GDAL pyogrio bundles.
+"""GDAL's OAPIF driver and QGIS against the running service: Debian's ogrinfo/ogr2ogr, the GDAL pyogrio
+bundles, and QGIS 3.22's own OAPIF provider (Debian python3-qgis) signing in through its auth manager.
 
 The service runs under uvicorn on 127.0.0.1 with a request log in front of it, so the tests count what
 the client really asked for (page sizes, filters, CRS). Farmland is delivered as 2,000 small fields so
@@ -53,10 +54,13 @@ class RequestLog:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.seen: list[tuple[str, dict[str, list[str]]]] = []
+        self.schemes: list[str] = []  # the Authorization scheme of each request ("" without one)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             self.seen.append((scope["path"], parse_qs(scope["query_string"].decode())))
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            self.schemes.append(auth.split(" ", 1)[0])
         await self.app(scope, receive, send)
 
 
@@ -70,6 +74,10 @@ class Served:
 
     def mark(self) -> None:
         self.marks.append(len(self.log.seen))
+
+    def schemes(self) -> set[str]:
+        """Authorization schemes used since the last :meth:`mark`."""
+        return set(self.log.schemes[self.marks[-1] if self.marks else 0 :])
 
     def items_requests(self, collection: str = PIECES) -> list[dict[str, list[str]]]:
         """Item requests for ``collection`` since the last :meth:`mark`."""
@@ -273,3 +281,63 @@ def test_gdal_reads_each_offered_crs_in_its_axis_order(served: Served, tmp_path:
     back = frame.to_crs(served.pieces.crs).set_index("piece_id").geometry
     stored = served.pieces.set_index("piece_id").geometry
     assert all(same_shape(back[i], stored[i]) for i in stored.index[:: max(1, len(stored) // 50)])
+
+
+# ---------------------------------------------------------------- QGIS 3.22 (Debian python3-qgis)
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+QGIS_READ = """
+import json, os, sys
+from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsVectorLayer
+url, layer_name, password = sys.argv[1:]
+QgsApplication.setPrefixPath("/usr", True)
+app = QgsApplication([], False)
+app.initQgis()
+auth = QgsApplication.authManager()
+auth.setMasterPassword("test-master-password", True)
+config = QgsAuthMethodConfig()
+config.setName("one-blueprint")
+config.setMethod("Basic")  # what a user picks in QGIS: Settings > Options > Authentication > Basic
+config.setConfig("username", "qgis")
+config.setConfig("password", password)
+auth.storeAuthenticationConfig(config)
+layer = QgsVectorLayer(f"url='{url}' typename='{layer_name}' authcfg={config.id()}", "pieces", "OAPIF")
+ids = [f["piece_id"] for f in layer.getFeatures()] if layer.isValid() else []
+print(json.dumps({"valid": layer.isValid(), "count": layer.featureCount(), "ids": ids,
+                  "crs": layer.crs().authid()}), flush=True)
+os._exit(0)  # QGIS's own teardown may crash in a headless process; the answer is already out
+"""
+
+
+def has_qgis() -> bool:
+    if not Path(SYSTEM_PYTHON).exists():
+        return False
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, timeout=60,
+                           check=False)
+    return probe.returncode == 0
+
+
+needs_qgis = pytest.mark.skipif(not has_qgis(), reason="no QGIS (setup.sh --test installs python3-qgis)")
+
+
+def qgis_read(served: Served, tmp: Path, password: str) -> dict[str, Any]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QGIS_AUTH_DB_DIR_PATH": str(tmp), "HOME": str(tmp)}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([SYSTEM_PYTHON, "-c", QGIS_READ, f"{served.base}/ogc", PIECES, password],
+                            capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@needs_qgis
+def test_qgis_signs_in_with_basic_auth_and_pages_1000_a_request(served: Served, tmp_path: Path) -> None:
+    served.mark()
+    read = qgis_read(served, tmp_path, served.key)
+    assert read["valid"] and read["count"] == len(served.pieces)
+    assert sorted(read["ids"]) == sorted(served.pieces["piece_id"])
+    assert served.schemes() == {"Basic"}
+    data_pages = [q for q in served.items_requests() if int(q["limit"][0]) >= 1000]
+    assert len(data_pages) == math.ceil(len(served.pieces) / 1000)  # QGIS took the limit from /ogc/api
+    assert len(served.items_requests()) <= len(data_pages) + 1
+    refused = qgis_read(served, tmp_path / "wrong", "not-the-key")
+    assert not refused["valid"]
