@@ -106,6 +106,10 @@ class Api:
         headers = {**self.h(role), **kw.pop("headers", {})}
         return self.client.post(path, headers=headers, **kw)
 
+    def put(self, role: str, path: str, **kw: Any) -> Any:
+        headers = {**self.h(role), **kw.pop("headers", {})}
+        return self.client.put(path, headers=headers, **kw)
+
 
 def make_keys(services: Services) -> dict[str, str]:
     store = KeyStore(services.engine)
