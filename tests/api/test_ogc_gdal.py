@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +36,6 @@ from api.app import create_app
 from layers.crs import OUTPUT_CRS
 from tests.api.conftest import LAYERS, Api, make_keys, rect, settings_for, write_layer
 from tests.geoms import X0, Y0
-from tests.viewer.test_browser import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,12 @@ needs_gdal_bin = pytest.mark.skipif(
 EPSG_4548 = "http://www.opengis.net/def/crs/EPSG/0/4548"
 PIECES = "blueprint-v1-pieces"
 FIELDS = (40, 50)  # farmland fields: columns × rows of 14 m × 19 m in the farmland strip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class RequestLog:
