@@ -27,7 +27,8 @@ DESCRIPTION = """
 parcels screened against it.
 
 Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, HTTP Basic with the key
-as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in).
+Roles: `planner`, `reviewer`, `admin`, `approval_system`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 
