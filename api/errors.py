@@ -255,21 +255,37 @@ MESSAGES_ZH: Mapping[str, str] = {
 }
 
 
-# The core's messages serve the CLI too ("pass --crs EPSG:N"); over HTTP the same advice names the
-# form field of the upload instead of a command-line option.
-CLI_OPTION = re.compile(r"--(crs|encoding|layer|kind|datum-params)\b(?: ([A-Za-z0-9][\w:.+-]*))?")
+# The core's messages serve the CLI too ("pass --crs EPSG:N", "(CLI: --crs GCJ02 --replace)"); over HTTP
+# the same advice names the form fields of the upload. Options the API has no field for stay, said as
+# the blueprint command's.
+CLI_OPTION = re.compile(r"--(crs|encoding|layer|kind)\b(?: ([A-Za-z0-9][\w:.+-]*))?")
+CLI_HINT = re.compile(r"\(CLI: ([^()]*)\)")
+HINT_OPTIONS = re.compile(r"^(?:--(crs|encoding|layer|kind|replace)(?: ([A-Za-z0-9][\w:.+-]*))?\s*)+$")
+HINT_OPTION = re.compile(r"--([a-z]+)(?: ([A-Za-z0-9][\w:.+-]*))?")
 
 
 def _form_field(match: re.Match[str]) -> str:
-    field, value = match.group(1).replace("-", "_"), match.group(2)
+    field, value = match.group(1), match.group(2)
     if value == "EPSG:N":  # the core's placeholder: give an example a user can copy
         return f"the form field {field}, e.g. {field}=EPSG:4548"
     return f"the form field {field}={value}" if value else f"the form field {field}"
 
 
+def _hint(options: str) -> str:
+    if not HINT_OPTIONS.match(options.strip()):
+        return f"(with the blueprint command: {options})"
+    fields = [f"{name}={value or 'true'}" for name, value in HINT_OPTION.findall(options)]
+    return f"(form field{'s' if len(fields) > 1 else ''} {', '.join(fields)})"
+
+
 def api_words(message: str) -> str:
-    """A core message in API words: ``pass --crs EPSG:N`` becomes ``send the form field crs, e.g. …``."""
-    return CLI_OPTION.sub(_form_field, message.replace("pass --", "send --"))
+    """A core message in API words: ``pass --crs EPSG:N`` becomes ``send the form field crs, e.g. …``,
+    ``(CLI: --crs GCJ02 --replace)`` becomes ``(form fields crs=GCJ02, replace=true)``."""
+    parts = CLI_HINT.split(message)  # text, hint, text, hint, ..., text
+    return "".join(
+        _hint(part) if i % 2 else CLI_OPTION.sub(_form_field, part.replace("pass --", "send --"))
+        for i, part in enumerate(parts)
+    )
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:

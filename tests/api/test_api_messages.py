@@ -71,6 +71,14 @@ def test_a_bare_shp_upload_says_to_send_the_parts_as_a_zip(fresh: Api, shapefile
          "a.gpkg: holds 2 layers (x, y); name one with the form field layer"),
         ("a.geojson: looks like GCJ-02; pass --crs GCJ02",
          "a.geojson: looks like GCJ-02; send the form field crs=GCJ02"),
+        ("a.geojson: Declare the CRS as GCJ02 (CLI: --crs GCJ02) to convert them exactly",
+         "a.geojson: Declare the CRS as GCJ02 (form field crs=GCJ02) to convert them exactly"),
+        ("Import it again declaring the CRS as BD09 (CLI: --crs BD09 --replace)",
+         "Import it again declaring the CRS as BD09 (form fields crs=BD09, replace=true)"),
+        # no form field for transformation parameters: the advice stays, said as the command's
+        ("Supply the 7-parameter set (CLI: --datum-params dx,dy,dz,rx,ry,rz,ds in metres), or convert",
+         "Supply the 7-parameter set (with the blueprint command: --datum-params dx,dy,dz,rx,ry,rz,ds in "
+         "metres), or convert"),
         ("nothing to say about options", "nothing to say about options"),
     ],
 )
