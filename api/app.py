@@ -26,8 +26,9 @@ DESCRIPTION = """
 **一张蓝图 One Blueprint**: plan layers merged into one versioned blueprint, and construction project
 parcels screened against it.
 
-Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the `blueprint_key`
-cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`, `department`.
+Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, HTTP Basic with the key
+as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in).
+Roles: `planner`, `reviewer`, `admin`, `approval_system`, `department`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 

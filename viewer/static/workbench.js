@@ -309,7 +309,8 @@
         WB.hits.push(hit);
         var rule = U.RULE[hit.rule] || [hit.rule, hit.rule];
         rows.push('<tr class="wb-hit" tabindex="0" data-hit="' + index + '" title="单击定位 Click to zoom"><td>' + U.esc(parcel.parcel_id) +
-          "</td><td>" + U.kindLabel(hit.kind) + '</td><td class="num">' + U.num(hit.overlap_area_m2, 2) +
+          "</td><td>" + (OB.kinds[hit.kind] ? U.kindLabel(hit.kind) : U.esc(hit.name_zh || hit.kind) +
+          ' <span class="ob-en">' + U.esc(hit.name_en || "") + "</span>") + '</td><td class="num">' + U.num(hit.overlap_area_m2, 2) +
           '</td><td class="num">' + U.num(hit.overlap_ellipsoidal_area_m2, 2) + '</td><td class="num">' +
           U.num(100 * hit.overlap_ratio, 2) + "%</td><td>" + U.esc(rule[0]) + (hit.below_tolerance ? "（低于容差）" : "") +
           '</td><td class="wb-reg">' + U.esc((hit.regulation || {}).zh || "") +
