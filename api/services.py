@@ -238,13 +238,13 @@ class Services:
 
     @property
     def limits(self) -> Limits:
-        s = self.settings
-        return Limits(
-            max_bytes=s.max_upload_bytes,
-            max_unzipped_bytes=s.max_unzipped_bytes,
-            max_features=s.max_features,
-            max_vertices=s.max_vertices,
-        )
+        """Submission limits (parcels sent for a check), worded for API clients."""
+        return self.settings.submission_limits("api")
+
+    @property
+    def layer_limits(self) -> Limits:
+        """Plan-layer limits (a department's layer uploaded by an administrator)."""
+        return self.settings.layer_limits("api")
 
     # ---------------------------------------------------------------------------------- layers
 
@@ -271,7 +271,7 @@ class Services:
             encoding=encoding,
             layer=layer,
             name=name,
-            limits=self.limits,
+            limits=self.layer_limits,
         )
         summary = self.stores.layers.save(plan, by.name, replace=replace)
         self.audit.record(

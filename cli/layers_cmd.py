@@ -50,13 +50,6 @@ def _settings() -> Any:
     return get_settings()
 
 
-def _limits(settings: Any) -> Any:
-    from layers.model import Limits
-
-    return Limits(max_bytes=settings.max_upload_bytes, max_unzipped_bytes=settings.max_unzipped_bytes,
-                  max_features=settings.max_features, max_vertices=settings.max_vertices)
-
-
 def _raster_values(text: str | None) -> list[float] | None:
     if not text:
         return None
@@ -93,7 +86,8 @@ def import_layer(
         note(f"reading {path.name} as {kind}")
         plan = read_layer(path, kind, work_crs=settings.work_crs,
                           catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
-                          layer=layer, name=name, limits=_limits(settings), raster_values=values)
+                          layer=layer, name=name, limits=settings.layer_limits("cli"),
+                          raster_values=values)
         _notes(plan.notes)
         stores = open_stores(settings)
         try:
@@ -123,7 +117,7 @@ def inspect_layer(
     with domain_errors():
         note(f"reading {path.name}")
         common = {"work_crs": settings.work_crs, "crs": crs, "encoding": encoding, "layer": layer,
-                  "limits": _limits(settings), "raster_values": values}
+                  "limits": settings.layer_limits("cli"), "raster_values": values}
         if kind:
             plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file), **common)
         else:
@@ -156,7 +150,7 @@ def convert_parcels(
                                          f"writable: {', '.join(sorted(WRITERS))}")
         note(f"reading {source.name}")
         parcels = read_parcels(source, work_crs=settings.work_crs, crs=crs, encoding=encoding, layer=layer,
-                               limits=_limits(settings))
+                               limits=settings.submission_limits("cli"))
         _notes(parcels.notes)
         frame = parcels.frame
         if out_crs:

@@ -99,8 +99,7 @@ def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits =
     """
     features = _geojson_features(obj)
     if len(features) > limits.max_features:
-        raise FileTooLargeError(f"GeoJSON: {len(features):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError("GeoJSON: " + limits.exceeded("max_features", f"{len(features):,} features"))
     legacy = _legacy_crs(obj)
     records = [_properties(f, i) for i, f in enumerate(features)]
     geoms = np.empty(len(features), dtype=object)
@@ -226,12 +225,10 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     source = "GeoJSON"
     require_projected(work_crs)
     if len(geoms) > limits.max_features:
-        raise FileTooLargeError(f"{source}: {len(geoms):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_features", f"{len(geoms):,} features"))
     vertices = int(shapely.get_num_coordinates(geoms).sum())
     if vertices > limits.max_vertices:
-        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
-                                f"{limits.max_vertices:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
     notes: list[str] = []
     if id_from:
         notes.append(f"parcel_id from attribute {id_from!r}")
@@ -316,12 +313,10 @@ def _normalise_geometry_column(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
     if len(frame) > limits.max_features:
-        raise FileTooLargeError(f"{source}: {len(frame):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_features", f"{len(frame):,} features"))
     vertices = int(shapely.get_num_coordinates(np.asarray(frame.geometry.values)).sum())
     if vertices > limits.max_vertices:
-        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
-                                f"{limits.max_vertices:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
 
 
 def _bounds(frame: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
