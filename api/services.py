@@ -42,8 +42,8 @@ from cli.context import Stores, open_stores
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
 from layers.errors import OneBlueprintError
-from layers.ingest import read_layer
 from layers.model import Limits, ParcelSet, PlanLayer
+from layers.stream import open_layer
 
 log = logging.getLogger("api.services")
 
@@ -262,7 +262,8 @@ class Services:
     ) -> dict[str, Any]:
         """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
-        plan: PlanLayer = read_layer(
+        # read chunk by chunk into the store: a province-size layer never sits in memory whole
+        with open_layer(
             path,
             kind,
             work_crs=self.settings.work_crs,
@@ -272,8 +273,8 @@ class Services:
             layer=layer,
             name=name,
             limits=self.layer_limits,
-        )
-        summary = self.stores.layers.save(plan, by.name, replace=replace)
+        ) as stream:
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
         self.audit.record(
             by,
             "layer.upload",

@@ -106,8 +106,9 @@ def test_cli_layer_limit_error_names_the_environment_variable(cli, farm_gpkg: Pa
     assert result.exit_code == 3
     error = json.loads(result.stdout)["error"]
     assert error["code"] == "file_too_large"
-    assert error["detail"] == ("farm.gpkg: 60,000 features, more than the plan-layer limit of 1,000 features; "
-                               "set the environment variable BLUEPRINT_LAYER_MAX_FEATURES to raise it")
+    assert error["detail"] == (
+        "farm.gpkg: 60,000 features, more than the plan-layer limit of 1,000 features; "
+        "set the environment variable BLUEPRINT_LAYER_MAX_FEATURES to raise it")
 
 
 @pytest.mark.slow
