@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from layers.crs import crs_label
 from layers.errors import CRSMismatchError, LayerError
+from layers.geometry import repair_rank
 from layers.model import PlanLayer, Repair
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ class LayerStore:
                 repairs.extend(r.as_dict() for r in chunk.repairs)
                 if progress is not None:
                     progress(chunk.read, stream.total)
+            repairs.sort(key=lambda r: repair_rank(r["problem"]))  # as the whole layer's repair lists them
             conn.execute(sa.update(LAYERS).where(LAYERS.c.id == layer_id).values(
                 feature_count=count, area_m2=round(area, 2), repairs=repairs,
                 meta={"layer": jsonable(stream.meta), "columns": columns or []}))

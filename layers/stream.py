@@ -187,14 +187,14 @@ def _ogr_stream(path: Path, source: str, *, layer: str | None, work_crs: CRS, de
         step = chunk_size(path, src.total, chunk_features)
         if src.total <= step:
             return None
-        info = pyogrio.read_info(path, layer=src.layer, encoding=src.encoding, force_total_bounds=True)
+        info = pyogrio.read_info(path, layer=src.layer, encoding=src.encoding)
         ids_from = _id_column(src)
+        bounds = _bounds(src)
     notes = list(src.notes)
     if ids_from:
         notes.append(f"{ID_COLUMN} from attribute {ids_from!r}")
     file_crs = CRS.from_user_input(info["crs"]) if info.get("crs") else None
-    minx, miny, maxx, maxy = (float(v) for v in info["total_bounds"])
-    crs_in, crs_notes = resolve_crs(file_crs, declared, bounds=(minx, miny, maxx, maxy), source=source)
+    crs_in, crs_notes = resolve_crs(file_crs, declared, bounds=bounds, source=source)
     notes.extend(crs_notes)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
@@ -218,6 +218,18 @@ def _id_column(src: _Source) -> str | None:
     table = pyogrio.read_dataframe(src.path, layer=src.layer, encoding=src.encoding, columns=wanted,
                                    read_geometry=False)
     return _choose_ids(table, FEATURE_ID_COLUMNS)[1]
+
+
+def _bounds(src: _Source) -> tuple[float, float, float, float]:
+    """Total bounds of the present, non-empty geometries (GDAL's layer extent may count empty ones).
+
+    GDAL gives an empty geometry the envelope (0, 0, 0, 0) and a missing one NaN: both are left out.
+    """
+    _fids, b = pyogrio.read_bounds(src.path, layer=src.layer)
+    b = b[:, ~(b == 0).all(axis=0)]
+    if b.size == 0 or np.isnan(b).all():
+        return (np.nan, np.nan, np.nan, np.nan)
+    return (float(np.nanmin(b[0])), float(np.nanmin(b[1])), float(np.nanmax(b[2])), float(np.nanmax(b[3])))
 
 
 def _chunks(src: _Source, ids_from: str | None, crs_in: CRS, work_crs: CRS, limits: Limits, geometry: str,
