@@ -99,6 +99,18 @@ def test_cli_imports_a_60000_patch_layer_with_default_limits(cli, farm_gpkg: Pat
         stores.close()
 
 
+@pytest.mark.slow
+def test_cli_imports_in_chunks_with_a_progress_bar(cli, farm_gpkg: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("layers.stream.CHUNK_FEATURES", 20_000)
+    result = cli("layers", "import", str(farm_gpkg), "--kind", "permanent_farmland")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["feature_count"] == PATCHES and summary["area_m2"] == PATCHES * 1600.0
+    assert summary["notes"] == ["feature_id from attribute 'BSM'", "CRS EPSG:4548 from the file"]
+    assert f"{PATCHES}/{PATCHES}" in result.stderr  # the progress bar, finished
+
+
 def test_cli_layer_limit_error_names_the_environment_variable(cli, farm_gpkg: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BLUEPRINT_LAYER_MAX_FEATURES", "1000")
@@ -124,7 +136,9 @@ def test_cli_refuses_60000_parcels_by_the_submission_limit(cli, farm_gpkg: Path,
 
 @pytest.mark.slow
 def test_api_imports_a_60000_patch_layer_and_refuses_it_as_a_submission(
-        db_url: str, tmp_path: Path, farm_gpkg: Path, default_limits: None) -> None:
+        db_url: str, tmp_path: Path, farm_gpkg: Path, default_limits: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("layers.stream.CHUNK_FEATURES", 25_000)  # stored in three chunks
     app = create_app(settings_for(db_url, tmp_path))
     with TestClient(app) as client:
         admin, planner = (app.state.services.keys.create("t", role)[0] for role in ("admin", "planner"))
@@ -134,6 +148,7 @@ def test_api_imports_a_60000_patch_layer_and_refuses_it_as_a_submission(
         assert r.status_code == 201, r.text
         assert r.json()["feature_count"] == PATCHES
         assert app.state.services.stores.layers.count("永久基本农田") == PATCHES
+        assert r.json()["area_m2"] == PATCHES * 1600.0 and r.json()["repairs"] == []
         # the same file sent for a check: the submission limit, named with the service's setting
         r = client.post("/api/v1/checks", headers={"X-API-Key": planner},
                         files={"file": ("farm.gpkg", body)}, data={"project_type": "industrial"})
