@@ -73,6 +73,16 @@ def write_files(n: int, directory: Path, formats: list[str]) -> dict[str, Path]:
     return out
 
 
+def write_in_child(n: int, directory: Path, formats: list[str]) -> dict[str, Path]:
+    """:func:`write_files` in a child process: this one stays small, so a child's peak RSS (which on
+    Linux counts what it had before exec, i.e. a fork of this process) is its own."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--write", str(n), "--dir", str(directory),
+           "--formats", ",".join(formats)]
+    subprocess.run(cmd, check=True)
+    names = {"gpkg": f"farm_{n}.gpkg", "shp-zip": f"farm_{n}.zip"}
+    return {fmt: directory / names[fmt] for fmt in formats}
+
+
 def measured(cmd: list[str], env: dict[str, str]) -> dict[str, float | str]:
     """Run ``cmd``; its wall and CPU seconds, peak RSS (from wait4: this child alone) and the load."""
     load = os.getloadavg()[0]
@@ -88,6 +98,12 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, float | str]:
             return {"error": lines[-1] if lines else f"exit {child.returncode}"}
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
             "load": f"{load:.2f}→{os.getloadavg()[0]:.2f}"}
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @contextmanager
@@ -146,18 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="gpkg,shp-zip", help="gpkg and/or shp-zip")
     parser.add_argument("--backends", default="spatialite,postgis", help="spatialite and/or postgis")
     parser.add_argument("--no-ogr2ogr", action="store_true", help="skip the ogr2ogr baseline")
+    parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
+    if args.write:
+        write_files(args.write, args.dir, formats)
+        return 0
     backends = [b for b in args.backends.split(",") if b]
     baseline = not args.no_ogr2ogr and shutil.which("ogr2ogr") is not None
     if not args.no_ogr2ogr and not baseline:
         print("ogr2ogr not found (apt-get install gdal-bin): baseline skipped", file=sys.stderr)
+    print(f"baseline RSS of this process {_rss_mb():.0f} MB; cores {os.cpu_count()}")
     print(f"{'run':<34} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'rows/s':>9} {'/ogr':>7}  load avg")
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         work = Path(tmp)
         for n in (int(s) for s in args.sizes.split(",") if s):
             t0 = time.perf_counter()
-            files = write_files(n, work, formats)
+            files = write_in_child(n, work, formats)
             sizes = ", ".join(f"{k} {p.stat().st_size / 1e6:,.0f} MB" for k, p in files.items())
             print(f"-- {n:,} patches ({sizes}; written in {time.perf_counter() - t0:.0f} s)", flush=True)
             for fmt, path in files.items():

@@ -149,17 +149,24 @@ def bulk_insert(conn: Connection, table: str, data: pd.DataFrame, geometries: gp
                          f"ST_GeomFromWKB(?, {int(srid)}))", list(zip(*values, strict=True)))
 
 
+COPY_ROWS = 20_000  # rows per COPY: the CSV text of a batch is held in memory (4 bytes a character)
+
+
 def _copy_rows(conn: Connection, table: str, data: pd.DataFrame, geoms: np.ndarray, srid: int) -> None:
-    # hex EWKB carries the SRID, so the geometry input function needs no wrapper
-    ewkb = shapely.to_wkb(shapely.set_srid(geoms, srid), hex=True, include_srid=True, output_dimension=2)
-    buffer = io.StringIO()
-    # every string quoted: in CSV COPY an unquoted empty field means NULL, a quoted one ""
-    data.assign(geom=ewkb).to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_NONNUMERIC)
-    buffer.seek(0)
     columns = ", ".join([*data.columns, "geom"])
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+        for start in range(0, len(data), COPY_ROWS):
+            part = slice(start, start + COPY_ROWS)
+            # hex EWKB carries the SRID, so the geometry input function needs no wrapper
+            ewkb = shapely.to_wkb(shapely.set_srid(geoms[part], srid), hex=True, include_srid=True,
+                                  output_dimension=2)
+            buffer = io.StringIO()
+            # every string quoted: in CSV COPY an unquoted empty field means NULL, a quoted one ""
+            data.iloc[part].assign(geom=ewkb).to_csv(buffer, index=False, header=False,
+                                                     quoting=csv.QUOTE_NONNUMERIC)
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
     finally:
         cursor.close()
 
