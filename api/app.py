@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -109,7 +111,7 @@ async def _too_large(send: Send, detail: str) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: open (and migrate) the database, wire the stores, mount every router."""
     from api import ogc
-    from api.routes import admin, blueprints, checks, health, layers, projects, reviews
+    from api.routes import admin, blueprints, checks, health, layers, meta, projects, reviews
     from api.routes.common import EXTRA_SCHEMAS
 
     settings = settings or get_settings()
@@ -117,11 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        failed = services.jobs.fail_unfinished("the service restarted before the job finished")
-        if failed:
-            log.warning("%d unfinished background job(s) marked failed", failed)
+        if settings.worker_in_process:
+            services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield
-        services.runner.shutdown(wait=True)  # a running screening finishes and is stored
+        services.stop_worker()  # a running job finishes and is stored
         services.engine.dispose()
 
     app = FastAPI(title="一张蓝图 One Blueprint", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # plan layers come through one route, with their own (far larger) limit; everything else is a submission
     app.add_middleware(BodyLimit, max_bytes=submission.max_bytes, detail=submission.detail,
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
-    for module in (health, layers, blueprints, checks, projects, reviews, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)
@@ -152,17 +153,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
-    """The review-meeting viewer at /viewer, reading through the ViewerSource port."""
+    """The review-meeting viewer at /viewer, the workbench, the public list and the report downloads,
+    reading through the ViewerSource port."""
     try:
         from api.viewer_source import StoreViewerSource
-        from viewer.routes import build_router
+        from viewer.report import ReportInfo
+        from viewer.report_routes import build_report_router
+        from viewer.routes import build_router, sign_in_dependencies
+        from viewer.workbench import build_public_router, build_workbench_router
     except ImportError as exc:  # the viewer package is optional for the API
         log.warning("viewer not mounted: %s", exc)
         return
     source = StoreViewerSource(services)
     dev_key = next(k for k, role in DEV_KEYS.items() if role == "reviewer") if settings.dev_mode else None
+    info = _report_info(services, settings, ReportInfo)
+    read = require("read")
     app.include_router(
         build_router(
-            source, require("read"), tile_url=settings.tile_url, dev_key=dev_key, catalogue=services.catalogue
+            source, read, tile_url=settings.tile_url, dev_key=dev_key, catalogue=services.catalogue,
+            report_info=info,
         )
     )
+    app.include_router(
+        build_workbench_router(source, sign_in_dependencies(read), catalogue=services.catalogue,
+                               tile_url=settings.tile_url, max_upload_bytes=settings.max_upload_bytes)
+    )
+    app.include_router(build_public_router(source))
+    app.include_router(build_report_router(source, read, services.catalogue, info))
+
+
+def _report_info(services: Services, settings: Settings, make: Any) -> Any:
+    """What every report states about the rules in force: the file and its sha256, the type names."""
+    from importlib import resources
+
+    if settings.rules_file is not None:
+        name, data = Path(settings.rules_file).name, Path(settings.rules_file).read_bytes()
+    else:
+        name = "checks/rules.toml（内置 built-in）"
+        data = resources.files("checks").joinpath("rules.toml").read_bytes()
+    names = {t.key: (t.name_zh, t.name_en) for t in services.rules.project_types.values()}
+    return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())

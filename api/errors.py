@@ -197,8 +197,51 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
+# What a person is told (Chinese first, with what to do), beside the API's ``detail``. Clients such as
+# the workbench show it next to the field; codes not listed get no ``message_zh``.
+MESSAGES_ZH: Mapping[str, str] = {
+    "crs_missing": "坐标系缺失：请选择带号（坐标系），或把 .prj 与 Shapefile 一起打包上传",
+    "crs_error": "坐标系有误：请核对带号和坐标系",
+    "crs_conflict": "坐标系相互矛盾：请核对文件中的坐标系与所选带号",
+    "crs_mismatch": "坐标系不一致：请核对带号和坐标系",
+    "coordinates_out_of_range": "坐标超出范围：请检查 X/Y 是否颠倒、带号或坐标系是否选对",
+    "unreadable_file": "无法读取该文件：请确认文件完整、格式正确"
+    "（Shapefile 须把 .shp/.shx/.dbf/.prj 一起压缩为 .zip）",
+    "unsupported_format": "不支持的文件格式：请上传部标 TXT、Shapefile 压缩包（.zip）、DXF、"
+    "GeoJSON、KML/KMZ、"
+    "GeoPackage 或含 WKT 的 CSV",
+    "hostile_file": "文件不安全，已拒绝（压缩包内路径、链接或大小异常）：请重新打包后上传",
+    "file_too_large": "文件过大：请拆分后分批检测，或联系管理员",
+    "payload_too_large": "文件过大：请拆分后分批检测，或联系管理员",
+    "ambiguous_layer": "文件中有多个图层：请指定要检测的图层",
+    "encoding_error": "无法判断属性文字编码：请指定编码（如 GBK）",
+    "geometry_type": "几何类型不符：地块须为面（多边形）",
+    "empty_layer": "文件中没有地块：请检查文件内容",
+    "no_parcels": "没有可检测的地块：请上传或绘制至少一个地块",
+    "parcel_outside_city": "地块位于城市范围之外：请检查坐标系、带号，或确认项目位置",
+    "unknown_project_type": "未知的项目类型：请从列表中选择",
+    "duplicate_parcel_id": "地块编号重复：请为每个地块使用不同的编号",
+    "no_published_blueprint": "尚无已发布的蓝图版本：请联系管理员发布蓝图",
+    "blueprint_not_found": "蓝图版本不存在：请重新选择蓝图版本",
+    "blueprint_not_published": "该蓝图版本尚未发布：请选择已发布的版本",
+    "project_exists": "项目代码已存在：请核对项目代码",
+    "project_not_found": "项目不存在：请核对项目代码",
+    "check_not_found": "检测记录不存在",
+    "invalid_transition": "当前项目状态不允许此操作",
+    "review_required": "须先记录同意的联合审查决定及理由",
+    "unauthenticated": "未登录：请先登录",
+    "invalid_api_key": "密钥无效或已吊销：请重新登录",
+    "forbidden": "无此权限",
+    "invalid_request": "填写的内容有误：请按提示修改",
+    "internal_error": "服务内部错误：请记下错误编号并联系管理员",
+}
+
+
 def error_body(code: str, detail: str) -> dict[str, str]:
-    return {"code": code, "detail": detail}
+    body = {"code": code, "detail": detail}
+    if code in MESSAGES_ZH:
+        body["message_zh"] = MESSAGES_ZH[code]
+    return body
 
 
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:

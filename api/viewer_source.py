@@ -66,6 +66,11 @@ class StoreViewerSource:
         items, _ = self.services.projects.search(q=q or None, limit=max(1, min(limit, 500)))
         return [{k: p[k] for k in ("code", "name", "project_type", "district", "status")} for p in items]
 
+    def public_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        items, total = self.services.projects.search(limit=max(1, min(limit, 500)), offset=max(0, offset))
+        keys = ("code", "name", "district", "status", "created_at", "updated_at")
+        return [{k: p[k] for k in keys} for p in items], total
+
     def check(self, check_id: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = json.loads(self.services.stores.checks.get(check_id))

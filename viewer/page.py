@@ -118,6 +118,7 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "api": options.api_base,
         "login": "/viewer/login",
         "report": "/viewer/reports/{check_id}.html",
+        "reports": "/api/v1/checks/{check_id}/report.{format}",
         "identify": "/viewer/identify/{version}",
         "compare": "/viewer/compare",
         "project": options.project,
@@ -131,8 +132,13 @@ def _add_basemap(fmap: folium.Map, tile_url: str | None) -> None:
                          max_zoom=20, control=False).add_to(fmap)
 
 
-def build_page(options: PageOptions, catalogue: Catalogue) -> str:
-    """The whole HTML page: folium map, measure tool, scale bar, and the viewer script."""
+def build_page(options: PageOptions, catalogue: Catalogue, *, chrome: str = "chrome.html",
+               extra: dict[str, Any] | None = None) -> str:
+    """The whole HTML page: folium map, measure tool, scale bar, and the viewer script.
+
+    ``chrome`` is the template laid over the map (the meeting viewer's bar and panel, or the
+    workbench's form); ``extra`` is merged into the page script's configuration.
+    """
     w, s, e, n = options.bounds_4326
     fmap = OfflineMap(location=[(s + n) / 2, (w + e) / 2], zoom_start=11, tiles=None,
                       control_scale=False, max_zoom=20)  # viewer.js adds a metric-only scale bar
@@ -143,7 +149,7 @@ def build_page(options: PageOptions, catalogue: Catalogue) -> str:
                    localization="cn").add_to(fmap)
     root = cast(Figure, fmap.get_root())
     root.header.add_child(Element(render_template("head.html")))
-    root.html.add_child(Element(render_template("chrome.html")))
-    ViewerInit(page_config(options, catalogue)).add_to(fmap)
+    root.html.add_child(Element(render_template(chrome, **(extra or {}))))
+    ViewerInit({**page_config(options, catalogue), **(extra or {})}).add_to(fmap)
     # folium's measure template cites its upstream issue in a JS comment; keep the page URL-free
     return root.render().replace(MEASURE_ISSUE_URL, "leaflet-measure issue 171")

@@ -7,7 +7,10 @@ import io
 import json
 import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -15,18 +18,42 @@ import shapely
 from pyproj import CRS
 
 from layers.catalogue import Catalogue
-from layers.crs import OUTPUT_CRS
+from layers.crs import OUTPUT_CRS, crs_label
+from viewer.labels import (
+    DECISION,
+    REPAIR_ACTION,
+    REPAIR_PROBLEM,
+    RULE,
+    STATUS,
+    VERDICT,
+    Label,
+    label,
+    zh_en,
+)
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
+from viewer.tiles import UNPLANNED
 
 # Debian's chromium drives the PDF print; override with BLUEPRINT_CHROMIUM where it lives elsewhere
 CHROMIUM = os.environ.get("BLUEPRINT_CHROMIUM", "/usr/bin/chromium")
 _PRINTERS = threading.BoundedSemaphore(2)  # a Chromium is ~150 MB: at most two print at once
 MAP_MARGIN = 0.35  # context around the parcels, as a share of their extent
 MIN_MAP_HALF_SIZE_M = 150.0  # a tiny parcel still shows its neighbourhood
-VERDICT = {"pass": ("通过", "Pass"), "review": ("需审查", "Review"), "conflict": ("冲突", "Conflict")}
-RULE = {"forbidden": ("禁止", "forbidden"), "conditional": ("有条件", "conditional"),
-        "allowed": ("允许", "allowed")}
+# a CJK font for the Chinese legend of the map image (Debian's fonts-wqy-microhei, installed by setup)
+CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+             "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+AREA_METHOD = ("平面面积：高斯-克吕格投影平面坐标计算；椭球面积：CGCS2000 椭球面测地线计算（pyproj Geod）",
+               "Plane areas in the Gauss-Krüger working CRS; ellipsoidal areas on the CGCS2000 ellipsoid "
+               "(pyproj Geod)")
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """What the reports state beyond the check itself: names of project types, the rules in force."""
+
+    project_types: Mapping[str, Label] = field(default_factory=dict)
+    rules_file: str = ""
+    rules_sha256: str = ""
 
 
 class ReportUnavailable(RuntimeError):
@@ -67,26 +94,44 @@ def _extent(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]
     return cx - half, cy - half, cx + half, cy + half
 
 
+def _cjk_font() -> Any:
+    """matplotlib FontProperties of an installed CJK font, or ``None`` (labels then fall back to English)."""
+    from matplotlib.font_manager import FontProperties
+
+    for path in CJK_FONTS:
+        if Path(path).exists():
+            return FontProperties(fname=path)
+    return None
+
+
 def map_png(pieces: gpd.GeoDataFrame, parcels: gpd.GeoDataFrame, overlaps: gpd.GeoDataFrame,
-            colours: dict[str, str], order: dict[str, int] | None = None) -> bytes | None:
+            colours: dict[str, str], order: dict[str, int] | None = None,
+            names: Mapping[str, str] | None = None) -> bytes | None:
     """A PNG of the blueprint around the parcels (matplotlib, no network, no basemap).
 
-    ``order`` ranks kinds bottom to top (zones under lines, as on the live map).
+    ``order`` ranks kinds bottom to top (zones under lines, as on the live map); ``names`` are the
+    legend's labels per kind (Chinese, drawn with a CJK font so they are not boxes).
     """
     order = order or {}
+    names = names or {}
     import matplotlib
 
     matplotlib.use("Agg")  # headless: the server has no display
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     extent = _extent([parcels, overlaps])
     if extent is None:
         return None
+    font = _cjk_font()
     near = pieces.iloc[pieces.sindex.query(shapely.box(*extent))] if len(pieces) else pieces
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    handles = []
     for kind, group in near.groupby("kind"):
-        group.plot(ax=ax, color=colours.get(str(kind), "#cccccc"), alpha=0.55, edgecolor="#ffffff",
-                   linewidth=0.3)
+        colour = colours.get(str(kind), "#cccccc")
+        group.plot(ax=ax, color=colour, alpha=0.55, edgecolor="#ffffff", linewidth=0.3)
+        text = names.get(str(kind), str(kind)) if font is not None else str(kind)
+        handles.append(Patch(facecolor=colour, alpha=0.55, label=text))
     for kind in sorted(set(overlaps["kind"]), key=lambda k: order.get(str(k), 1)):
         # kinds outside the catalogue (e.g. "outside the urban boundary") are faint grey, never guessed
         known = str(kind) in colours
@@ -95,6 +140,13 @@ def map_png(pieces: gpd.GeoDataFrame, parcels: gpd.GeoDataFrame, overlaps: gpd.G
             linewidth=0.8, alpha=0.9 if known else 0.3)
     if len(parcels):
         parcels.boundary.plot(ax=ax, color="#1f4fff", linewidth=2.2)
+        handles.append(Patch(facecolor="none", edgecolor="#1f4fff", linewidth=2,
+                             label="申报地块" if font is not None else "parcels"))
+    if len(overlaps):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
+                             label="重叠部分" if font is not None else "overlaps"))
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=8, prop=font, framealpha=0.85)
     ax.set_xlim(extent[0], extent[2])
     ax.set_ylim(extent[1], extent[3])
     ax.set_aspect("equal")
@@ -108,6 +160,11 @@ def map_png(pieces: gpd.GeoDataFrame, parcels: gpd.GeoDataFrame, overlaps: gpd.G
     return buf.getvalue()
 
 
+def stored_number(value: Any) -> str:
+    """A number exactly as the stored result holds it (its JSON text), so every format agrees."""
+    return json.dumps(value) if isinstance(value, int | float) and not isinstance(value, bool) else "–"
+
+
 def _parcel_rows(check: dict[str, Any], catalogue: Catalogue) -> list[dict[str, Any]]:
     rows = []
     for parcel in check.get("parcels", []):
@@ -115,42 +172,124 @@ def _parcel_rows(check: dict[str, Any], catalogue: Catalogue) -> list[dict[str, 
         for hit in parcel.get("conflicts", []):
             kind = catalogue.get(hit.get("kind", "")) if hit.get("kind") in catalogue else None
             hits.append({**hit, "colour": kind.colour if kind else "#999999",
-                         "rule_label": RULE.get(hit.get("rule", ""), (hit.get("rule"), hit.get("rule")))})
-        rows.append({**parcel, "hits": hits,
-                     "verdict_label": VERDICT.get(parcel.get("verdict", ""), (parcel.get("verdict"),) * 2)})
+                         "rule_label": label(RULE, hit.get("rule"))})
+        rows.append({**parcel, "hits": hits, "verdict_label": label(VERDICT, parcel.get("verdict"))})
     return rows
 
 
-def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue) -> dict[str, Any]:
-    """Everything the report shows; ``KeyError`` when the check is unknown."""
+def table_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per parcel × control kind touched (a parcel touching none gets one row without a kind),
+    with the stored numbers unchanged: what the Word table and the Excel sheet list."""
+    rows: list[dict[str, Any]] = []
+    for parcel in check.get("parcels", []):
+        base = {
+            "parcel_id": str(parcel.get("parcel_id", "")),
+            "parcel_name": parcel.get("name") or "",
+            "parcel_verdict": zh_en(VERDICT, parcel.get("verdict")),
+            "parcel_area_m2": parcel.get("area_m2"),
+            "parcel_ellipsoidal_area_m2": parcel.get("ellipsoidal_area_m2"),
+        }
+        hits = parcel.get("conflicts") or []
+        if not hits:
+            rows.append({**base, "kind_zh": "未触及管控图层", "kind_en": "no control layer", "rule": "",
+                         "overlap_area_m2": None, "overlap_ellipsoidal_area_m2": None, "overlap_ratio": None,
+                         "below_tolerance": "", "regulation_zh": ""})
+        for hit in hits:
+            rows.append({
+                **base,
+                "kind_zh": hit.get("name_zh") or str(hit.get("kind")),
+                "kind_en": hit.get("name_en") or "",
+                "rule": zh_en(RULE, hit.get("rule")),
+                "overlap_area_m2": hit.get("overlap_area_m2"),
+                "overlap_ellipsoidal_area_m2": hit.get("overlap_ellipsoidal_area_m2"),
+                "overlap_ratio": hit.get("overlap_ratio"),
+                "below_tolerance": "是 yes" if hit.get("below_tolerance") else "否 no",
+                "regulation_zh": (hit.get("regulation") or {}).get("zh", ""),
+            })
+    return rows
+
+
+def all_repairs(check: dict[str, Any]) -> list[dict[str, str]]:
+    """Every repair made to the input: per parcel, then those of parcels dropped entirely."""
+    out = [{**r, "parcel_id": str(p.get("parcel_id", ""))} for p in check.get("parcels", [])
+           for r in p.get("repairs") or []]
+    out += [{**r, "parcel_id": str(r.get("feature_id", ""))} for r in check.get("repairs") or []]
+    return [{**r, "problem": zh_en(REPAIR_PROBLEM, r.get("problem")),
+             "action": zh_en(REPAIR_ACTION, r.get("action"))} for r in out]
+
+
+def _check_parcels(check: dict[str, Any]) -> gpd.GeoDataFrame:
+    """The parcels as the check screened them (EPSG:4326 in the result), not the project's current set."""
+    geoms = [p.get("geometry") for p in check.get("parcels", []) if p.get("geometry")]
+    return _frame_4326({"type": "FeatureCollection",
+                        "features": [{"type": "Feature", "geometry": g} for g in geoms]})
+
+
+def blueprint_checksum(version_meta: Mapping[str, Any]) -> str:
+    """A fingerprint of what the version was built from: its layers' checksums, precedence, tolerance."""
+    import hashlib
+
+    layers = sorted((str(ref.get("kind")), str(ref.get("name")), str(ref.get("checksum")))
+                    for ref in version_meta.get("layers") or [])
+    text = json.dumps({"layers": layers, "precedence": version_meta.get("precedence"),
+                       "tolerance_m": version_meta.get("tolerance_m")}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest() if layers else ""
+
+
+def _reviews(project: dict[str, Any], check: dict[str, Any]) -> list[dict[str, Any]]:
+    reviews = project.get("reviews") or check.get("reviews") or []
+    return [{**r, "decision_label": zh_en(DECISION, r.get("decision"))} for r in reviews]
+
+
+def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
+                   info: ReportInfo | None = None) -> dict[str, Any]:
+    """Everything the reports show; ``KeyError`` when the check is unknown."""
+    info = info or ReportInfo()
     check = source.check(check_id)
     if check is None:
         raise KeyError(check_id)
-    project = source.project_for_check(check_id) or {}
+    project = dict(source.project_for_check(check_id) or {})
+    if project:
+        project["status_label"] = zh_en(STATUS, project.get("status"))
+        project["type_label"] = zh_en(info.project_types, project.get("project_type"))
     work_crs = source.work_crs()
     version = str(check.get("blueprint_version") or "")
+    meta = next((v for v in source.versions() if str(v.get("version")) == version), {})
     try:
         pieces = source.pieces(version)
     except KeyError:
         pieces = gpd.GeoDataFrame({"kind": []}, geometry=[], crs=work_crs)
-    parcels = _frame_4326(project.get("parcels")).to_crs(work_crs)
+    parcels = _check_parcels(check).to_crs(work_crs)
     png = map_png(pieces, parcels, _overlaps(check, work_crs), {k.key: k.colour for k in catalogue.values()},
-                  {k.key: GROUP_ORDER.get(k.group, 1) for k in catalogue.values()})
+                  {k.key: GROUP_ORDER.get(k.group, 1) for k in catalogue.values()},
+                  {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
     kinds_seen = sorted({str(k) for k in pieces["kind"]}) if len(pieces) else []
+    tolerance = check.get("tolerance") or {}
     return {
-        "check": check, "project": project, "reviews": project.get("reviews") or check.get("reviews") or [],
+        "check": check, "project": project, "reviews": _reviews(project, check),
         "parcels": _parcel_rows(check, catalogue),
-        "verdict_label": VERDICT.get(check.get("verdict", ""), (check.get("verdict"),) * 2),
+        "rows": table_rows(check),
+        "repairs": all_repairs(check),
+        "verdict_label": label(VERDICT, check.get("verdict")),
+        "type_label": zh_en(info.project_types, check.get("project_type")),
+        "map_png_bytes": png,
         "map_png": base64.b64encode(png).decode("ascii") if png else None,
         "legend": [catalogue[k] for k in kinds_seen if k in catalogue],
-        "crs_label": work_crs.to_string(),
+        "crs_label": crs_label(work_crs),
+        "area_method": AREA_METHOD,
+        "blueprint_checksum": blueprint_checksum(meta),
+        "rules_file": info.rules_file,
+        "rules_sha256": info.rules_sha256,
+        "tolerance_text": f"{tolerance.get('m2', '–')} m² 且 and {tolerance.get('ratio', '–')}",
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "num": stored_number,
     }
 
 
-def report_html(source: ViewerSource, check_id: str, catalogue: Catalogue) -> str:
+def report_html(source: ViewerSource, check_id: str, catalogue: Catalogue,
+                info: ReportInfo | None = None) -> str:
     """The self-contained report page (the map is an inline PNG; nothing is fetched)."""
-    return render_template("report.html", **report_context(source, check_id, catalogue))
+    return render_template("report.html", **report_context(source, check_id, catalogue, info))
 
 
 def html_to_pdf(html: str, *, executable: str = CHROMIUM) -> bytes:

@@ -13,6 +13,7 @@ from layers.catalogue import Catalogue, load_catalogue
 from viewer import compare as compare_mod
 from viewer import report as report_mod
 from viewer.page import PageOptions, build_page, render_template
+from viewer.report import ReportInfo
 from viewer.source import ViewerSource
 from viewer.tiles import TileService
 
@@ -36,8 +37,21 @@ def _sign_in_first(request: Request) -> None:
     """HTML pages: a browser with no key at all goes to the sign-in form, not to a JSON 401."""
     headers = request.headers
     if not (request.cookies.get(COOKIE) or headers.get("x-api-key") or headers.get("authorization")):
-        raise HTTPException(status_code=303, detail="sign in first 请先登录",
-                            headers={"Location": "/viewer/login"})
+        target = "/viewer/login" + ("?next=/workbench" if request.url.path == "/workbench" else "")
+        raise HTTPException(status_code=303, detail="sign in first 请先登录", headers={"Location": target})
+
+
+# where the sign-in form may send the browser back to: this service's pages only, never another host
+NEXT_PAGES = ("/viewer", "/workbench")
+
+
+def _next_page(value: str | None) -> str:
+    return value if value in NEXT_PAGES else "/viewer"
+
+
+def sign_in_dependencies(auth_dependency: Callable[..., Any]) -> list[Any]:
+    """Page routes: redirect a browser with no key to the sign-in form, then authenticate (in this order)."""
+    return [Depends(_sign_in_first), Depends(auth_dependency)]
 
 
 # keys are printable ASCII; anything else cannot go into a cookie header
@@ -71,7 +85,8 @@ def _known_version(source: ViewerSource, version: str) -> str:
 
 
 def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, tile_url: str | None = None,
-                 dev_key: str | None = None, catalogue: Catalogue | None = None) -> APIRouter:
+                 dev_key: str | None = None, catalogue: Catalogue | None = None,
+                 report_info: ReportInfo | None = None) -> APIRouter:
     """The viewer's routes under /viewer.
 
     Everything but the static assets and the login form depends on ``auth_dependency`` (which
@@ -82,7 +97,7 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
     tiles = TileService(source, {k.key: k.group for k in catalogue.values()})
     router = APIRouter(prefix="/viewer", tags=["viewer"])
     auth = [Depends(auth_dependency)]
-    pages = [Depends(_sign_in_first), Depends(auth_dependency)]  # in this order: redirect before 401
+    pages = sign_in_dependencies(auth_dependency)
 
     @router.get("/static/{path:path}", include_in_schema=False)
     def static(path: str) -> FileResponse:
@@ -90,15 +105,16 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         return _static_file(path)
 
     @router.get("/login", response_class=HTMLResponse, summary="Viewer sign-in form")
-    def login_form() -> HTMLResponse:
-        return HTMLResponse(render_template("login.html", dev_key=dev_key))
+    def login_form(next: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+        return HTMLResponse(render_template("login.html", dev_key=dev_key, next=_next_page(next)))
 
     @router.post("/login", summary="Set the viewer's key cookie")
     def login(
         key: Annotated[str, Form(min_length=1, max_length=512, pattern=PRINTABLE_ASCII)],
+        next: Annotated[str | None, Form(max_length=64)] = None,
     ) -> RedirectResponse:
         # the key is checked by auth_dependency on the next request, like any API call
-        response = RedirectResponse("/viewer", status_code=303)
+        response = RedirectResponse(_next_page(next), status_code=303)
         response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
         return response
 
@@ -151,7 +167,7 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
 
     def _report(check_id: str) -> str:
         try:
-            return report_mod.report_html(source, check_id, catalogue)
+            return report_mod.report_html(source, check_id, catalogue, report_info)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown check {check_id}") from None
 

@@ -61,6 +61,11 @@ class ViewerSource(Protocol):
         """
         ...
 
+    def public_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The 阳光晒政 public list: ``({"code", "name", "district", "status", "created_at",
+        "updated_at"}, ...)`` by code, and the total. Never geometry or applicant contact data."""
+        ...
+
     def check(self, check_id: str) -> dict[str, Any] | None:
         """The stored check result (the screening result contract, unchanged), ``None`` if unknown."""
         ...

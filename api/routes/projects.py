@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Advancer, Decider, ProjectWriter, Reader
@@ -29,14 +30,24 @@ from api.store import NewProject
 
 router = APIRouter(prefix="/api/v1/projects", tags=["项目库 projects"])
 
+# 全国投资项目代码: year, administrative division, industry, approval type, serial
+NATIONAL_CODE = re.compile(r"^\d{4}-\d{6}-\d{2}-\d{2}-\d{6}$")
+
+
+def national_code(code: str) -> str:
+    """A new project's code must have the national investment-project code shape."""
+    if not NATIONAL_CODE.fullmatch(code):
+        raise ValueError(
+            f"'{code}' is not a national investment-project code YYYY-DDDDDD-DD-DD-DDDDDD "
+            "(e.g. 2026-340700-47-01-000001) 项目代码须为全国投资项目代码格式"
+        )
+    return code
+
+
 Code = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[0-9A-Za-z][0-9A-Za-z_\-.]*$",
-        examples=["2024-340700-47-01-000001"],
-    ),
+    Field(min_length=1, max_length=64, examples=["2026-340700-47-01-000001"]),
+    AfterValidator(national_code),
 ]
 Status = Literal["submitted", "screened", "in_review", "cleared", "rejected"]
 
@@ -150,6 +161,30 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 @router.get("/{code}", summary="项目详情 One project: data, checks, reviews")
 def get_project(code: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
     return services.project_detail(code)
+
+
+@router.put(
+    "/{code}/parcels",
+    summary="更新地块 Replace the project's parcels (earlier set kept)",
+    openapi_extra=json_or_multipart(ParcelCollection, UploadFields),
+    response_class=JSONResponse,
+)
+async def replace_parcels(
+    code: str, request: Request, services: ServicesDep, who: ProjectWriter
+) -> JSONResponse:
+    """A re-submission: new parcels (GeoJSON body or uploaded file) replace the stored ones while the
+    project is submitted or screened; the earlier set is kept under ``parcel_revisions`` and the
+    project is back to ``submitted`` until it is screened again."""
+    services.projects.get(code)  # 404 before reading the upload
+    if content_kind(request) == "json":
+        body = validate(ParcelCollection, await read_json(request))
+        parcels = await parcels_from_json(services, body.model_dump(exclude_none=True))
+    else:
+        form_fields, upload = await form_upload(request, services.settings.max_upload_bytes)
+        form = validate(UploadFields, {**form_fields, "file": b""})
+        parcels = await parcels_from_upload(services, upload, form)
+    project = await run_in_threadpool(services.replace_parcels, code, parcels, by=who)
+    return JSONResponse(project)
 
 
 @router.get("/{code}/location", summary="项目定位 Locate a project (EPSG:4326)")

@@ -106,6 +106,10 @@ class Api:
         headers = {**self.h(role), **kw.pop("headers", {})}
         return self.client.post(path, headers=headers, **kw)
 
+    def put(self, role: str, path: str, **kw: Any) -> Any:
+        headers = {**self.h(role), **kw.pop("headers", {})}
+        return self.client.put(path, headers=headers, **kw)
+
 
 def make_keys(services: Services) -> dict[str, str]:
     store = KeyStore(services.engine)
@@ -177,3 +181,9 @@ def fresh(db_url: str, tmp_path: Path) -> Iterator[Api]:
 
 def unique(prefix: str = "P") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def national_code() -> str:
+    """A fresh code of the national investment-project shape YYYY-DDDDDD-DD-DD-DDDDDD."""
+    digits = f"{uuid.uuid4().int % 10**10:010d}"
+    return f"2026-340700-{digits[:2]}-{digits[2:4]}-{digits[4:]}"

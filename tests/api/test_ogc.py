@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlparse
 
 from shapely.geometry import shape
 
-from tests.api.conftest import PASS_PARCEL, Api, collection, rect, unique
+from tests.api.conftest import PASS_PARCEL, Api, collection, national_code, rect
 from tests.api.test_service import assert_error
 
 
@@ -89,7 +89,7 @@ def test_conflicts_layers_and_parcels_are_served(city: Api) -> None:
     assert conflicts["features"][0]["properties"]["winner"] == "permanent_farmland"
     layer = city.get("reviewer", "/ogc/collections/layer-urban_boundary/items").json()
     assert layer["numberMatched"] == 1
-    code = unique()
+    code = national_code()
     city.post(
         "planner",
         "/api/v1/projects",

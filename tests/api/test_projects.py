@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from shapely.geometry import shape
 
-from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, rect, unique
+from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, national_code, rect, unique
 from tests.api.test_service import assert_error
 
 
 def create(city: Api, *geoms, role: str = "planner", **fields):
     body = {
-        "code": unique(),
+        "code": national_code(),
         "name": "铜陵测试项目",
         "project_type": "industrial",
         "applicant": "某公司",
@@ -36,13 +36,13 @@ def test_create_and_read(city: Api) -> None:
 
 
 def test_duplicate_code_conflicts(city: Api) -> None:
-    code = unique()
+    code = national_code()
     assert create(city, PASS_PARCEL, code=code).status_code == 201
     assert_error(create(city, PASS_PARCEL, code=code), 409, "project_exists")
 
 
 def test_concurrent_creates_of_one_code_make_one_project(city: Api) -> None:
-    code = unique()
+    code = national_code()
     with ThreadPoolExecutor(6) as pool:
         statuses = sorted(
             r.status_code for r in pool.map(lambda _: create(city, PASS_PARCEL, code=code), range(6))
@@ -51,7 +51,7 @@ def test_concurrent_creates_of_one_code_make_one_project(city: Api) -> None:
 
 
 def test_create_with_a_file_upload(city: Api) -> None:
-    code = unique()
+    code = national_code()
     data = json.dumps(collection(PASS_PARCEL, rect(1700, 100, 1750, 150))).encode()
     r = city.post(
         "planner",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.viewer_source import StoreViewerSource
-from tests.api.conftest import REDLINE_PARCEL, Api, collection, unique
+from tests.api.conftest import REDLINE_PARCEL, Api, collection, national_code
 from viewer.source import ViewerSource
 
 
@@ -26,7 +26,7 @@ def test_source_satisfies_the_port(city: Api) -> None:
 
 
 def test_project_for_check_and_search(city: Api) -> None:
-    code = unique()
+    code = national_code()
     r = city.post(
         "planner",
         "/api/v1/projects",

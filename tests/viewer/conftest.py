@@ -150,6 +150,12 @@ class MemorySource:
         hit = q in DEMO_PROJECT["code"] or q in DEMO_PROJECT["name"]
         return [{k: DEMO_PROJECT[k] for k in ("code", "name", "project_type", "status")}] if hit else []
 
+    def public_projects(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        self._count("public_projects")
+        keys = ("code", "name", "district", "status")
+        dates = {"created_at": "2026-11-20T09:00:00+00:00", "updated_at": "2026-11-21T09:00:00+00:00"}
+        return [{k: DEMO_PROJECT[k] for k in keys} | dates][offset:offset + limit], 1
+
     def check(self, check_id: str) -> dict[str, Any] | None:
         return demo_check() if check_id == "CHK-0001" else None
 

@@ -210,7 +210,7 @@ def test_search_flies_to_the_project_and_shows_its_panel(page: Any, base_url: st
     assert panel.is_visible()
     text = panel.inner_text()
     for expected in ("铜陵新材料产业园一期", "冲突 Conflict", "v1", "生态保护红线", "永久基本农田",
-                     "地块占用生态保护红线", "rejected", "审查报告 Report"):
+                     "地块占用生态保护红线", "不同意 Rejected", "审查报告（网页） Report"):
         assert expected in text, expected
     assert page.locator("path.ob-parcel").count() >= 1
     assert page.locator("path.ob-overlap-ecological_redline").count() >= 1

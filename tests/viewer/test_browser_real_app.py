@@ -43,7 +43,7 @@ LAYERS = {  # metres from the demo origin, EPSG:4548 (see tests/viewer/conftest.
     "urban_space": b(-400, 0, 1000, 1000).union(b(200, -1000, 1000, 0)),
     "city_boundary": b(-1000, -1000, 1000, 1000),
 }
-CODE = "TL-E2E-001"
+CODE = "2026-340705-47-01-000901"
 
 
 def seed(base: str, tmp: Path) -> str:
@@ -125,7 +125,7 @@ def test_meeting_flow_on_the_real_service(real: tuple[str, str]) -> None:
             page.wait_for_timeout(1500)
             text = page.locator("#ob-panel").inner_text()
             expected_texts = (CODE, "铜陵端到端测试园区", "冲突 Conflict", check_id, "生态保护红线",
-                              "rejected")
+                              "不同意 Rejected")
             for expected in expected_texts:
                 assert expected in text, expected
             assert page.locator("path.ob-parcel").count() >= 1
@@ -142,7 +142,8 @@ def test_report_on_the_real_service(real: tuple[str, str]) -> None:
     base, check_id = real
     with httpx.Client(base_url=base, headers={"X-API-Key": REVIEWER}, timeout=120) as http:
         html = http.get(f"/viewer/reports/{check_id}.html")
-        assert html.status_code == 200 and "铜陵端到端测试园区" in html.text and "rejected" in html.text
+        assert html.status_code == 200 and "铜陵端到端测试园区" in html.text
+        assert "不同意 Rejected" in html.text
         pdf = http.get(f"/viewer/reports/{check_id}.pdf")
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
         tile = http.get("/viewer/tiles/v1/ecological_redline/14/13516/6712.geojson")
@@ -155,7 +156,7 @@ def test_viewer_data_shapes_match_the_api(real: tuple[str, str]) -> None:
     """The fields viewer.js reads are the ones the API returns (guards the contract both ways)."""
     base, _ = real
     with httpx.Client(base_url=base, headers={"X-API-Key": REVIEWER}, timeout=60) as http:
-        found: Any = http.get("/api/v1/projects", params={"q": "E2E"}).json()
+        found: Any = http.get("/api/v1/projects", params={"q": CODE[-6:]}).json()
         items = found if isinstance(found, list) else found["items"]
         assert [p["code"] for p in items] == [CODE]
         project = http.get(f"/api/v1/projects/{CODE}").json()

@@ -80,7 +80,7 @@ def test_report_html(client: TestClient) -> None:
     assert '<td id="blueprint-version">v1</td>' in html
     assert "冲突 Conflict" in html
     assert "地块占用生态保护红线" in html and "forbidden for industrial projects" in html
-    assert "铜陵新材料产业园一期" in html and "rejected" in html  # project and review decision
+    assert "铜陵新材料产业园一期" in html and "不同意 Rejected" in html  # project and review decision
     assert "生态保护红线" in html and "Permanent basic farmland" in html
     assert 'src="data:image/png;base64,' in html
     assert URL.findall(html) == [], "the report is self-contained: printable with no network"

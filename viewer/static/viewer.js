@@ -14,6 +14,38 @@
     conditional: ["有条件", "conditional"],
     allowed: ["允许", "allowed"],
   };
+  var STATUS = {
+    submitted: ["已入库", "Submitted"],
+    screened: ["已检测", "Screened"],
+    in_review: ["联合审查中", "In joint review"],
+    cleared: ["审查通过", "Cleared"],
+    rejected: ["审查未通过", "Rejected"],
+  };
+  var DECISION = {
+    approved: ["同意", "Approved"],
+    approved_with_conditions: ["有条件同意", "Approved with conditions"],
+    rejected: ["不同意", "Rejected"],
+    deferred: ["暂缓", "Deferred"],
+  };
+  var MAY_DECIDE = { reviewer: true, admin: true };
+  // layers.geometry's repair codes (problem, action) in words a planner reads
+  var REPAIR = {
+    invalid: ["几何无效（自相交等）", "invalid geometry"],
+    collapsed: ["无效且修复后无面积", "invalid, no area left"],
+    empty: ["空几何", "empty geometry"],
+    z_dropped: ["带高程 Z 值", "had Z values"],
+    no_polygon: ["不含面", "no polygon"],
+    collection: ["几何集合", "geometry collection"],
+    make_valid: ["已自动修复为有效面", "made valid"],
+    dropped: ["已剔除", "dropped"],
+    "dropped Z coordinates": ["已去除 Z 值", "Z dropped"],
+    "kept polygonal parts": ["保留其中的面", "polygonal parts kept"],
+  };
+
+  function zhEn(table, code) {
+    var v = table[code];
+    return v ? v[0] + " " + v[1] : String(code === undefined || code === null ? "" : code);
+  }
 
   function esc(value) {
     return String(value === undefined || value === null ? "" : value).replace(/[&<>"']/g, function (c) {
@@ -122,7 +154,7 @@
       byKey[spec.key] = layer;
       if (spec.on) layer.addTo(map);
     });
-    L.control.layers({}, overlays, { collapsed: false, position: "topright" }).addTo(map);
+    L.control.layers({}, overlays, { collapsed: cfg.mode === "workbench", position: "topright" }).addTo(map);
     OB.layers = byKey;
     return byKey;
   }
@@ -178,7 +210,7 @@
     map.on("measurestart", function () { measuring = true; });
     map.on("measurefinish", function () { measuring = false; });
     map.on("click", function (e) {
-      if (measuring || !cfg.version) return;
+      if (measuring || OB.drawing || !cfg.version) return;
       var url = cfg.identify.replace("{version}", encodeURIComponent(cfg.version)) +
         "?lon=" + e.latlng.lng.toFixed(7) + "&lat=" + e.latlng.lat.toFixed(7);
       getJSON(url).then(function (data) {
@@ -338,7 +370,7 @@
   function reviewsHtml(reviews) {
     if (!reviews.length) return "<p>暂无联审意见 No review decision yet</p>";
     return "<ul>" + reviews.map(function (r) {
-      return "<li><b>" + esc(r.decision) + "</b> — " + esc(r.decided_by || r.by || r.reviewer || "") + " " +
+      return "<li><b>" + esc(zhEn(DECISION, r.decision)) + "</b> — " + esc(r.decided_by || r.by || r.reviewer || "") + " " +
         esc(r.decided_at || r.at || r.created_at || "") + (conditionsText(r.conditions) ? "<br>条件 Conditions: " +
         esc(conditionsText(r.conditions)) : "") +
         (r.reasons ? "<br>理由 Reasons: " + esc(r.reasons) : "") + "</li>";
@@ -352,23 +384,83 @@
       "<h3>" + esc(project.code) + " " + esc(project.name) + "</h3>" +
       '<h4>项目信息 Project</h4><table class="ob-table">' +
       row("项目代码", "Code", project.code) + row("项目名称", "Name", project.name) +
-      row("项目类型", "Type", project.project_type || project.type) + row("建设单位", "Applicant", project.applicant) +
-      row("所在区县", "District", project.district) + row("状态", "Status", project.status) + "</table>";
+      row("项目类型", "Type", typeName(project.project_type || project.type)) + row("建设单位", "Applicant", project.applicant) +
+      row("所在区县", "District", project.district) + row("状态", "Status", zhEn(STATUS, project.status)) + "</table>";
     if (check) {
       var report = OB.cfg.report.replace("{check_id}", encodeURIComponent(check.check_id));
       html += "<h4>审查结论 Verdict " + verdictBadge(check.verdict) + "</h4>" +
         '<table class="ob-table">' + row("蓝图版本", "Blueprint version", check.blueprint_version) +
         row("检查编号", "Check id", check.check_id) + "</table>" + versionNote(check) +
-        '<p><a href="' + esc(report) + '" target="_blank">审查报告 Report (HTML)</a> · <a href="' +
-        esc(report.replace(/\.html$/, ".pdf")) + '" target="_blank">PDF</a></p>' +
+        '<p class="ob-reports"><a href="' + esc(report) + '" target="_blank">审查报告（网页） Report</a> · ' +
+        reportLink(check.check_id, "docx", "下载审查报告（Word）") + " · " + reportLink(check.check_id, "xlsx", "下载审查报告（Excel）") +
+        " · " + reportLink(check.check_id, "pdf", "下载审查报告（PDF）") + "</p>" +
         (check.parcels || []).map(parcelHtml).join("");
     } else {
       html += "<p>尚未审查 Not screened yet</p>";
     }
+    html += historyHtml(project);
     html += "<h4>联审意见 Review decisions</h4>" + reviewsHtml(reviews);
+    if (check && OB.me && MAY_DECIDE[OB.me.role]) html += decideForm();
     panel.innerHTML = html;
     panel.hidden = false;
     panel.querySelector(".ob-close").onclick = function () { panel.hidden = true; OB.highlight.clearLayers(); };
+    var form = panel.querySelector("#ob-decide");
+    if (form) form.addEventListener("submit", function (e) { e.preventDefault(); decide(project, check); });
+  }
+
+  function typeName(key) {
+    var t = OB.types && OB.types[key];
+    return t ? t.name_zh + " " + t.name_en : key;
+  }
+
+  function reportLink(checkId, format, text) {
+    var url = OB.cfg.reports.replace("{check_id}", encodeURIComponent(checkId)).replace("{format}", format);
+    return '<a href="' + esc(url) + '" download>' + esc(text) + "</a>";
+  }
+
+  /* every check of the project, with the parcel set it screened (earlier sets are kept) */
+  function historyHtml(project) {
+    var checks = project.checks || [];
+    if (checks.length < 2 && !(project.parcel_revisions || []).length) return "";
+    return "<h4>检测历史 History</h4><ul class=\"ob-history\">" + checks.map(function (c) {
+      return "<li>" + esc(String(c.created_at || "").slice(0, 16).replace("T", " ")) + " " + verdictBadge(c.verdict) +
+        " 蓝图 " + esc(c.blueprint_version) + " · 第 " + esc(c.parcels_revision || 1) + " 套地块 parcel set · " +
+        reportLink(c.check_id, "docx", "Word") + "</li>";
+    }).join("") + "</ul>";
+  }
+
+  function decideForm() {
+    var options = Object.keys(DECISION).filter(function (k) { return k !== "deferred"; }).map(function (k) {
+      return '<option value="' + k + '">' + esc(DECISION[k][0]) + " " + esc(DECISION[k][1]) + "</option>";
+    }).join("");
+    return '<form id="ob-decide" class="ob-decide"><h4>记录联审决定 Record the decision</h4>' +
+      '<label for="ob-decision">联审决定 Decision</label><select id="ob-decision">' + options + "</select>" +
+      '<label for="ob-decided-by">审查会议 Decided by</label><input id="ob-decided-by" value="联合审查会议 Joint review meeting"/>' +
+      '<label for="ob-conditions">附加条件 Conditions（每行一条 one per line）</label><textarea id="ob-conditions" rows="2"></textarea>' +
+      '<label for="ob-reasons">理由 Reasons</label><textarea id="ob-reasons" rows="2"></textarea>' +
+      '<p><button type="submit">记录决定 Record</button></p><div id="ob-decide-msg" role="status"></div></form>';
+  }
+
+  function decide(project, check) {
+    var conditions = document.getElementById("ob-conditions").value.split(/\n/).map(function (s) { return s.trim(); })
+      .filter(Boolean);
+    var body = { check_id: check.check_id, decision: document.getElementById("ob-decision").value,
+      decided_by: document.getElementById("ob-decided-by").value.trim(), conditions: conditions,
+      reasons: document.getElementById("ob-reasons").value.trim() };
+    fetch(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/reviews", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (r) {
+      return r.json().then(function (data) {
+        if (!r.ok) throw data;
+        setState("decided");
+        return select(project.code);
+      });
+    }).catch(function (err) {
+      var msg = document.getElementById("ob-decide-msg");
+      if (msg) msg.innerHTML = '<p class="ob-warn">' + esc((err && err.message_zh) || "未能记录 Not recorded") + " " +
+        esc((err && err.detail) || "") + "</p>";
+    });
   }
 
   function select(code) {
@@ -394,6 +486,7 @@
 
   function wireSearch() {
     var form = document.getElementById("ob-search-form");
+    if (!form) return; // the workbench has no search bar
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       search(document.getElementById("ob-search").value.trim());
@@ -415,6 +508,17 @@
     });
   }
 
+  function loadWhoAndTypes() {
+    // labels for the panel (Chinese type names) and whether this person may record decisions
+    return Promise.all([
+      getJSON(OB.cfg.api + "/me").then(function (me) { OB.me = me; }).catch(function () {}),
+      getJSON(OB.cfg.api + "/project-types").then(function (types) {
+        OB.types = {};
+        types.forEach(function (t) { OB.types[t.key] = t; });
+      }).catch(function () {}),
+    ]);
+  }
+
   OB.init = function (map, cfg) {
     OB.map = map;
     OB.cfg = cfg;
@@ -422,15 +526,19 @@
     cfg.layers.forEach(function (s) { OB.kinds[s.key] = s; });
     OB.select = select;
     OB.search = search;
-    // the whole city, clear of the top bar and of the open layer list on the right
+    OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
+                zhEn: zhEn,
+                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON };
+    var workbench = cfg.mode === "workbench";
+    // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);
     map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]],
-      { paddingTopLeft: [50, 60], paddingBottomRight: [right, 20] });
+      { paddingTopLeft: workbench ? [450, 20] : [50, 60], paddingBottomRight: [right, 20] });
     L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map); // metres only: plans are metric
     if (cfg.version) {
       var byKey = addLayers(map, cfg);
       addLegend(map, cfg, byKey);
-    } else {
+    } else if (!workbench) {
       document.getElementById("ob-panel").hidden = false;
       document.getElementById("ob-panel").innerHTML = "<p>尚无蓝图版本 No blueprint version yet</p>";
     }
@@ -438,7 +546,12 @@
     addCoordinates(map, cfg);
     addIdentify(map, cfg);
     wireSearch();
+    if (workbench) {
+      window.OneBlueprintWorkbench.init(map, cfg);
+      return;
+    }
+    var labels = loadWhoAndTypes();
     setState("ready");
-    if (cfg.project) select(cfg.project);
+    if (cfg.project) labels.then(function () { select(cfg.project); });
   };
 })();

@@ -1,0 +1,93 @@
+"""What the workbench relies on, as any client sees it: who am I, project types, national codes, new
+parcels for a pooled project (earlier set kept), Chinese messages, and the Word/Excel reports."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, national_code
+from tests.api.test_projects import create
+from tests.api.test_service import assert_error
+
+docx = pytest.importorskip("docx")
+openpyxl = pytest.importorskip("openpyxl")
+
+
+def test_me_says_role_and_permitted_actions(city: Api) -> None:
+    me = city.get("planner", "/api/v1/me").json()
+    assert me["role"] == "planner" and me["role_zh"] == "规划编审人员"
+    assert "project" in me["may"] and "decide" not in me["may"]
+    assert "decide" in city.get("reviewer", "/api/v1/me").json()["may"]
+
+
+def test_project_types_come_from_the_rules_with_chinese_names(city: Api) -> None:
+    types = city.get("reviewer", "/api/v1/project-types").json()
+    assert {"key": "industrial", "name_zh": "工业项目", "name_en": "Industrial project",
+            "urban_construction": True} in types
+
+
+@pytest.mark.parametrize("code", ["TL-2026-001", "2026-340700-47-01-00001", "2026-34070A-47-01-000001"])
+def test_a_new_project_needs_a_national_code(city: Api, code: str) -> None:
+    r = create(city, PASS_PARCEL, code=code)
+    assert_error(r, 422, "invalid_request")
+    assert "全国投资项目代码" in r.json()["detail"] and r.json()["message_zh"]
+
+
+def test_errors_carry_a_chinese_message_with_what_to_do(city: Api) -> None:
+    r = city.post("planner", "/api/v1/checks", json={"project_type": "industrial",
+                                                      "parcels": collection(PASS_PARCEL)})
+    assert r.status_code == 201
+    far = collection(PASS_PARCEL.__class__([(1e6, 1e6), (1e6 + 10, 1e6), (1e6 + 10, 1e6 + 10)]))
+    body = city.post("planner", "/api/v1/checks", json={"project_type": "industrial", "parcels": far}).json()
+    assert body["code"] in ("parcel_outside_city", "coordinates_out_of_range") and body["message_zh"]
+
+
+def test_new_parcels_keep_the_earlier_set_and_need_a_new_check(city: Api) -> None:
+    code = create(city, PASS_PARCEL).json()["code"]
+    first = city.post("planner", f"/api/v1/projects/{code}/checks").json()
+    assert first["verdict"] == "pass"
+    r = city.put("planner", f"/api/v1/projects/{code}/parcels", json=collection(REDLINE_PARCEL))
+    assert r.status_code == 200, r.text
+    project = r.json()
+    assert project["status"] == "submitted" and project["latest_check_id"] is None
+    assert project["parcels_revision"] == 2
+    second = city.post("planner", f"/api/v1/projects/{code}/checks").json()
+    assert second["verdict"] == "conflict"
+    detail = city.get("reviewer", f"/api/v1/projects/{code}").json()
+    assert [c["parcels_revision"] for c in detail["checks"]] == [1, 2]
+    assert [r["revision"] for r in detail["parcel_revisions"]] == [1]
+    audit = city.get("admin", "/api/v1/audit", params={"subject_id": code}).json()
+    entries = audit["items"] if isinstance(audit, dict) else audit
+    assert any(e["action"] == "project.parcels" for e in entries)
+
+
+def test_parcels_cannot_change_in_joint_review_and_a_reviewer_cannot_change_them(city: Api) -> None:
+    code = create(city, PASS_PARCEL).json()["code"]
+    assert_error(city.put("reviewer", f"/api/v1/projects/{code}/parcels", json=collection(PASS_PARCEL)),
+                 403, "forbidden")
+    city.post("planner", f"/api/v1/projects/{code}/checks")
+    r = city.post("planner", f"/api/v1/projects/{code}/status", json={"status": "in_review"})
+    assert r.status_code == 200
+    r = city.put("planner", f"/api/v1/projects/{code}/parcels", json=collection(REDLINE_PARCEL))
+    assert_error(r, 409, "invalid_transition")
+    assert city.get("reviewer", f"/api/v1/projects/{code}").json()["parcels_revision"] == 1
+
+
+def test_word_and_excel_reports_hold_the_stored_numbers(city: Api) -> None:
+    code = create(city, REDLINE_PARCEL, code=national_code()).json()["code"]
+    check = city.post("planner", f"/api/v1/projects/{code}/checks").json()
+    hit = check["parcels"][0]["conflicts"][0]
+    r = city.get("approval_system", f"/api/v1/checks/{check['check_id']}/report.docx")
+    assert r.status_code == 200 and r.headers["content-type"].endswith("wordprocessingml.document")
+    document = docx.Document(io.BytesIO(r.content))
+    cells = [c.text for t in document.tables for row in t.rows for c in row.cells]
+    assert repr(hit["overlap_area_m2"]) in cells and code in cells
+    assert not any("industrial" == c for c in cells)
+    r = city.get("reviewer", f"/api/v1/checks/{check['check_id']}/report.xlsx")
+    assert r.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).worksheets[0]
+    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    assert [row[7] for row in rows if row[5] == hit["name_zh"]] == [hit["overlap_area_m2"]]
+    assert city.get("reviewer", "/api/v1/checks/chk_nope/report.docx").status_code == 404

@@ -1,0 +1,52 @@
+"""viewer.labels: Chinese-first names for every code a person sees (verdicts, rules, statuses, decisions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+Label = tuple[str, str]
+
+VERDICT: Mapping[str, Label] = {"pass": ("通过", "Pass"), "review": ("需审查", "Review"),
+                                "conflict": ("冲突", "Conflict")}
+RULE: Mapping[str, Label] = {"forbidden": ("禁止", "forbidden"), "conditional": ("有条件", "conditional"),
+                             "allowed": ("允许", "allowed")}
+STATUS: Mapping[str, Label] = {
+    "submitted": ("已入库", "Submitted"),
+    "screened": ("已检测", "Screened"),
+    "in_review": ("联合审查中", "In joint review"),
+    "cleared": ("审查通过", "Cleared"),
+    "rejected": ("审查未通过", "Rejected"),
+}
+DECISION: Mapping[str, Label] = {
+    "approved": ("同意", "Approved"),
+    "approved_with_conditions": ("有条件同意", "Approved with conditions"),
+    "rejected": ("不同意", "Rejected"),
+    "deferred": ("暂缓", "Deferred"),
+}
+# what layers.geometry reports (Repair.problem / Repair.action), in words a planner reads
+REPAIR_PROBLEM: Mapping[str, Label] = {
+    "invalid": ("几何无效（自相交等）", "invalid geometry"),
+    "collapsed": ("无效且修复后无面积", "invalid, no area left"),
+    "empty": ("空几何", "empty geometry"),
+    "z_dropped": ("带高程 Z 值", "had Z values"),
+    "no_polygon": ("不含面", "no polygon"),
+    "collection": ("几何集合", "geometry collection"),
+}
+REPAIR_ACTION: Mapping[str, Label] = {
+    "make_valid": ("已自动修复为有效面", "made valid"),
+    "dropped": ("已剔除", "dropped"),
+    "dropped Z coordinates": ("已去除 Z 值", "Z dropped"),
+    "kept polygonal parts": ("保留其中的面", "polygonal parts kept"),
+}
+
+
+def label(table: Mapping[str, Label], code: object) -> Label:
+    """The (zh, en) label of ``code``; an unknown code is shown as it is rather than hidden."""
+    text = "" if code is None else str(code)
+    return table.get(text, (text, text))
+
+
+def zh_en(table: Mapping[str, Label], code: object) -> str:
+    """``"通过 Pass"``: the one-string form for reports and tables."""
+    zh, en = label(table, code)
+    return zh if zh == en else f"{zh} {en}"

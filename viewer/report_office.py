@@ -1,0 +1,112 @@
+"""viewer.report_office: the 审查报告 as Word (docxtpl on an editable template) and Excel (XlsxWriter)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from viewer.labels import VERDICT, zh_en
+
+DOCX_TEMPLATE = Path(__file__).resolve().parent / "report_templates" / "report.docx"
+MAP_WIDTH_MM = 150
+
+XLSX_COLUMNS: list[tuple[str, str, str]] = [
+    # (header, row key, kind of cell)
+    ("地块编号 Parcel", "parcel_id", "text"),
+    ("地块名称 Name", "parcel_name", "text"),
+    ("地块结论 Parcel verdict", "parcel_verdict", "text"),
+    ("地块面积（平面）m² Parcel area plane", "parcel_area_m2", "area"),
+    ("地块面积（椭球）m² Parcel area ellipsoidal", "parcel_ellipsoidal_area_m2", "area"),
+    ("管控图层 Control layer", "kind_zh", "text"),
+    ("规则 Rule", "rule", "text"),
+    ("重叠面积（平面）m² Overlap plane", "overlap_area_m2", "area"),
+    ("重叠面积（椭球）m² Overlap ellipsoidal", "overlap_ellipsoidal_area_m2", "area"),
+    ("占地块比例 Ratio", "overlap_ratio", "ratio"),
+    ("低于容差 Below tolerance", "below_tolerance", "text"),
+    ("法规依据 Regulation", "regulation_zh", "text"),
+]
+
+
+def _ratio_text(value: Any) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, int | float) else "–"
+
+
+def _conditions_text(conditions: Any) -> str:
+    if isinstance(conditions, list):
+        return "；".join(str(c) for c in conditions)
+    return str(conditions or "")
+
+
+def docx_report(context: dict[str, Any], template: Path = DOCX_TEMPLATE) -> bytes:
+    """The Word report from ``viewer.report.report_context``; the numbers are the stored ones."""
+    from docx.shared import Mm
+    from docxtpl import DocxTemplate, InlineImage
+
+    doc = DocxTemplate(str(template))
+    png = context.get("map_png_bytes")
+    values = {
+        **context,
+        "verdict_text": zh_en(VERDICT, context["check"].get("verdict")),
+        "rows": [{**r, "ratio_text": _ratio_text(r["overlap_ratio"])} for r in context["rows"]],
+        "reviews": [{**r, "conditions_text": _conditions_text(r.get("conditions"))}
+                    for r in context["reviews"]],
+        "map_image": InlineImage(doc, io.BytesIO(png), width=Mm(MAP_WIDTH_MM)) if png else "无几何",
+        "project": context.get("project") or {},
+    }
+    doc.render(values, autoescape=True)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def xlsx_report(context: dict[str, Any]) -> bytes:
+    """A sheet of rows (parcel × control layer), every number a number; a second says what was checked."""
+    import xlsxwriter
+
+    out = io.BytesIO()
+    book = xlsxwriter.Workbook(out, {"in_memory": True})
+    head = book.add_format({"bold": True, "bg_color": "#EEEEEE", "text_wrap": True, "valign": "top",
+                            "border": 1})
+    area = book.add_format({"num_format": "0.0000"})
+    ratio = book.add_format({"num_format": "0.00%"})
+    sheet = book.add_worksheet("重叠分析")
+    for col, (title, _key, kind) in enumerate(XLSX_COLUMNS):
+        sheet.write_string(0, col, title, head)
+        sheet.set_column(col, col, 40 if kind == "text" and col == len(XLSX_COLUMNS) - 1 else 16)
+    for row_no, row in enumerate(context["rows"], start=1):
+        for col, (_title, key, kind) in enumerate(XLSX_COLUMNS):
+            value = row.get(key)
+            if kind in ("area", "ratio") and isinstance(value, int | float):
+                sheet.write_number(row_no, col, float(value), area if kind == "area" else ratio)
+            elif kind == "text":
+                sheet.write_string(row_no, col, str(value or ""))
+    sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, max(len(context["rows"]), 1), len(XLSX_COLUMNS) - 1)
+    _about_sheet(book.add_worksheet("检查信息"), context, head)
+    book.close()
+    return out.getvalue()
+
+
+def _about_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
+    check, project = context["check"], context.get("project") or {}
+    rows = [
+        ("检查编号 Check id", check.get("check_id")),
+        ("项目代码 Project code", project.get("code", "")),
+        ("项目名称 Project name", project.get("name", "")),
+        ("项目类型 Project type", context["type_label"]),
+        ("审查结论 Verdict", zh_en(VERDICT, check.get("verdict"))),
+        ("蓝图版本 Blueprint version", check.get("blueprint_version")),
+        ("蓝图校验和 Blueprint checksum", context["blueprint_checksum"]),
+        ("规则文件 Rules file", f"{context['rules_file']} sha256 {context['rules_sha256']}"),
+        ("容差 Tolerance", context["tolerance_text"]),
+        ("坐标系 CRS", context["crs_label"]),
+        ("面积计算方法 Area method", context["area_method"][0]),
+        ("审查说明 Explanation", check.get("explanation_zh", "")),
+        ("生成时间 Generated", context["generated_at"]),
+    ]
+    sheet.set_column(0, 0, 28)
+    sheet.set_column(1, 1, 90)
+    for i, (key, value) in enumerate(rows):
+        sheet.write_string(i, 0, key, head)
+        sheet.write_string(i, 1, "" if value is None else str(value))
