@@ -307,7 +307,7 @@ class LayerStore:
                     progress(chunk.read, stream.total)
             repairs.sort(key=lambda r: repair_rank(r["problem"]))  # as the whole layer's repair lists them
             conn.execute(sa.update(LAYERS).where(LAYERS.c.id == layer_id).values(
-                feature_count=count, area_m2=round(area, 2), repairs=repairs,
+                feature_count=count, area_m2=round(area, 2), repairs=repairs, notes=list(stream.notes),
                 meta={"layer": jsonable(stream.meta), "columns": columns or []}))
         return self.summary(stream.name)
 

@@ -19,7 +19,15 @@ from pyproj import CRS
 
 from layers.archive import check_size, sha256
 from layers.catalogue import Catalogue
-from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs
+from layers.crs import (
+    DatumParams,
+    crs_label,
+    offset_name,
+    parse_crs,
+    require_projected,
+    resolve_crs,
+    to_work_crs,
+)
 from layers.encoding import check_encoding, shapefile_encoding
 from layers.errors import EmptyLayerError, FileTooLargeError, OneBlueprintError, UnreadableLayerError
 from layers.formats import (  # the same steps read_source takes, one chunk at a time
@@ -34,10 +42,13 @@ from layers.ingest import (
     CRSInput,
     _choose_ids,
     _id_strings,
+    _nested_as_json,
     _normalise_geometry_column,
     _place_ids,
+    _refuse_web_map_offset,
     _repair,
     read_layer,
+    unique_columns,
 )
 from layers.model import Limits, PlanLayer, Repair
 
@@ -84,14 +95,16 @@ class LayerStream:
 def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
                encoding: str | None = None, layer: str | None = None, name: str | None = None,
                limits: Limits = Limits(), raster_values: Sequence[float] | None = None,
+               datum_params: DatumParams | None = None,
                chunk_features: int | None = None) -> Iterator[LayerStream]:
     """:func:`layers.ingest.read_layer` as a stream of chunks of at most ``chunk_features`` features.
 
     GeoPackage, Shapefile and FlatGeobuf files (also inside a zip) with more features than one chunk
     are read a chunk at a time, so memory stays bounded by the chunk; every other file is read whole
-    and handed over as one chunk. Without ``chunk_features`` a chunk is about :data:`CHUNK_BYTES` of
-    the file, at most :data:`CHUNK_FEATURES` features. Errors are those of ``read_layer``; a limit passed in a
-    later chunk (vertices) or a layer left empty by repairs is raised while iterating.
+    and handed over as one chunk, and so is a layer declared GCJ-02/BD-09 or read with old-datum
+    parameters. Without ``chunk_features`` a chunk is about :data:`CHUNK_BYTES` of the file, at most
+    :data:`CHUNK_FEATURES` features. Errors are those of ``read_layer``; a limit passed in a later chunk
+    (vertices) or a layer left empty by repairs is raised while iterating.
     """
     path = Path(path)
     spec = catalogue[kind]
@@ -100,14 +113,15 @@ def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
     stream_of = functools.partial(_ogr_stream, work_crs=work_crs, declared=declared, encoding=encoding,
                                   limits=limits, geometry=spec.geometry, chunk_features=chunk_features)
     suffix = path.suffix.lower()
-    if path.is_file() and FORMATS.get(suffix) in STREAMED_FORMATS:
+    plain = path.is_file() and datum_params is None and offset_name(declared) is None  # else: whole
+    if plain and FORMATS.get(suffix) in STREAMED_FORMATS:
         parts = shapefile_parts(path) if suffix == ".shp" else [path]
         check_size(parts, limits, path.name)
         stream = stream_of(path, path.name, layer=layer)
         if stream is not None:
             yield _named(stream, kind, name, sha256(parts))
             return
-    elif path.is_file() and suffix == ".zip":
+    elif plain and suffix == ".zip":
         check_size([path], limits, path.name)
         with _dataset_in_zip(path, layer, limits) as (inner, inner_layer):
             if FORMATS.get(inner.suffix.lower()) in STREAMED_FORMATS:
@@ -116,7 +130,8 @@ def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
                     yield _named(stream, kind, name, sha256([path]))
                     return
     plan = read_layer(path, kind, work_crs=work_crs, catalogue=catalogue, crs=crs, encoding=encoding,
-                      layer=layer, name=name, limits=limits, raster_values=raster_values)
+                      layer=layer, name=name, limits=limits, raster_values=raster_values,
+                      datum_params=datum_params)
     yield whole(plan)
 
 
@@ -190,23 +205,26 @@ def _ogr_stream(path: Path, source: str, *, layer: str | None, work_crs: CRS, de
         info = pyogrio.read_info(path, layer=src.layer, encoding=src.encoding)
         ids_from = _id_column(src)
         bounds = _bounds(src)
+        head = pyogrio.read_dataframe(path, layer=src.layer, encoding=src.encoding, max_features=200,
+                                      read_geometry=False)
     notes = list(src.notes)
     if ids_from:
         notes.append(f"{ID_COLUMN} from attribute {ids_from!r}")
     file_crs = CRS.from_user_input(info["crs"]) if info.get("crs") else None
     crs_in, crs_notes = resolve_crs(file_crs, declared, bounds=bounds, source=source)
+    _refuse_web_map_offset(head, crs_in, implied=False, asserted=declared is not None, source=source)
     notes.extend(crs_notes)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
     meta = {"format": FORMATS[path.suffix.lower()], "layer": src.layer, "id_column": ids_from,
             "crs_in_wkt": crs_in.to_wkt()}
 
-    def chunks() -> Iterator[LayerChunk]:
-        return _chunks(src, ids_from, crs_in, work_crs, limits, geometry, step)
-
-    return LayerStream(kind="", name="", source=source, checksum="", crs_in=crs_label(crs_in),
-                       crs_out=work_crs.to_string(), encoding=src.encoding, notes=notes, meta=meta,
-                       total=src.total, chunks=chunks, streamed=True)
+    stream = LayerStream(kind="", name="", source=source, checksum="", crs_in=crs_label(crs_in),
+                         crs_out=work_crs.to_string(), encoding=src.encoding, notes=notes, meta=meta,
+                         total=src.total, chunks=lambda: iter(()), streamed=True)
+    # column renames (names clashing ignoring case) are noted after the others, as read_layer does
+    stream.chunks = lambda: _chunks(src, ids_from, crs_in, work_crs, limits, geometry, step, stream.notes)
+    return stream
 
 
 def _id_column(src: _Source) -> str | None:
@@ -233,14 +251,15 @@ def _bounds(src: _Source) -> tuple[float, float, float, float]:
 
 
 def _chunks(src: _Source, ids_from: str | None, crs_in: CRS, work_crs: CRS, limits: Limits, geometry: str,
-            chunk_features: int) -> Iterator[LayerChunk]:
-    """Read, check, id, reproject and repair ``chunk_features`` features at a time."""
+            chunk_features: int, notes: list[str]) -> Iterator[LayerChunk]:
+    """Read, check, id, reproject and repair ``chunk_features`` features at a time (the steps of
+    layers.ingest._finish and _plan_layer); the first chunk's column renames are added to ``notes``."""
     vertices = kept = repaired = 0
     for start in range(0, src.total, chunk_features):
         with _reading(src.path):
             frame = pyogrio.read_dataframe(src.path, layer=src.layer, encoding=src.encoding,
                                            skip_features=start, max_features=chunk_features)
-        frame = _normalise_geometry_column(frame)
+        frame = _nested_as_json(_normalise_geometry_column(frame))
         read = start + len(frame)
         vertices += int(shapely.get_num_coordinates(np.asarray(frame.geometry.values)).sum())
         if vertices > limits.max_vertices:
@@ -249,6 +268,9 @@ def _chunks(src: _Source, ids_from: str | None, crs_in: CRS, work_crs: CRS, limi
         frame = _place_ids(frame, ID_COLUMN, _chunk_ids(frame, ids_from, start), ids_from)
         frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=src.source)
         frame, repairs = _repair(frame, geometry, ID_COLUMN, src.source)
+        frame, renamed = unique_columns(frame, src.source)
+        if start == 0:
+            notes.extend(renamed)
         kept, repaired = kept + len(frame), repaired + len(repairs)
         if read >= src.total and kept == 0:  # as read_layer says it
             raise EmptyLayerError(f"{src.source}: no usable features"

@@ -288,6 +288,14 @@ def test_bad_input_gets_a_chinese_message_beside_the_file_field(
             zf.write(part, part.name)
     assert "坐标系缺失" in bad_input(page, bare)
 
+    gcj = Path(__file__).resolve().parents[1] / "data" / "layers" / "yian_gcj02.geojson"  # real, see README
+    assert "GCJ-02" in bad_input(page, gcj)
+    page.get_by_label("坐标系").select_option("GCJ02")
+    page.get_by_role("button", name="开始检测").click()  # converted now; 义安区 is not in this test city
+    wait_state(page, "input-error", timeout=30_000)
+    assert "城市范围之外" in page.locator("#wb-input-error").inner_text()
+    page.get_by_label("坐标系").select_option("")
+
     outside = tmp_path / "outside.geojson"
     gpd.GeoDataFrame({"parcel_id": ["1"]}, geometry=[b(30000, 1000, 30100, 1100)], crs=WORK).to_crs(
         OUTPUT_CRS).to_file(outside, driver="GeoJSON")
