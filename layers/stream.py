@@ -155,12 +155,16 @@ def _named(stream: LayerStream, kind: str, name: str | None, checksum: str) -> L
 
 @dataclass
 class _Source:
-    """One OGR layer opened for paging: its layer name, encoding, size and the CRS decision."""
+    """One OGR layer opened for paging: its layer name, encodings and size.
+
+    ``encoding`` is what the reads are told (None: GDAL decides from .cpg or the DBF), ``reported`` the
+    encoding the summary names, as formats._read_ogr does."""
 
     path: Path
     source: str
     layer: str | None
     encoding: str | None
+    reported: str | None
     total: int
     notes: list[str]
 
@@ -169,10 +173,11 @@ def _open_ogr(path: Path, source: str, layer: str | None, encoding: str | None, 
     """What formats._read_ogr does before reading: parts, encoding, layer choice, feature count."""
     notes: list[str] = []
     chosen_encoding = None
+    label = None  # the encoding GDAL decodes with when it decides itself (.cpg, DBF language byte)
     if FORMATS[path.suffix.lower()] == "ESRI Shapefile":
         check_shapefile_parts(path)
         choice = shapefile_encoding(path, encoding)
-        chosen_encoding = choice.encoding
+        chosen_encoding, label = choice.encoding, choice.label
         notes.append(choice.note)
     elif encoding:
         chosen_encoding = check_encoding(encoding, path.name)
@@ -181,7 +186,8 @@ def _open_ogr(path: Path, source: str, layer: str | None, encoding: str | None, 
     total = int(info["features"])
     if total > limits.max_features:
         raise FileTooLargeError(f"{path.name}: " + limits.exceeded("max_features", f"{total:,} features"))
-    return _Source(path, source, name, chosen_encoding or info.get("encoding"), total, notes)
+    return _Source(path, source, name, chosen_encoding, chosen_encoding or label or info.get("encoding"),
+                   total, notes)
 
 
 def chunk_size(path: Path, total: int, chunk_features: int | None = None) -> int:
@@ -220,7 +226,7 @@ def _ogr_stream(path: Path, source: str, *, layer: str | None, work_crs: CRS, de
             "crs_in_wkt": crs_in.to_wkt()}
 
     stream = LayerStream(kind="", name="", source=source, checksum="", crs_in=crs_label(crs_in),
-                         crs_out=work_crs.to_string(), encoding=src.encoding, notes=notes, meta=meta,
+                         crs_out=work_crs.to_string(), encoding=src.reported, notes=notes, meta=meta,
                          total=src.total, chunks=lambda: iter(()), streamed=True)
     # column renames (names clashing ignoring case) are noted after the others, as read_layer does
     stream.chunks = lambda: _chunks(src, ids_from, crs_in, work_crs, limits, geometry, step, stream.notes)

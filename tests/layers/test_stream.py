@@ -4,7 +4,8 @@ The layer is generated: 2,400 squares (10 m, 2 m apart) around tests.geoms (X0, 
 awkward features planted in different chunks of 1,000 (a bow tie in the first and the third, empty
 geometries in the first and the third, a multipart and a polygon with a hole), Chinese names, and an
 integer column with a gap in the second chunk only. Written as a GeoPackage (EPSG:4548), a FlatGeobuf
-and a zipped GBK Shapefile without .cpg in EPSG:4527 (so the stream also reprojects and detects text).
+a zipped GBK Shapefile without .cpg in EPSG:4527 (so the stream also reprojects and detects text) and a
+GBK Shapefile with its .cpg.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def write(frame: gpd.GeoDataFrame, directory: Path, fmt: str) -> Path:
     elif fmt == "fgb":
         path = directory / "farm.fgb"
         frame.to_file(path, driver="FlatGeobuf", SPATIAL_INDEX="NO")  # an index refuses empty geometries
+    elif fmt == "shp-cpg":  # a GBK Shapefile whose .cpg says so: GDAL decodes it
+        path = directory / "农田.shp"
+        frame.to_file(path, encoding="GBK")
+        assert path.with_suffix(".cpg").exists()
     else:  # a GBK Shapefile without .cpg, zipped, in EPSG:4527 (GK zone 39 with prefix)
         parts = directory / "shp"
         parts.mkdir()
@@ -67,7 +72,7 @@ def write(frame: gpd.GeoDataFrame, directory: Path, fmt: str) -> Path:
     return path
 
 
-@pytest.fixture(params=["gpkg", "fgb", "shp-zip"])
+@pytest.fixture(params=["gpkg", "fgb", "shp-zip", "shp-cpg"])
 def layer_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return write(grid_layer(), tmp_path, request.param)
 
@@ -95,6 +100,7 @@ def test_chunks_are_the_layer_read_whole(layer_file: Path, catalogue, work_crs) 
         plan.name, plan.source, plan.checksum, plan.crs_in, plan.crs_out, plan.encoding)
     assert stream.notes == list(plan.notes)
     assert stream.meta == plan.meta
+    assert frame["名称"].iloc[-1] == "基本农田2399"  # text decoded as read_layer decodes it
 
 
 def test_stored_stream_equals_the_stored_whole_layer(layer_file: Path, catalogue, work_crs,
