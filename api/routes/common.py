@@ -19,7 +19,8 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
 from api.services import Services
 from layers.crs import parse_crs
-from layers.errors import FileTooLargeError, OneBlueprintError
+from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
+from layers.formats import SHAPEFILE_PARTS
 from layers.ingest import parcels_from_geojson, read_parcels
 from layers.model import Limits, ParcelSet
 
@@ -146,12 +147,21 @@ def safe_filename(name: str | None, default: str = "upload") -> str:
     return base[:120] or default
 
 
+def refuse_loose_shapefile_part(name: str) -> None:
+    """A Shapefile is several files: one part alone (a bare .shp) cannot be read as the user meant."""
+    if Path(name).suffix.lower() in SHAPEFILE_PARTS:
+        raise UnreadableLayerError(
+            f"{name}: a Shapefile is several files; upload the .shp/.shx/.dbf/.prj together as a .zip"
+        )
+
+
 async def save_upload(upload: StarletteUploadFile, directory: Path, limits: Limits | int) -> Path:
     """Copy an upload into ``directory`` (a fresh temp dir), refusing more than ``limits.max_bytes``.
 
     ``limits`` is the set the file is read with (its error names the setting); a bare int is a byte
     limit that names none.
     """
+    refuse_loose_shapefile_part(safe_filename(upload.filename))
     if isinstance(limits, int):
         limits = Limits(max_bytes=limits)
     path = directory / safe_filename(upload.filename)
