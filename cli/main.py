@@ -35,3 +35,7 @@ def list_kinds() -> None:
 
 def main() -> None:
     build_app()()
+
+
+if __name__ == "__main__":
+    main()
