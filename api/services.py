@@ -36,6 +36,7 @@ from api.outbox import Outbox
 from api.planning import Planning
 from api.settings import Settings
 from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
+from api.stores import Stores, open_stores
 from approval.calendar import load_calendar
 from approval.departments import load_departments
 from blueprint.merge import build_blueprint
@@ -45,7 +46,6 @@ from blueprint.store import BlueprintVersionExistsError
 from checks.engine import Screener, result_json
 from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
-from cli.context import Stores, open_stores
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
