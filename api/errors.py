@@ -215,6 +215,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "payload_too_large": "文件过大：请拆分后分批检测，或联系管理员",
     "ambiguous_layer": "文件中有多个图层：请指定要检测的图层",
     "encoding_error": "无法判断属性文字编码：请指定编码（如 GBK）",
+    "non_finite_coordinates": "坐标含非法数值（NaN、无穷大或超出范围）：请检查坐标文件",
     "geometry_type": "几何类型不符：地块须为面（多边形）",
     "empty_layer": "文件中没有地块：请检查文件内容",
     "no_parcels": "没有可检测的地块：请上传或绘制至少一个地块",

@@ -1,0 +1,153 @@
+"""Red-team findings of issue #16, each reproduced against the API before it was fixed.
+
+Every test here failed on main at 5dcf82c (see the commit messages for the failures) and names the
+defect it covers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from shapely.geometry import mapping
+
+from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, unique
+from tests.api.test_service import assert_error
+
+
+def _post_json_text(city: Api, text: str, role: str = "approval_system", **headers: str) -> Any:
+    return city.client.post(
+        "/api/v1/checks", content=text.encode(),
+        headers={**city.h(role), "content-type": "application/json", **headers},
+    )
+
+
+def _body(parcels: dict[str, Any]) -> dict[str, Any]:
+    return {"project_type": "industrial", "parcels": parcels}
+
+
+# --------------------------------------------------------------- defect 3: NaN / Infinity / 1e400
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_coordinates_are_refused_in_json(city: Api, token: str) -> None:
+    """A NaN vertex used to be dropped: the area halved and the verdict was pass."""
+    body = _body(collection(REDLINE_PARCEL))
+    ring = body["parcels"]["features"][0]["geometry"]["coordinates"][0]
+    ring[1][0] = "__BAD__"
+    text = json.dumps(body).replace('"__BAD__"', token)
+    r = _post_json_text(city, text)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["code"] in ("invalid_request", "non_finite_coordinates"), r.text
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "1e400"])
+def test_non_finite_coordinates_are_refused_in_uploads(city: Api, token: str) -> None:
+    parcels = collection(REDLINE_PARCEL)
+    parcels["features"][0]["geometry"]["coordinates"][0][1][0] = "__BAD__"
+    data = json.dumps(parcels).replace('"__BAD__"', token).encode()
+    r = city.post("planner", "/api/v1/checks", files={"file": ("p.geojson", data, "application/geo+json")},
+                  data={"project_type": "industrial"})
+    assert r.status_code == 422, r.text  # GDAL itself refuses 1e400 as unreadable; NaN used to pass
+    assert r.json()["code"] in ("non_finite_coordinates", "unreadable_file"), r.text
+
+
+def test_non_finite_coordinates_are_refused_at_layer_import(city: Api) -> None:
+    parcels = collection(REDLINE_PARCEL)
+    parcels["features"][0]["geometry"]["coordinates"][0][1][0] = "__BAD__"
+    data = json.dumps(parcels).replace('"__BAD__"', "NaN").encode()
+    r = city.post("admin", "/api/v1/layers", files={"file": ("nan.geojson", data, "application/geo+json")},
+                  data={"kind": "geohazard_zone", "name": unique("nan")})
+    assert_error(r, 422, "non_finite_coordinates")
+
+
+def test_non_finite_coordinates_are_refused_in_bubiao_txt(city: Api) -> None:
+    text = ("[地块坐标]\n4,1,a,1,面,,,,@\nJ1,1,3400000,39500000\nJ2,1,nan,39500100\n"
+            "J3,1,3400100,39500100\nJ1,1,3400000,39500000\n")
+    r = city.post("planner", "/api/v1/checks", files={"file": ("p.txt", text.encode("utf-8"), "text/plain")},
+                  data={"project_type": "industrial"})
+    assert r.status_code == 422, r.text
+
+
+# --------------------------------------------------------------- defect 9: Idempotency-Key
+
+
+def test_empty_idempotency_key_is_refused(city: Api) -> None:
+    r = city.post("approval_system", "/api/v1/checks", json=_body(collection(PASS_PARCEL)),
+                  headers={"Idempotency-Key": ""})
+    assert_error(r, 422, "invalid_request")
+    r = city.post("approval_system", "/api/v1/checks", json=_body(collection(PASS_PARCEL)),
+                  headers={"Idempotency-Key": "   "})
+    assert_error(r, 422, "invalid_request")
+
+
+def test_idempotency_keys_are_scoped_per_caller(city: Api) -> None:
+    """Two callers using the same key get their own checks; neither sees the other's result."""
+    key = unique("shared")
+    first = city.post("approval_system", "/api/v1/checks", json=_body(collection(REDLINE_PARCEL)),
+                      headers={"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    other = city.post("planner", "/api/v1/checks", json=_body(collection(PASS_PARCEL)),
+                      headers={"Idempotency-Key": key})
+    assert other.status_code == 201, other.text
+    assert other.json()["check_id"] != first.json()["check_id"] and other.json()["verdict"] == "pass"
+    again = city.post("approval_system", "/api/v1/checks", json=_body(collection(REDLINE_PARCEL)),
+                      headers={"Idempotency-Key": key})
+    assert again.status_code == 200 and again.content == first.content
+
+
+# --------------------------------------------------------------- defect 8: 500s
+
+
+def test_deeply_nested_json_is_a_4xx(city: Api) -> None:
+    text = '{"project_type": "industrial", "parcels": ' + "[" * 5000 + "]" * 5000 + "}"
+    r = _post_json_text(city, text)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["code"] == "invalid_request"
+    r = city.client.post("/api/v1/projects", content=("[" * 5000 + "]" * 5000).encode(),
+                         headers={**city.h("planner"), "content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+
+
+@pytest.mark.parametrize("path", ["/viewer/static/%00", "/viewer/static/" + "a" * 300,
+                                  "/viewer/static/a%00b.js", "/workbench/static/%00"])
+def test_odd_static_paths_are_404_not_500(city: Api, path: str) -> None:
+    r = city.client.get(path)
+    assert r.status_code in (400, 404), r.text
+
+
+# --------------------------------------------------------------- defect 10: the JSON crs member
+
+
+def test_json_crs_member_is_honoured(city: Api) -> None:
+    """Coordinates in EPSG:4548 metres with a legacy ``crs`` member, as multipart already allows."""
+    feature = {"type": "Feature", "properties": {"parcel_id": "A"}, "geometry": mapping(REDLINE_PARCEL)}
+    parcels = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:4548"}},
+               "features": [feature]}
+    r = city.post("approval_system", "/api/v1/checks", json=_body(json.loads(json.dumps(parcels))))
+    assert r.status_code == 201, r.text
+    assert r.json()["verdict"] == "conflict"
+
+
+# --------------------------------------------------------------- defect 13
+
+
+def test_duplicate_parcel_ids_are_refused(city: Api) -> None:
+    r = city.post("approval_system", "/api/v1/checks",
+                  json=_body(collection(PASS_PARCEL, REDLINE_PARCEL, ids=["A", "A"])))
+    assert_error(r, 422, "duplicate_parcel_id")
+
+
+def test_nul_in_project_search_is_refused(city: Api) -> None:
+    r = city.get("planner", "/api/v1/projects", params={"q": "\x00"})
+    assert r.status_code == 422 or (r.status_code == 200 and r.json()["items"] == []), r.text
+
+
+def test_error_messages_name_no_server_paths(city: Api) -> None:
+    for name, data in [("p.zip", b"PK\x03\x04 broken"), ("p.geojson", b"{not json"), ("p.gpkg", b"x" * 100),
+                       ("p.dxf", b"0\nSECTION\n"), ("p.txt", b"\xff\xfe garbage")]:
+        r = city.post("planner", "/api/v1/checks", files={"file": (name, data)},
+                      data={"project_type": "industrial"})
+        assert 400 <= r.status_code < 500, r.text
+        assert "blueprint-upload-" not in r.text and "/tmp" not in r.text, r.text
