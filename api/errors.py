@@ -279,6 +279,13 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _too_deep(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI parses declared JSON bodies with json.loads, which recurses once per nesting level
+    return JSONResponse(
+        error_body("invalid_request", "the request is nested too deeply 请求体嵌套层数过多"), status_code=422
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Log the exception (type, message, traceback) with a reference the user can quote; request headers
     # and bodies are not logged, so keys and uploaded data never reach the log.
@@ -294,4 +301,5 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OneBlueprintError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RecursionError, _too_deep)
     app.add_exception_handler(Exception, _unexpected)

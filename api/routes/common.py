@@ -125,6 +125,8 @@ async def read_json(request: Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequestError("the body is not valid JSON 请求体不是有效的 JSON") from None
+    except RecursionError:
+        raise InvalidRequestError("the JSON body is nested too deeply 请求体嵌套层数过多") from None
 
 
 def content_kind(request: Request) -> Literal["json", "multipart"]:
