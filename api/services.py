@@ -26,6 +26,7 @@ from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
     IdempotencyConflictError,
+    InvalidRequestError,
     InvalidTransitionError,
     PermissionDeniedError,
 )
@@ -48,6 +49,7 @@ from layers.model import Limits, ParcelSet, PlanLayer, Repair
 log = logging.getLogger("api.services")
 
 CACHED_VERSIONS = 4  # published blueprints (and their screeners) kept in memory
+MAX_IDEMPOTENCY_KEY = 200  # stored with a 17-character caller prefix in a 255-character column
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,19 @@ class Services:
         )
         return CheckOutcome(stored, check_id, replayed=False)
 
+    @staticmethod
+    def scoped_key(idempotency_key: str | None, by: Principal) -> str | None:
+        """The Idempotency-Key as stored: refused when blank, and prefixed by who sent it, so two callers
+        choosing the same key never see each other's results (``<16 hex of the caller>/<key>``)."""
+        if idempotency_key is None:
+            return None
+        if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequestError(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not blank 幂等键不能为空"
+            )
+        caller = hashlib.sha256(f"{by.key_id}\0{by.name}".encode()).hexdigest()[:16]
+        return f"{caller}/{idempotency_key}"
+
     def replay(self, idempotency_key: str | None, input_hash: str) -> CheckOutcome | None:
         if idempotency_key is None:
             return None
@@ -435,6 +450,7 @@ class Services:
         idempotency_key: str | None = None,
     ) -> CheckOutcome | dict[str, Any]:
         """Screen now, or queue a background job when the submission is large (returns the job)."""
+        idempotency_key = self.scoped_key(idempotency_key, by)
         if len(parcels.frame) <= self.job_threshold:
             return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
         input_hash = self.input_hash(parcels, project_type, version)
@@ -497,6 +513,7 @@ class Services:
         self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
     ) -> CheckOutcome:
         """Screen the project's stored parcels and link the check to the project."""
+        idempotency_key = self.scoped_key(idempotency_key, by)
         project = self.projects.get(code)
         if project["status"] in ("cleared", "rejected"):
             # refused before screening, so the 409 leaves no stored check behind (link_check re-checks)
