@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 import uuid
 from collections.abc import Mapping
 
@@ -238,8 +240,22 @@ MESSAGES_ZH: Mapping[str, str] = {
 }
 
 
+# Directories on the server (an upload's temp dir, the data dir) never reach a client: libraries such as
+# GDAL quote the full path they were given. The file's own name stays.
+_ROOTS = sorted({tempfile.gettempdir().rstrip("/"), "/tmp", "/var", "/home", "/work", "/root", "/srv",
+                 "/opt", "/usr", "/mnt", "/data", "/private", "/Users"}, key=len, reverse=True)
+_SERVER_DIRS = re.compile(
+    r"(?<![\w:/])(?:" + "|".join(re.escape(r) for r in _ROOTS) + r")/(?:[^\s'\"()<>/]+/)*"
+)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` without server directories: ``/tmp/blueprint-upload-x1/p.zip`` becomes ``p.zip``."""
+    return _SERVER_DIRS.sub("", text)
+
+
 def error_body(code: str, detail: str) -> dict[str, str]:
-    body = {"code": code, "detail": detail}
+    body = {"code": code, "detail": scrub_paths(detail)}
     if code in MESSAGES_ZH:
         body["message_zh"] = MESSAGES_ZH[code]
     return body

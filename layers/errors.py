@@ -82,6 +82,12 @@ class NonFiniteCoordinatesError(LayerError, ValueError):
     code = "non_finite_coordinates"
 
 
+class DuplicateIdError(LayerError, ValueError):
+    """Two parcels carry the same number in the file's parcel-number column (never renumbered silently)."""
+
+    code = "duplicate_parcel_id"
+
+
 class GeometryTypeError(LayerError, ValueError):
     code = "geometry_type"
 

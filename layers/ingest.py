@@ -22,6 +22,7 @@ from pyproj import CRS
 from layers.catalogue import Catalogue
 from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs, transformer
 from layers.errors import (
+    DuplicateIdError,
     EmptyLayerError,
     FileTooLargeError,
     GeometryTypeError,
@@ -35,6 +36,9 @@ from layers.model import Limits, ParcelSet, PlanLayer, Repair
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
 FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh")
 PARCEL_ID_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm", "编号", "bh", "id", "fid", "objectid", "bsm")
+# explicit parcel-number columns: duplicates there are the surveyor's mistake, refused, not renumbered
+# (generic ids such as fid or objectid are still replaced by 1..n when they repeat)
+PARCEL_NUMBER_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm")
 NAME_COLUMNS = ("name", "名称", "地块名称", "dkmc", "项目名称", "xmmc", "mc")
 GEOMETRY_FAMILIES = {"polygon": ("Polygon", "MultiPolygon"), "line": ("LineString", "MultiLineString"),
                      "point": ("Point", "MultiPoint")}
@@ -104,6 +108,8 @@ def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits =
                                 f"{limits.max_features:,}")
     legacy = _legacy_crs(obj)
     records = [_properties(f, i) for i, f in enumerate(features)]
+    _require_unique_parcel_numbers(list(dict.fromkeys(k for r in records for k in r)),
+                                   lambda c: [r.get(c) for r in records], "GeoJSON")
     geoms = np.empty(len(features), dtype=object)
     geoms[:] = [_geojson_geometry(f, i) for i, f in enumerate(features)]
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
@@ -294,6 +300,9 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     source = raw.source
     frame = _normalise_geometry_column(raw.frame)
     _check_limits(frame, limits, source)
+    if id_column == "parcel_id":
+        _require_unique_parcel_numbers([c for c in frame.columns if c != "geometry"],
+                                       lambda c: frame[c].tolist(), source)
     frame, id_from = _assign_ids(frame, id_column, id_candidates)
     notes = list(raw.notes)
     if id_from:
@@ -325,6 +334,31 @@ def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
         raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
                                 f"{limits.max_vertices:,}")
     _require_finite(np.asarray(frame.geometry.values), None, source)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and dicts are values, not gaps
+        return False
+
+
+def _require_unique_parcel_numbers(columns: Sequence[Any], values_of: Any, source: str) -> None:
+    """Refuse a parcel-number column whose (complete) values repeat; ``values_of(column)`` lists them."""
+    by_name = {str(c).strip().lower(): c for c in columns}
+    for candidate in PARCEL_NUMBER_COLUMNS:
+        column = by_name.get(candidate)
+        if column is None:
+            continue
+        values = [v for v in values_of(column) if not _missing(v)]
+        seen: set[str] = set()
+        for value in values:
+            text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+            if text in seen:
+                raise DuplicateIdError(f"{source}: parcel number {text!r} ({column}) appears more than once "
+                                       "地块编号重复")
+            seen.add(text)
+        return
 
 
 def _require_finite(geoms: NDArray[np.object_], ids: Sequence[Any] | None, source: str) -> None:

@@ -90,6 +90,11 @@ class ParcelCollection(BaseModel):
 
     type: Literal["FeatureCollection"]
     features: Annotated[list[ParcelFeature], Field(min_length=1)]
+    crs: dict[str, Any] | None = Field(
+        default=None,
+        description='legacy GeoJSON crs member, e.g. {"type": "name", "properties": {"name": "EPSG:4548"}}; '
+        "absent = RFC 7946 EPSG:4326",
+    )
 
 
 class UploadFields(BaseModel):
