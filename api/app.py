@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -65,19 +67,39 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class NoControlCharacters:
+    """Refuse NUL and other control characters in the path (404) and the query (422) before any route:
+    SQLite's LIKE stops at a NUL (``q=%00`` matched every project), PostgreSQL refuses it (a 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            if CONTROL_CHARACTERS.search(scope.get("path", "")):
+                await _error(send, 404, "not_found", "no such resource")
+                return
+            if CONTROL_CHARACTERS.search(query):
+                await _error(send, 422, "invalid_request",
+                             "query parameters may not contain control characters 查询条件含非法字符")
+                return
+        await self.app(scope, receive, send)
+
+
 async def _too_large(send: Send, max_bytes: int) -> None:
-    body = json.dumps(error_body("payload_too_large", f"request body larger than {max_bytes} bytes")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    await _error(send, 413, "payload_too_large", f"request body larger than {max_bytes} bytes", close=True)
+
+
+async def _error(send: Send, status: int, code: str, detail: str, close: bool = False) -> None:
+    body = json.dumps(error_body(code, detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -103,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     add_exception_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
+    app.add_middleware(NoControlCharacters)
     for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
