@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -29,7 +30,7 @@ from layers.errors import (
     NonFiniteCoordinatesError,
     UnreadableLayerError,
 )
-from layers.formats import RawLayer, read_source
+from layers.formats import UNCLOSED_DETAIL, RawLayer, read_source, unclosed_note
 from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
@@ -92,6 +93,34 @@ def read_parcels(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encod
 
 
 def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits = Limits()) -> ParcelSet:
+    """Parcels from a GeoJSON object (FeatureCollection, Feature or bare geometry); a ring without its
+    closing vertex is closed and noted, as the file readers do (:func:`layers.formats.unclosed_note`)."""
+    parcel_set = _parcels_from_geojson(obj, work_crs=work_crs, limits=limits)
+    unclosed = [i + 1 for i, f in enumerate(_geojson_features(obj))
+                if isinstance(f, dict) and _has_unclosed_ring(f.get("geometry"))]
+    if unclosed:
+        ids = [str(v) for v in parcel_set.frame["parcel_id"]]
+        whole = len(ids) == len(_geojson_features(obj))  # no feature dropped: row i is feature i
+        closed = [Repair(ids[i - 1] if whole else str(i), "ring_not_closed", "closed", UNCLOSED_DETAIL)
+                  for i in unclosed]
+        parcel_set = dataclasses.replace(parcel_set, repairs=(*closed, *parcel_set.repairs),
+                                         notes=(*parcel_set.notes, unclosed_note("GeoJSON", unclosed)))
+    return parcel_set
+
+
+def _has_unclosed_ring(geometry: Any) -> bool:
+    if not isinstance(geometry, dict):
+        return False
+    coordinates = geometry.get("coordinates")
+    polygons: Any = {"Polygon": [coordinates], "MultiPolygon": coordinates}.get(str(geometry.get("type")))
+    try:
+        return any(len(ring) > 0 and list(ring[0]) != list(ring[-1])
+                   for polygon in polygons or [] for ring in polygon)
+    except TypeError:  # malformed coordinates: the reader reports them
+        return False
+
+
+def _parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits = Limits()) -> ParcelSet:
     """Parcels from a GeoJSON object (FeatureCollection, Feature or bare geometry).
 
     RFC 7946 coordinates are EPSG:4326 longitude/latitude; a legacy top-level ``crs`` member
@@ -312,7 +341,10 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
+    closed = [Repair(str(frame[id_column].iloc[row]), "ring_not_closed", "closed", UNCLOSED_DETAIL)
+              for row in raw.closed_rings if row < len(frame)]
     frame, repairs = _repair(frame, geometry, id_column, source)
+    repairs = [*closed, *repairs]
     if frame.empty:
         raise EmptyLayerError(f"{source}: no usable features"
                               + (f" ({len(repairs)} dropped, see repairs)" if repairs else ""))

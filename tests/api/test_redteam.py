@@ -158,3 +158,21 @@ def test_error_messages_name_no_server_paths(city: Api) -> None:
                       data={"project_type": "industrial"})
         assert 400 <= r.status_code < 500, r.text
         assert "blueprint-upload-" not in r.text and "/tmp" not in r.text, r.text
+
+
+# --------------------------------------------------------------- defect 5: one rule for unclosed rings
+
+
+def test_unclosed_ring_one_rule_for_json_and_multipart(city: Api) -> None:
+    """Multipart used to answer 422, JSON closed the ring silently: both close it and report a repair."""
+    parcels = collection(PASS_PARCEL, ids=["A"])
+    ring = parcels["features"][0]["geometry"]["coordinates"][0]
+    ring.pop()  # the closing vertex
+    as_json = city.post("approval_system", "/api/v1/checks", json=_body(parcels))
+    as_file = city.post("planner", "/api/v1/checks", data={"project_type": "industrial"},
+                        files={"file": ("open.geojson", json.dumps(parcels).encode())})
+    for r in (as_json, as_file):
+        assert r.status_code == 201, r.text
+        parcel = r.json()["parcels"][0]
+        assert parcel["verdict"] == "pass" and abs(parcel["area_m2"] - 10_000) < 1
+        assert [x["problem"] for x in parcel["repairs"]] == ["ring_not_closed"], parcel
