@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import DEV_KEYS, require
 from api.errors import add_exception_handlers, error_body
+from api.ratelimit import PublicPathLimit
 from api.services import Services
 from api.settings import Settings, get_settings
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_exception_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
     app.add_middleware(NoControlCharacters)
+    app.add_middleware(PublicPathLimit, limits=services.rate_limits)
     for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)

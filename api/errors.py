@@ -129,6 +129,12 @@ class NotReadyError(ApiError):
     code = "not_ready"
 
 
+class TooManyRequestsError(ApiError):
+    """Over a rate limit (api.ratelimit); carries ``retry_after`` seconds for the Retry-After header."""
+
+    code = "too_many_requests"
+
+
 # THE status table. A class not listed takes the status of its nearest listed base (MRO order), so a
 # new subclass in the core gets a sensible status without touching this file.
 STATUS_CODES: Mapping[type[Exception], int] = {
@@ -174,6 +180,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     PayloadTooLargeError: 413,
     InvalidRequestError: 422,
     NotReadyError: 503,
+    TooManyRequestsError: 429,
 }
 
 # HTTP errors raised by routing itself (unknown path, wrong method) get a stable code too.
@@ -236,6 +243,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "invalid_api_key": "密钥无效或已吊销：请重新登录",
     "forbidden": "无此权限",
     "invalid_request": "填写的内容有误：请按提示修改",
+    "too_many_requests": "请求过于频繁：请稍后再试",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
 
@@ -268,6 +276,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         # configuration problems (rules, catalogue): worth a log line, still a clean body
         log.error("domain error %s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
     headers = {"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'} if status == 401 else None
+    if getattr(exc, "retry_after", None) is not None:  # api.ratelimit.RateLimitedError
+        headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
     return JSONResponse(error_body(exc.code, exc.user_message), status_code=status, headers=headers)
 
 

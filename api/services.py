@@ -31,6 +31,7 @@ from api.errors import (
     PermissionDeniedError,
 )
 from api.jobs import Handler, JobStore, Worker
+from api.ratelimit import RateLimits
 from api.settings import Settings
 from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
 from blueprint.merge import build_blueprint
@@ -187,6 +188,7 @@ class Services:
         self._gates_lock = threading.Lock()
         self.job_threshold = settings.job_parcel_threshold
         self.worker: Worker | None = None
+        self.rate_limits = RateLimits(settings)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:

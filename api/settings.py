@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from limits import parse_many
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pyproj import CRS
@@ -42,12 +43,41 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     api_keys_file: Path | None = None
     tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
+    # rate limits (api.ratelimit), in the `limits` notation: "600/minute", "20/second;600/minute"
+    rate_limits_enabled: bool = True
+    rate_limit_storage: str = Field(default="memory://", description="memory:// (per process) or redis://…")
+    rate_limit_roles: dict[str, str] = Field(
+        default_factory=lambda: {
+            "approval_system": "50/second;2000/minute",
+            "admin": "20/second;600/minute",
+            "planner": "10/second;300/minute",
+            "reviewer": "10/second;300/minute",
+        },
+        description='per API key, by its role; JSON in the environment: {"planner": "5/second"}',
+    )
+    rate_limit_anonymous: str = Field(default="10/second;120/minute",
+                                      description="per client address: requests without a valid key")
+    rate_limit_public: str = Field(default="5/second;60/minute", description="per address: /public")
+    rate_limit_login: str = Field(default="10/minute;50/hour", description="per address: /viewer/login")
 
     @field_validator("work_crs_epsg")
     @classmethod
     def _projected(cls, value: int) -> int:
         if not CRS.from_epsg(value).is_projected:
             raise ValueError(f"EPSG:{value} is not projected; the working CRS must be in metres")
+        return value
+
+    @field_validator("rate_limit_anonymous", "rate_limit_public", "rate_limit_login")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        parse_many(value)  # ValueError on a malformed limit, when the settings are read
+        return value
+
+    @field_validator("rate_limit_roles")
+    @classmethod
+    def _role_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            parse_many(limit)
         return value
 
     @property
