@@ -140,11 +140,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(EXTRA_SCHEMAS)
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+ERROR_BODY = {
+    "title": "ErrorBody",
+    "type": "object",
+    "description": "Every 4xx and 5xx answer: a stable code, a readable detail, and for people a Chinese "
+    "message with what to do",
+    "properties": {
+        "code": {"type": "string", "examples": ["invalid_request"]},
+        "detail": {"type": "string"},
+        "message_zh": {"type": "string"},
+    },
+    "required": ["code", "detail"],
+    "additionalProperties": False,
+}
+ERROR_STATUSES = {
+    "400": "bad request", "401": "no or unknown API key", "403": "the role may not do this",
+    "404": "not found", "409": "conflicts with the stored state", "413": "request body too large",
+    "422": "invalid input (validation, unreadable file, CRS…)", "429": "over a rate limit (Retry-After)",
+}
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Document the real error body: FastAPI's ``HTTPValidationError`` (never sent) is replaced by
+    ``ErrorBody`` and every operation lists ``4XX`` and the statuses it can answer with."""
+    schemas = schema["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["ErrorBody"] = ERROR_BODY
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status, description in ERROR_STATUSES.items():
+                if status in responses or status in ("401", "403", "429", "422", "404", "400"):
+                    responses[status] = {"description": description, "content": content}
+            responses["4XX"] = {"description": "any other client error", "content": content}
 
 
 def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
