@@ -22,6 +22,7 @@ from api.errors import add_exception_handlers, error_body
 from api.ratelimit import PublicPathLimit
 from api.services import Services
 from api.settings import Settings, get_settings
+from api.tempfiles import sweep_upload_dirs
 
 log = logging.getLogger("api.app")
 
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweep_upload_dirs()  # uploads a killed server left behind
         if settings.worker_in_process:
             services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield

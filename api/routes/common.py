@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
 from api.services import Services
+from api.tempfiles import upload_prefix
 from layers.crs import parse_crs
 from layers.errors import FileTooLargeError, OneBlueprintError
 from layers.ingest import parcels_from_geojson, read_parcels
@@ -173,7 +174,7 @@ class TempDir:
     """An upload's private temporary directory, removed whatever happens."""
 
     def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix="blueprint-upload-"))
+        self.path = Path(tempfile.mkdtemp(prefix=upload_prefix()))  # swept at start-up if we are killed
         return self.path
 
     def __exit__(self, *exc: object) -> None:
