@@ -383,6 +383,17 @@ class Services:
         with self.cpu_slots:
             result = screener.screen(parcels, project_type, check_id=check_id)
             text = result_json(result)
+        def audit(conn: Any) -> None:  # in the check's own transaction: never a check without its entry
+            AuditLog.append(
+                conn,
+                by,
+                "check.create",
+                "check",
+                str(check_id),
+                after={"check_id": check_id, "verdict": result["verdict"], "blueprint_version": resolved},
+                detail={"idempotency_key": idempotency_key, "parcels": len(parcels.frame)},
+            )
+
         stored = self.stores.checks.save(
             check_id,
             text,
@@ -392,17 +403,10 @@ class Services:
             input_hash=input_hash,
             idempotency_key=idempotency_key,
             by=by.name,
+            with_insert=audit,
         )
         if stored != text:  # a concurrent request with the same key won the race: its result stands
             return self._replayed(stored, input_hash)
-        self.audit.record(
-            by,
-            "check.create",
-            "check",
-            check_id,
-            after={"check_id": check_id, "verdict": result["verdict"], "blueprint_version": resolved},
-            detail={"idempotency_key": idempotency_key, "parcels": len(parcels.frame)},
-        )
         return CheckOutcome(stored, check_id, replayed=False)
 
     @staticmethod

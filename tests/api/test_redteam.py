@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from shapely.geometry import mapping
 
 from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, unique
@@ -176,3 +177,21 @@ def test_unclosed_ring_one_rule_for_json_and_multipart(city: Api) -> None:
         parcel = r.json()["parcels"][0]
         assert parcel["verdict"] == "pass" and abs(parcel["area_m2"] - 10_000) < 1
         assert [x["problem"] for x in parcel["repairs"]] == ["ring_not_closed"], parcel
+
+
+def test_a_check_and_its_audit_entry_commit_together(city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the two used to leave a stored check without its audit entry."""
+    from api.store import AuditLog
+
+    with city.services.engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM checks")).scalar_one()
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed between the check and its audit entry")
+
+    monkeypatch.setattr(AuditLog, "append", staticmethod(crash))
+    monkeypatch.setattr(AuditLog, "record", crash)
+    with pytest.raises(RuntimeError):  # the test client re-raises what the 500 handler logged
+        city.post("approval_system", "/api/v1/checks", json=_body(collection(PASS_PARCEL)))
+    with city.services.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM checks")).scalar_one() == before
