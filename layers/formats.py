@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import os
 import re
 import struct
@@ -28,6 +29,7 @@ from layers.archive import check_size, sha256, unpacked
 from layers.encoding import check_encoding, detect_text_encoding, shapefile_encoding
 from layers.errors import (
     AmbiguousLayerError,
+    CRSError,
     FileTooLargeError,
     GeometryTypeError,
     LayerError,
@@ -243,6 +245,34 @@ def _read_closing_rings(path: Path, layer: str | None, encoding: str | None
     return gpd.GeoDataFrame(attributes, geometry=geoms, crs=crs), closed
 
 
+_CRS_MEMBER = re.compile(rb'"crs"\s*:\s*(\{[^{}]*\{[^{}]*\}[^{}]*\})')
+
+
+def _require_known_geojson_crs(path: Path) -> None:
+    """GDAL reads a GeoJSON ``crs`` member it does not know (``EPSG:999999``) as EPSG:4326, with only a
+    warning: refuse it, as the JSON path does. The member sits before the features in practice."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    found = _CRS_MEMBER.search(head)
+    if found is None:
+        return
+    from layers.crs import parse_crs
+
+    try:
+        member = json.loads(found.group(1))
+    except ValueError:
+        return
+    props = member.get("properties", {}) if isinstance(member, dict) else {}
+    value = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None) if isinstance(
+        props, dict) else None
+    if value:
+        try:
+            parse_crs(str(value))
+        except CRSError as exc:
+            raise CRSError(f"{path.name}: the GeoJSON 'crs' member names an unknown CRS {value!r}; "
+                           "give the right one (e.g. EPSG:4490) 坐标系无法识别") from exc
+
+
 def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limits) -> RawLayer:
     """Shapefile, GeoPackage, GeoJSON, FlatGeobuf, KML through pyogrio (GDAL)."""
     fmt = FORMATS[path.suffix.lower()]
@@ -268,6 +298,8 @@ def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limit
         notes.append(unclosed_note(path.name, [i + 1 for i in closed]))
     if fmt == "KML":
         frame = _drop_kml_boilerplate(frame)
+    if fmt == "GeoJSON":
+        _require_known_geojson_crs(path)
     encoding_used = chosen_encoding or info.get("encoding")
     return RawLayer(frame, frame.crs, fmt, path.name, "", implied=_implied_crs(path, fmt),
                     encoding=encoding_used, layer=name, notes=notes, closed_rings=closed)

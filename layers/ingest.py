@@ -23,6 +23,7 @@ from pyproj import CRS
 from layers.catalogue import Catalogue
 from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs, transformer
 from layers.errors import (
+    CoordinatesOutOfRangeError,
     DuplicateIdError,
     EmptyLayerError,
     FileTooLargeError,
@@ -276,6 +277,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
                                     source=source)
     notes.extend(crs_notes)
     geoms = _to_crs(geoms, crs_in, work_crs)
+    _require_inside_work_area(geoms, list(attributes["parcel_id"]), work_crs, source)
     if _label(crs_in) != _label(work_crs):
         notes.append(f"reprojected {_label(crs_in)} → {_label(work_crs)}")
     ids = [str(v) for v in attributes["parcel_id"]]
@@ -339,6 +341,7 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source)
     notes.extend(crs_notes)
     frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
+    _require_inside_work_area(np.asarray(frame.geometry.values), list(frame[id_column]), work_crs, source)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
     closed = [Repair(str(frame[id_column].iloc[row]), "ring_not_closed", "closed", UNCLOSED_DETAIL)
@@ -391,6 +394,46 @@ def _require_unique_parcel_numbers(columns: Sequence[Any], values_of: Any, sourc
                                        "地块编号重复")
             seen.add(text)
         return
+
+
+WORK_AREA_MARGIN_DEG = 3.0  # one 3-degree zone either side of the working CRS's area of use
+_work_areas: dict[str, tuple[float, float, float, float] | None] = {}
+
+
+def _work_area(work_crs: CRS) -> tuple[float, float, float, float] | None:
+    """The working CRS's area of use, grown by :data:`WORK_AREA_MARGIN_DEG`, in working coordinates."""
+    key = work_crs.to_wkt()
+    if key not in _work_areas:
+        area = work_crs.area_of_use
+        if area is None:
+            _work_areas[key] = None
+        else:
+            m = WORK_AREA_MARGIN_DEG
+            west, south = max(area.west - m, -180.0), max(area.south - m, -85.0)
+            east, north = min(area.east + m, 180.0), min(area.north + m, 85.0)
+            box = transformer(_WGS84, work_crs).transform_bounds(west, south, east, north, densify_pts=21)
+            _work_areas[key] = tuple(float(v) for v in box)  # type: ignore[assignment]
+    return _work_areas[key]
+
+
+def _require_inside_work_area(geoms: NDArray[np.object_], ids: Sequence[Any], work_crs: CRS,
+                              source: str) -> None:
+    """Refuse features (reprojected already) that lie far outside the working CRS's area of use: a
+    whole-world polygon or a parcel at −2° longitude is a wrong CRS or a wrong file, never a red line."""
+    area = _work_area(work_crs)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if area is None or not present.any():
+        return
+    bounds = shapely.bounds(geoms)
+    x0, y0, x1, y1 = area
+    outside = present & ~((bounds[:, 0] >= x0) & (bounds[:, 1] >= y0) & (bounds[:, 2] <= x1)
+                          & (bounds[:, 3] <= y1))
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise CoordinatesOutOfRangeError(
+            f"{source}: feature {ids[row]} ({int(outside.sum())} in all) lies far outside the area of the "
+            f"working CRS {crs_label(work_crs)}; check the file's CRS, or that it belongs to this city "
+            "要素远超出本市工作坐标系范围")
 
 
 def _require_finite(geoms: NDArray[np.object_], ids: Sequence[Any] | None, source: str) -> None:

@@ -195,3 +195,33 @@ def test_a_check_and_its_audit_entry_commit_together(city: Api, monkeypatch: pyt
         city.post("approval_system", "/api/v1/checks", json=_body(collection(PASS_PARCEL)))
     with city.services.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM checks")).scalar_one() == before
+
+
+# --------------------------------------------------------------- defect 7: layer import
+
+
+def _polygon_file(ring: list[list[float]], crs: str | None = None) -> bytes:
+    obj: dict[str, Any] = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
+    if crs:
+        obj["crs"] = {"type": "name", "properties": {"name": crs}}
+    return json.dumps(obj).encode()
+
+
+WORLD = [[-180, -89], [180, -89], [180, 89], [-180, 89], [-180, -89]]
+AT_MINUS_2 = [[-2.0, 30.9], [-1.99, 30.9], [-1.99, 30.91], [-2.0, 30.91], [-2.0, 30.9]]
+TONGLING = [[117.8, 30.9], [117.81, 30.9], [117.81, 30.91], [117.8, 30.91], [117.8, 30.9]]
+
+
+@pytest.mark.parametrize(("ring", "crs", "code"), [
+    (WORLD, None, "coordinates_out_of_range"),
+    (AT_MINUS_2, None, "coordinates_out_of_range"),
+    (TONGLING, "EPSG:999999", "crs_error"),
+], ids=["whole world", "-2 degrees", "unknown crs"])
+def test_layer_import_refuses_unknown_crs_and_far_away_geometry(city: Api, ring, crs, code) -> None:
+    r = city.post("admin", "/api/v1/layers", files={"file": ("red.geojson", _polygon_file(ring, crs))},
+                  data={"kind": "ecological_redline", "name": unique("far")})
+    assert_error(r, 422, code)
+    r = city.post("planner", "/api/v1/checks", files={"file": ("p.geojson", _polygon_file(ring, crs))},
+                  data={"project_type": "industrial"})
+    assert_error(r, 422, code)
