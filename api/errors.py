@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blueprint.errors import (
@@ -244,6 +246,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "forbidden": "无此权限",
     "invalid_request": "填写的内容有误：请按提示修改",
     "too_many_requests": "请求过于频繁：请稍后再试",
+    "insufficient_storage": "服务器磁盘已满：本次提交未保存，请联系管理员后重试",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
 
@@ -305,6 +308,41 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_MESSAGES = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a file write, SQLite's "database or disk is full", PostgreSQL's disk_full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        orig = getattr(current, "orig", None)
+        if getattr(orig, "pgcode", None) in ("53100", "53000"):
+            return True
+        if any(m in str(current).lower() for m in DISK_FULL_MESSAGES):
+            return True
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return False
+
+
+def _unexpected_or_disk_full(request: Request, exc: Exception) -> JSONResponse:
+    # A full disk is the operator's problem, not a bug: 507, and nothing was committed half (every write
+    # is one transaction; files are written to a temporary name and renamed)
+    if is_disk_full(exc):
+        log.error("disk full on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(
+            error_body("insufficient_storage", "the server is out of disk space; nothing was stored "
+                       "服务器磁盘已满，本次请求未保存任何内容"),
+            status_code=507,
+            headers={"Retry-After": "300"},
+        )
+    return _unexpected(request, exc)
+
+
 def _too_deep(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI parses declared JSON bodies with json.loads, which recurses once per nesting level
     return JSONResponse(
@@ -328,4 +366,8 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RecursionError, _too_deep)
-    app.add_exception_handler(Exception, _unexpected)
+    # the errors a full disk raises get handlers of their own (answered by ExceptionMiddleware, not
+    # re-raised to the server like the catch-all); anything else they cover is still a 500
+    app.add_exception_handler(OSError, _unexpected_or_disk_full)
+    app.add_exception_handler(DBAPIError, _unexpected_or_disk_full)
+    app.add_exception_handler(Exception, _unexpected_or_disk_full)
