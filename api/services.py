@@ -187,6 +187,7 @@ class Services:
         )
         self._gates_lock = threading.Lock()
         self.job_threshold = settings.job_parcel_threshold
+        self.job_vertex_threshold = settings.job_vertex_threshold
         self.worker: Worker | None = None
         self.rate_limits = RateLimits(settings)
 
@@ -455,9 +456,11 @@ class Services:
         by: Principal,
         idempotency_key: str | None = None,
     ) -> CheckOutcome | dict[str, Any]:
-        """Screen now, or queue a background job when the submission is large (returns the job)."""
+        """Screen now, or queue a background job when the submission is large (returns the job): more
+        parcels than ``job_threshold`` or more vertices than ``job_vertex_threshold`` (cost admission)."""
         idempotency_key = self.scoped_key(idempotency_key, by)
-        if len(parcels.frame) <= self.job_threshold:
+        vertices = int(shapely.get_num_coordinates(parcels.frame.geometry.values).sum())
+        if len(parcels.frame) <= self.job_threshold and vertices <= self.job_vertex_threshold:
             return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
         input_hash = self.input_hash(parcels, project_type, version)
         replay = self.replay(idempotency_key, input_hash)

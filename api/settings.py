@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = 500 * 1024 * 1024
     # submissions with more parcels than this are screened by a background job (202 + /jobs/{id})
     job_parcel_threshold: int = Field(default=500, ge=1)
+    # ... and so are submissions with more vertices than this (one 10^5-vertex parcel costs as much as
+    # hundreds of ordinary ones and would hold a CPU slot the single-parcel checks need)
+    job_vertex_threshold: int = Field(default=100_000, ge=1)
     # durable jobs: a worker holds a job under a lease it renews; a job whose lease runs out is taken up
     # again by the next worker. `blueprint serve` runs one worker in process unless this is off.
     job_lease_seconds: float = Field(default=30.0, gt=0)

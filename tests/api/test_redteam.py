@@ -225,3 +225,19 @@ def test_layer_import_refuses_unknown_crs_and_far_away_geometry(city: Api, ring,
     r = city.post("planner", "/api/v1/checks", files={"file": ("p.geojson", _polygon_file(ring, crs))},
                   data={"project_type": "industrial"})
     assert r.status_code == 422, r.text  # parcels: outside the city (or the unknown CRS), never a verdict
+
+
+# --------------------------------------------------------------- cost admission (issue #16 part 6)
+
+
+def test_one_parcel_with_many_vertices_becomes_a_job(city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heavy single parcel goes to the job queue, not into a CPU slot the quick checks need."""
+    import shapely
+
+    monkeypatch.setattr(city.services, "job_vertex_threshold", 1_000)
+    heavy = shapely.segmentize(PASS_PARCEL, 0.2)  # ≈ 2,000 vertices
+    assert shapely.get_num_coordinates(heavy) > 1_000
+    r = city.post("approval_system", "/api/v1/checks", json=_body(collection(heavy)))
+    assert r.status_code == 202, r.text
+    light = city.post("approval_system", "/api/v1/checks", json=_body(collection(PASS_PARCEL)))
+    assert light.status_code == 201
