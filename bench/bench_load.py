@@ -103,6 +103,9 @@ def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> 
         "BLUEPRINT_DATABASE_URL": database_url,
         "BLUEPRINT_DATA_DIR": str(data_dir),
         "BLUEPRINT_DEV_MODE": "false",
+        # the benchmark measures the service, not the limiter: 50 clients on one key would be 429s
+        # (set BLUEPRINT_RATE_LIMITS_ENABLED=true to measure with the limits on)
+        "BLUEPRINT_RATE_LIMITS_ENABLED": os.environ.get("BLUEPRINT_RATE_LIMITS_ENABLED", "false"),
     }
     cmd = [
         sys.executable,
