@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     rate_limit_anonymous: str = Field(default="10/second;120/minute",
                                       description="per client address: requests without a valid key")
     rate_limit_public: str = Field(default="5/second;60/minute", description="per address: /public")
-    rate_limit_login: str = Field(default="10/minute;50/hour", description="per address: /viewer/login")
+    rate_limit_login: str = Field(default="30/minute;300/hour", description="per address: /viewer/login "
+                                  "(an office behind one NAT address signs in together at nine)")
 
     @field_validator("work_crs_epsg")
     @classmethod
