@@ -30,8 +30,9 @@ DESCRIPTION = """
 **一张蓝图 One Blueprint**: plan layers merged into one versioned blueprint, and construction project
 parcels screened against it.
 
-Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the `blueprint_key`
-cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, HTTP Basic with the key
+as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in).
+Roles: `planner`, `reviewer`, `admin`, `approval_system`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 
@@ -228,5 +229,9 @@ def _report_info(services: Services, settings: Settings, make: Any) -> Any:
     else:
         name = "checks/rules.toml（内置 built-in）"
         data = resources.files("checks").joinpath("rules.toml").read_bytes()
-    names = {t.key: (t.name_zh, t.name_en) for t in services.rules.project_types.values()}
+    types = services.rules.project_types
+    # a finer type is named with its group, so a report shows both levels: 旅游设施（公共服务设施项目）
+    names = {t.key: (t.name_zh, t.name_en) if t.is_group else
+             (f"{t.name_zh}（{types[t.group_key].name_zh}）", f"{t.name_en} ({types[t.group_key].name_en})")
+             for t in types.values()}
     return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())

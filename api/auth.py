@@ -1,4 +1,4 @@
-"""api.auth: API-key authentication (header, bearer or cookie) and the roles each action requires."""
+"""api.auth: API-key authentication (header, bearer, HTTP Basic, cookie) and the roles each action needs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyCookie,
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from api.errors import ApiError, AuthenticationError, InvalidKeyError, PermissionDeniedError
 from api.store import ROLES, KeyStore, Principal, Role
@@ -19,6 +26,7 @@ from api.store import ROLES, KeyStore, Principal, Role
 log = logging.getLogger("api.auth")
 
 COOKIE_NAME = "blueprint_key"
+BASIC_REALM = "One Blueprint"
 
 # Well-known keys that exist only when settings.dev_mode is on (the app then logs a loud warning).
 DEV_KEYS: Mapping[str, Role] = {
@@ -45,6 +53,13 @@ _header = APIKeyHeader(
     description="API key in the X-API-Key header",
 )
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer", description="Authorization: Bearer <API key>")
+# GIS clients (QGIS's authentication manager, GDAL's USERPWD) send HTTP Basic; the password is the key
+_basic = HTTPBasic(
+    auto_error=False,
+    scheme_name="Basic",
+    realm=BASIC_REALM,
+    description="HTTP Basic: any user name, the API key as the password (for QGIS and GDAL)",
+)
 _cookie = APIKeyCookie(
     name=COOKIE_NAME,
     auto_error=False,
@@ -119,16 +134,19 @@ def authenticate(
     request: Request,
     header: Annotated[str | None, Security(_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)] = None,
     cookie: Annotated[str | None, Security(_cookie)] = None,
 ) -> Principal:
-    """The caller, from ``X-API-Key``, ``Authorization: Bearer`` or the ``blueprint_key`` cookie."""
-    presented = header or (bearer.credentials if bearer else None) or cookie
+    """The caller, from ``X-API-Key``, ``Authorization: Bearer``, HTTP Basic (the password is the key)
+    or the ``blueprint_key`` cookie."""
+    presented = header or (bearer.credentials if bearer else None) or (basic.password if basic else None)
+    presented = presented or cookie
     limits = request.app.state.services.rate_limits
     if not presented:
         limits.check_address(client_address(request))
         raise AuthenticationError(
-            "an API key is required (X-API-Key header, Authorization: Bearer, "
-            "or the blueprint_key cookie) 需要 API 密钥"
+            "an API key is required (X-API-Key header, Authorization: Bearer, HTTP Basic with the key "
+            "as password, or the blueprint_key cookie) 需要 API 密钥"
         )
     principal: Principal | None = request.app.state.services.keyring.principal(presented)
     if principal is None:

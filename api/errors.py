@@ -137,6 +137,12 @@ class TooManyRequestsError(ApiError):
     code = "too_many_requests"
 
 
+class InvalidParameterError(InvalidRequestError):
+    """A query parameter of the OGC API that is unknown or malformed (OGC answers 400, not 422)."""
+
+    code = "invalid_parameter"
+
+
 # THE status table. A class not listed takes the status of its nearest listed base (MRO order), so a
 # new subclass in the core gets a sensible status without touching this file.
 STATUS_CODES: Mapping[type[Exception], int] = {
@@ -181,6 +187,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     BlueprintNotPublishedError: 409,
     PayloadTooLargeError: 413,
     InvalidRequestError: 422,
+    InvalidParameterError: 400,
     NotReadyError: 503,
     TooManyRequestsError: 429,
 }
@@ -256,6 +263,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "invalid_request": "填写的内容有误：请按提示修改",
     "too_many_requests": "请求过于频繁：请稍后再试",
     "insufficient_storage": "服务器磁盘已满：本次提交未保存，请联系管理员后重试",
+    "invalid_parameter": "查询参数有误：请按提示修改",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
 
@@ -274,11 +282,56 @@ def scrub_paths(text: str) -> str:
     return _SERVER_DIRS.sub("", text)
 
 
+# The core's messages serve the CLI too ("pass --crs EPSG:N", "(CLI: --crs GCJ02 --replace)"); over HTTP
+# the same advice names the form fields of the upload. Options the API has no field for stay, said as
+# the blueprint command's.
+CLI_OPTION = re.compile(r"--(crs|encoding|layer|kind)\b(?: ([A-Za-z0-9][\w:.+-]*))?")
+CLI_HINT = re.compile(r"\(CLI: ([^()]*)\)")
+HINT_OPTIONS = re.compile(r"^(?:--(crs|encoding|layer|kind|replace)(?: ([A-Za-z0-9][\w:.+-]*))?\s*)+$")
+HINT_OPTION = re.compile(r"--([a-z]+)(?: ([A-Za-z0-9][\w:.+-]*))?")
+
+
+def _form_field(match: re.Match[str]) -> str:
+    field, value = match.group(1), match.group(2)
+    if value == "EPSG:N":  # the core's placeholder: give an example a user can copy
+        return f"the form field {field}, e.g. {field}=EPSG:4548"
+    return f"the form field {field}={value}" if value else f"the form field {field}"
+
+
+def _hint(options: str) -> str:
+    if not HINT_OPTIONS.match(options.strip()):
+        return f"(with the blueprint command: {options})"
+    fields = [f"{name}={value or 'true'}" for name, value in HINT_OPTION.findall(options)]
+    return f"(form field{'s' if len(fields) > 1 else ''} {', '.join(fields)})"
+
+
+def api_words(message: str) -> str:
+    """A core message in API words: ``pass --crs EPSG:N`` becomes ``send the form field crs, e.g. …``,
+    ``(CLI: --crs GCJ02 --replace)`` becomes ``(form fields crs=GCJ02, replace=true)``."""
+    parts = CLI_HINT.split(message)  # text, hint, text, hint, ..., text
+    return "".join(
+        _hint(part) if i % 2 else CLI_OPTION.sub(_form_field, part.replace("pass --", "send --"))
+        for i, part in enumerate(parts)
+    )
+
+
 def error_body(code: str, detail: str) -> dict[str, str]:
     body = {"code": code, "detail": scrub_paths(detail)}
     if code in MESSAGES_ZH:
         body["message_zh"] = MESSAGES_ZH[code]
     return body
+
+
+# OGC API paths: clients there (QGIS, GDAL) are offered HTTP Basic and expect 400 for a bad parameter
+# (OGC API – Features /req/core/query-param-invalid); {"code", "detail"} is a valid OGC exception body
+OGC_PREFIX = "/ogc"
+BASIC_CHALLENGE = 'Basic realm="One Blueprint", charset="UTF-8"'
+API_CHALLENGE = 'Bearer, ApiKey header="X-API-Key"'
+
+
+def _is_ogc(request: Request) -> bool:
+    path = request.url.path
+    return path == OGC_PREFIX or path.startswith(OGC_PREFIX + "/")
 
 
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -287,15 +340,22 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         # configuration problems (rules, catalogue): worth a log line, still a clean body
         log.error("domain error %s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
-    headers = {"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'} if status == 401 else None
+    headers = None
+    if status == 401:
+        challenge = f"{BASIC_CHALLENGE}, {API_CHALLENGE}" if _is_ogc(request) else API_CHALLENGE
+        headers = {"WWW-Authenticate": challenge}
     if getattr(exc, "retry_after", None) is not None:  # api.ratelimit.RateLimitedError
         headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
-    return JSONResponse(error_body(exc.code, exc.user_message), status_code=status, headers=headers)
+    body = error_body(exc.code, api_words(exc.user_message))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(error_body("invalid_request", describe_validation(exc.errors())), status_code=422)
+    detail = describe_validation(exc.errors())
+    if _is_ogc(request):
+        return JSONResponse(error_body("invalid_parameter", detail), status_code=400)
+    return JSONResponse(error_body("invalid_request", detail), status_code=422)
 
 
 def describe_validation(errors: object) -> str:

@@ -56,8 +56,10 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
 def check(
     parcels: Path = typer.Argument(..., help="parcels: shapefile/zip, GeoPackage, GeoJSON, DXF, 部标 TXT…"),
     project_type: str = typer.Option("industrial", "--project-type", "-t",
-                                     help="industrial, residential, public_facility, linear_infrastructure, "
-                                          "national_major, agricultural (or as configured)"),
+                                     help="a group (industrial, residential, public_facility, "
+                                          "linear_infrastructure, national_major, agricultural) or a finer "
+                                          "type beneath one (tourism_facility, military_facility …; "
+                                          "`blueprint rules` lists them)"),
     version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest)"),
     fmt: str = typer.Option("json", "--format", help="json (the result contract) or geojson"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527; "

@@ -20,7 +20,8 @@ from api.errors import InvalidRequestError, PayloadTooLargeError, describe_valid
 from api.services import Services
 from api.tempfiles import upload_prefix
 from layers.crs import parse_crs
-from layers.errors import FileTooLargeError, OneBlueprintError
+from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
+from layers.formats import SHAPEFILE_PARTS
 from layers.ingest import parcels_from_geojson, read_parcels
 from layers.model import ParcelSet
 
@@ -154,8 +155,17 @@ def safe_filename(name: str | None, default: str = "upload") -> str:
     return base[:120] or default
 
 
+def refuse_loose_shapefile_part(name: str) -> None:
+    """A Shapefile is several files: one part alone (a bare .shp) cannot be read as the user meant."""
+    if Path(name).suffix.lower() in SHAPEFILE_PARTS:
+        raise UnreadableLayerError(
+            f"{name}: a Shapefile is several files; upload the .shp/.shx/.dbf/.prj together as a .zip"
+        )
+
+
 async def save_upload(upload: StarletteUploadFile, directory: Path, max_bytes: int) -> Path:
     """Copy an upload into ``directory`` (a fresh temp dir), refusing more than ``max_bytes``."""
+    refuse_loose_shapefile_part(safe_filename(upload.filename))
     path = directory / safe_filename(upload.filename)
     size = 0
     with path.open("wb") as out:

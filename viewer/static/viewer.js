@@ -337,7 +337,34 @@
     return '<span class="ob-verdict ob-verdict-' + esc(verdict) + '">' + esc(v[0]) + " " + esc(v[1]) + "</span>";
   }
 
+  /* what the applicant must provide or obtain: [{zh, en, basis}], numbered (conditional rules only) */
+  function requirementsHtml(needs) {
+    if (!needs.length) return "";
+    return '<ol class="ob-requirements">' + needs.map(function (n) {
+      return "<li>" + esc(n.zh) + ' <span class="ob-en">' + esc(n.en) + "</span>" +
+        (n.basis ? ' <span class="ob-basis">（' + esc(n.basis) + "）</span>" : "") + "</li>";
+    }).join("") + "</ol>";
+  }
+
+  /* the requirements of a parcel's conditional overlaps, each once */
+  function parcelRequirements(parcel) {
+    var seen = {}, out = [];
+    (parcel.conflicts || []).forEach(function (hit) {
+      if (hit.rule !== "conditional") return;
+      (hit.requirements || []).forEach(function (n) {
+        if (!seen[n.key]) { seen[n.key] = true; out.push(n); }
+      });
+    });
+    return out;
+  }
+
+  function rulesVersion(check) {
+    var r = check.rules || {};
+    return r.version ? r.version + (r.effective_date ? "（生效 " + r.effective_date + "）" : "") : "未记录 not recorded";
+  }
+
   function parcelHtml(parcel) {
+    var needs = parcelRequirements(parcel);
     var hits = (parcel.conflicts || []).map(function (hit) {
       var spec = OB.kinds[hit.kind] || { colour: "#999" };
       var rule = RULE[hit.rule] || [hit.rule, hit.rule];
@@ -351,6 +378,8 @@
       " m²（椭球 ellipsoidal）</p>" +
       (hits ? '<table class="ob-table"><tr><th>管控图层 Kind</th><th>规则 Rule</th><th>重叠 m²</th><th>椭球 m²</th>' +
         "<th>占比 Ratio</th></tr>" + hits + "</table>" : "<p>无重叠 No overlap</p>") +
+      (needs.length ? "<p><b>须提供或取得</b> <span class=\"ob-en\">The applicant must provide or obtain</span></p>" +
+        requirementsHtml(needs) : "") +
       '<p class="ob-expl">' + esc(parcel.explanation_zh) + '</p><p class="ob-expl ob-en">' + esc(parcel.explanation_en) + "</p></div>";
   }
 
@@ -390,7 +419,8 @@
       var report = OB.cfg.report.replace("{check_id}", encodeURIComponent(check.check_id));
       html += "<h4>审查结论 Verdict " + verdictBadge(check.verdict) + "</h4>" +
         '<table class="ob-table">' + row("蓝图版本", "Blueprint version", check.blueprint_version) +
-        row("检查编号", "Check id", check.check_id) + "</table>" + versionNote(check) +
+        row("检查编号", "Check id", check.check_id) + row("规则版本", "Rules version", rulesVersion(check)) +
+        "</table>" + versionNote(check) +
         '<p class="ob-reports"><a href="' + esc(report) + '" target="_blank">审查报告（网页） Report</a> · ' +
         reportLink(check.check_id, "docx", "下载审查报告（Word）") + " · " + reportLink(check.check_id, "xlsx", "下载审查报告（Excel）") +
         " · " + reportLink(check.check_id, "pdf", "下载审查报告（PDF）") + "</p>" +
@@ -528,7 +558,8 @@
     OB.search = search;
     OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
                 zhEn: zhEn,
-                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON };
+                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON,
+                requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);
