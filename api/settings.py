@@ -50,11 +50,12 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limit_storage: str = Field(default="memory://", description="memory:// (per process) or redis://…")
     rate_limit_roles: dict[str, str] = Field(
+        # people's budgets leave room for the map: one pan of the viewer or workbench fetches 20-40 tiles
         default_factory=lambda: {
-            "approval_system": "50/second;2000/minute",
-            "admin": "20/second;600/minute",
-            "planner": "10/second;300/minute",
-            "reviewer": "10/second;300/minute",
+            "approval_system": "100/second;6000/minute",
+            "admin": "50/second;2000/minute",
+            "planner": "50/second;2000/minute",
+            "reviewer": "50/second;2000/minute",
         },
         description='per API key, by its role; JSON in the environment: {"planner": "5/second"}',
     )
