@@ -6,8 +6,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -23,6 +24,7 @@ from api.ratelimit import PublicPathLimit
 from api.services import Services
 from api.settings import Settings, get_settings
 from api.tempfiles import sweep_upload_dirs
+from layers.model import Limits
 
 log = logging.getLogger("api.app")
 
@@ -40,20 +42,45 @@ Errors are always `{"code": ..., "detail": ...}`.
 BODY_OVERHEAD_BYTES = 64 * 1024
 
 
-class BodyLimit:
-    """Refuse request bodies larger than the upload limit, before they are parsed or spooled to disk."""
+@dataclass(frozen=True)
+class BodyCap:
+    """The largest request body a route takes, and the error detail that refuses a larger one."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    max_bytes: int
+    detail: str
+
+
+def body_cap(limits: Limits) -> BodyCap:
+    """The body cap for files read with ``limits``: the file limit plus the form framing allowance."""
+    detail = limits.exceeded("max_bytes", "request body too large")
+    return BodyCap(limits.max_bytes + BODY_OVERHEAD_BYTES, detail)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than the route's limit, before they are parsed or spooled to disk.
+
+    ``routes`` maps (method, path) to its own cap (a plan-layer upload may be far larger than a
+    submission); every other request gets ``max_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, detail: str | None = None,
+                 routes: Mapping[tuple[str, str], BodyCap] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = BodyCap(max_bytes, detail or f"request body larger than {max_bytes} bytes")
+        self.routes = dict(routes or {})
+
+    def cap(self, scope: Scope) -> BodyCap:
+        path = str(scope.get("path", "")).rstrip("/") or "/"
+        return self.routes.get((str(scope.get("method", "")).upper(), path), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.cap(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(send, self.max_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > cap.max_bytes:
+            await _too_large(send, cap.detail)
             return
         seen = 0
 
@@ -62,9 +89,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > cap.max_bytes:
                     # an HTTPException passes FastAPI's body parsing untouched and reaches our handler
-                    raise StarletteHTTPException(413, f"request body larger than {self.max_bytes} bytes")
+                    raise StarletteHTTPException(413, cap.detail)
             return message
 
         await self.app(scope, limited, send)
@@ -93,8 +120,8 @@ class NoControlCharacters:
         await self.app(scope, receive, send)
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    await _error(send, 413, "payload_too_large", f"request body larger than {max_bytes} bytes", close=True)
+async def _too_large(send: Send, detail: str) -> None:
+    await _error(send, 413, "payload_too_large", detail, close=True)
 
 
 async def _error(send: Send, status: int, code: str, detail: str, close: bool = False) -> None:
@@ -128,7 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.settings = settings
     add_exception_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
+    submission = body_cap(settings.submission_limits("api"))
+    # plan layers come through one route, with their own (far larger) limit; everything else is a submission
+    app.add_middleware(BodyLimit, max_bytes=submission.max_bytes, detail=submission.detail,
+                       routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
     app.add_middleware(NoControlCharacters)
     app.add_middleware(PublicPathLimit, limits=services.rate_limits)
     for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):

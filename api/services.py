@@ -44,8 +44,8 @@ from checks.rules import Rules, load_rules
 from cli.context import Stores, open_stores
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
-from layers.ingest import read_layer
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.stream import open_layer
 
 log = logging.getLogger("api.services")
 
@@ -238,13 +238,13 @@ class Services:
 
     @property
     def limits(self) -> Limits:
-        s = self.settings
-        return Limits(
-            max_bytes=s.max_upload_bytes,
-            max_unzipped_bytes=s.max_unzipped_bytes,
-            max_features=s.max_features,
-            max_vertices=s.max_vertices,
-        )
+        """Submission limits (parcels sent for a check), worded for API clients."""
+        return self.settings.submission_limits("api")
+
+    @property
+    def layer_limits(self) -> Limits:
+        """Plan-layer limits (a department's layer uploaded by an administrator)."""
+        return self.settings.layer_limits("api")
 
     # ---------------------------------------------------------------------------------- layers
 
@@ -262,7 +262,8 @@ class Services:
     ) -> dict[str, Any]:
         """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
-        plan: PlanLayer = read_layer(
+        # read chunk by chunk into the store: a province-size layer never sits in memory whole
+        with open_layer(
             path,
             kind,
             work_crs=self.settings.work_crs,
@@ -271,9 +272,9 @@ class Services:
             encoding=encoding,
             layer=layer,
             name=name,
-            limits=self.limits,
-        )
-        summary = self.stores.layers.save(plan, by.name, replace=replace)
+            limits=self.layer_limits,
+        ) as stream:
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
         self.audit.record(
             by,
             "layer.upload",

@@ -46,3 +46,7 @@ def main() -> None:
     except Exception as exc:  # typer has already printed the traceback on stderr
         emit({"error": {"code": "internal_error", "detail": f"{type(exc).__name__}: {exc}"}})
         sys.exit(EXIT_CRASH)
+
+
+if __name__ == "__main__":
+    main()
