@@ -34,7 +34,7 @@ parcels screened against it.
 
 Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, HTTP Basic with the key
 as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in).
-Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+Roles: `planner`, `reviewer`, `admin`, `approval_system`, `department`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 
@@ -136,7 +136,18 @@ async def _error(send: Send, status: int, code: str, detail: str, close: bool = 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: open (and migrate) the database, wire the stores, mount every router."""
     from api import ogc
-    from api.routes import admin, blueprints, checks, health, layers, meta, projects, reviews
+    from api.routes import (
+        admin,
+        blueprints,
+        checks,
+        events,
+        health,
+        layers,
+        meta,
+        opinions,
+        projects,
+        reviews,
+    )
     from api.routes.common import EXTRA_SCHEMAS
 
     settings = settings or get_settings()
@@ -161,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
     app.add_middleware(NoControlCharacters)
     app.add_middleware(PublicPathLimit, limits=services.rate_limits)
-    for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)

@@ -43,7 +43,8 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "project": frozenset({"planner", "admin"}),  # create projects, screen a project's parcels
     "advance": frozenset({"planner", "reviewer", "admin"}),  # send a project to joint review
     "decide": frozenset({"reviewer", "admin"}),  # record decisions, clear or reject a project
-    "admin": frozenset({"admin"}),  # layers, builds, publishing, audit log, keys
+    "admin": frozenset({"admin"}),  # layers, builds, publishing, audit log, keys, webhooks
+    "answer": frozenset({"department", "admin"}),  # a department's opinion (an admin records a paper one)
 }
 
 _header = APIKeyHeader(
@@ -80,7 +81,8 @@ def key_digest(key: str) -> str:
 
 
 def load_key_file(path: Path) -> dict[str, Principal]:
-    """Keys provisioned by configuration: a JSON list of ``{"name", "role", "sha256"}``.
+    """Keys provisioned by configuration: a JSON list of ``{"name", "role", "sha256"}`` (and
+    ``"department"`` for a ``department`` key: the department it answers for).
 
     Only digests are in the file (``blueprint keys digest`` style: ``sha256(key)``); the keys themselves
     are random and long, so an unsalted digest is safe to keep in configuration management.
@@ -100,7 +102,13 @@ def load_key_file(path: Path) -> dict[str, Principal]:
                 f"API keys file {path}: entry {i + 1} needs name, role (one of "
                 f"{', '.join(ROLES)}) and a 64-hex sha256"
             )
-        ring[digest.lower()] = Principal(entry["name"], entry["role"], f"file:{i + 1}")
+        department = entry.get("department")
+        if (entry["role"] == "department") != isinstance(department, str) or department == "":
+            raise KeyFileError(
+                f"API keys file {path}: entry {i + 1}: a department key names its department "
+                "(and only a department key does)"
+            )
+        ring[digest.lower()] = Principal(entry["name"], entry["role"], f"file:{i + 1}", department)
     return ring
 
 
@@ -179,3 +187,4 @@ ProjectWriter = Annotated[Principal, Depends(require("project"))]
 Advancer = Annotated[Principal, Depends(require("advance"))]
 Decider = Annotated[Principal, Depends(require("decide"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+Answerer = Annotated[Principal, Depends(require("answer"))]

@@ -15,6 +15,23 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from approval.errors import (
+    AlreadyAnsweredError,
+    ApprovalError,
+    CalendarError,
+    DepartmentsError,
+    InvalidAnswerError,
+    InvalidWebhookError,
+    NotInPlanningError,
+    NoWarningError,
+    RoundClosedError,
+    RoundNotDueError,
+    RoundNotFoundError,
+    RoundOpenError,
+    UnknownDepartmentError,
+    WebhookNotFoundError,
+    WrongDepartmentError,
+)
 from blueprint.errors import (
     BlueprintError,
     BlueprintImmutableError,
@@ -77,6 +94,12 @@ class ProjectNotFoundError(NotFoundError):
     code = "project_not_found"
 
 
+class ProjectNotInPoolError(ProjectNotFoundError):
+    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
+
+    code = "project_not_in_pool"
+
+
 class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
@@ -107,6 +130,12 @@ class ReviewRequiredError(InvalidTransitionError):
     """Clearing a project whose latest check is a conflict needs a joint-review decision with reasons."""
 
     code = "review_required"
+
+
+class StaleCheckError(InvalidTransitionError):
+    """Clearing on a check against an older blueprint version than the latest published one."""
+
+    code = "check_not_latest"
 
 
 class IdempotencyConflictError(ApiError):
@@ -176,6 +205,22 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     RulesError: 500,
     DuplicateParcelIdError: 422,
     CheckIdConflictError: 409,
+    # the approval flow: departments, opinion rounds, webhooks
+    ApprovalError: 400,
+    DepartmentsError: 500,
+    CalendarError: 500,
+    UnknownDepartmentError: 422,
+    WrongDepartmentError: 403,
+    RoundNotFoundError: 404,
+    RoundClosedError: 409,
+    RoundOpenError: 409,
+    AlreadyAnsweredError: 409,
+    RoundNotDueError: 409,
+    NotInPlanningError: 409,
+    NoWarningError: 409,
+    InvalidAnswerError: 422,
+    InvalidWebhookError: 422,
+    WebhookNotFoundError: 404,
     # the service itself
     ApiError: 400,
     AuthenticationError: 401,
@@ -254,9 +299,22 @@ MESSAGES_ZH: Mapping[str, str] = {
     "blueprint_not_published": "该蓝图版本尚未发布：请选择已发布的版本",
     "project_exists": "项目代码已存在：请核对项目代码",
     "project_not_found": "项目不存在：请核对项目代码",
+    "project_not_in_pool": "库外项目不立项：该项目不在项目库中，请先入库",
+    "check_not_latest": "须先按最新发布的蓝图版本重新检测，才能审查通过",
     "check_not_found": "检测记录不存在",
     "invalid_transition": "当前项目状态不允许此操作",
     "review_required": "须先记录同意的联合审查决定及理由",
+    "unknown_department": "未知部门或该部门不在本轮征询范围：请核对部门",
+    "wrong_department": "只能以本部门名义答复意见",
+    "round_not_found": "意见征询不存在：请核对项目和征询轮次",
+    "round_closed": "本轮意见征询已办结，不能再答复",
+    "round_open": "该项目已有进行中的意见征询：请等待办结后再发起",
+    "already_answered": "本部门已答复，意见不可修改",
+    "round_not_due": "仍有部门未答复且征询期限未到：请等待答复或期限届满后再办结",
+    "not_in_planning": "仅策划阶段的项目可征询部门意见",
+    "invalid_answer": "答复意见不完整：有条件同意须填写条件，不同意须填写理由",
+    "invalid_webhook_url": "回调地址无效：仅支持 http/https，且地址中不得包含用户名或密码",
+    "no_warning": "该项目没有待确认的预警",
     "unauthenticated": "未登录：请先登录",
     "invalid_api_key": "密钥无效或已吊销：请重新登录",
     "forbidden": "无此权限",

@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     rate_limit_public: str = Field(default="5/second;60/minute", description="per address: /public")
     rate_limit_login: str = Field(default="30/minute;300/hour", description="per address: /viewer/login "
                                   "(an office behind one NAT address signs in together at nine)")
+    # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
+    departments_file: Path | None = None
+    # a project is cleared only on a check against the latest published blueprint version
+    clear_requires_latest: bool = True
+    calendar_file: Path | None = None
+    # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
+    webhook_sweep_seconds: float = Field(default=1.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # the event feed's long polling: the longest a request waits for news (keep below proxy timeouts)
+    events_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
 
     @field_validator("work_crs_epsg")
     @classmethod

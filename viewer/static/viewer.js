@@ -15,6 +15,7 @@
     allowed: ["允许", "allowed"],
   };
   var STATUS = {
+    planning: ["策划中", "Planning"],
     submitted: ["已入库", "Submitted"],
     screened: ["已检测", "Screened"],
     in_review: ["联合审查中", "In joint review"],
@@ -28,6 +29,7 @@
     deferred: ["暂缓", "Deferred"],
   };
   var MAY_DECIDE = { reviewer: true, admin: true };
+  var MAY_ACK = { planner: true, admin: true };
   // layers.geometry's repair codes (problem, action) in words a planner reads
   var REPAIR = {
     invalid: ["几何无效（自相交等）", "invalid geometry"],
@@ -414,7 +416,8 @@
       '<h4>项目信息 Project</h4><table class="ob-table">' +
       row("项目代码", "Code", project.code) + row("项目名称", "Name", project.name) +
       row("项目类型", "Type", typeName(project.project_type || project.type)) + row("建设单位", "Applicant", project.applicant) +
-      row("所在区县", "District", project.district) + row("状态", "Status", zhEn(STATUS, project.status)) + "</table>";
+      row("所在区县", "District", project.district) + row("状态", "Status", zhEn(STATUS, project.status)) + "</table>" +
+      warningHtml(project) + opinionsHtml(project);
     if (check) {
       var report = OB.cfg.report.replace("{check_id}", encodeURIComponent(check.check_id));
       html += "<h4>审查结论 Verdict " + verdictBadge(check.verdict) + "</h4>" +
@@ -434,8 +437,47 @@
     panel.innerHTML = html;
     panel.hidden = false;
     panel.querySelector(".ob-close").onclick = function () { panel.hidden = true; OB.highlight.clearLayers(); };
+    var ack = panel.querySelector("#ob-ack");
+    if (ack) ack.onclick = function () { acknowledge(project); };
     var form = panel.querySelector("#ob-decide");
     if (form) form.addEventListener("submit", function (e) { e.preventDefault(); decide(project, check); });
+  }
+
+  /* 预警: a re-screening after a publish changed the verdict; stays until a planner acknowledges it */
+  function warningHtml(project) {
+    var w = project.warning;
+    if (!w) return "";
+    var rule = function (r) { return r ? RULE[r][0] : "无"; };
+    var kinds = (w.kinds_changed || []).map(function (k) {
+      return esc(k.name_zh) + "：" + esc(rule(k.before)) + " → " + esc(rule(k.after));
+    }).join("；");
+    return '<div class="ob-warning" role="alert"><b>预警 Warning</b> 蓝图 ' + esc(w.blueprint_version) +
+      " 发布后重新检测 re-screened：" + verdictBadge(w.before) + " → " + verdictBadge(w.after) +
+      (kinds ? "<br>" + kinds : "") +
+      (OB.me && MAY_ACK[OB.me.role] ? ' <button type="button" id="ob-ack">确认预警 Acknowledge</button>' : "") + "</div>";
+  }
+
+  function acknowledge(project) {
+    fetch(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/warning/ack", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: "{}",
+    }).then(function () { return select(project.code); }).catch(showError);
+  }
+
+  /* 前期意见: the latest opinion round, one line per department (answer, or pending / overdue) */
+  function opinionsHtml(project) {
+    var rounds = project.opinion_rounds || [];
+    if (!rounds.length) return "";
+    var r = rounds[rounds.length - 1];
+    return "<h4>前期意见 Opinions</h4><p>第 " + esc(r.seq) + " 轮 · " + esc(r.status_zh) +
+      (r.outcome_zh ? " · " + esc(r.outcome_zh) : "") + " · 答复期限 " + esc(r.due_on) + '</p><ul class="ob-opinions">' +
+      r.departments.map(function (d) {
+        var o = d.opinion;
+        var text = o ? "<b>" + esc(o.answer_zh) + "</b>" +
+          (o.conditions.length ? "（条件：" + esc(o.conditions.join("；")) + "）" : "") + (o.reasons ? " " + esc(o.reasons) : "")
+          : '<span class="' + (d.state === "overdue" ? "ob-warn" : "") + '">' + esc(d.state_zh) + "</span>";
+        return "<li>" + esc(d.name_zh) + "：" + text + "</li>";
+      }).join("") + "</ul>";
   }
 
   function typeName(key) {
