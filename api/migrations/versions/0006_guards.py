@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0006_guards"
-down_revision = "0004_durable_jobs"
+down_revision = "0005_opinions"  # chained after main's 0005 when merged; was 0004_durable_jobs
 branch_labels = None
 depends_on = None
 
