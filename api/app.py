@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -18,8 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import DEV_KEYS, require
 from api.errors import add_exception_handlers, error_body
+from api.ratelimit import PublicPathLimit
 from api.services import Services
 from api.settings import Settings, get_settings
+from api.tempfiles import sweep_upload_dirs
 from layers.model import Limits
 
 log = logging.getLogger("api.app")
@@ -93,19 +97,39 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class NoControlCharacters:
+    """Refuse NUL and other control characters in the path (404) and the query (422) before any route:
+    SQLite's LIKE stops at a NUL (``q=%00`` matched every project), PostgreSQL refuses it (a 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            if CONTROL_CHARACTERS.search(scope.get("path", "")):
+                await _error(send, 404, "not_found", "no such resource")
+                return
+            if CONTROL_CHARACTERS.search(query):
+                await _error(send, 422, "invalid_request",
+                             "query parameters may not contain control characters 查询条件含非法字符")
+                return
+        await self.app(scope, receive, send)
+
+
 async def _too_large(send: Send, detail: str) -> None:
-    body = json.dumps(error_body("payload_too_large", detail)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    await _error(send, 413, "payload_too_large", detail, close=True)
+
+
+async def _error(send: Send, status: int, code: str, detail: str, close: bool = False) -> None:
+    body = json.dumps(error_body(code, detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -131,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweep_upload_dirs()  # uploads a killed server left behind
         if settings.worker_in_process:
             services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield
@@ -145,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # plan layers come through one route, with their own (far larger) limit; everything else is a submission
     app.add_middleware(BodyLimit, max_bytes=submission.max_bytes, detail=submission.detail,
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
+    app.add_middleware(NoControlCharacters)
+    app.add_middleware(PublicPathLimit, limits=services.rate_limits)
     for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
@@ -157,11 +184,51 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(EXTRA_SCHEMAS)
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+ERROR_BODY = {
+    "title": "ErrorBody",
+    "type": "object",
+    "description": "Every 4xx and 5xx answer: a stable code, a readable detail, and for people a Chinese "
+    "message with what to do",
+    "properties": {
+        "code": {"type": "string", "examples": ["invalid_request"]},
+        "detail": {"type": "string"},
+        "message_zh": {"type": "string"},
+    },
+    "required": ["code", "detail"],
+    "additionalProperties": False,
+}
+ERROR_STATUSES = {
+    "400": "bad request", "401": "no or unknown API key", "403": "the role may not do this",
+    "404": "not found", "409": "conflicts with the stored state", "413": "request body too large",
+    "422": "invalid input (validation, unreadable file, CRS…)", "429": "over a rate limit (Retry-After)",
+}
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Document the real error body: FastAPI's ``HTTPValidationError`` (never sent) is replaced by
+    ``ErrorBody`` and every operation lists ``4XX`` and the statuses it can answer with."""
+    schemas = schema["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["ErrorBody"] = ERROR_BODY
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status, description in ERROR_STATUSES.items():
+                if status in responses or status in ("401", "403", "429", "422", "404", "400"):
+                    responses[status] = {"description": description, "content": content}
+            responses["4XX"] = {"description": "any other client error", "content": content}
 
 
 def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:

@@ -133,6 +133,11 @@ class KeyRing:
         return self.keys.verify(presented)
 
 
+def client_address(request: Request) -> str:
+    """The peer address (behind a proxy, run uvicorn with --proxy-headers so this is the client's)."""
+    return request.client.host if request.client else "unknown"
+
+
 def authenticate(
     request: Request,
     header: Annotated[str | None, Security(_header)] = None,
@@ -144,14 +149,18 @@ def authenticate(
     or the ``blueprint_key`` cookie."""
     presented = header or (bearer.credentials if bearer else None) or (basic.password if basic else None)
     presented = presented or cookie
+    limits = request.app.state.services.rate_limits
     if not presented:
+        limits.check_address(client_address(request))
         raise AuthenticationError(
             "an API key is required (X-API-Key header, Authorization: Bearer, HTTP Basic with the key "
             "as password, or the blueprint_key cookie) 需要 API 密钥"
         )
     principal: Principal | None = request.app.state.services.keyring.principal(presented)
     if principal is None:
+        limits.check_address(client_address(request))  # key guessing is slowed down, then refused
         raise InvalidKeyError("unknown or revoked API key 密钥无效或已吊销")
+    limits.check_caller(principal)
     request.state.principal = principal
     return principal
 

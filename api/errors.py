@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import tempfile
 import uuid
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from approval.errors import (
@@ -157,6 +160,12 @@ class NotReadyError(ApiError):
     code = "not_ready"
 
 
+class TooManyRequestsError(ApiError):
+    """Over a rate limit (api.ratelimit); carries ``retry_after`` seconds for the Retry-After header."""
+
+    code = "too_many_requests"
+
+
 class InvalidParameterError(InvalidRequestError):
     """A query parameter of the OGC API that is unknown or malformed (OGC answers 400, not 422)."""
 
@@ -225,6 +234,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     InvalidRequestError: 422,
     InvalidParameterError: 400,
     NotReadyError: 503,
+    TooManyRequestsError: 429,
 }
 
 # HTTP errors raised by routing itself (unknown path, wrong method) get a stable code too.
@@ -277,6 +287,7 @@ MESSAGES_ZH: Mapping[str, str] = {
     "payload_too_large": "文件过大：请拆分后分批检测，或联系管理员",
     "ambiguous_layer": "文件中有多个图层：请指定要检测的图层",
     "encoding_error": "无法判断属性文字编码：请指定编码（如 GBK）",
+    "non_finite_coordinates": "坐标含非法数值（NaN、无穷大或超出范围）：请检查坐标文件",
     "geometry_type": "几何类型不符：地块须为面（多边形）",
     "empty_layer": "文件中没有地块：请检查文件内容",
     "no_parcels": "没有可检测的地块：请上传或绘制至少一个地块",
@@ -308,9 +319,25 @@ MESSAGES_ZH: Mapping[str, str] = {
     "invalid_api_key": "密钥无效或已吊销：请重新登录",
     "forbidden": "无此权限",
     "invalid_request": "填写的内容有误：请按提示修改",
+    "too_many_requests": "请求过于频繁：请稍后再试",
+    "insufficient_storage": "服务器磁盘已满：本次提交未保存，请联系管理员后重试",
     "invalid_parameter": "查询参数有误：请按提示修改",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
+
+
+# Directories on the server (an upload's temp dir, the data dir) never reach a client: libraries such as
+# GDAL quote the full path they were given. The file's own name stays.
+_ROOTS = sorted({tempfile.gettempdir().rstrip("/"), "/tmp", "/var", "/home", "/work", "/root", "/srv",
+                 "/opt", "/usr", "/mnt", "/data", "/private", "/Users"}, key=len, reverse=True)
+_SERVER_DIRS = re.compile(
+    r"(?<![\w:/])(?:" + "|".join(re.escape(r) for r in _ROOTS) + r")/(?:[^\s'\"()<>/]+/)*"
+)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` without server directories: ``/tmp/blueprint-upload-x1/p.zip`` becomes ``p.zip``."""
+    return _SERVER_DIRS.sub("", text)
 
 
 # The core's messages serve the CLI too ("pass --crs EPSG:N", "(CLI: --crs GCJ02 --replace)"); over HTTP
@@ -347,7 +374,7 @@ def api_words(message: str) -> str:
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:
-    body = {"code": code, "detail": detail}
+    body = {"code": code, "detail": scrub_paths(detail)}
     if code in MESSAGES_ZH:
         body["message_zh"] = MESSAGES_ZH[code]
     return body
@@ -375,6 +402,8 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 401:
         challenge = f"{BASIC_CHALLENGE}, {API_CHALLENGE}" if _is_ogc(request) else API_CHALLENGE
         headers = {"WWW-Authenticate": challenge}
+    if getattr(exc, "retry_after", None) is not None:  # api.ratelimit.RateLimitedError
+        headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
     body = error_body(exc.code, api_words(exc.user_message))
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -406,6 +435,48 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_MESSAGES = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a file write, SQLite's "database or disk is full", PostgreSQL's disk_full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        orig = getattr(current, "orig", None)
+        if getattr(orig, "pgcode", None) in ("53100", "53000"):
+            return True
+        if any(m in str(current).lower() for m in DISK_FULL_MESSAGES):
+            return True
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return False
+
+
+def _unexpected_or_disk_full(request: Request, exc: Exception) -> JSONResponse:
+    # A full disk is the operator's problem, not a bug: 507, and nothing was committed half (every write
+    # is one transaction; files are written to a temporary name and renamed)
+    if is_disk_full(exc):
+        log.error("disk full on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(
+            error_body("insufficient_storage", "the server is out of disk space; nothing was stored "
+                       "服务器磁盘已满，本次请求未保存任何内容"),
+            status_code=507,
+            headers={"Retry-After": "300"},
+        )
+    return _unexpected(request, exc)
+
+
+def _too_deep(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI parses declared JSON bodies with json.loads, which recurses once per nesting level
+    return JSONResponse(
+        error_body("invalid_request", "the request is nested too deeply 请求体嵌套层数过多"), status_code=422
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Log the exception (type, message, traceback) with a reference the user can quote; request headers
     # and bodies are not logged, so keys and uploaded data never reach the log.
@@ -421,4 +492,9 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OneBlueprintError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RecursionError, _too_deep)
+    # the errors a full disk raises get handlers of their own (answered by ExceptionMiddleware, not
+    # re-raised to the server like the catch-all); anything else they cover is still a 500
+    app.add_exception_handler(OSError, _unexpected_or_disk_full)
+    app.add_exception_handler(DBAPIError, _unexpected_or_disk_full)
+    app.add_exception_handler(Exception, _unexpected_or_disk_full)

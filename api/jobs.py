@@ -78,7 +78,9 @@ class JobStore:
         """
         if idempotency_key is not None:
             existing = self.by_idempotency_key(idempotency_key)
-            if existing is not None:
+            if existing is not None and existing["status"] == "failed":
+                self._release_key(existing["job_id"])  # a failed job's key may be retried
+            elif existing is not None:
                 return existing, False
         job_id = f"J{uuid.uuid4().hex}"
         folder = self._write_input(job_id, write_input) if write_input else None
@@ -146,6 +148,13 @@ class JobStore:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         return final
+
+    def _release_key(self, job_id: str) -> None:
+        """Free the Idempotency-Key of a failed job (the job keeps its status and reason), so a retry
+        with the same key makes a new job instead of answering with the failure forever."""
+        with write(self.engine) as conn:
+            conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.status == "failed")
+                         .values(idempotency_key=None, updated_at=now()))
 
     def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

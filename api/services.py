@@ -26,6 +26,7 @@ from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
     IdempotencyConflictError,
+    InvalidRequestError,
     InvalidTransitionError,
     PermissionDeniedError,
     ProjectNotInPoolError,
@@ -34,6 +35,7 @@ from api.errors import (
 from api.jobs import Handler, JobStore, Worker
 from api.outbox import Outbox
 from api.planning import Planning
+from api.ratelimit import RateLimits
 from api.settings import Settings
 from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
 from api.stores import Stores, open_stores
@@ -54,6 +56,7 @@ from layers.stream import open_layer
 log = logging.getLogger("api.services")
 
 CACHED_VERSIONS = 4  # published blueprints (and their screeners) kept in memory
+MAX_IDEMPOTENCY_KEY = 200  # stored with a 17-character caller prefix in a 255-character column
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,9 @@ class Services:
         )
         self._gates_lock = threading.Lock()
         self.job_threshold = settings.job_parcel_threshold
+        self.job_vertex_threshold = settings.job_vertex_threshold
         self.worker: Worker | None = None
+        self.rate_limits = RateLimits(settings)
         self.departments = load_departments(settings.departments_file)
         self.planning = Planning(self.projects, self.departments, load_calendar(settings.calendar_file))
         self.outbox = Outbox(self.engine, timeout=settings.webhook_timeout_seconds)
@@ -399,6 +404,17 @@ class Services:
         with self.cpu_slots:
             result = screener.screen(parcels, project_type, check_id=check_id)
             text = result_json(result)
+        def audit(conn: Any) -> None:  # in the check's own transaction: never a check without its entry
+            AuditLog.append(
+                conn,
+                by,
+                "check.create",
+                "check",
+                str(check_id),
+                after={"check_id": check_id, "verdict": result["verdict"], "blueprint_version": resolved},
+                detail={"idempotency_key": idempotency_key, "parcels": len(parcels.frame)},
+            )
+
         stored = self.stores.checks.save(
             check_id,
             text,
@@ -408,18 +424,24 @@ class Services:
             input_hash=input_hash,
             idempotency_key=idempotency_key,
             by=by.name,
+            with_insert=audit,
         )
         if stored != text:  # a concurrent request with the same key won the race: its result stands
             return self._replayed(stored, input_hash)
-        self.audit.record(
-            by,
-            "check.create",
-            "check",
-            check_id,
-            after={"check_id": check_id, "verdict": result["verdict"], "blueprint_version": resolved},
-            detail={"idempotency_key": idempotency_key, "parcels": len(parcels.frame)},
-        )
         return CheckOutcome(stored, check_id, replayed=False)
+
+    @staticmethod
+    def scoped_key(idempotency_key: str | None, by: Principal) -> str | None:
+        """The Idempotency-Key as stored: refused when blank, and prefixed by who sent it, so two callers
+        choosing the same key never see each other's results (``<16 hex of the caller>/<key>``)."""
+        if idempotency_key is None:
+            return None
+        if not idempotency_key.strip() or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequestError(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not blank 幂等键不能为空"
+            )
+        caller = hashlib.sha256(f"{by.key_id}\0{by.name}".encode()).hexdigest()[:16]
+        return f"{caller}/{idempotency_key}"
 
     def replay(self, idempotency_key: str | None, input_hash: str) -> CheckOutcome | None:
         if idempotency_key is None:
@@ -454,8 +476,11 @@ class Services:
         by: Principal,
         idempotency_key: str | None = None,
     ) -> CheckOutcome | dict[str, Any]:
-        """Screen now, or queue a background job when the submission is large (returns the job)."""
-        if len(parcels.frame) <= self.job_threshold:
+        """Screen now, or queue a background job when the submission is large (returns the job): more
+        parcels than ``job_threshold`` or more vertices than ``job_vertex_threshold`` (cost admission)."""
+        idempotency_key = self.scoped_key(idempotency_key, by)
+        vertices = int(shapely.get_num_coordinates(parcels.frame.geometry.values).sum())
+        if len(parcels.frame) <= self.job_threshold and vertices <= self.job_vertex_threshold:
             return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
         input_hash = self.input_hash(parcels, project_type, version)
         replay = self.replay(idempotency_key, input_hash)
@@ -522,6 +547,7 @@ class Services:
         self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
     ) -> CheckOutcome:
         """Screen the project's stored parcels and link the check to the project."""
+        idempotency_key = self.scoped_key(idempotency_key, by)
         project = self.projects.get(code)
         if project["status"] in ("cleared", "rejected"):
             # refused before screening, so the 409 leaves no stored check behind (link_check re-checks)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from limits import parse_many
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pyproj import CRS
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     layer_max_members: int = Field(default=2_000, ge=1)
     # submissions with more parcels than this are screened by a background job (202 + /jobs/{id})
     job_parcel_threshold: int = Field(default=500, ge=1)
+    # ... and so are submissions with more vertices than this (one 10^5-vertex parcel costs as much as
+    # hundreds of ordinary ones and would hold a CPU slot the single-parcel checks need)
+    job_vertex_threshold: int = Field(default=100_000, ge=1)
     # durable jobs: a worker holds a job under a lease it renews; a job whose lease runs out is taken up
     # again by the next worker. `blueprint serve` runs one worker in process unless this is off.
     job_lease_seconds: float = Field(default=30.0, gt=0)
@@ -66,6 +70,24 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     api_keys_file: Path | None = None
     tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
+    # rate limits (api.ratelimit), in the `limits` notation: "600/minute", "20/second;600/minute"
+    rate_limits_enabled: bool = True
+    rate_limit_storage: str = Field(default="memory://", description="memory:// (per process) or redis://…")
+    rate_limit_roles: dict[str, str] = Field(
+        # people's budgets leave room for the map: one pan of the viewer or workbench fetches 20-40 tiles
+        default_factory=lambda: {
+            "approval_system": "100/second;6000/minute",
+            "admin": "50/second;2000/minute",
+            "planner": "50/second;2000/minute",
+            "reviewer": "50/second;2000/minute",
+        },
+        description='per API key, by its role; JSON in the environment: {"planner": "5/second"}',
+    )
+    rate_limit_anonymous: str = Field(default="10/second;120/minute",
+                                      description="per client address: requests without a valid key")
+    rate_limit_public: str = Field(default="5/second;60/minute", description="per address: /public")
+    rate_limit_login: str = Field(default="30/minute;300/hour", description="per address: /viewer/login "
+                                  "(an office behind one NAT address signs in together at nine)")
     # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
     departments_file: Path | None = None
     # a project is cleared only on a check against the latest published blueprint version
@@ -82,6 +104,19 @@ class Settings(BaseSettings):
     def _projected(cls, value: int) -> int:
         if not CRS.from_epsg(value).is_projected:
             raise ValueError(f"EPSG:{value} is not projected; the working CRS must be in metres")
+        return value
+
+    @field_validator("rate_limit_anonymous", "rate_limit_public", "rate_limit_login")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        parse_many(value)  # ValueError on a malformed limit, when the settings are read
+        return value
+
+    @field_validator("rate_limit_roles")
+    @classmethod
+    def _role_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            parse_many(limit)
         return value
 
     @property

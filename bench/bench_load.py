@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import signal
@@ -39,6 +40,19 @@ CITY = {  # kind → rectangle in metres from (X0, Y0)
     "urban_boundary": (2000, 0, 4000, 2000),
 }
 MIX = (("check", 0.55), ("get_check", 0.2), ("search", 0.1), ("ogc_items", 0.1), ("locate", 0.05))
+# issue #16's office at work: the approval system's single-parcel checks, QGIS reading OGC items pages,
+# the review meeting's map tiles
+MIXES = {"default": MIX,
+         "issue": (("check", 0.7), ("ogc_items", 0.2), ("tile", 0.1)),
+         "health": (("health", 1.0),)}
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The web-mercator tile (x, y) holding lon/lat at zoom z."""
+    n = 2**z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return x, y
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> Any:
@@ -103,6 +117,9 @@ def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> 
         "BLUEPRINT_DATABASE_URL": database_url,
         "BLUEPRINT_DATA_DIR": str(data_dir),
         "BLUEPRINT_DEV_MODE": "false",
+        # the benchmark measures the service, not the limiter: 50 clients on one key would be 429s
+        # (set BLUEPRINT_RATE_LIMITS_ENABLED=true to measure with the limits on)
+        "BLUEPRINT_RATE_LIMITS_ENABLED": os.environ.get("BLUEPRINT_RATE_LIMITS_ENABLED", "false"),
     }
     cmd = [
         sys.executable,
@@ -144,9 +161,11 @@ async def client_loop(
     errors: dict[str, int],
     check_ids: list[str],
     pool: list[dict[str, Any]],
+    mix: tuple[tuple[str, float], ...] = MIX,
+    tiles: list[str] | None = None,
 ) -> None:
     rng = random.Random(seed)
-    ops, weights = zip(*MIX, strict=True)
+    ops, weights = zip(*mix, strict=True)
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60) as client:
         while time.monotonic() < until:
             op = rng.choices(ops, weights)[0]
@@ -177,6 +196,10 @@ async def client_loop(
                         "/ogc/collections/blueprint-v1-pieces/items",
                         params={"limit": 10, "offset": rng.randint(0, 3)},
                     )
+                elif op == "tile":
+                    response = await client.get(rng.choice(tiles or ["/health"]))
+                elif op == "health":
+                    response = await client.get("/health")
                 else:
                     response = await client.get(f"/api/v1/projects/BENCH-{rng.randint(0, 19):03d}/location")
                 ok = response.status_code < 400
@@ -197,21 +220,30 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def run_load(base: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+async def run_load(base: str, key: str, clients: int, seconds: float,
+                   mix: tuple[tuple[str, float], ...] = MIX) -> dict[str, Any]:
     samples: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     check_ids: list[str] = []
     # parcels are made before the clock starts, so the clients spend their CPU on requests only
     pool = [parcel_collection(random.Random(10_000 + i)) for i in range(500)]
+    corner = gpd.GeoSeries([rect(0, 0, 4000, 2000)], crs="EPSG:4548").to_crs("EPSG:4326").total_bounds
+    tiles = sorted({f"/viewer/tiles/v1/{layer}/{z}/{x}/{y}.geojson"
+                    for z in (13, 14, 15)
+                    for layer in ("ecological_redline", "permanent_farmland", "conflicts")
+                    for lon in (corner[0], (corner[0] + corner[2]) / 2, corner[2])
+                    for lat in (corner[1], corner[3])
+                    for x, y in [tile_of(lon, lat, z)]})
     started = time.monotonic()
     until = started + seconds
     await asyncio.gather(
-        *(client_loop(base, key, until, i, samples, errors, check_ids, pool) for i in range(clients))
+        *(client_loop(base, key, until, i, samples, errors, check_ids, pool, mix, tiles)
+          for i in range(clients))
     )
     wall = time.monotonic() - started
     report: dict[str, Any] = {"clients": clients, "seconds": round(wall, 2), "operations": {}}
     everything: list[float] = []
-    for op, _weight in MIX:
+    for op, _weight in mix:
         values = samples.get(op, [])
         everything += values
         report["operations"][op] = {
@@ -239,7 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--database-url", default=None, help="default: a fresh SpatiaLite file")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="default",
+                        help="issue = 70 %% checks, 20 %% OGC items pages, 10 %% viewer tiles")
+    parser.add_argument("--health-baseline", action="store_true",
+                        help="first run bare /health with the same clients and seconds, and print the ratios")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data_dir = Path(tmp)
@@ -254,13 +291,22 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         server = start_server(url, data_dir, port, args.workers)
         try:
-            report = asyncio.run(
-                run_load(f"http://127.0.0.1:{port}", approval_key, args.clients, args.seconds)
-            )
+            base = f"http://127.0.0.1:{port}"
+            baseline = (asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES["health"]))
+                        if args.health_baseline else None)
+            report = asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES[args.mix]))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
     report["backend"] = url.split(":", 1)[0]
+    report["load_average"] = {"before": [round(v, 2) for v in load_before],
+                              "after": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count()}
+    if baseline is not None:
+        check = report["operations"].get("check", {})
+        check_rps = check.get("ok", 0) / report["seconds"]
+        report["health_baseline"] = {k: baseline[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors")}
+        report["check_vs_health"] = round(check_rps / baseline["throughput_rps"], 3)
+        report["check_p99_over_p50"] = round(check.get("p99_ms", 0) / max(check.get("p50_ms", 1), 1e-9), 2)
     print(f"{'operation':<12}{'ok':>8}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}")
     for op, row in report["operations"].items():
         print(f"{op:<12}{row['ok']:>8}{row['errors']:>8}{row['p50_ms']:>10}{row['p99_ms']:>10}")
@@ -268,6 +314,12 @@ def main(argv: list[str] | None = None) -> None:
         f"total: {report['requests']} requests in {report['seconds']} s = {report['throughput_rps']} req/s, "
         f"p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, errors {report['errors']}"
     )
+    if baseline is not None:
+        print(f"/health alone: {baseline['throughput_rps']} req/s; check throughput / health throughput = "
+              f"{report['check_vs_health']} (goal ≥ 0.25); check p99/p50 = {report['check_p99_over_p50']} "
+              "(goal ≤ 10)")
+    print(f"load average (1, 5, 15 min) before {report['load_average']['before']}, after "
+          f"{report['load_average']['after']} on {os.cpu_count()} CPUs")
     print(json.dumps(report, ensure_ascii=False))
 
 

@@ -131,13 +131,14 @@ class BlueprintStore:
         return _blueprint(row, crs, pieces, conflicts)
 
     def latest_published(self) -> Blueprint:
-        """The newest published version (NoPublishedBlueprintError if there is none)."""
+        """The version published last (NoPublishedBlueprintError if there is none), whatever its number."""
         return self.get(self.latest_published_version())
 
     def latest_published_version(self) -> str:
         with self.engine.connect() as conn:
             version = conn.execute(sa.select(BLUEPRINTS.c.version).where(BLUEPRINTS.c.status == "published")
-                                   .order_by(BLUEPRINTS.c.seq.desc()).limit(1)).scalar()
+                                   .order_by(BLUEPRINTS.c.published_at.desc(), BLUEPRINTS.c.seq.desc())
+                                   .limit(1)).scalar()
         if version is None:
             raise NoPublishedBlueprintError("no blueprint has been published yet")
         return str(version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,11 +37,14 @@ class CheckStore:
         self.engine = engine
 
     def save(self, check_id: str, result_json: str, *, blueprint_version: str, project_type: str,
-             verdict: str, input_hash: str, idempotency_key: str | None = None, by: str = "system") -> str:
+             verdict: str, input_hash: str, idempotency_key: str | None = None, by: str = "system",
+             with_insert: Callable[[Connection], None] | None = None) -> str:
         """Store a result; returns the stored JSON text.
 
         If ``idempotency_key`` was used before, nothing is stored and the first result is returned
         unchanged (also when two saves with the same key race: the database's unique constraint decides).
+        ``with_insert(conn)`` runs in the same transaction as the insert (the service's audit entry), so
+        the check and what goes with it commit together or not at all.
         """
         row = {"check_id": check_id, "result_json": result_json, "blueprint_version": blueprint_version,
                "project_type": project_type, "verdict": verdict, "input_hash": input_hash,
@@ -51,6 +55,8 @@ class CheckStore:
                 if earlier is not None:
                     return earlier
                 conn.execute(sa.insert(CHECKS).values(**row))
+                if with_insert is not None:
+                    with_insert(conn)
         except IntegrityError:
             # a concurrent save won the race for this key or id; its result is the answer
             with self.engine.connect() as conn:

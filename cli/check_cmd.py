@@ -45,6 +45,14 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
     from checks.engine import Screener
 
     blueprint = stores.blueprints.get(version) if version else stores.blueprints.latest_published()
+    if blueprint.status != "published":
+        from api.errors import BlueprintNotPublishedError
+
+        # as the API answers (409): results are only ever stored against published versions
+        raise BlueprintNotPublishedError(
+            f"blueprint {blueprint.version} is a draft; checks use published versions only "
+            "仅可对已发布版本检测"
+        )
     return Screener(blueprint, rules, catalogue, tolerance_m2=settings.overlap_tolerance_m2,
                     tolerance_ratio=settings.overlap_tolerance_ratio)
 

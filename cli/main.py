@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from cli import blueprint_cmd, check_cmd, layers_cmd, rules_cmd, serve_cmd
@@ -33,8 +35,17 @@ def list_kinds() -> None:
     emit({"kinds": [vars(kind) for kind in catalogue.values()]})
 
 
+EXIT_CRASH = 4  # 0 pass, 1 review, 2 conflict, 3 bad input: a crash must never look like a verdict
+
+
 def main() -> None:
-    build_app()()
+    """The console script: an unexpected exception exits 4 with a JSON error (Python's default 1 would
+    read as "review" to a script checking the exit code)."""
+    try:
+        build_app()()
+    except Exception as exc:  # typer has already printed the traceback on stderr
+        emit({"error": {"code": "internal_error", "detail": f"{type(exc).__name__}: {exc}"}})
+        sys.exit(EXIT_CRASH)
 
 
 if __name__ == "__main__":

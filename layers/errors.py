@@ -76,6 +76,18 @@ class CoordinatesOutOfRangeError(CRSError):
     code = "coordinates_out_of_range"
 
 
+class NonFiniteCoordinatesError(LayerError, ValueError):
+    """A vertex is NaN or infinite (``NaN``, ``Infinity``, ``1e400`` in JSON; ``nan`` in a text file)."""
+
+    code = "non_finite_coordinates"
+
+
+class DuplicateIdError(LayerError, ValueError):
+    """Two parcels carry the same number in the file's parcel-number column (never renumbered silently)."""
+
+    code = "duplicate_parcel_id"
+
+
 class GeometryTypeError(LayerError, ValueError):
     code = "geometry_type"
 

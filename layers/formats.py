@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import io
+import json
+import os
 import re
 import struct
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,13 +20,16 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import pyogrio.errors
+import pyogrio.raw
 import shapely
+import shapely.errors
 from pyproj import CRS
 
 from layers.archive import check_size, sha256, unpacked
 from layers.encoding import check_encoding, detect_text_encoding, shapefile_encoding
 from layers.errors import (
     AmbiguousLayerError,
+    CRSError,
     FileTooLargeError,
     GeometryTypeError,
     LayerError,
@@ -72,6 +78,7 @@ class RawLayer:
     encoding: str | None = None
     layer: str | None = None
     notes: list[str] = field(default_factory=list)
+    closed_rings: list[int] = field(default_factory=list)  # rows (0-based) whose rings were closed here
 
 
 def supported() -> str:
@@ -102,9 +109,28 @@ def read_source(path: Path, *, crs: CRS | None = None, encoding: str | None = No
             raw = _read_file(inner, crs, encoding, inner_layer, limits, raster_values)
         raw.source = f"{path.name}!{inner.name}"
     else:
-        raw = _read_file(path, crs, encoding, layer, limits, raster_values)
+        with _gdal_safe_path(path, parts) as safe:
+            raw = _read_file(safe, crs, encoding, layer, limits, raster_values)
+        raw.source = path.name
     raw.checksum = checksum
     return raw
+
+
+# GDAL takes a ';' in a file name as the end of the name (open options follow) and drops newlines
+_GDAL_UNSAFE = re.compile(r"[;\x00-\x1f\x7f]")
+
+
+@contextmanager
+def _gdal_safe_path(path: Path, parts: Sequence[Path]) -> Iterator[Path]:
+    """``path`` itself, or — when its name holds characters GDAL misreads — a symbolic link to it (and to
+    its shapefile siblings) under a plain name in a private temporary directory."""
+    if not _GDAL_UNSAFE.search(str(path.resolve())):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="blueprint-read-") as tmp:
+        for part in parts:
+            os.symlink(part.resolve(), Path(tmp) / ("input" + part.suffix))
+        yield Path(tmp) / ("input" + path.suffix)
 
 
 @contextmanager
@@ -196,6 +222,56 @@ def _implied_crs(path: Path, fmt: str) -> bool:
     return True
 
 
+def unclosed_note(source: str, features: Sequence[int]) -> str:
+    """The one rule for rings without their closing vertex (every reader, the API and the CLI): the ring
+    is closed by repeating its first vertex, and the result says so."""
+    shown = ", ".join(str(i) for i in features[:10]) + (" …" if len(features) > 10 else "")
+    return f"{source}: {len(features)} feature(s) with a ring not closed (feature {shown}): {UNCLOSED_DETAIL}"
+
+
+UNCLOSED_DETAIL = "closed by repeating the first vertex 环未闭合，已补首点闭合"
+
+
+def _read_closing_rings(path: Path, layer: str | None, encoding: str | None
+                        ) -> tuple[gpd.GeoDataFrame, list[int]]:
+    """:func:`pyogrio.read_dataframe` for a file whose rings are not closed (GEOS refuses them)."""
+    attributes = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, read_geometry=False)
+    meta, _fids, wkb, _fields = pyogrio.raw.read(path, layer=layer, encoding=encoding, columns=[])
+    strict = shapely.from_wkb(wkb, on_invalid="ignore")
+    geoms = shapely.from_wkb(wkb, on_invalid="fix")
+    closed = [int(i) for i in np.flatnonzero(shapely.is_missing(strict) & ~shapely.is_missing(geoms))]
+    crs = meta.get("crs")
+    return gpd.GeoDataFrame(attributes, geometry=geoms, crs=crs), closed
+
+
+_CRS_MEMBER = re.compile(rb'"crs"\s*:\s*(\{[^{}]*\{[^{}]*\}[^{}]*\})')
+
+
+def _require_known_geojson_crs(path: Path) -> None:
+    """GDAL reads a GeoJSON ``crs`` member it does not know (``EPSG:999999``) as EPSG:4326, with only a
+    warning: refuse it, as the JSON path does. The member sits before the features in practice."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    found = _CRS_MEMBER.search(head)
+    if found is None:
+        return
+    from layers.crs import parse_crs
+
+    try:
+        member = json.loads(found.group(1))
+    except ValueError:
+        return
+    props = member.get("properties", {}) if isinstance(member, dict) else {}
+    value = props.get("name") or (f"EPSG:{props['code']}" if "code" in props else None) if isinstance(
+        props, dict) else None
+    if value:
+        try:
+            parse_crs(str(value))
+        except CRSError as exc:
+            raise CRSError(f"{path.name}: the GeoJSON 'crs' member names an unknown CRS {value!r}; "
+                           "give the right one (e.g. EPSG:4490) 坐标系无法识别") from exc
+
+
 def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limits) -> RawLayer:
     """Shapefile, GeoPackage, GeoJSON, FlatGeobuf, KML through pyogrio (GDAL)."""
     fmt = FORMATS[path.suffix.lower()]
@@ -210,15 +286,24 @@ def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limit
     elif encoding:
         chosen_encoding = check_encoding(encoding, path.name)
     name = _choose_layer(path, layer)
+    closed: list[int] = []
     info = pyogrio.read_info(path, layer=name, encoding=chosen_encoding)
     _check_feature_count(int(info["features"]), limits, path.name)
-    frame = pyogrio.read_dataframe(path, layer=name, encoding=chosen_encoding)
+    try:
+        frame = pyogrio.read_dataframe(path, layer=name, encoding=chosen_encoding)
+    except shapely.errors.GEOSException as exc:
+        if "closed linestring" not in str(exc):
+            raise
+        frame, closed = _read_closing_rings(path, name, chosen_encoding)
+        notes.append(unclosed_note(path.name, [i + 1 for i in closed]))
     if fmt == "KML":
         frame = _drop_kml_boilerplate(frame)
+    if fmt == "GeoJSON":
+        _require_known_geojson_crs(path)
     # pyogrio's info names the encoding it hands text over in (UTF-8 after GDAL recodes), not the file's
     encoding_used = chosen_encoding or label or info.get("encoding")
     return RawLayer(frame, frame.crs, fmt, path.name, "", implied=_implied_crs(path, fmt),
-                    encoding=encoding_used, layer=name, notes=notes)
+                    encoding=encoding_used, layer=name, notes=notes, closed_rings=closed)
 
 
 def check_shapefile_parts(shp: Path) -> None:

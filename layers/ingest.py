@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -39,19 +40,25 @@ from layers.crs import (
     zone3_of_crs,
 )
 from layers.errors import (
+    CoordinatesOutOfRangeError,
     CRSConflictError,
+    DuplicateIdError,
     EmptyLayerError,
     FileTooLargeError,
     GeometryTypeError,
+    NonFiniteCoordinatesError,
     UnreadableLayerError,
 )
-from layers.formats import RawLayer, read_source
+from layers.formats import UNCLOSED_DETAIL, RawLayer, read_source, unclosed_note
 from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
 FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh")
 PARCEL_ID_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm", "编号", "bh", "id", "fid", "objectid", "bsm")
+# explicit parcel-number columns: duplicates there are the surveyor's mistake, refused, not renumbered
+# (generic ids such as fid or objectid are still replaced by 1..n when they repeat)
+PARCEL_NUMBER_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm")
 NAME_COLUMNS = ("name", "名称", "地块名称", "dkmc", "项目名称", "xmmc", "mc")
 GEOMETRY_FAMILIES = {"polygon": ("Polygon", "MultiPolygon"), "line": ("LineString", "MultiLineString"),
                      "point": ("Point", "MultiPoint")}
@@ -110,6 +117,34 @@ def read_parcels(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encod
 
 
 def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits = Limits()) -> ParcelSet:
+    """Parcels from a GeoJSON object (FeatureCollection, Feature or bare geometry); a ring without its
+    closing vertex is closed and noted, as the file readers do (:func:`layers.formats.unclosed_note`)."""
+    parcel_set = _parcels_from_geojson(obj, work_crs=work_crs, limits=limits)
+    unclosed = [i + 1 for i, f in enumerate(_geojson_features(obj))
+                if isinstance(f, dict) and _has_unclosed_ring(f.get("geometry"))]
+    if unclosed:
+        ids = [str(v) for v in parcel_set.frame["parcel_id"]]
+        whole = len(ids) == len(_geojson_features(obj))  # no feature dropped: row i is feature i
+        closed = [Repair(ids[i - 1] if whole else str(i), "ring_not_closed", "closed", UNCLOSED_DETAIL)
+                  for i in unclosed]
+        parcel_set = dataclasses.replace(parcel_set, repairs=(*closed, *parcel_set.repairs),
+                                         notes=(*parcel_set.notes, unclosed_note("GeoJSON", unclosed)))
+    return parcel_set
+
+
+def _has_unclosed_ring(geometry: Any) -> bool:
+    if not isinstance(geometry, dict):
+        return False
+    coordinates = geometry.get("coordinates")
+    polygons: Any = {"Polygon": [coordinates], "MultiPolygon": coordinates}.get(str(geometry.get("type")))
+    try:
+        return any(len(ring) > 0 and list(ring[0]) != list(ring[-1])
+                   for polygon in polygons or [] for ring in polygon)
+    except TypeError:  # malformed coordinates: the reader reports them
+        return False
+
+
+def _parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits = Limits()) -> ParcelSet:
     """Parcels from a GeoJSON object (FeatureCollection, Feature or bare geometry).
 
     RFC 7946 coordinates are EPSG:4326 longitude/latitude; a legacy top-level ``crs`` member
@@ -125,6 +160,8 @@ def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits =
         raise FileTooLargeError("GeoJSON: " + limits.exceeded("max_features", f"{len(features):,} features"))
     legacy = _legacy_crs(obj)
     records = [_properties(f, i) for i, f in enumerate(features)]
+    _require_unique_parcel_numbers(list(dict.fromkeys(k for r in records for k in r)),
+                                   lambda c: [r.get(c) for r in records], "GeoJSON")
     geoms = np.empty(len(features), dtype=object)
     geoms[:] = [_geojson_geometry(f, i) for i, f in enumerate(features)]
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
@@ -252,6 +289,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     vertices = int(shapely.get_num_coordinates(geoms).sum())
     if vertices > limits.max_vertices:
         raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
+    _require_finite(geoms, list(attributes["parcel_id"]), source)
     notes: list[str] = []
     if id_from:
         notes.append(f"parcel_id from attribute {id_from!r}")
@@ -359,6 +397,9 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
     source = raw.source
     frame = _nested_as_json(_normalise_geometry_column(raw.frame))
     _check_limits(frame, limits, source)
+    if id_column == "parcel_id":
+        _require_unique_parcel_numbers([c for c in frame.columns if c != "geometry"],
+                                       lambda c: frame[c].tolist(), source)
     frame, id_from = _assign_ids(frame, id_column, id_candidates)
     notes = list(raw.notes)
     if id_from:
@@ -373,9 +414,14 @@ def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, ge
         frame, moved = old_datum_to_cgcs2000(frame, crs_in, datum_params, source)
         notes.append(moved)
     frame = to_work_crs(frame, work_crs, source=source)
+    if id_column == "feature_id":  # plan layers; parcels may lie in other zones (own-zone areas)
+        _require_inside_work_area(np.asarray(frame.geometry.values), list(frame[id_column]), work_crs, source)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
+    closed = [Repair(str(frame[id_column].iloc[row]), "ring_not_closed", "closed", UNCLOSED_DETAIL)
+              for row in raw.closed_rings if row < len(frame)]
     frame, repairs = _repair(frame, geometry, id_column, source)
+    repairs = [*closed, *repairs]
     if frame.empty:
         raise EmptyLayerError(f"{source}: no usable features"
                               + (f" ({len(repairs)} dropped, see repairs)" if repairs else ""))
@@ -412,6 +458,94 @@ def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
     vertices = int(shapely.get_num_coordinates(np.asarray(frame.geometry.values)).sum())
     if vertices > limits.max_vertices:
         raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
+    _require_finite(np.asarray(frame.geometry.values), None, source)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and dicts are values, not gaps
+        return False
+
+
+def _require_unique_parcel_numbers(columns: Sequence[Any], values_of: Any, source: str) -> None:
+    """Refuse a parcel-number column whose (complete) values repeat; ``values_of(column)`` lists them."""
+    by_name = {str(c).strip().lower(): c for c in columns}
+    for candidate in PARCEL_NUMBER_COLUMNS:
+        column = by_name.get(candidate)
+        if column is None:
+            continue
+        values = [v for v in values_of(column) if not _missing(v)]
+        seen: set[str] = set()
+        for value in values:
+            text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+            if text in seen:
+                raise DuplicateIdError(f"{source}: parcel number {text!r} ({column}) appears more than once "
+                                       "地块编号重复")
+            seen.add(text)
+        return
+
+
+WORK_AREA_MARGIN_DEG = 3.0  # one 3-degree zone either side of the working CRS's area of use
+_work_areas: dict[str, tuple[float, float, float, float] | None] = {}
+
+
+def _work_area(work_crs: CRS) -> tuple[float, float, float, float] | None:
+    """The working CRS's area of use, grown by :data:`WORK_AREA_MARGIN_DEG`, in working coordinates."""
+    key = work_crs.to_wkt()
+    if key not in _work_areas:
+        area = work_crs.area_of_use
+        if area is None:
+            _work_areas[key] = None
+        else:
+            m = WORK_AREA_MARGIN_DEG
+            west, south = max(area.west - m, -180.0), max(area.south - m, -85.0)
+            east, north = min(area.east + m, 180.0), min(area.north + m, 85.0)
+            box = transformer(_WGS84, work_crs).transform_bounds(west, south, east, north, densify_pts=21)
+            _work_areas[key] = tuple(float(v) for v in box)  # type: ignore[assignment]
+    return _work_areas[key]
+
+
+MAX_FEATURE_EXTENT_M = 10_000_000  # no plan layer's feature is wider than a continent
+
+
+def _require_inside_work_area(geoms: NDArray[np.object_], ids: Sequence[Any], work_crs: CRS,
+                              source: str) -> None:
+    """Refuse plan-layer features (reprojected already) that lie wholly outside the working CRS's area
+    of use (grown by :data:`WORK_AREA_MARGIN_DEG`) or span more than 10,000 km: a polygon at −2°
+    longitude or a whole-world polygon is a wrong CRS or a wrong file, never a red line. A national
+    outline that covers the city still passes. (Parcels are not held to it: a project may lie in
+    another zone; screening refuses parcels outside the city.)"""
+    area = _work_area(work_crs)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if area is None or not present.any():
+        return
+    b = shapely.bounds(geoms)
+    x0, y0, x1, y1 = area
+    with np.errstate(invalid="ignore"):
+        apart = (b[:, 2] < x0) | (b[:, 0] > x1) | (b[:, 3] < y0) | (b[:, 1] > y1)
+        huge = ((b[:, 2] - b[:, 0]) > MAX_FEATURE_EXTENT_M) | ((b[:, 3] - b[:, 1]) > MAX_FEATURE_EXTENT_M)
+    bad = present & (apart | huge | ~np.isfinite(b).all(axis=1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise CoordinatesOutOfRangeError(
+            f"{source}: feature {ids[row]} ({int(bad.sum())} in all) lies far outside the area of the "
+            f"working CRS {crs_label(work_crs)} or spans more than 10,000 km; check the file's CRS, or that "
+            "it belongs to this city 要素远超出本市工作坐标系范围")
+
+
+def _require_finite(geoms: NDArray[np.object_], ids: Sequence[Any] | None, source: str) -> None:
+    """Refuse NaN and infinite vertices before anything else sees them: repair would drop the vertex
+    (the parcel shrinks, the verdict may turn to pass) and bounds would turn to NaN."""
+    present = ~shapely.is_missing(geoms)
+    counts = shapely.get_num_coordinates(geoms)
+    coords = shapely.get_coordinates(geoms)
+    if coords.size == 0 or np.isfinite(coords).all():
+        return
+    row = np.repeat(np.arange(len(geoms))[present], counts[present])[~np.isfinite(coords).all(axis=1)][0]
+    which = f"feature {ids[row]}" if ids is not None else f"feature {row + 1}"
+    raise NonFiniteCoordinatesError(f"{source}: {which} has a coordinate that is not a finite number "
+                                    "(NaN, Infinity or out of range) 坐标含非有限数值")
 
 
 def _bounds(frame: gpd.GeoDataFrame) -> tuple[float, float, float, float]:

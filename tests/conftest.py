@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pyproj import CRS
 
 pytest_plugins = ["tests.dbfixtures"]
+
+# Rate limits are a feature with tests of their own (tests/api/test_rate_limits.py, which turn them on);
+# elsewhere one key per role makes hundreds of requests a minute, so the suite runs without them
+# (subprocess servers inherit this too).
+os.environ.setdefault("BLUEPRINT_RATE_LIMITS_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"

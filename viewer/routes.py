@@ -25,9 +25,14 @@ TILE_HEADERS = {"Cache-Control": "private, max-age=86400"}
 
 
 def _static_file(path: str) -> FileResponse:
-    """A file under viewer/static; anything outside it (``..``, absolute paths) is a 404."""
-    target = (STATIC_DIR / path).resolve()
-    if not target.is_file() or STATIC_DIR not in target.parents or target.suffix not in STATIC_TYPES:
+    """A file under viewer/static; anything outside it (``..``, absolute paths), a NUL byte or a name
+    the file system refuses (too long) is a 404."""
+    try:
+        target = (STATIC_DIR / path).resolve()
+        found = "\x00" not in path and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found or STATIC_DIR not in target.parents or target.suffix not in STATIC_TYPES:
         raise HTTPException(status_code=404, detail="no such asset")
     return FileResponse(target, media_type=STATIC_TYPES[target.suffix],
                         headers={"Cache-Control": "public, max-age=3600"})

@@ -30,8 +30,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=255,
-        description="retrying with the same key returns the first result instead of screening again",
+        max_length=200,
+        description="retrying with the same key returns the first result instead of screening again; "
+        "keys are scoped per caller (API key) and may not be blank",
     ),
 ]
 

@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
 from api.services import Services
+from api.tempfiles import upload_prefix
 from layers.crs import parse_crs
 from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
 from layers.formats import SHAPEFILE_PARTS
@@ -91,6 +92,11 @@ class ParcelCollection(BaseModel):
 
     type: Literal["FeatureCollection"]
     features: Annotated[list[ParcelFeature], Field(min_length=1)]
+    crs: dict[str, Any] | None = Field(
+        default=None,
+        description='legacy GeoJSON crs member, e.g. {"type": "name", "properties": {"name": "EPSG:4548"}}; '
+        "absent = RFC 7946 EPSG:4326",
+    )
 
 
 class UploadFields(BaseModel):
@@ -126,6 +132,8 @@ async def read_json(request: Request) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequestError("the body is not valid JSON 请求体不是有效的 JSON") from None
+    except RecursionError:
+        raise InvalidRequestError("the JSON body is nested too deeply 请求体嵌套层数过多") from None
 
 
 def content_kind(request: Request) -> Literal["json", "multipart"]:
@@ -180,7 +188,7 @@ class TempDir:
     """An upload's private temporary directory, removed whatever happens."""
 
     def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix="blueprint-upload-"))
+        self.path = Path(tempfile.mkdtemp(prefix=upload_prefix()))  # swept at start-up if we are killed
         return self.path
 
     def __exit__(self, *exc: object) -> None:

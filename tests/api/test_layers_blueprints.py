@@ -84,16 +84,28 @@ def test_bad_and_hostile_files_store_nothing(fresh: Api, tmp_path: Path) -> None
 
 
 def test_malformed_geometry_in_a_layer_is_422_not_500(fresh: Api) -> None:
-    """A ring that does not close makes GEOS raise while reading: the client's fault, and nothing stored."""
+    """A ring too short to be one: the client's fault, a 422, and nothing stored."""
+    short_ring = (
+        b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":'
+        b'{"type":"Polygon","coordinates":[[[117.0,30.9],[117.01,30.9]]]}}]}'
+    )
+    files = {"file": ("ring.geojson", short_ring)}
+    r = fresh.post("admin", "/api/v1/layers", files=files, data={"kind": "urban_boundary"})
+    assert r.status_code == 422, r.text
+    assert fresh.get("admin", "/api/v1/layers").json() == []
+
+
+def test_a_ring_without_its_closing_vertex_is_closed_and_reported(fresh: Api) -> None:
+    """Issue #16 defect 5, one rule everywhere (files, JSON, CLI): closed, and a ring_not_closed repair.
+    (This upload used to be a 422 while the same ring in a JSON check was closed silently.)"""
     open_ring = (
         b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":'
         b'{"type":"Polygon","coordinates":[[[117.0,30.9],[117.01,30.9],[117.01,30.91]]]}}]}'
     )
     files = {"file": ("ring.geojson", open_ring)}
     r = fresh.post("admin", "/api/v1/layers", files=files, data={"kind": "urban_boundary"})
-    assert r.status_code == 422, r.text
-    assert r.json()["code"] == "invalid_request"
-    assert fresh.get("admin", "/api/v1/layers").json() == []
+    assert r.status_code == 201, r.text
+    assert [x["problem"] for x in r.json()["repairs"]] == ["ring_not_closed"]
 
 
 def test_uploaded_file_name_cannot_escape(fresh: Api, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Property-based run of the whole OpenAPI spec (schemathesis): no request ever gets a 5xx.
+"""Property-based run of the whole OpenAPI spec (schemathesis): no request ever gets a 5xx, and every
+response conforms to the spec (documented status, body matching its schema).
 
 Every operation is called with generated input, valid and invalid, as an admin, against a published
 city on SpatiaLite; every error must be a 4xx with the {"code", "detail"} body.
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from api.app import create_app
 from tests.api.conftest import Api, make_keys, publish_city, settings_for
@@ -64,6 +66,8 @@ def test_no_server_errors(fuzzed: tuple[FastAPI, str]) -> None:
         def run(case: schemathesis.Case) -> None:
             response = case.call(headers={"X-API-Key": admin_key})
             assert response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
+            # conformance (issue #16): every status is documented and every body matches its schema
+            case.validate_response(response, checks=[status_code_conformance, response_schema_conformance])
             if response.status_code >= 400 and "json" in response.headers.get("content-type", [""])[0]:
                 assert set(response.json()) - {"message_zh"} == {"code", "detail"}, response.text[:300]
 

@@ -14,7 +14,7 @@ from affine import Affine
 from pyproj import CRS
 from shapely.geometry import LineString, Point
 
-from layers.errors import AmbiguousLayerError, GeometryTypeError, UnsupportedFormatError
+from layers.errors import AmbiguousLayerError, DuplicateIdError, GeometryTypeError, UnsupportedFormatError
 from layers.formats import NoSuchLayerError
 from layers.ingest import read_layer, read_parcels
 from tests.geoms import BOW_TIE, X0, Y0, square
@@ -294,10 +294,13 @@ def test_bubiao_as_a_plan_layer(test_data, catalogue, work_crs):
     assert layer.meta["format"] == "部标 TXT"
 
 
-def test_duplicate_parcel_ids_are_kept_beside_new_ones(tmp_path, work_crs, red_frame):
+def test_duplicate_parcel_ids_are_refused_not_renumbered(tmp_path, work_crs, red_frame):
+    """Issue #16 defect 13: duplicates in a parcel-number column used to be replaced silently by the
+    next id-like column (BSM), so the result named parcels by numbers the surveyor never gave."""
     path = tmp_path / "dup.gpkg"
     red_frame.assign(parcel_id=["A", "A", "B"]).to_file(path)
-    parcels = read_parcels(path, work_crs=work_crs)
-    assert list(parcels.frame["parcel_id"]) == ["7", "8", "9"]  # BSM is the next id-like column
-    assert list(parcels.frame["parcel_id_source"]) == ["A", "A", "B"]
-    assert list(parcels.frame["name"]) == list(red_frame["名称"])
+    with pytest.raises(DuplicateIdError, match="'A'"):
+        read_parcels(path, work_crs=work_crs)
+    red_frame.assign(fid_like=["A", "A", "B"]).to_file(tmp_path / "generic.gpkg")
+    parcels = read_parcels(tmp_path / "generic.gpkg", work_crs=work_crs)
+    assert parcels.frame["parcel_id"].is_unique
