@@ -1,8 +1,9 @@
-"""viewer.tiles: GeoJSON vector tiles of a blueprint version, clipped per tile and simplified per zoom."""
+"""viewer.tiles: vector tiles (MVT, GeoJSON) of a blueprint version, clipped and simplified per zoom."""
 
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import math
 import threading
@@ -16,6 +17,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+
+from viewer.mvt import encode_tile
 
 # Web-mercator tiling (XYZ scheme, y grows southwards), as Leaflet requests it.
 EARTH_HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
@@ -172,13 +175,18 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
     members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
     parts = dissolve(members) if dissolve_kind else members
     geoms = _transform(parts, src, WEB_MERCATOR)
-    return LayerIndex(geoms, [{"layer": layer}] * len(geoms))
+    # area in the working CRS (metres), before the reprojection to web mercator
+    areas = np.round(shapely.area(parts), 1) if len(parts) else np.empty(0)
+    return LayerIndex(geoms, [{"layer": layer, "kind": layer, "area_m2": float(a)} for a in areas])
 
 
 def _conflict_props(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("conflict_id", "kind_a", "kind_b", "rule", "resolution", "winner")
     props: dict[str, Any] = {k: str(row[k]) for k in keys if k in row and row[k] is not None}
     props["layer"] = CONFLICTS
+    for side in ("layer_a", "layer_b"):  # the two plans' layer names, for the click popup
+        if row.get(side) is not None:
+            props[side] = str(row[side])
     props["area_m2"] = round(float(row.get("area_m2") or 0.0), 2)
     return props
 
@@ -195,6 +203,19 @@ def tile_geojson(features: list[tuple[shapely.Geometry, dict[str, Any]]]) -> byt
         for (_, p), t, g in zip(features, texts, geoms, strict=True) if not shapely.is_empty(g)
     )
     return ('{"type":"FeatureCollection","features":[' + body + "]}").encode("utf-8")
+
+
+def tile_mvt(layers: list[tuple[str, list[tuple[shapely.Geometry, dict[str, Any]]]]],
+             z: int, x: int, y: int) -> bytes:
+    """One gzip-compressed MVT tile carrying every layer given (EPSG:3857 features); an empty tile is b""."""
+    raw = encode_tile([(name, [(g, _mvt_props(p)) for g, p in feats]) for name, feats in layers],
+                      tile_bounds(z, x, y))
+    return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+
+
+def _mvt_props(props: dict[str, Any]) -> dict[str, Any]:
+    # the MVT layer name already says which layer a feature is in
+    return {k: v for k, v in props.items() if k != "layer"}
 
 
 class LRU:
@@ -316,6 +337,19 @@ class TileService:
         if status is None:
             raise KeyError(version)
         return identify(self._frame(version, "pieces", self._ttl(version)), lon, lat)
+
+    def mvt(self, version: str, z: int, x: int, y: int) -> bytes:
+        """Gzipped MVT bytes of tile z/x/y of ``version``: every layer, each as a named MVT layer."""
+        if not valid_tile(z, x, y):
+            raise KeyError(f"{z}/{x}/{y}")
+        if self.status(version) is None:
+            raise KeyError(version)
+        return self._tiles.get((version, "mvt", z, x, y), lambda: self._build_mvt(version, z, x, y),
+                               self._ttl(version))
+
+    def _build_mvt(self, version: str, z: int, x: int, y: int) -> bytes:
+        layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]
+        return tile_mvt(layers, z, x, y)
 
     def tile(self, version: str, layer: str, z: int, x: int, y: int) -> bytes:
         """GeoJSON bytes of tile z/x/y of ``layer`` in ``version``."""
