@@ -112,7 +112,7 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "version": options.version,
         "versions": [{"version": v.get("version"), "status": v.get("status")} for v in options.versions],
         "layers": layer_specs(catalogue),
-        "tiles": "/viewer/tiles/{version}/{layer}/{z}/{x}/{y}.geojson",
+        "tiles": "/viewer/tiles/{version}/{z}/{x}/{y}.mvt",  # one MVT per view cell, every layer
         "bounds": list(options.bounds_4326),
         "workCrs": {"label": crs_label(options.work_crs), "proj4": proj4_string(options.work_crs)},
         "api": options.api_base,

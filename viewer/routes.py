@@ -184,9 +184,11 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
     @router.get("/identify/{version}", dependencies=auth, summary="What the blueprint says at a point")
     def identify(version: str, lon: Annotated[float, Query(ge=-180, le=180)],
                  lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
-        """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features."""
+        """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features;
+        and the conflicts there: the two plans, their layers, the area and how precedence resolved it."""
         try:
-            return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat)}
+            return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat),
+                    "conflicts": tiles.identify_conflicts(version, lon, lat)}
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}") from None
 

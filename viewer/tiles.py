@@ -351,6 +351,17 @@ class TileService:
         layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]
         return tile_mvt(layers, z, x, y)
 
+    def identify_conflicts(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
+        """The conflicts (差异图斑) of ``version`` under a lon/lat point; ``KeyError``: unknown version."""
+        if self.status(version) is None:
+            raise KeyError(version)
+        frame = self._frame(version, CONFLICTS, self._ttl(version))
+        if len(frame) == 0:
+            return []
+        to_work = _transformer(LONLAT, CRS.from_user_input(frame.crs))
+        hits = frame.sindex.query(shapely.Point(*to_work.transform(lon, lat)), predicate="intersects")
+        return [_conflict_props(row) for row in frame.iloc[np.sort(hits)].to_dict("records")]
+
     def tile(self, version: str, layer: str, z: int, x: int, y: int) -> bytes:
         """GeoJSON bytes of tile z/x/y of ``layer`` in ``version``."""
         if not valid_tile(z, x, y):

@@ -21,9 +21,10 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from shapely.geometry import mapping
 
-from tests.viewer.conftest import DEMO_PROJECT, PARCEL, MemorySource, demo_check, make_app, to_4326
+from tests.viewer.conftest import CONFLICT, DEMO_PROJECT, PARCEL, MemorySource, demo_check, make_app, to_4326
 
 pytestmark = pytest.mark.browser
+CONFLICT_LATLON = to_4326(CONFLICT.centroid)["coordinates"]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -123,6 +124,7 @@ def assert_local(urls: list[str], base_url: str) -> None:
 
 
 def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any, base_url: str) -> None:
+    page.requested.clear()  # this opening only, not the sign-in's
     page.goto(f"{base_url}/viewer")
     page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
     lines_and_zones = ["ecological_redline", "permanent_farmland", "urban_boundary",
@@ -130,14 +132,24 @@ def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any
     page.wait_for_function(
         "keys => keys.every(k => (OneBlueprint.drawn[k] || 0) > 0)", arg=lines_and_zones, timeout=20_000)
     page.wait_for_load_state("networkidle")
+    # one MVT request per view cell, carrying every layer: the canvases list the layers they drew
+    drawn_layers = page.evaluate("""() => [...document.querySelectorAll('canvas.ob-tile')]
+        .flatMap(c => (c.getAttribute('data-layers') || '').split(' '))""")
     for key in lines_and_zones:
-        assert page.locator(f"canvas.ob-tile-{key}").count() > 0, key
-    # ink on the canvas, not just canvases: some red-line tile has coloured pixels
-    inked = page.evaluate("""() => [...document.querySelectorAll('canvas.ob-tile-ecological_redline')]
-        .some(c => {
+        assert key in drawn_layers, key
+    tile_requests = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert tile_requests and all(u.endswith(".mvt") for u in tile_requests)
+    assert len(tile_requests) == len(set(tile_requests)) == page.locator("canvas.ob-tile").count()
+    # ink on the canvas, not just canvases: the red-line colour is on some tile
+    red = page.evaluate("OneBlueprint.kinds.ecological_redline.colour")
+    inked = page.evaluate("""(hex) => { const want = [1, 3, 5].map(i => parseInt(hex.substr(i, 2), 16));
+        return [...document.querySelectorAll('canvas.ob-tile')].some(c => {
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
-        return false; })""")
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3] > 0 && Math.abs(d[i] - want[0]) < 90 && Math.abs(d[i + 1] - want[1]) < 90
+              && Math.abs(d[i + 2] - want[2]) < 90 && d[i] !== d[i + 1]) return true;
+        }
+        return false; }); }""", red)
     assert inked
     assert page.evaluate("OneBlueprint.drawn.geohazard_zone || 0") == 0, "overlays wait to be switched on"
     # the whole city is in view
@@ -170,6 +182,22 @@ def test_clicking_the_map_tells_what_the_blueprint_says_there(page: Any, base_ur
     popup = page.locator(".ob-identify")
     popup.wait_for(timeout=10_000)
     assert "生态保护红线 Ecological protection red line" in popup.inner_text()
+    assert_local(page.requested, base_url)
+
+
+def test_clicking_a_conflict_names_both_plans_and_the_resolution(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer?version=v1")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.locator(".leaflet-control-layers-overlays label", has_text="规划冲突").locator("input").check()
+    page.wait_for_function("(OneBlueprint.drawn.conflicts || 0) > 0", timeout=20_000)
+    point = page.evaluate(f"""() => {{ const ll = L.latLng({CONFLICT_LATLON[1]}, {CONFLICT_LATLON[0]});
+        return OneBlueprint.map.latLngToContainerPoint(ll); }}""")
+    page.mouse.click(point["x"], point["y"])
+    popup = page.locator(".ob-identify .ob-conflict")
+    popup.wait_for(timeout=10_000)
+    text = popup.inner_text()
+    for expected in ("C000001", "永久基本农田", "城镇开发边界", "农田 2025", "城镇 2025", "永久基本农田优先"):
+        assert expected in text, expected
     assert_local(page.requested, base_url)
 
 
