@@ -93,7 +93,7 @@ def build_version_tiles(source: Any, version: str, out_dir: Path, zooms: Iterabl
                     db.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, (1 << z) - 1 - y, body))
                     stored += 1
             meta = {"name": f"一张蓝图 {version}", "format": "pbf", "type": "overlay", "version": "1",
-                    "minzoom": str(zooms[0]), "maxzoom": str(zooms[-1]),
+                    "minzoom": str(zooms[0]), "maxzoom": str(zooms[-1]), "zooms": ",".join(map(str, zooms)),
                     "bounds": ",".join(f"{v:.6f}" for v in bounds),
                     "json": json.dumps({"vector_layers": [{"id": n} for n in service.layer_names()]}),
                     "blueprint_version": version, "tile_format": ARCHIVE_FORMAT}
@@ -107,13 +107,14 @@ def build_version_tiles(source: Any, version: str, out_dir: Path, zooms: Iterabl
 
 
 class TileArchive:
-    """Reads one version's archive: ``get(z, x, y)`` → bytes (b"" = empty tile), None outside its zooms."""
+    """Reads one version's archive: ``get(z, x, y)`` → bytes (b"" = empty tile), None at a zoom not built."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
         meta = dict(self._db().execute("SELECT name, value FROM metadata").fetchall())
         self.minzoom, self.maxzoom = int(meta["minzoom"]), int(meta["maxzoom"])
+        self.zooms = {int(z) for z in meta["zooms"].split(",")}
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -123,7 +124,7 @@ class TileArchive:
         return db
 
     def get(self, z: int, x: int, y: int) -> bytes | None:
-        if not self.minzoom <= z <= self.maxzoom:
+        if z not in self.zooms:
             return None
         row = self._db().execute(
             "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
