@@ -15,7 +15,7 @@ from layers.catalogue import Catalogue, load_catalogue
 from viewer import compare as compare_mod
 from viewer import report as report_mod
 from viewer.archive import Archives
-from viewer.page import PageOptions, build_page, render_template
+from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
 from viewer.tiles import TileService, valid_tile
@@ -29,6 +29,13 @@ MVT_TYPE = "application/vnd.mapbox-vector-tile"
 # a published version never changes: its tiles may be kept for a year without asking again
 IMMUTABLE = "private, max-age=31536000, immutable"
 DRAFT = "private, no-cache"  # drafts: revalidate every time (the ETag makes that a 304)
+
+
+def with_parcels(body: bytes, parcels: bytes) -> bytes:
+    """The gzipped tile ``body`` with the raw MVT ``parcels`` layer added (MVT messages concatenate)."""
+    if not parcels:
+        return body
+    return gzip.compress((gzip.decompress(body) if body else b"") + parcels, compresslevel=6, mtime=0)
 
 
 def mvt_response(request: Request, body: bytes, published: bool) -> Response:
@@ -153,12 +160,15 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         options = PageOptions(version=chosen, versions=source.versions(),
                               bounds_4326=source.city_bounds_4326(), work_crs=source.work_crs(),
                               tile_url=tile_url, project=_project_code(source, project))
-        return HTMLResponse(build_page(options, catalogue))
+        extra = parcels_config(tiles.parcels_revision(), catalogue)
+        return HTMLResponse(build_page(options, catalogue, extra=extra))
 
     @router.get("/tiles/{version}/{z}/{x}/{y}.mvt", dependencies=auth, summary="One MVT tile, every layer")
-    def mvt_tile(request: Request, version: str, z: int, x: int, y: int) -> Response:
+    def mvt_tile(request: Request, version: str, z: int, x: int, y: int,
+                 parcels: Annotated[str | None, Query(max_length=64)] = None) -> Response:
         """Every layer of ``version`` in one Mapbox Vector Tile: the catalogue kinds, ``unplanned`` and
-        ``conflicts`` as named layers. Published versions come from their archive (immutable)."""
+        ``conflicts`` as named layers. Published versions come from their archive (immutable).
+        ``?parcels=REV`` adds the project pool's ``parcels`` layer (REV: the revision the page was given)."""
         if not valid_tile(z, x, y):
             raise HTTPException(status_code=404, detail=f"no such tile: {z}/{x}/{y}")
         try:
@@ -168,7 +178,11 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
                 body = tiles.mvt(version, z, x, y)
         except KeyError as exc:
             raise HTTPException(status_code=404, detail=f"no such tile: {exc}") from None
-        return mvt_response(request, body, tiles.status(version) == "published")
+        published = tiles.status(version) == "published"
+        if parcels is not None:
+            body = with_parcels(body, tiles.parcels_mvt(z, x, y))
+            published = published and parcels == tiles.parcels_revision()  # an old revision: revalidate
+        return mvt_response(request, body, published)
 
     @router.get("/tiles/{version}/{layer}/{z}/{x}/{y}.{fmt}", dependencies=auth, summary="A vector tile")
     def tile(version: str, layer: str, z: int, x: int, y: int, fmt: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 import math
 import threading
@@ -32,6 +33,8 @@ LONLAT = CRS.from_epsg(4326)
 VERSIONS_TTL = 2.0  # seconds a version list is trusted (a tile burst asks hundreds of times)
 CONFLICTS = "conflicts"
 UNPLANNED = "unplanned"
+PARCELS = "parcels"  # the project pool's parcels: not part of a version, so tiled on demand only
+PARCELS_TTL = 10.0  # seconds the pool's parcels are trusted (a new project shows within this)
 
 
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
@@ -218,6 +221,22 @@ def _mvt_props(props: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k != "layer"}
 
 
+def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
+    """The tile index of the project pool's parcels and a revision string that changes with them."""
+    digest = hashlib.blake2b(digest_size=8)
+    keys = ("project_code", "parcel_id", "name", "area_m2")
+    rows = frame[[k for k in keys if k in frame]].astype(str).to_numpy().tolist() if len(frame) else []
+    digest.update(json.dumps(rows, ensure_ascii=False).encode("utf-8"))
+    for blob in shapely.to_wkb(frame.geometry.to_numpy()) if len(frame) else []:
+        digest.update(blob)
+    if len(frame) == 0 or frame.crs is None:
+        return LayerIndex(np.empty(0, dtype=object), []), digest.hexdigest()
+    geoms = _transform(frame.geometry.to_numpy(), CRS.from_user_input(frame.crs), WEB_MERCATOR)
+    props = [{"project_code": str(r.get("project_code", "")), "parcel_id": str(r.get("parcel_id", "")),
+              "area_m2": round(float(r.get("area_m2") or 0.0), 2)} for r in frame.to_dict("records")]
+    return LayerIndex(geoms, props), digest.hexdigest()
+
+
 class LRU:
     """A small thread-safe LRU cache with an optional time-to-live per entry."""
 
@@ -346,6 +365,24 @@ class TileService:
             raise KeyError(version)
         return self._tiles.get((version, "mvt", z, x, y), lambda: self._build_mvt(version, z, x, y),
                                self._ttl(version))
+
+    def _parcels(self) -> tuple[LayerIndex, str] | None:
+        read = getattr(self.source, "project_parcels", None)  # optional in ViewerSource
+        if read is None:
+            return None
+        return self._indexes.get(("*", PARCELS), lambda: build_parcels_index(read()), PARCELS_TTL)
+
+    def parcels_revision(self) -> str | None:
+        """Changes whenever the project pool's parcels change; None when the source has no pool."""
+        found = self._parcels()
+        return None if found is None else found[1]
+
+    def parcels_mvt(self, z: int, x: int, y: int) -> bytes:
+        """The raw (not gzipped) MVT ``parcels`` layer of tile z/x/y; b"" when no parcel is there."""
+        found = self._parcels()
+        if found is None or not valid_tile(z, x, y):
+            return b""
+        return encode_tile([(PARCELS, [(g, p) for g, p in found[0].tile(z, x, y)])], tile_bounds(z, x, y))
 
     def _build_mvt(self, version: str, z: int, x: int, y: int) -> bytes:
         layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import pytest
 import shapely
 from shapely.geometry import Polygon, box, shape
 
-from tests.viewer.conftest import MemorySource, make_app, signed_in
+from tests.viewer.conftest import PARCEL, WORK, MemorySource, make_app, signed_in, to_4326
 from viewer.archive import TileArchive, archive_path, build_version_tiles, city_tiles
 from viewer.mvt import EXTENT, encode_tile, varints
 from viewer.tiles import TileService, tile_bounds, tile_of
@@ -172,3 +173,44 @@ def test_draft_tiles_are_revalidated_and_never_archived(tmp_path: Path) -> None:
     assert client.get("/viewer/tiles/v1/14/13516/6712.mvt",
                       headers={"If-None-Match": first.headers["etag"]}).status_code == 304
     assert list(tmp_path.iterdir()) == []
+
+
+class PoolSource(MemorySource):
+    """The demo source with a project pool: one project's parcel, replaceable."""
+
+    parcel = PARCEL
+
+    def project_parcels(self) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame({"project_code": ["TL-2026-001"], "parcel_id": ["1"], "name": ["一期"],
+                                 "area_m2": [self.parcel.area]}, geometry=[self.parcel], crs=WORK)
+
+
+def test_the_project_pool_rides_in_the_same_tile_and_a_new_revision_changes_the_url(tmp_path: Path) -> None:
+    source = PoolSource()
+    app = make_app(source)
+    client = signed_in(app)
+    page = client.get("/viewer").text
+    revision = page.split("?parcels=")[1].split('"')[0]
+    assert "项目地块（项目库）" in page
+    lon, lat = to_4326(PARCEL.centroid)["coordinates"]
+    x, y = tile_of(lon, lat, 15)
+    url = f"/viewer/tiles/v1/15/{x}/{y}.mvt"
+    without = decode(client.get(url).content)
+    assert "parcels" not in without
+    tile = client.get(f"{url}?parcels={revision}")
+    layers = decode(tile.content)
+    assert set(without) < set(layers) and "immutable" in tile.headers["cache-control"]
+    (feature,) = layers["parcels"]["features"]
+    assert feature["properties"] == {"project_code": "TL-2026-001", "parcel_id": "1",
+                                     "area_m2": pytest.approx(PARCEL.area)}
+    # the pool changes (a new app: the first trusts its parcels for PARCELS_TTL): a new revision; a tile
+    # asked with the old one is not kept for good
+    source.parcel = box(*PARCEL.bounds).buffer(50)
+    app2 = make_app(source)
+    client2 = signed_in(app2)
+    new_revision = client2.get("/viewer").text.split("?parcels=")[1].split('"')[0]
+    assert new_revision != revision
+    old = client2.get(f"{url}?parcels={revision}")
+    assert old.headers["cache-control"] == "private, no-cache"
+    grown = shape(decode(old.content)["parcels"]["features"][0]["geometry"])
+    assert grown.area > shape(feature["geometry"]).area
