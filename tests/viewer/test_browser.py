@@ -21,7 +21,16 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from shapely.geometry import mapping
 
-from tests.viewer.conftest import CONFLICT, DEMO_PROJECT, PARCEL, MemorySource, demo_check, make_app, to_4326
+from tests.viewer.conftest import (
+    CONFLICT,
+    DEMO_PROJECT,
+    PARCEL,
+    MemorySource,
+    b,
+    demo_check,
+    make_app,
+    to_4326,
+)
 
 pytestmark = pytest.mark.browser
 CONFLICT_LATLON = to_4326(CONFLICT.centroid)["coordinates"]
@@ -33,27 +42,37 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
+# a second project, far from the first, with no check yet; DELAY slows one project's answer down
+SECOND = {"code": "TL-2026-002", "name": "铜陵滨江物流园", "project_type": "logistics", "applicant": "-",
+          "district": "铜官区", "status": "submitted", "reviews": []}
+SECOND_PARCEL = b(600, 600, 700, 700)
+DELAY: dict[str, float] = {}
+
+
 def fake_api(app: FastAPI) -> None:
     """Stand-ins for the API engineer's /api/v1 endpoints (same shapes as the contract)."""
+    known = {DEMO_PROJECT["code"]: (DEMO_PROJECT, PARCEL), SECOND["code"]: (SECOND, SECOND_PARCEL)}
 
     @app.get("/api/v1/projects")
     def projects(q: str = "") -> dict[str, Any]:
-        hit = q in DEMO_PROJECT["code"] or q in DEMO_PROJECT["name"]
-        items = [{k: DEMO_PROJECT[k] for k in ("code", "name", "project_type", "status")}] if hit else []
+        hits = [p for p, _ in known.values() if q in p["code"] or q in p["name"]]
+        items = [{k: p[k] for k in ("code", "name", "project_type", "status")} for p in hits]
         return {"items": items, "total": len(items)}
 
     @app.get("/api/v1/projects/{code}")
     def project(code: str) -> dict[str, Any]:
-        if code != DEMO_PROJECT["code"]:
+        if code not in known:
             raise HTTPException(404)
-        return DEMO_PROJECT
+        time.sleep(DELAY.get(code, 0.0))
+        return known[code][0]
 
     @app.get("/api/v1/projects/{code}/location")
     def location(code: str) -> dict[str, Any]:
-        geometry = to_4326(PARCEL)
+        parcel = known[code][1] if code in known else PARCEL
+        geometry = to_4326(parcel)
         xs = [c[0] for c in geometry["coordinates"][0]]
         ys = [c[1] for c in geometry["coordinates"][0]]
-        return {"code": code, "centroid": mapping(PARCEL.centroid)["coordinates"],
+        return {"code": code, "centroid": mapping(parcel.centroid)["coordinates"],
                 "bbox": [min(xs), min(ys), max(xs), max(ys)], "geometry": geometry}
 
     @app.get("/api/v1/checks/{check_id}")
@@ -251,6 +270,45 @@ def test_search_flies_to_the_project_and_shows_its_panel(page: Any, base_url: st
     page.screenshot(path=str(ARTIFACTS / "viewer-project.png"))
     assert page.errors == []
     assert_local(page.requested, base_url)
+
+
+def test_one_request_per_view_cell_and_a_fly_to_stays_under_30(page: Any, base_url: str) -> None:
+    page.requested.clear()
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.tilesIdle === true", timeout=20_000)
+    opening = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert 0 < len(opening) <= 30 and all(u.split("?")[0].endswith(".mvt") for u in opening)
+    page.requested.clear()
+    page.fill("#ob-search", SECOND["code"])
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    page.wait_for_timeout(1200)  # the flight
+    page.wait_for_function("OneBlueprint.tilesIdle === true", timeout=20_000)
+    flight = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert 0 < len(flight) <= 30, len(flight)
+    assert page.evaluate("OneBlueprint.map.getZoom()") >= 15  # it went down to the parcel
+    assert page.errors == []
+    assert_local(page.requested, base_url)
+
+
+def test_a_newer_search_wins_no_stale_panel(page: Any, base_url: str) -> None:
+    """The first project answers slowly; the second is asked for meanwhile: its panel stays."""
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    DELAY[DEMO_PROJECT["code"]] = 1.5
+    try:
+        # not awaited: both selections are in flight together
+        page.evaluate(f"() => {{ OneBlueprint.select('{DEMO_PROJECT['code']}'); }}")
+        page.wait_for_timeout(100)
+        page.evaluate(f"() => {{ OneBlueprint.select('{SECOND['code']}'); }}")
+        page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+        assert page.locator("#ob-panel").get_attribute("data-code") == SECOND["code"]
+        page.wait_for_timeout(2500)  # the slow answer for the first project arrives meanwhile
+        assert page.locator("#ob-panel").get_attribute("data-code") == SECOND["code"]
+        assert "铜陵滨江物流园" in page.locator("#ob-panel").inner_text()
+        assert "铜陵新材料产业园一期" not in page.locator("#ob-panel").inner_text()
+    finally:
+        DELAY.clear()
 
 
 def test_deep_link_locates_a_project(page: Any, base_url: str) -> None:
