@@ -5,11 +5,11 @@ or ``--direct N`` ≈ N pieces made without the merge), serves ``/viewer`` over 
 no auth, a stand-in for the four ``/api/v1`` project endpoints the page calls), then:
 
 1. builds the version's MVT archive (``viewer.archive.build_version_tiles``): time, tiles, size, largest tile;
-2. opens ``/viewer`` at 1600×1000 in a fresh browser context (cold) and again in the same context (warm):
-   tile requests, bytes on the wire, seconds until every tile of the view is drawn;
-3. flies to a project at the far side of the city: tile requests, bytes, seconds until panel and tiles;
-4. baseline in the same run: the opening view's tiles asked for as today's per-layer GeoJSON tiles (one
-   request per layer shown × view cell, 6 at a time like a browser), first on a cold server, then warm.
+2. for each client — this tree's MVT client, and the GeoJSON client of ``BASELINE_COMMIT`` (its viewer.js
+   swapped in by Playwright routing, on a server of its own), both in the same run at 1600×1000 — opens
+   ``/viewer`` on a cold server, flies to a project at one corner, then the other, opens again in an empty
+   browser context (warm server) and once more in that context (browser cache): requests, tile requests,
+   how many reached the server, tile bytes on the wire, seconds until the last tile arrived.
 
     .venv/bin/python -m bench.bench_tiles                    # demo-like city
     .venv/bin/python -m bench.bench_tiles --direct 1000000   # 10⁶ pieces
@@ -18,10 +18,10 @@ no auth, a stand-in for the four ``/api/v1`` project endpoints the page calls), 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import gzip
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import httpx
 import shapely
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
@@ -40,12 +39,12 @@ from bench.bench_check import direct_blueprint, merged_blueprint
 from layers.catalogue import load_catalogue
 from layers.crs import OUTPUT_CRS
 from viewer.archive import build_version_tiles
-from viewer.page import DEFAULT_ON_GROUPS
 from viewer.routes import build_router
 
 CHROMIUM = os.environ.get("BLUEPRINT_CHROMIUM", "/usr/bin/chromium")
 VIEW = {"width": 1600, "height": 1000}
-CODE = "2026-340705-47-01-000777"
+CODE, CODE2 = "2026-340705-47-01-000777", "2026-340705-47-01-000778"
+OUT = Path(__file__).resolve().parent / "out"  # screenshots (gitignored)
 
 
 class BenchSource:
@@ -90,13 +89,16 @@ class BenchSource:
         return None
 
 
-def make_app(source: BenchSource, tiles_dir: Path, wire: dict[str, int]) -> FastAPI:
+def make_app(source: BenchSource, tiles_dir: Path | None, wire: dict[str, int]) -> FastAPI:
     """The viewer router, a byte counter, and the project endpoints for one project near a city corner."""
     app = FastAPI()
     app.include_router(build_router(source, lambda: None, tiles_dir=tiles_dir))
     w, s, e, n = source.city_bounds_4326()
-    lon, lat = w + (e - w) * 0.85, s + (n - s) * 0.15
-    parcel = shapely.box(lon - 0.003, lat - 0.002, lon + 0.003, lat + 0.002)
+    # two projects at opposite corners of the city: the first flight goes to one, the second to the other
+    parcels = {}
+    for code, fx, fy in ((CODE, 0.85, 0.15), (CODE2, 0.2, 0.8)):
+        lon, lat = w + (e - w) * fx, s + (n - s) * fy
+        parcels[code] = shapely.box(lon - 0.003, lat - 0.002, lon + 0.003, lat + 0.002)
 
     @app.middleware("http")
     async def count_bytes(request: Request, call_next: Any) -> Any:
@@ -108,23 +110,27 @@ def make_app(source: BenchSource, tiles_dir: Path, wire: dict[str, int]) -> Fast
             wire["served"] = wire.get("served", 0) + 1  # asked of the server (not from the browser cache)
         return response
 
-    project = {"code": CODE, "name": "基准测试园区", "project_type": "industrial", "status": "submitted",
-               "applicant": "-", "district": "-"}
+    def project(code: str) -> dict[str, Any]:
+        return {"code": code, "name": "基准测试园区", "project_type": "industrial", "status": "submitted",
+                "applicant": "-", "district": "-"}
 
     @app.get("/api/v1/projects")
     def projects(q: str = "") -> dict[str, Any]:
-        return {"items": [project] if q and q in CODE else []}
+        return {"items": [project(c) for c in parcels if q and q in c]}
 
     @app.get("/api/v1/projects/{code}")
     def one(code: str) -> dict[str, Any]:
-        if code != CODE:
+        if code not in parcels:
             raise HTTPException(404)
-        return project
+        return project(code)
 
     @app.get("/api/v1/projects/{code}/location")
     def location(code: str) -> dict[str, Any]:
+        if code not in parcels:
+            raise HTTPException(404)
+        parcel = parcels[code]
         return {"code": code, "bbox": list(parcel.bounds), "geometry": mapping(parcel),
-                "centroid": [lon, lat]}
+                "centroid": list(parcel.centroid.coords[0])}
 
     return app
 
@@ -145,56 +151,75 @@ def tile_requests(urls: list[str]) -> list[str]:
     return [u for u in urls if "/viewer/tiles/" in u]
 
 
-def open_view(page: Any, base: str, wire: dict[str, int]) -> dict[str, Any]:
-    """Open /viewer and wait until every tile of the view is drawn: requests, bytes, seconds."""
-    seen: list[str] = []
+class Client:
+    """One of the two map clients in a browser context: ``mvt`` (this tree) or ``geojson`` (the viewer.js
+    of BASELINE_COMMIT, one GeoJSON tile per layer and cell, swapped in with Playwright's routing)."""
 
-    def record(request: Any) -> None:
-        seen.append(request.url)
+    def __init__(self, browser: Any, base: str, kind: str, wire: dict[str, int]) -> None:
+        self.base, self.kind, self.wire = base, kind, wire
+        self.context = browser.new_context(viewport=VIEW)
+        # any key passes the bench's auth; the page only wants to see one before it renders
+        self.context.add_cookies([{"name": "blueprint_key", "value": "bench", "url": base}])
+        if kind == "geojson":
+            old_js = baseline_script()
+            self.context.route("**/viewer/static/viewer.js",
+                               lambda route: route.fulfill(body=old_js, content_type="text/javascript"))
+            self.context.route(f"{base}/viewer", self._old_config)
+        self.page = self.context.new_page()
+        self.finished: list[tuple[float, str]] = []
+        self.page.on("requestfinished", lambda r: self.finished.append((time.perf_counter(), r.url)))
 
-    page.on("request", record)
-    wire["bytes"] = wire["served"] = 0
-    t0 = time.perf_counter()
-    page.goto(f"{base}/viewer")
-    page.wait_for_function("window.OneBlueprint && OneBlueprint.tilesIdle === true", timeout=600_000)
-    seconds = time.perf_counter() - t0
-    page.remove_listener("request", record)
-    tiles = tile_requests(seen)
-    return {"requests": len(seen), "tile_requests": len(tiles), "served": wire["served"], "tiles": tiles,
-            "bytes": wire["bytes"],
-            "seconds": seconds, "outside": [u for u in seen if not u.startswith(base)]}
+    def _old_config(self, route: Any) -> None:
+        response = route.fetch()
+        body = response.text().replace(MVT_TEMPLATE, GEOJSON_TEMPLATE)
+        route.fulfill(response=response, body=body)
+
+    def _measure(self, act: Any, wait: str) -> dict[str, Any]:
+        seen: list[str] = []
+
+        def record(request: Any) -> None:
+            seen.append(request.url)
+
+        self.page.on("request", record)
+        self.wire["bytes"] = self.wire["served"] = 0
+        self.finished.clear()
+        t0 = time.perf_counter()
+        act()
+        self.page.wait_for_function(wait, timeout=900_000)
+        self.page.wait_for_load_state("networkidle", timeout=900_000)
+        self.page.remove_listener("request", record)
+        done = [t for t, u in self.finished if "/viewer/tiles/" in u]
+        tiles = tile_requests(seen)
+        return {"requests": len(seen), "tile_requests": len(tiles), "served": self.wire["served"],
+                "bytes": self.wire["bytes"], "seconds": (max(done) - t0) if done else 0.0,
+                "outside": [u for u in seen if not u.startswith(self.base)]}
+
+    def open(self) -> dict[str, Any]:
+        """Open /viewer: until the last tile of the view has arrived."""
+        return self._measure(lambda: self.page.goto(f"{self.base}/viewer"),
+                             "window.OneBlueprint && OneBlueprint.state === 'ready'")
+
+    def fly(self, code: str) -> dict[str, Any]:
+        """Search a project: the map flies there; until the panel is shown and the last tile has arrived."""
+        def act() -> None:
+            self.page.fill("#ob-search", code)
+            self.page.press("#ob-search", "Enter")
+
+        result = self._measure(act, "OneBlueprint.state === 'located'")
+        result["panel"] = self.page.locator("#ob-panel").get_attribute("data-code")
+        return result
 
 
-def fly(page: Any, wire: dict[str, int]) -> dict[str, Any]:
-    """Search the project: the map flies there; until panel shown and the new view's tiles drawn."""
-    seen: list[str] = []
-    page.on("request", lambda r: seen.append(r.url))
-    wire["bytes"] = wire["served"] = 0
-    t0 = time.perf_counter()
-    page.fill("#ob-search", CODE)
-    page.press("#ob-search", "Enter")
-    page.wait_for_function("OneBlueprint.state === 'located'", timeout=600_000)
-    page.wait_for_timeout(1000)  # the flight (0.8 s)
-    page.wait_for_function("OneBlueprint.tilesIdle === true", timeout=600_000)
-    return {"requests": len(seen), "tile_requests": len(tile_requests(seen)), "served": wire["served"],
-            "bytes": wire["bytes"], "seconds": time.perf_counter() - t0,
-            "panel": page.locator("#ob-panel").get_attribute("data-code")}
+MVT_TEMPLATE = "/viewer/tiles/{version}/{z}/{x}/{y}.mvt"
+GEOJSON_TEMPLATE = "/viewer/tiles/{version}/{layer}/{z}/{x}/{y}.geojson"
+BASELINE_COMMIT = "dc9830c"  # main before issue 12: the GeoJSON client (one canvas GridLayer per layer)
 
 
-def geojson_baseline(base: str, tiles: list[str], layers: list[str]) -> dict[str, Any]:
-    """Today's per-layer GeoJSON tiles for the same view cells, 6 requests at a time (a browser's limit)."""
-    urls = []
-    for url in tiles:  # a 512-px MVT cell (z, x, y) is the old client's four 256-px tiles at zoom z + 1
-        z, x, y = (int(v) for v in url.split("?")[0][:-4].rsplit("/", 3)[1:])
-        urls += [f"{base}/viewer/tiles/v1/{layer}/{z + 1}/{2 * x + dx}/{2 * y + dy}.geojson"
-                 for layer in layers for dx in (0, 1) for dy in (0, 1)]
-    sizes: list[int] = []
-    t0 = time.perf_counter()
-    with httpx.Client(timeout=600, headers={"Accept-Encoding": "identity"}) as http:
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            sizes = list(pool.map(lambda u: len(http.get(u).content), urls))
-    return {"requests": len(urls), "bytes": sum(sizes), "seconds": time.perf_counter() - t0,
-            "largest": max(sizes, default=0)}
+def baseline_script() -> str:
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:viewer/static/viewer.js"], cwd=repo,
+                         capture_output=True, text=True, check=True)
+    return out.stdout
 
 
 def archive_stats(path: Path) -> dict[str, Any]:
@@ -226,51 +251,53 @@ def main(argv: list[str] | None = None) -> None:
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     source = BenchSource(bp.pieces, bp.conflicts)
     catalogue = load_catalogue()
-    on = [k.key for k in catalogue.values() if k.group in DEFAULT_ON_GROUPS]
     tiles_dir = Path(tempfile.mkdtemp(prefix="bench_tiles_"))
-    wire: dict[str, int] = {}
-    base, server, thread = serve(make_app(source, tiles_dir, wire))
-    try:
-        la = load()
-        t0 = time.perf_counter()
-        groups = {k.key: k.group for k in catalogue.values()}
-        path = build_version_tiles(source, "v1", tiles_dir, groups=groups)
-        build = time.perf_counter() - t0
-        stats = archive_stats(path)
-        print(f"archive (z6–14): {build:.1f} s, {stats['tiles']} tiles, {stats['size'] / 1e6:.1f} MB, "
-              f"largest tile "
-              f"{stats['largest_gzip'] / 1e3:.0f} kB gzip ({stats['largest_raw'] / 1e3:.0f} kB raw); "
-              f"load {la}→{load()}", flush=True)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-            context = browser.new_context(viewport=VIEW)
-            # any key passes the bench's auth; the page only wants to see one before it renders
-            context.add_cookies([{"name": "blueprint_key", "value": "bench", "url": base}])
-            page = context.new_page()
-            la = load()
-            cold = open_view(page, base, wire)
-            warm = open_view(page, base, wire)
-            flight = fly(page, wire)
-            browser.close()
-        la2 = load()
-        for name, r in (("open, cold", cold), ("open, warm (browser cache)", warm), ("fly-to", flight)):
-            print(f"MVT   {name:28s} {r['requests']:4d} requests ({r['tile_requests']} tiles, "
-                  f"{r['served']} reached the server), "
-                  f"{r['bytes'] / 1e6:6.2f} MB tiles, {r['seconds']:6.2f} s", flush=True)
-        print(f"      fly-to panel shows {flight['panel']}; requests outside localhost: {cold['outside']}; "
-              f"load {la}→{la2}")
-        if not args.no_baseline:
-            la = load()
-            first = geojson_baseline(base, cold["tiles"], on)
-            second = geojson_baseline(base, cold["tiles"], on)
-            for name, r in (("same view, cold server", first), ("same view, warm server", second)):
-                print(f"GeoJSON {name:26s} {r['requests']:4d} requests, {r['bytes'] / 1e6:6.2f} MB, "
-                      f"{r['seconds']:6.2f} s, largest {r['largest'] / 1e3:.0f} kB", flush=True)
-            print(f"      load {la}→{load()}")
-        print(f"load average: {load0} at start, {load()} at end")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    aborted = 0
+    la = load()
+    t0 = time.perf_counter()
+    groups = {k.key: k.group for k in catalogue.values()}
+    path = build_version_tiles(source, "v1", tiles_dir, groups=groups)
+    build = time.perf_counter() - t0
+    stats = archive_stats(path)
+    print(f"archive (z6–14): {build:.1f} s, {stats['tiles']} tiles, {stats['size'] / 1e6:.1f} MB, "
+          f"largest tile "
+          f"{stats['largest_gzip'] / 1e3:.0f} kB gzip ({stats['largest_raw'] / 1e3:.0f} kB raw); "
+          f"load {la}→{load()}", flush=True)
+    rows: list[tuple[str, dict[str, Any]]] = []
+    kinds = ["mvt"] if args.no_baseline else ["mvt", "geojson"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        OUT.mkdir(exist_ok=True)
+        for kind in kinds:
+            # a fresh server per client: nothing cached but what a publish would have built
+            wire: dict[str, int] = {}
+            base, server, thread = serve(make_app(source, tiles_dir if kind == "mvt" else None, wire))
+            try:
+                la = load()
+                first = Client(browser, base, kind, wire)
+                rows.append((f"{kind} open, cold server", first.open()))
+                first.page.screenshot(path=str(OUT / f"bench-tiles-{kind}-city.png"))
+                rows.append((f"{kind} fly-to 1", first.fly(CODE)))
+                first.page.screenshot(path=str(OUT / f"bench-tiles-{kind}-fly.png"))
+                rows.append((f"{kind} fly-to 2 (other corner)", first.fly(CODE2)))
+                second = Client(browser, base, kind, wire)  # empty browser cache, warm server
+                rows.append((f"{kind} open, warm server", second.open()))
+                rows.append((f"{kind} reopen (browser cache)", second.open()))
+                if kind == "mvt":
+                    aborted = first.page.evaluate("OneBlueprint.aborted || 0")
+                print(f"      {kind}: load {la}→{load()}", flush=True)
+            finally:
+                server.should_exit = True
+                thread.join(timeout=10)
+        browser.close()
+    for name, r in rows:
+        print(f"{name:32s} {r['requests']:4d} requests, {r['tile_requests']:4d} tiles "
+              f"({r['served']:4d} reached the server), {r['bytes'] / 1e6:6.2f} MB tiles, "
+              f"last tile after {r['seconds']:6.2f} s" + (f", panel {r['panel']}" if "panel" in r else ""),
+              flush=True)
+    print(f"tile loads cancelled by the MVT client's flights: {aborted}; requests outside localhost: "
+          f"{sorted({u for _, r in rows for u in r['outside']})}")
+    print(f"load average: {load0} at start, {load()} at end")
 
 
 if __name__ == "__main__":

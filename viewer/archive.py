@@ -145,6 +145,7 @@ class Archives:
         self._open: dict[str, TileArchive] = {}
         self._building: set[str] = set()
         self._failed: dict[str, float] = {}
+        self._one_at_a_time = threading.Lock()  # several versions asked for at once: build them in turn
         self._lock = threading.Lock()
 
     def get(self, version: str) -> TileArchive | None:
@@ -171,7 +172,8 @@ class Archives:
     def _build(self, version: str) -> None:
         try:
             assert self.out_dir is not None
-            build_version_tiles(self.source, version, self.out_dir, self.zooms, service=self.service)
+            with self._one_at_a_time:
+                build_version_tiles(self.source, version, self.out_dir, self.zooms, service=self.service)
         except Exception:  # a failed build leaves tiles on demand; tried again after RETRY_AFTER_S
             log.exception("building the tiles of %s failed", version)
             with self._lock:
