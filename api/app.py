@@ -92,11 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        failed = services.jobs.fail_unfinished("the service restarted before the job finished")
-        if failed:
-            log.warning("%d unfinished background job(s) marked failed", failed)
+        if settings.worker_in_process:
+            services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield
-        services.runner.shutdown(wait=True)  # a running screening finishes and is stored
+        services.stop_worker()  # a running job finishes and is stored
         services.engine.dispose()
 
     app = FastAPI(title="一张蓝图 One Blueprint", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)

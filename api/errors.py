@@ -205,6 +205,15 @@ MESSAGES_ZH: Mapping[str, str] = {
     "crs_conflict": "坐标系相互矛盾：请核对文件中的坐标系与所选带号",
     "crs_mismatch": "坐标系不一致：请核对带号和坐标系",
     "coordinates_out_of_range": "坐标超出范围：请检查 X/Y 是否颠倒、带号或坐标系是否选对",
+    "crs_web_map_offset": "坐标疑为网络地图坐标（GCJ-02 高德/腾讯，或 BD-09 百度）："
+    "请在“坐标系”中选择 GCJ-02 或 BD-09 后重试",
+    "crs_old_datum": "北京54/西安80 坐标需要转换参数：请提供七参数，或先转换为 CGCS2000",
+    "bubiao_invalid": "部标坐标文件格式有误：请按提示检查对应行",
+    "bubiao_missing_header": "部标坐标文件缺少 [属性描述]：请检查文件头",
+    "bubiao_bad_number": "部标坐标文件中有无法识别的数字：请检查对应行",
+    "bubiao_unclosed_ring": "部标坐标文件中界址点未闭合：首尾点应相同",
+    "bubiao_too_few_points": "部标坐标文件中界址点不足：每圈至少 3 个点",
+    "no_such_layer": "文件中没有该图层：请检查图层名称",
     "unreadable_file": "无法读取该文件：请确认文件完整、格式正确"
     "（Shapefile 须把 .shp/.shx/.dbf/.prj 一起压缩为 .zip）",
     "unsupported_format": "不支持的文件格式：请上传部标 TXT、Shapefile 压缩包（.zip）、DXF、"

@@ -12,7 +12,6 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +29,9 @@ from api.errors import (
     InvalidTransitionError,
     PermissionDeniedError,
 )
+from api.jobs import Handler, JobStore, Worker
 from api.settings import Settings
-from api.store import AuditLog, JobStore, KeyStore, NewProject, Principal, ProjectStore
+from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
 from blueprint.merge import build_blueprint
 from blueprint.model import Blueprint
 from blueprint.precedence import Precedence, load_precedence
@@ -42,9 +42,8 @@ from checks.rules import Rules, load_rules
 from cli.context import Stores, open_stores
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
-from layers.errors import OneBlueprintError
 from layers.ingest import read_layer
-from layers.model import Limits, ParcelSet, PlanLayer
+from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
 log = logging.getLogger("api.services")
 
@@ -159,27 +158,6 @@ class LayerCache:
         return layer
 
 
-class JobRunner:
-    """Runs background jobs on a small thread pool, started on first use and stopped with the app."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self._workers = workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="blueprint-job")
-            self._pool.submit(fn)
-
-    def shutdown(self, wait: bool = True) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=wait, cancel_futures=not wait)
-
-
 class Services:
     """Everything a request needs, built once per app by :meth:`open` (never at import)."""
 
@@ -194,7 +172,7 @@ class Services:
         self.keys = KeyStore(self.engine)
         self.keyring = KeyRing(self.keys, dev_mode=settings.dev_mode, key_file=settings.api_keys_file)
         self.projects = ProjectStore(self.engine, settings.work_crs)
-        self.jobs = JobStore(self.engine)
+        self.jobs = JobStore(self.engine, settings.data_dir, lease_seconds=settings.job_lease_seconds)
         self.published = PublishedCache(stores, self.rules, self.catalogue, settings)
         self.layer_cache = LayerCache(stores)
         # CPU-bound work (reading parcels, screening) runs a few at a time: under the GIL, 40 threads
@@ -205,9 +183,8 @@ class Services:
             weakref.WeakKeyDictionary()
         )
         self._gates_lock = threading.Lock()
-        self.runner = JobRunner()
-        # api.settings has no such field yet (asked for); until then the default applies
         self.job_threshold = settings.job_parcel_threshold
+        self.worker: Worker | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -224,8 +201,25 @@ class Services:
         return cls(settings, open_stores(settings))
 
     def close(self) -> None:
-        self.runner.shutdown(wait=True)
+        self.stop_worker()
         self.stores.close()
+
+    # ------------------------------------------------------------------------------ durable jobs
+
+    def job_handlers(self) -> dict[str, Handler]:
+        """Every kind of durable job this service runs (a worker process runs the same ones)."""
+        return {"check": self._check_job}
+
+    def start_worker(self) -> Worker:
+        """A worker thread in this process (``blueprint serve`` does this; ``blueprint worker`` runs more)."""
+        if self.worker is None:
+            self.worker = Worker(self.jobs, self.job_handlers()).start()
+        return self.worker
+
+    def stop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
 
     def cpu_gate(self) -> asyncio.Semaphore:
         """Admission to CPU-bound request work, taken *before* a threadpool thread is used, so waiting
@@ -362,19 +356,26 @@ class Services:
         *,
         by: Principal,
         idempotency_key: str | None = None,
+        check_id: str | None = None,
     ) -> CheckOutcome:
-        """Screen and store; the same Idempotency-Key returns the first stored result unchanged."""
+        """Screen and store; the same Idempotency-Key returns the first stored result unchanged.
+
+        ``check_id`` is given by a durable job (derived from the job id), so a job run again after
+        its worker died finds its own stored check instead of screening twice.
+        """
         input_hash = self.input_hash(parcels, project_type, version)
         replay = self.replay(idempotency_key, input_hash)
         if replay is not None:
             return replay
+        if check_id is not None and self.stores.checks.exists(check_id):
+            return CheckOutcome(self.stores.checks.get(check_id), check_id, replayed=True)
         self.rules.require_project_type(project_type)
         if parcels.frame.empty:
             raise NoParcelsError("the submission holds no parcels 未提交地块")
         resolved = self.resolve_version(version)
         screener = self.published.screener(resolved)
         # one id per submission (the engine's content hash would merge identical submissions into one)
-        check_id = f"chk_{uuid.uuid4().hex[:20]}"
+        check_id = check_id or f"chk_{uuid.uuid4().hex[:20]}"
         with self.cpu_slots:
             result = screener.screen(parcels, project_type, check_id=check_id)
             text = result_json(result)
@@ -449,36 +450,31 @@ class Services:
             parcel_count=len(parcels.frame),
             input_hash=input_hash,
             idempotency_key=idempotency_key,
+            payload={"project_type": project_type, "version": version, "by": [by.name, by.role],
+                     "source": parcels.source, "crs_in": parcels.crs_in, "checksum": parcels.checksum,
+                     "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)},
+            write_input=lambda folder: parcels.frame.to_parquet(folder / "parcels.parquet"),
         )
-        if not new:
-            if job.get("input_hash", input_hash) != input_hash:
-                raise IdempotencyConflictError("this Idempotency-Key was used for a different submission")
-            return job
-        job_id = str(job["job_id"])
-        self.runner.submit(lambda: self._run_job(job_id, parcels, project_type, version, by, idempotency_key))
+        if not new and job.get("input_hash", input_hash) != input_hash:
+            raise IdempotencyConflictError("this Idempotency-Key was used for a different submission")
         return job
 
-    def _run_job(
-        self,
-        job_id: str,
-        parcels: ParcelSet,
-        project_type: str,
-        version: str | None,
-        by: Principal,
-        idempotency_key: str | None,
-    ) -> None:
-        self.jobs.set_status(job_id, "running")
-        try:
-            outcome = self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
-        except OneBlueprintError as exc:
-            self.jobs.set_status(job_id, "failed", error_code=exc.code, error_detail=exc.user_message)
-        except Exception:  # a job must end in a state, whatever happened
-            log.exception("job %s failed", job_id)
-            self.jobs.set_status(
-                job_id, "failed", error_code="internal_error", error_detail="internal error while screening"
-            )
-        else:
-            self.jobs.set_status(job_id, "succeeded", result_id=outcome.check_id)
+    def _check_job(self, job: dict[str, Any], folder: Path, progress: Callable[[float], None]) -> str:
+        """A queued check: the parcels stored with the job, screened under a check id the job fixes."""
+        payload = job["payload"]
+        frame = gpd.read_parquet(folder / "parcels.parquet")
+        parcels = ParcelSet(
+            frame=frame, source=str(payload.get("source", "parcels")), crs_in=str(payload.get("crs_in", "")),
+            checksum=str(payload.get("checksum", "")),
+            repairs=tuple(Repair(**r) for r in payload.get("repairs", [])),
+            notes=tuple(payload.get("notes", [])),
+        )
+        name, role = payload.get("by") or ["system", "admin"]
+        progress(0.05)
+        outcome = self.screen(parcels, str(payload["project_type"]), payload.get("version"),
+                              by=Principal(str(name), role), idempotency_key=job.get("idempotency_key"),
+                              check_id="chk_" + str(job["job_id"])[1:21])
+        return outcome.check_id
 
     # -------------------------------------------------------------------------------- projects
 

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = 500 * 1024 * 1024
     # submissions with more parcels than this are screened by a background job (202 + /jobs/{id})
     job_parcel_threshold: int = Field(default=500, ge=1)
+    # durable jobs: a worker holds a job under a lease it renews; a job whose lease runs out is taken up
+    # again by the next worker. `blueprint serve` runs one worker in process unless this is off.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    worker_in_process: bool = True
     # security: dev_mode allows the well-known development keys; never in production
     dev_mode: bool = False
     api_keys_file: Path | None = None

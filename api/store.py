@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import geopandas as gpd
@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from api.errors import (
     InvalidTransitionError,
-    JobNotFoundError,
     ProjectExistsError,
     ProjectNotFoundError,
     ReviewRequiredError,
@@ -34,7 +33,6 @@ ROLES: tuple[Role, ...] = ("planner", "reviewer", "admin", "approval_system")
 STATUSES = ("submitted", "screened", "in_review", "cleared", "rejected")
 DECISIONS = ("approved", "approved_with_conditions", "rejected", "deferred")
 APPROVING = ("approved", "approved_with_conditions")
-JOB_STALE_AFTER = timedelta(minutes=30)  # far beyond any screening within the upload limits
 
 # The project lifecycle: submitted → screened → in_review → cleared | rejected. "screened" is reached by
 # running a check (a re-check keeps a screened or in-review project where it is); the rest by a decision.
@@ -175,6 +173,13 @@ jobs = sa.Table(
     sa.Column("created_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # 0004: durable jobs (see api/jobs.py)
+    sa.Column("payload", sa.Text),
+    sa.Column("input_dir", sa.String(500)),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("lease_owner", sa.String(100)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("progress", sa.Float),
 )
 
 
@@ -754,149 +759,3 @@ def _review(row: sa.RowMapping) -> dict[str, Any]:
         "recorded_by": row["recorded_by"],
         "recorded_at": _iso(row["created_at"]),
     }
-
-
-# ---------------------------------------------------------------------------------------------- jobs
-
-
-class JobStore:
-    """Background jobs (large screenings): queued → running → succeeded | failed."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def create(
-        self,
-        kind: str,
-        *,
-        by: Principal,
-        parcel_count: int,
-        input_hash: str,
-        idempotency_key: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        """A queued job, or the existing job for ``idempotency_key`` (second item: whether it is new)."""
-        job_id = f"J{uuid.uuid4().hex}"
-        stamp = now()
-        try:
-            with write(self.engine) as conn:
-                if idempotency_key is not None:
-                    existing = conn.execute(
-                        sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == idempotency_key)
-                    ).scalar()
-                    if existing is not None:
-                        return self.get(existing), False
-                conn.execute(
-                    jobs.insert().values(
-                        job_id=job_id,
-                        kind=kind,
-                        status="queued",
-                        idempotency_key=idempotency_key,
-                        input_hash=input_hash,
-                        parcel_count=parcel_count,
-                        created_by=by.name,
-                        created_at=stamp,
-                        updated_at=stamp,
-                    )
-                )
-                AuditLog.append(conn, by, "job.create", "job", job_id, after={"status": "queued"})
-        except sa.exc.IntegrityError:  # the same key raced us on PostgreSQL
-            existing = self.by_idempotency_key(idempotency_key or "")
-            if existing is None:
-                raise
-            return existing, False
-        return self.get(job_id), True
-
-    def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            job_id = conn.execute(sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == key)).scalar()
-        return None if job_id is None else self.get(job_id)
-
-    def set_status(
-        self,
-        job_id: str,
-        status: str,
-        *,
-        by: Principal = SYSTEM,
-        result_id: str | None = None,
-        error_code: str | None = None,
-        error_detail: str | None = None,
-    ) -> None:
-        with write(self.engine) as conn:
-            before = conn.execute(sa.select(jobs.c.status).where(jobs.c.job_id == job_id)).scalar()
-            conn.execute(
-                jobs.update()
-                .where(jobs.c.job_id == job_id)
-                .values(
-                    status=status,
-                    result_id=result_id,
-                    error_code=error_code,
-                    error_detail=error_detail,
-                    updated_at=now(),
-                )
-            )
-            AuditLog.append(
-                conn,
-                by,
-                "job.status",
-                "job",
-                job_id,
-                before={"status": before},
-                after={"status": status, "result_id": result_id, "error_code": error_code},
-            )
-
-    def get(self, job_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
-        if row is None:
-            raise JobNotFoundError(f"no job {job_id}")
-        status, code, detail = row["status"], row["error_code"], row["error_detail"]
-        updated = row["updated_at"] if row["updated_at"].tzinfo else row["updated_at"].replace(tzinfo=UTC)
-        if status in ("queued", "running") and updated < now() - JOB_STALE_AFTER:
-            # its process stopped (the input lived in memory); say so instead of "running" forever
-            status, code, detail = "failed", "job_interrupted", "the job stopped with the process that ran it"
-        return {
-            "job_id": row["job_id"],
-            "kind": row["kind"],
-            "status": status,
-            "parcel_count": row["parcel_count"],
-            "result_id": row["result_id"],
-            "input_hash": row["input_hash"],
-            "error": {"code": code, "detail": detail} if code else None,
-            "created_by": row["created_by"],
-            "created_at": _iso(row["created_at"]),
-            "updated_at": _iso(row["updated_at"]),
-        }
-
-    def fail_unfinished(self, reason: str) -> int:
-        """Mark stale queued/running jobs failed (their input was in the memory of a stopped process).
-
-        Only jobs untouched for :data:`JOB_STALE_AFTER`: another worker process may be running fresh ones.
-        """
-        with write(self.engine) as conn:
-            ids = (
-                conn.execute(
-                    sa.select(jobs.c.job_id).where(
-                        jobs.c.status.in_(("queued", "running")), jobs.c.updated_at < now() - JOB_STALE_AFTER
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            for job_id in ids:
-                conn.execute(
-                    jobs.update()
-                    .where(jobs.c.job_id == job_id)
-                    .values(
-                        status="failed", error_code="job_interrupted", error_detail=reason, updated_at=now()
-                    )
-                )
-                AuditLog.append(
-                    conn,
-                    SYSTEM,
-                    "job.status",
-                    "job",
-                    job_id,
-                    after={"status": "failed"},
-                    detail={"reason": reason},
-                )
-        return len(ids)

@@ -27,7 +27,8 @@ from blueprint.errors import (
 from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
 from layers.catalogue import Catalogue
-from layers.crs import assert_same_crs
+from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs, web_map_offset_fit
+from layers.errors import CRSError, WebMapOffsetError
 from layers.model import PlanLayer
 
 # Grid cells hold about this many features: small enough that no face (e.g. a zone with 10⁵ farmland
@@ -123,7 +124,31 @@ def _check_inputs(layers: Sequence[PlanLayer], boundary: PlanLayer | None, catal
         raise MergeInputError(f"layer '{first.name}' has no CRS")
     for layer in [*plan[1:], *bounds]:
         assert_same_crs(first.frame, layer.frame, what=f"layer '{first.name}' and layer '{layer.name}'")
+    if bounds:
+        _refuse_web_map_offsets(plan, bounds)
     return plan, bounds
+
+
+def _refuse_web_map_offsets(plan: Sequence[PlanLayer], bounds: Sequence[PlanLayer]) -> None:
+    """A layer delivered in longitude/latitude that sticks out of the city and fits it once moved from
+    GCJ-02 / BD-09 was read in the wrong datum: refuse it by name rather than merge it ~500 m off."""
+    city = shapely.union_all(np.concatenate(
+        [np.asarray(b.frame.geometry.values, dtype=object) for b in bounds]))
+    for layer in plan:
+        try:
+            lonlat = parse_crs(layer.crs_in).is_geographic
+        except CRSError:  # a CRS name rather than a code: not known to be lon/lat
+            lonlat = False
+        if not lonlat:
+            continue
+        fit = web_map_offset_fit(np.asarray(layer.frame.geometry.values, dtype=object), city,
+                                 CRS.from_user_input(layer.frame.crs))
+        if fit is not None:
+            raise WebMapOffsetError(
+                f"layer '{layer.name}' ({layer.source}, read as {layer.crs_in}): {fit.outside_ratio:.2%} of "
+                f"its area lies outside the city boundary, {fit.outside_ratio_undone:.3%} once moved from "
+                f"{OFFSET_DATUMS[fit.offset]} to WGS 84: it looks like {fit.offset} read as WGS 84. Import "
+                f"it again declaring the CRS as {fit.offset} (CLI: --crs {fit.offset} --replace)")
 
 
 def _flatten(plan: list[PlanLayer], bounds: list[PlanLayer], catalogue: Catalogue) -> _Features:

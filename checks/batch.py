@@ -12,7 +12,7 @@ import pandas as pd
 import shapely
 from numpy.typing import NDArray
 
-from checks.areas import ellipsoidal_areas
+from checks.areas import ellipsoidal_areas, plane_zones, zone_areas
 from checks.batch_fast import AreaHits, feature_ids_json, overlap_areas
 from checks.engine import AREA_DECIMALS, RATIO_DECIMALS, VERDICTS, Screener, natural_key
 from checks.errors import NoParcelsError, ParcelOutsideCityError
@@ -61,6 +61,7 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     hits = overlap_areas(screener, geoms, ell, urban_construction=screener.derives_outside(ptype))
     outside = screener.outside_area(area, hits.covered)
     error = (outside > 0) & ~screener.below_tolerance(outside, outside / np.where(area > 0, area, 1.0))
+    area, hits.area = _own_zone(screener, geoms, area, hits)
     outcome = screener.outcomes(ptype.key)[hits.kind]
     ratio = hits.area / area[hits.parcel] if len(hits.area) else np.zeros(0)
     below = screener.below_tolerance(hits.area, ratio)
@@ -77,6 +78,22 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     out["geometry"] = geoms[table["parcel"].to_numpy(dtype=np.int64)]
     dropped = _dropped_rows(frame, set(ids), by_id, screener, ptype)
     return _finish(pd.concat([out, dropped], ignore_index=True) if len(dropped) else out, screener)
+
+
+def _own_zone(screener: Screener, geoms: NDArray[np.object_], area: NDArray[np.float64],
+              hits: AreaHits) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Parcel and overlap plane areas in each parcel's own 3° zone (as the single check reports them).
+
+    Unchanged for parcels of the working zone. The area-only batch path builds no overlap polygons, so
+    an overlap of a parcel outside the working zone is scaled by its parcel's zone / working area ratio:
+    the scale factor varies by < 2e-5 across a parcel-sized area, far below survey precision.
+    """
+    zones = plane_zones(geoms, screener.crs)
+    if not zones.foreign.any():
+        return area, hits.area
+    own = zone_areas(geoms, screener.crs, zones)
+    scale = np.where(area > 0, own / np.where(area > 0, area, 1.0), 1.0)
+    return own, hits.area * scale[hits.parcel]
 
 
 def _hit_rows(screener: Screener, hits: AreaHits, outcome: NDArray[np.int64], ratio: NDArray[np.float64],

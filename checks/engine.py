@@ -19,12 +19,13 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from blueprint.model import Blueprint
-from checks.areas import ellipsoidal_areas, reproject
+from checks.areas import PlaneZones, ellipsoidal_areas, plane_zones, reproject, zone_areas
 from checks.errors import CheckError, DuplicateParcelIdError, NoParcelsError, ParcelOutsideCityError
 from checks.explain import explain_parcel, explain_submission
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from layers.catalogue import Catalogue
-from layers.crs import OUTPUT_CRS, to_work_crs
+from layers.crs import CGCS2000, OFFSET_DATUMS, OUTPUT_CRS, crs_label, to_work_crs, undo_offset
+from layers.errors import WebMapOffsetError
 from layers.geometry import polygonal_part, repair_geometries
 from layers.model import ParcelSet, Repair
 
@@ -75,6 +76,14 @@ class _Parcels:
     ids: list[str]
     names: list[str | None]
     geoms: NDArray[np.object_]
+
+
+def _lonlat_input(label: str) -> bool:
+    """Whether a submission's input CRS (its label, e.g. "EPSG:4326") is longitude/latitude."""
+    try:
+        return bool(label) and CRS.from_user_input(label).is_geographic
+    except Exception:  # a label that is a CRS name, not parseable: not known to be lon/lat
+        return False
 
 
 def _clean(geoms: NDArray[np.object_]) -> bool:
@@ -156,6 +165,7 @@ class Screener:
                              f"{tolerance_ratio}")
         self.version = blueprint.version
         self.crs = CRS.from_user_input(blueprint.crs)
+        self._crs_label = crs_label(self.crs)  # to_epsg costs ~0.1 ms: once, not per check
         self.rules = rules
         self.catalogue = catalogue
         self.tolerance_m2 = float(tolerance_m2)
@@ -456,8 +466,13 @@ class Screener:
         area = shapely.area(clean.geoms).astype(np.float64)
         hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
-        self._require_inside(clean.ids, area, hits.covered, parcels.source)
-        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs])
+        self._require_inside(clean.ids, area, hits.covered, parcels.source,  # in the working plane
+                             geoms=clean.geoms, crs_in=parcels.crs_in)
+        zones = plane_zones(clean.geoms, self.crs, parcels.declared_zone)
+        if zones.foreign.any():  # parcels outside the working zone: plane areas in their own zone
+            area = zone_areas(clean.geoms, self.crs, zones)
+            hits.area = zone_areas(hits.geometry, self.crs, zones, owner=hits.parcel)
+        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones)
         result["input_hash"] = input_hash
         return result
 
@@ -503,19 +518,38 @@ class Screener:
                         parcels.geoms[order] if order else parcels.geoms), repairs
 
     def _require_inside(self, ids: list[str], area: NDArray[np.float64],
-                        covered: NDArray[np.float64], source: str) -> None:
+                        covered: NDArray[np.float64], source: str, *,
+                        geoms: NDArray[np.object_] | None = None, crs_in: str = "") -> None:
         outside = self.outside_area(area, covered)
         bad = np.flatnonzero((outside > 0) & ~self.below_tolerance(outside, outside / area))
         if len(bad):
             i = bad[0]
             pid = ids[i]
             more = f" (and {len(bad) - 1} more parcel(s))" if len(bad) > 1 else ""
+            if geoms is not None and _lonlat_input(crs_in):
+                self._refuse_web_map_offset(geoms[bad], outside[bad], [ids[b] for b in bad], source)
             raise ParcelOutsideCityError(
                 f"{source}: parcel {pid} lies {outside[i]:.2f} m² ({outside[i] / area[i]:.2%}) outside the "
                 f"city extent of blueprint {self.version}{more}")
 
+    def _refuse_web_map_offset(self, geoms: NDArray[np.object_], outside: NDArray[np.float64],
+                               ids: list[str], source: str) -> None:
+        """Parcels given in longitude/latitude that leave the city: if undoing a web map's offset
+        (GCJ-02, BD-09) brings every one of them (nearly) inside, they were read in the wrong datum."""
+        for offset in OFFSET_DATUMS:
+            lonlat = reproject(geoms, self.crs, CGCS2000)
+            moved = reproject(undo_offset(lonlat, offset), CGCS2000, self.crs)
+            hits = self.overlaps(moved, urban_construction=False)
+            left = self.outside_area(shapely.area(moved), hits.covered)
+            if np.all(left <= 0.1 * outside):
+                raise WebMapOffsetError(
+                    f"{source}: parcel {ids[0]} lies {outside[0]:.2f} m² outside the city extent of "
+                    f"blueprint {self.version}, but moved from {OFFSET_DATUMS[offset]} to WGS 84 it lies "
+                    f"{left[0]:.2f} m² outside: the longitude/latitude look like {offset} read as WGS 84. "
+                    f"Declare the CRS as {offset} (CLI: --crs {offset}) to convert them exactly")
+
     def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
-                  check_id: str, repairs: list[Repair]) -> dict[str, Any]:
+                  check_id: str, repairs: list[Repair], zones: PlaneZones | None = None) -> dict[str, Any]:
         """Build the result dict: parcels in natural id order, hits by severity then kind order."""
         rules, outcomes = self._rule_table(ptype.key)
         outcome = outcomes[hits.kind]
@@ -534,6 +568,7 @@ class Screener:
             repairs_by_id[r.feature_id].append(r.as_dict())
         tolerance = {"m2": self.tolerance_m2, "ratio": self.tolerance_ratio}
         label = (ptype.name_zh, ptype.name_en)
+        work_label = self._crs_label
         entries = []
         for i, pid in enumerate(parcels.ids):
             conflicts = [self._hit_entry(hits, h, rules[int(hits.kind[h])], ratio[h], below[h],
@@ -545,6 +580,8 @@ class Screener:
                 "ellipsoidal_area_m2": _round(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
                 "conflicts": conflicts, "repairs": repairs_by_id.pop(pid, []),
             }
+            if zones is not None:
+                entry["plane_zone"] = zones.describe(i, work_label)
             if parcels.names[i]:
                 entry["name"] = parcels.names[i]
             entry["explanation_zh"], entry["explanation_en"] = explain_parcel(entry, label, tolerance)

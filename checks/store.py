@@ -68,6 +68,11 @@ class CheckStore:
             raise CheckNotFoundError(f"no check with id {check_id!r}")
         return str(text)
 
+    def exists(self, check_id: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(CHECKS.c.check_id).where(CHECKS.c.check_id == check_id)).first()
+        return found is not None
+
     def find_by_key(self, idempotency_key: str) -> str | None:
         """The result first stored under ``idempotency_key``, if any (lets a retry skip screening)."""
         with self.engine.connect() as conn:

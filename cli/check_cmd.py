@@ -52,16 +52,21 @@ def check(
                                           "national_major, agricultural (or as configured)"),
     version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest)"),
     fmt: str = typer.Option("json", "--format", help="json (the result contract) or geojson"),
-    crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527"),
+    crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527; "
+                                   "GCJ02 / BD09 for coordinates from Chinese web maps"),
     encoding: str | None = typer.Option(None, "--encoding", help="attribute encoding, e.g. GBK"),
     layer: str | None = typer.Option(None, "--layer", help="layer inside a GeoPackage/zip/DXF"),
     save: bool = typer.Option(True, "--save/--no-save", help="store the result under its check_id"),
+    datum_params: str | None = typer.Option(
+        None, "--datum-params",
+        help="dx,dy,dz,rx,ry,rz,ds taking Beijing 1954 / Xi'an 1980 input to CGCS2000"),
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
     from api.settings import get_settings
     from checks.engine import result_json
     from checks.errors import CheckError
     from checks.explain import feature_collection
+    from layers.crs import parse_datum_params
     from layers.ingest import read_parcels
     from layers.model import Limits
 
@@ -76,8 +81,9 @@ def check(
             limits = Limits(max_bytes=settings.max_upload_bytes,
                             max_unzipped_bytes=settings.max_unzipped_bytes,
                             max_features=settings.max_features, max_vertices=settings.max_vertices)
+            params = parse_datum_params(datum_params) if datum_params else None
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
-                                      layer=layer, limits=limits)
+                                      layer=layer, limits=limits, datum_params=params)
             result = screener.screen(parcel_set, project_type)
             text = result_json(result)
             if save:

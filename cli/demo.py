@@ -2,40 +2,114 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
+from sqlalchemy.engine import make_url
 
 from api.settings import Settings, get_settings
 from cli.common import domain_errors, emit, note
+from layers.errors import OneBlueprintError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "data" / "demo"
+GENERATOR = ROOT / "data" / "generate.py"
+DEMO_BY = "demo"
+DEFAULT_FARMLAND = 50_000  # 20 s end to end on the quiet 2-core box (5,000: 10 s); README
+
+
+class DemoError(OneBlueprintError):
+    """The demo cannot run without reporting stale data or deleting data it did not make."""
+
+    code = "demo_error"
+
+
+class DemoStaleError(DemoError):
+    code = "demo_stale_database"
+
+
+def generator_fingerprint() -> str:
+    """sha256 of the generator source: data made by another generator is regenerated."""
+    return hashlib.sha256(GENERATOR.read_bytes()).hexdigest()
 
 
 def ensure_demo_data(out: Path, farmland: int) -> dict[str, Any]:
-    """Generate the Tongling demo dataset unless the same one (seed, size) is there already."""
+    """Generate the Tongling demo dataset unless the same one (size, generator) is there already."""
     manifest_path = out / "manifest.json"
+    fingerprint = generator_fingerprint()
     if manifest_path.exists():
         manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("farmland") == farmland:
-            note(f"demo data: reusing {out}")
+        if manifest.get("farmland") == farmland and manifest.get("generator") == fingerprint:
+            note(f"demo data: reusing {out} ({farmland} farmland patches)")
             return manifest
     note(f"demo data: generating into {out} ({farmland} farmland patches)")
     from data.generate import generate
 
+    manifest_path.unlink(missing_ok=True)  # a run interrupted mid-generation leaves no valid manifest
     manifest = generate(out, farmland=farmland)
     manifest["farmland"] = farmland
+    manifest["generator"] = fingerprint
     manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     return manifest
 
 
+def embedded_database(settings: Settings) -> Path | None:
+    """The SpatiaLite file of the embedded default, or None when BLUEPRINT_DATABASE_URL points elsewhere."""
+    if settings.database_url:
+        return None
+    return Path(make_url(settings.resolved_database_url).database or "")
+
+
+def start_fresh(settings: Settings, keep: bool) -> bool:
+    """Remove the previous demo database unless ``keep``; True when this run starts from an empty one.
+
+    Only the embedded database is removed, and only when every layer in it was stored by the demo;
+    an external database (BLUEPRINT_DATABASE_URL) is never touched — the checksum checks guard it.
+    """
+    path = embedded_database(settings)
+    if path is None:
+        note("demo database: BLUEPRINT_DATABASE_URL is set, so the demo keeps it and checks its layers "
+             "against the generated files")
+        return False
+    if not path.exists():
+        note(f"demo database: new, {path}")
+        return True
+    if keep:
+        note(f"demo database: keeping {path} (--keep); its layers are checked against the generated files")
+        return False
+    strangers = layers_not_by_demo(settings)
+    if strangers:
+        raise DemoError(
+            f"{path} holds layers the demo did not store ({', '.join(strangers[:5])}); the demo will not "
+            "delete them. Set BLUEPRINT_DATA_DIR to another directory, or pass --keep to use it as it is")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    note(f"demo database: starting fresh, removed the previous demo database {path} (--keep keeps it)")
+    return True
+
+
+def layers_not_by_demo(settings: Settings) -> list[str]:
+    """Names of stored layers that another user (not the demo) stored."""
+    from cli.context import open_stores
+
+    stores = open_stores(settings)
+    try:
+        return [row["name"] for row in stores.layers.list() if row.get("created_by") != DEMO_BY]
+    finally:
+        stores.close()
+
+
 def import_layers(settings: Settings, stores: Any, manifest: dict[str, Any],
                   root: Path) -> list[dict[str, Any]]:
-    """Import every plan layer and the city boundary the manifest lists; skip ones already stored."""
+    """Import every plan layer and the city boundary the manifest lists.
+
+    A layer already stored under the same name is reused only when its checksum is the generated
+    file's; otherwise the stored one is stale and the run stops rather than report it.
+    """
     from layers.catalogue import load_catalogue
     from layers.crs import parse_crs
     from layers.ingest import read_layer
@@ -48,16 +122,27 @@ def import_layers(settings: Settings, stores: Any, manifest: dict[str, Any],
     summaries = []
     for entry in entries:
         name = entry.get("name") or Path(entry["path"]).stem
-        if name in stored:
-            summaries.append(stored[name])
-            continue
-        note(f"import {entry['path']} as {entry['kind']}")
         layer = read_layer(root / entry["path"], entry["kind"], work_crs=settings.work_crs,
                            catalogue=catalogue, crs=parse_crs(entry["crs"]) if entry.get("crs") else None,
                            encoding=entry.get("encoding"), layer=entry.get("layer"), name=name,
                            raster_values=entry.get("raster_values"))
-        summaries.append(stores.layers.save(layer, by="demo"))
+        if name in stored:
+            summaries.append(reuse_stored(stored[name], layer.checksum, root / entry["path"]))
+            continue
+        note(f"import {entry['path']} as {entry['kind']}")
+        summaries.append(stores.layers.save(layer, by=DEMO_BY))
     return summaries
+
+
+def reuse_stored(row: dict[str, Any], checksum: str, path: Path) -> dict[str, Any]:
+    """The stored layer's summary when it is the file's layer; a stale one stops the run."""
+    if row["checksum"] != checksum:
+        raise DemoStaleError(
+            f"the database already holds layer {row['name']} from other data (its checksum differs from "
+            f"{path}): run the demo without --keep to start from a fresh database, or point "
+            "BLUEPRINT_DATABASE_URL / BLUEPRINT_DATA_DIR at an empty one")
+    note(f"import {path.name}: already stored with the same checksum, reused")
+    return dict(row)
 
 
 def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
@@ -68,9 +153,14 @@ def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
     from layers.catalogue import load_catalogue
 
     try:
-        return dict(stores.blueprints.latest_published().summary())
+        latest = dict(stores.blueprints.latest_published().summary())
     except NoPublishedBlueprintError:
-        pass
+        latest = None
+    if latest is not None and built_from_stored(latest, stores):
+        note(f"blueprint {latest['version']}: published from these very layers, reused")
+        return latest
+    if latest is not None:
+        note(f"blueprint {latest['version']} was built from other layers: building a new version")
     catalogue = load_catalogue(settings.catalogue_file)
     all_layers = stores.layers.load_all()
     boundary = next((layer for layer in all_layers if catalogue[layer.kind].group == "boundary"), None)
@@ -86,6 +176,12 @@ def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
     return dict(stores.blueprints.get(blueprint.version).summary())
 
 
+def built_from_stored(summary: dict[str, Any], stores: Any) -> bool:
+    """True when every layer a blueprint was built from is stored now with the same checksum."""
+    current = {(row["name"], row["checksum"]) for row in stores.layers.list()}
+    return all((ref["name"], ref["checksum"]) in current for ref in summary["layers"])
+
+
 def throttled_progress() -> Callable[[str, float], None]:
     """A build progress callback that notes each step once and then every quarter, not every cell."""
     shown: set[tuple[str, int]] = set()
@@ -99,14 +195,19 @@ def throttled_progress() -> Callable[[str, float], None]:
     return report
 
 
-def run(farmland: int = 5000, serve: bool = True, host: str = "127.0.0.1", port: int = 8000,
-        data: Path = DEMO_DATA) -> dict[str, Any]:
-    """Everything the README's first command promises, on the embedded database by default."""
+def run(farmland: int = DEFAULT_FARMLAND, serve: bool = True, host: str = "127.0.0.1", port: int = 8000,
+        data: Path = DEMO_DATA, keep: bool = False) -> dict[str, Any]:
+    """Everything the README's first command promises, on the embedded database by default.
+
+    Each run starts from a fresh demo database (the previous one is removed) unless ``keep``; a kept
+    or external database is used only if its layers are the generated files (checksums).
+    """
     from cli.context import open_stores
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     manifest = ensure_demo_data(data, farmland)
+    fresh = start_fresh(settings, keep)
     stores = open_stores(settings)
     try:
         layers = import_layers(settings, stores, manifest, data)
@@ -114,7 +215,10 @@ def run(farmland: int = 5000, serve: bool = True, host: str = "127.0.0.1", port:
     finally:
         stores.close()
     screening = screen_demo_projects(settings, manifest, data)
-    result = {"version": summary["version"], "blueprint": summary,
+    result = {"version": summary["version"],
+              "data_dir": str(settings.data_dir.resolve()), "demo_data": str(data.resolve()),
+              "database": database_label(settings), "fresh_database": fresh,
+              "blueprint": summary,
               "layers": [{"name": s["name"], "kind": s["kind"], "feature_count": s["feature_count"]}
                          for s in layers],
               "screening": screening}
@@ -122,6 +226,11 @@ def run(farmland: int = 5000, serve: bool = True, host: str = "127.0.0.1", port:
     if serve:
         serve_forever(settings, host, port)
     return result
+
+
+def database_label(settings: Settings) -> str:
+    """The database URL without its password, for the printed summary."""
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
 
 def screen_demo_projects(settings: Settings, manifest: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -141,12 +250,15 @@ def serve_forever(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=logs_to_stderr())
 
 
-def main(farmland: int = typer.Option(5000, help="farmland patches in the generated demo"),
+def main(farmland: int = typer.Option(DEFAULT_FARMLAND, help="farmland patches in the generated demo"),
          serve: bool = typer.Option(True, help="serve API + viewer after screening"),
+         keep: bool = typer.Option(False, "--keep", help="keep the previous demo database instead of "
+                                   "starting fresh (refused if its layers are not the generated files)"),
+         data: Path = typer.Option(DEMO_DATA, help="directory for the generated demo files"),
          host: str = "127.0.0.1", port: int = 8000) -> None:
     """Build the Tongling demo blueprint, screen the demo parcels, serve API + viewer."""
     with domain_errors():
-        run(farmland=farmland, serve=serve, host=host, port=port)
+        run(farmland=farmland, serve=serve, host=host, port=port, data=data, keep=keep)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ import typer
 from cli.common import domain_errors, emit, note
 
 CrsOption = Annotated[str | None, typer.Option(
-    "--crs", help="CRS of a file that states none, e.g. EPSG:4527")]
+    "--crs", help="CRS of a file that states none, e.g. EPSG:4527; GCJ02 / BD09 for coordinates from "
+                  "高德/腾讯 or 百度 web maps (converted exactly)")]
+DatumOption = Annotated[str | None, typer.Option(
+    "--datum-params", help="7-parameter Helmert set dx,dy,dz,rx,ry,rz,ds (m, arc-seconds, ppm; position "
+                           "vector) taking Beijing 1954 / Xi'an 1980 input to CGCS2000")]
 EncodingOption = Annotated[str | None, typer.Option(
     "--encoding", help="attribute text encoding, e.g. GB18030; detected when omitted")]
 LayerOption = Annotated[str | None, typer.Option(
@@ -57,6 +61,12 @@ def _limits(settings: Any) -> Any:
                   max_features=settings.max_features, max_vertices=settings.max_vertices)
 
 
+def _datum_params(text: str | None) -> Any:
+    from layers.crs import parse_datum_params
+
+    return parse_datum_params(text) if text else None
+
+
 def _raster_values(text: str | None) -> list[float] | None:
     if not text:
         return None
@@ -81,6 +91,7 @@ def import_layer(
         "--name", help="stored name (default: file or layer name)")] = None,
     raster_values: RasterOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="replace a stored layer of that name")] = False,
+    datum_params: DatumOption = None,
 ) -> None:
     """导入图层 Import a plan layer: read, check CRS, repair, store; prints a JSON summary."""
     from cli.context import open_stores
@@ -93,7 +104,8 @@ def import_layer(
         note(f"reading {path.name} as {kind}")
         plan = read_layer(path, kind, work_crs=settings.work_crs,
                           catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
-                          layer=layer, name=name, limits=_limits(settings), raster_values=values)
+                          layer=layer, name=name, limits=_limits(settings), raster_values=values,
+                          datum_params=_datum_params(datum_params))
         _notes(plan.notes)
         stores = open_stores(settings)
         try:
@@ -112,6 +124,7 @@ def inspect_layer(
     encoding: EncodingOption = None,
     layer: LayerOption = None,
     raster_values: RasterOption = None,
+    datum_params: DatumOption = None,
 ) -> None:
     """检查图层 Read a layer exactly as import would and print its JSON summary; stores nothing."""
     from layers.catalogue import load_catalogue
@@ -123,7 +136,8 @@ def inspect_layer(
     with domain_errors():
         note(f"reading {path.name}")
         common = {"work_crs": settings.work_crs, "crs": crs, "encoding": encoding, "layer": layer,
-                  "limits": _limits(settings), "raster_values": values}
+                  "limits": _limits(settings), "raster_values": values,
+                  "datum_params": _datum_params(datum_params)}
         if kind:
             plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file), **common)
         else:
@@ -142,10 +156,11 @@ def convert_parcels(
         "--out-crs", help="CRS to write (default: working CRS; GeoJSON/KML always EPSG:4326)")] = None,
     encoding: EncodingOption = None,
     layer: LayerOption = None,
+    datum_params: DatumOption = None,
 ) -> None:
     """转换地块 Convert project parcels between formats, e.g. Shapefile zip → 部标 TXT."""
-    from layers.crs import crs_label, parse_crs
-    from layers.errors import UnsupportedFormatError
+    from layers.crs import crs_label, offset_name, parse_crs
+    from layers.errors import CRSError, UnsupportedFormatError
     from layers.ingest import read_parcels
 
     settings = _settings()
@@ -156,19 +171,48 @@ def convert_parcels(
                                          f"writable: {', '.join(sorted(WRITERS))}")
         note(f"reading {source.name}")
         parcels = read_parcels(source, work_crs=settings.work_crs, crs=crs, encoding=encoding, layer=layer,
-                               limits=_limits(settings))
+                               limits=_limits(settings), datum_params=_datum_params(datum_params))
         _notes(parcels.notes)
         frame = parcels.frame
+        if out_crs and offset_name(out_crs):
+            raise CRSError(f"--out-crs {out_crs}: the service writes no web-map offset datum; write "
+                           "EPSG:4326 or EPSG:4490 and let the web map apply its own offset")
         if out_crs:
             frame = frame.to_crs(parse_crs(out_crs))
+        elif suffix == ".txt":
+            frame = _in_own_zone(frame, parcels.declared_zone)
         # 部标 files carry the zone prefix unless a CRS without one (e.g. EPSG:4548) is asked for
         zone_prefix = not (out_crs and _plain_gk(parse_crs(out_crs)))
         written_crs = _write_atomically(frame, target, suffix, zone_prefix)
         note(f"wrote {len(frame)} parcel(s) to {target}")
     emit({"source": parcels.source, "target": str(target), "format": WRITERS[suffix][0],
           "parcel_count": len(parcels.frame), "crs_in": parcels.crs_in, "crs_out": crs_label(written_crs),
-          "checksum": parcels.checksum, "area_m2": round(float(parcels.frame.geometry.area.sum()), 2),
+          "checksum": parcels.checksum, **_own_zone_area(parcels),
           "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)})
+
+
+def _own_zone_area(parcels: Any) -> dict[str, Any]:
+    """Total plane area with each parcel in its own 3-degree zone, and the zones used."""
+    import numpy as np
+
+    from checks.areas import plane_zones, zone_areas
+
+    geoms = np.asarray(parcels.frame.geometry.values, dtype=object)
+    zones = plane_zones(geoms, parcels.frame.crs, parcels.declared_zone)
+    area = float(zone_areas(geoms, parcels.frame.crs, zones).sum())
+    return {"area_m2": round(area, 2), "area_zones": sorted({int(z) for z in zones.zone})}
+
+
+def _in_own_zone(frame: gpd.GeoDataFrame, declared: int | None) -> gpd.GeoDataFrame:
+    """Parcels for a 部标 file go into their own 3-degree zone: the one their source file declared,
+    else the zone of their centroid (the working CRS's zone would give wrong eastings and areas)."""
+    from layers.crs import own_zone3, zone3_crs, zone3_of_crs
+
+    zone = declared or own_zone3(frame)
+    if zone is None or zone == zone3_of_crs(frame.crs):
+        return frame
+    note(f"部标 output in 3-degree zone {zone} (CM {3 * zone}°E), the parcels' own zone")
+    return frame.to_crs(zone3_crs(zone))
 
 
 def _plain_gk(crs: Any) -> bool:
@@ -180,14 +224,22 @@ def _plain_gk(crs: Any) -> bool:
 
 def _write_atomically(frame: gpd.GeoDataFrame, target: Path, suffix: str, zone_prefix: bool) -> Any:
     """Write into a temp dir beside ``target`` and move into place: an error leaves nothing behind."""
+    from layers.errors import LayerWriteError, OneBlueprintError
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         staged = tmp / target.name
-        if suffix == ".txt":
-            written_crs = _write_bubiao(frame, staged, zone_prefix)
-        else:
-            written_crs = _writer(suffix)(frame, staged)
+        try:
+            if suffix == ".txt":
+                written_crs = _write_bubiao(frame, staged, zone_prefix)
+            else:
+                written_crs = _writer(suffix)(frame, staged)
+        except OneBlueprintError:
+            raise
+        except Exception as exc:  # a driver's refusal is bad input for this format, not a crash
+            raise LayerWriteError(f"{target.name}: the {WRITERS[suffix][0]} writer refused the parcels: "
+                                  f"{exc}") from exc
         for part in sorted(tmp.iterdir()):
             os.replace(part, target.parent / part.name)
         return written_crs

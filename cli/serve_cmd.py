@@ -15,6 +15,7 @@ ROLES = ("planner", "reviewer", "admin", "approval_system")
 def register(app: typer.Typer) -> None:
     """Add `serve` and the `keys` group to ``app``."""
     app.command("serve")(serve)
+    app.command("worker")(worker)
     keys = typer.Typer(no_args_is_help=True, help="API keys (stored hashed; a new key is shown once).")
     keys.command("create")(create_key)
     keys.command("list")(list_keys)
@@ -43,6 +44,38 @@ def serve(
         log_config=logs_to_stderr(),
         proxy_headers=False,
     )
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="run the jobs waiting now, then stop")] = False,
+) -> None:
+    """Run durable jobs (checks of large submissions, ...) from the database until stopped (Ctrl-C, SIGTERM).
+
+    `blueprint serve` already runs one in process; start more on this or other machines sharing the
+    database. A job whose worker is killed is taken up by another once its lease runs out.
+    """
+    import signal
+
+    from api.jobs import Worker
+    from api.services import Services
+    from api.settings import get_settings
+
+    services = Services.open(get_settings())
+    runner = Worker(services.jobs, services.job_handlers())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first
+    note(f"worker {runner.name}: taking jobs ({'once' if once else 'until stopped'})")
+    try:
+        if once:
+            ran = 0
+            while not runner.stopping.is_set() and runner.run_once():
+                ran += 1
+            note(f"ran {ran} job(s)")
+        else:
+            runner.run()
+        emit({"worker": runner.name, "jobs": services.jobs.counts()})
+    finally:
+        services.close()
 
 
 def logs_to_stderr() -> dict[str, Any]:

@@ -105,10 +105,14 @@ class _Parcel:
 
 
 def _datum(header: dict[str, str]) -> str:
-    """'cgcs2000' unless the header names another datum, which this reader does not project."""
+    """'cgcs2000', 'beijing1954' or 'xian1980' as the header's 坐标系 names it, else the name as given."""
     name = header.get("坐标系", "").replace(" ", "")
     if not name or "2000" in name or "CGCS" in name.upper():
         return "cgcs2000"
+    if "54" in name or "北京" in name:
+        return "beijing1954"
+    if "80" in name or "西安" in name:
+        return "xian1980"
     return name
 
 
@@ -127,13 +131,37 @@ def _int_field(header: dict[str, str], key: str, source: str) -> int | None:
     return int(match.group(1))
 
 
+# first EPSG code of the old-datum GK systems: (datum, zone width, prefixed) → (code, first zone)
+OLD_DATUM_GK = {("beijing1954", 3, True): (2401, 25), ("beijing1954", 3, False): (2422, 25),
+                ("xian1980", 3, True): (2349, 25), ("xian1980", 3, False): (2370, 25),
+                ("beijing1954", 6, True): (21413, 13), ("beijing1954", 6, False): (21473, 13),
+                ("xian1980", 6, True): (2327, 13), ("xian1980", 6, False): (2338, 13)}
+
+
+def _old_datum_gk(datum: str, width: int, zone: int, prefixed: bool, source: str) -> CRS:
+    """The Beijing 1954 / Xi'an 1980 GK CRS of a zone (read; layers.crs then asks for the parameters)."""
+    first, first_zone = OLD_DATUM_GK[(datum, width, prefixed)]
+    if not 0 <= zone - first_zone <= 20 or (width == 6 and zone - first_zone > 10):
+        raise CRSError(f"{source}: {width}-degree zone {zone} is outside China")
+    return CRS.from_epsg(first + zone - first_zone)
+
+
 def crs_from_header(header: dict[str, str], sample_easting: float, source: str = "部标 file") -> CRS:
-    """Decide the CRS: 几度分带 + 带号 from the header, prefixed or not as the eastings show."""
+    """Decide the CRS: 几度分带 + 带号 from the header, prefixed or not as the eastings show.
+
+    1954北京 / 1980西安 files get their old-datum GK CRS; reading them on needs the datum parameters
+    (layers.crs.require_new_datum refuses them otherwise)."""
     datum = _datum(header)
-    if datum != "cgcs2000":
+    if datum not in ("cgcs2000", "beijing1954", "xian1980"):
         raise CRSError(f"{source}: 坐标系={header.get('坐标系')} is not supported; "
-                       "only 2000国家大地坐标系 (CGCS2000) is read")
+                       "2000国家大地坐标系 (CGCS2000), 1954北京坐标系 and 1980西安坐标系 are read")
     width = _int_field(header, "几度分带", source) or 3
+    if datum != "cgcs2000":
+        zone = _int_field(header, "带号", source)
+        prefix = int(abs(sample_easting) // ZONE_FACTOR)
+        if not (prefix or zone):
+            raise CRSMissingError(f"{source}: eastings have no zone prefix and the header gives no 带号")
+        return _old_datum_gk(datum, width, prefix or zone or 0, bool(prefix), source)
     zone = _int_field(header, "带号", source)
     prefix = int(abs(sample_easting) // ZONE_FACTOR)
     try:

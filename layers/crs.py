@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import shapely
+from numpy.typing import NDArray
 from pyproj import CRS, Transformer
 
 from layers.errors import (
@@ -15,6 +18,8 @@ from layers.errors import (
     CRSError,
     CRSMismatchError,
     CRSMissingError,
+    OldDatumError,
+    WebMapOffsetError,
 )
 
 CGCS2000 = CRS.from_epsg(4490)  # geographic, lon/lat on the CGCS2000 ellipsoid
@@ -22,12 +27,160 @@ OUTPUT_CRS = CRS.from_epsg(4326)  # RFC 7946 GeoJSON, applied at the edge only
 DEFAULT_WORK_EPSG = 4548  # CGCS2000 / 3-degree Gauss-Kruger CM 117E, no zone prefix (Tongling)
 
 
+# the offset datums of Chinese web maps: longitude/latitude on WGS 84, shifted by an obfuscation
+OFFSET_DATUMS = {"GCJ02": "GCJ-02 (高德/腾讯 web maps)", "BD09": "BD-09 (百度 web maps)"}
+
+
+class OffsetCRS(CRS):
+    """WGS 84 longitude/latitude as a Chinese web map shifts it (``offset`` "GCJ02" or "BD09").
+
+    Read as declared with ``--crs GCJ02`` / ``--crs BD09``: the reader undoes the shift exactly
+    (:func:`undo_offset`) and goes on with plain EPSG:4326.
+    """
+
+    offset: str = ""
+
+    @classmethod
+    def named(cls, offset: str) -> OffsetCRS:
+        crs = cls("EPSG:4326")
+        crs.offset = offset
+        return crs
+
+
+def offset_name(value: object) -> str | None:
+    """'GCJ02' or 'BD09' for the many ways to write them (GCJ-02, gcj_02, BD-09...), else None."""
+    if isinstance(value, OffsetCRS):
+        return value.offset
+    if not isinstance(value, str):
+        return None
+    key = value.upper().replace("-", "").replace("_", "").replace(" ", "")
+    return key if key in OFFSET_DATUMS else None
+
+
 def parse_crs(value: str | int | CRS) -> CRS:
-    """A CRS from 'EPSG:4548', 4548, a WKT or a pyproj CRS; a clear error otherwise."""
+    """A CRS from 'EPSG:4548', 4548, a WKT, a pyproj CRS, or 'GCJ02' / 'BD09' (an :class:`OffsetCRS`);
+    a clear error otherwise."""
+    offset = offset_name(value)
+    if offset is not None:
+        return value if isinstance(value, OffsetCRS) else OffsetCRS.named(offset)
     try:
         return CRS.from_user_input(value)
     except Exception as exc:
-        raise CRSError(f"not a coordinate reference system: {value!r}") from exc
+        raise CRSError(f"not a coordinate reference system: {value!r}; use an EPSG code such as "
+                       "EPSG:4490, a WKT, or GCJ02 / BD09 for coordinates from Chinese web maps") from exc
+
+
+def _invert(forward: Callable[[float, float], tuple[float, float]], lat: float,
+            lon: float) -> tuple[float, float]:
+    """The WGS 84 point that ``forward`` (an offset, lat/lon order) maps onto (lat, lon): fixed-point
+    iteration to 1e-10° (≈ 0.01 mm); the offset changes slowly, so a few steps suffice."""
+    wlat, wlon = lat, lon
+    for _ in range(40):
+        flat, flon = forward(wlat, wlon)
+        dlat, dlon = flat - lat, flon - lon
+        wlat, wlon = wlat - dlat, wlon - dlon
+        if abs(dlat) < 1e-10 and abs(dlon) < 1e-10:
+            break
+    return wlat, wlon
+
+
+def undo_offset(geoms: NDArray[np.object_], offset: str) -> NDArray[np.object_]:
+    """Geometries in GCJ-02 or BD-09 longitude/latitude moved to WGS 84 (exact inverse)."""
+    import eviltransform
+
+    forward = eviltransform.wgs2gcj if offset == "GCJ02" else eviltransform.wgs2bd
+
+    def convert(lonlat: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty_like(lonlat)
+        for i, (lon, lat) in enumerate(lonlat.tolist()):
+            wlat, wlon = _invert(forward, lat, lon)
+            out[i] = (wlon, wlat)
+        return out
+
+    return np.asarray(shapely.transform(geoms, convert), dtype=object)
+
+
+def offset_note(offset: str) -> str:
+    return (f"coordinates converted from {OFFSET_DATUMS[offset]} to WGS 84 with the exact inverse "
+            "(iterated to 1e-10°); WGS 84 taken as CGCS2000 (they differ by < 1 m)")
+
+
+@dataclass(frozen=True)
+class OffsetFit:
+    """How much of some geometries lies outside a reference area, before and after undoing an offset."""
+
+    offset: str
+    outside_ratio: float  # share of the area outside the reference as read (as WGS 84)
+    outside_ratio_undone: float  # the same once moved from ``offset`` to WGS 84
+
+
+def web_map_offset_fit(geoms: NDArray[np.object_], reference: shapely.Geometry, crs: CRS, *,
+                       min_outside: float = 0.002) -> OffsetFit | None:
+    """An offset datum (GCJ-02, BD-09) that explains why ``geoms`` (read as WGS 84 lon/lat, now in
+    ``crs``) stick out of ``reference`` (the city, in ``crs``): at least ``min_outside`` of their area
+    outside, and undoing the offset leaves at most a tenth of that outside. None when nothing fits."""
+    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    total = float(shapely.area(geoms).sum())
+    if total <= 0:
+        return None
+    shapely.prepare(reference)
+    loose = geoms[~shapely.contains(reference, geoms)]
+    before = float(shapely.area(shapely.difference(loose, reference)).sum()) / total
+    if before < min_outside:
+        return None
+    to_geo, from_geo = transformer(crs, CGCS2000), transformer(CGCS2000, crs)
+    for offset in OFFSET_DATUMS:
+        lonlat = shapely.transform(loose, lambda xy: np.column_stack(to_geo.transform(xy[:, 0], xy[:, 1])))
+        moved = shapely.transform(undo_offset(np.asarray(lonlat, dtype=object), offset),
+                                  lambda xy: np.column_stack(from_geo.transform(xy[:, 0], xy[:, 1])))
+        after = float(shapely.area(shapely.difference(moved, reference)).sum()) / total
+        if after <= 0.1 * before:
+            return OffsetFit(offset, before, after)
+    return None
+
+
+# column names that only offset-datum data carries, and values naming a web map as the source
+OFFSET_COLUMN_HINTS = {"gcj": "GCJ02", "amap": "GCJ02", "gaode": "GCJ02", "高德": "GCJ02", "火星": "GCJ02",
+                       "bd09": "BD09", "baidu": "BD09", "百度": "BD09"}
+SOURCE_COLUMNS = ("source", "来源", "数据来源", "coord_type", "coordtype", "coordsys", "坐标系", "坐标类型")
+OFFSET_VALUE_HINTS = {"高德": "GCJ02", "amap": "GCJ02", "gaode": "GCJ02", "gcj": "GCJ02", "腾讯": "GCJ02",
+                      "tencent": "GCJ02", "百度": "BD09", "baidu": "BD09", "bd09": "BD09"}
+
+
+def offset_hint(columns: Sequence[object], values: Callable[[str], list[str]], *,
+                implied: bool) -> tuple[str, str] | None:
+    """(offset datum, why) when attributes say the lon/lat come from a Chinese web map, else None.
+
+    Column names (``gcj_lng``, ``amap_id``...) and the 阿里云 DataV boundary layout (``adcode`` with
+    ``center``/``centroid``, published in GCJ-02) count always; a source column naming 高德/百度... only
+    when the file states no CRS of its own (a file that declares EPSG:4490 has been converted).
+    """
+    names = {str(c).strip().lower(): str(c) for c in columns}
+    for name, original in names.items():
+        for hint, offset in OFFSET_COLUMN_HINTS.items():
+            if hint in name:
+                return offset, f"the attribute {original!r} names {OFFSET_DATUMS[offset]}"
+    if "adcode" in names and ("center" in names or "centroid" in names):
+        return "GCJ02", "the attributes adcode/center/centroid are the layout of DataV (阿里云) boundaries"
+    if implied:
+        for column in SOURCE_COLUMNS:
+            if column in names:
+                for value in values(names[column]):
+                    for hint, offset in OFFSET_VALUE_HINTS.items():
+                        if hint in value.lower():
+                            return offset, f"the attribute {names[column]!r} says {value!r}"
+    return None
+
+
+def refuse_offset_hint(hint: tuple[str, str] | None, source: str) -> None:
+    """Raise :class:`WebMapOffsetError` for a hint found by :func:`offset_hint`."""
+    if hint is None:
+        return
+    offset, why = hint
+    raise WebMapOffsetError(
+        f"{source}: read as WGS 84 longitude/latitude, but {why}: the coordinates are probably "
+        f"{OFFSET_DATUMS[offset]}, shifted 100–700 m from WGS 84/CGCS2000. Declare the CRS as {offset} "
+        f"(CLI: --crs {offset}) to convert them exactly, or as EPSG:4326 if they really are WGS 84")
 
 
 def require_projected(crs: CRS) -> CRS:
@@ -95,8 +248,16 @@ def assert_same_crs(a: gpd.GeoDataFrame | gpd.GeoSeries, b: gpd.GeoDataFrame | g
 
 
 def to_output(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame | gpd.GeoSeries:
-    """Reproject to EPSG:4326 for GeoJSON output (the edge only)."""
-    return frame.to_crs(OUTPUT_CRS)
+    """Reproject to EPSG:4326 for GeoJSON output (the edge only), with RFC 7946 ring orientation:
+    exteriors counter-clockwise, holes clockwise (areas are unchanged; only the vertex order turns)."""
+    out = frame.to_crs(OUTPUT_CRS)
+    geoms = np.asarray(out.geometry.values, dtype=object) if isinstance(out, gpd.GeoDataFrame) \
+        else np.asarray(out.values, dtype=object)
+    oriented = shapely.orient_polygons(geoms, exterior_cw=False)
+    if isinstance(out, gpd.GeoSeries):
+        return gpd.GeoSeries(oriented, index=out.index, crs=out.crs, name=out.name)
+    out[out.geometry.name] = gpd.GeoSeries(oriented, index=out.index, crs=out.crs)
+    return out
 
 
 # ---------------------------------------------------------------- Gauss-Krüger zones and coordinate sanity
@@ -146,6 +307,39 @@ def gk_epsg(zone_width: int, *, zone: int | None = None, central_meridian: float
             raise CRSError(f"central meridian {central_meridian} is not a 6-degree CM in China (75..135)")
         return 4502 + (cm - 75) // 6
     raise CRSError(f"zone width must be 3 or 6, got {zone_width}")
+
+
+ZONE3_RANGE = (25, 45)  # 3-degree zones over China: CM 75°E (zone 25) .. 135°E (zone 45)
+
+
+def zone3_of_longitude(lon: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The 3-degree GK zone of each longitude: zone N spans CM 3N ± 1.5°."""
+    return np.floor((np.asarray(lon, dtype=np.float64) + 1.5) / 3.0).astype(np.int64)
+
+
+def zone3_of_crs(crs: CRS | None) -> int | None:
+    """The 3-degree zone whose central meridian a GK CRS uses (prefixed or not), else None."""
+    gk = gauss_kruger(crs) if crs is not None else None
+    if gk is None or abs(gk.central_meridian / 3.0 - round(gk.central_meridian / 3.0)) > 1e-9:
+        return None
+    zone = round(gk.central_meridian / 3.0)
+    return zone if ZONE3_RANGE[0] <= zone <= ZONE3_RANGE[1] else None
+
+
+def zone3_crs(zone: int) -> CRS:
+    """CGCS2000 3-degree GK CRS of a zone without the zone prefix (EPSG:4534..4554)."""
+    return CRS.from_epsg(gk_epsg(3, central_meridian=3 * zone))
+
+
+def own_zone3(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> int | None:
+    """The 3-degree zone of the centroid of all of ``frame``'s geometries, None outside China's zones."""
+    if frame.crs is None or len(frame) == 0:
+        return None
+    centre = frame.geometry.union_all().centroid if isinstance(frame, gpd.GeoDataFrame) else \
+        frame.union_all().centroid
+    lon, _ = transformer(CRS.from_user_input(frame.crs), CGCS2000).transform(centre.x, centre.y)
+    zone = int(zone3_of_longitude(np.asarray([lon]))[0])
+    return zone if ZONE3_RANGE[0] <= zone <= ZONE3_RANGE[1] else None
 
 
 def gauss_kruger(crs: CRS) -> GaussKruger | None:
@@ -351,15 +545,89 @@ def _check_inside_zone(x: tuple[float, float], y: tuple[float, float], gk: Gauss
     return []
 
 
+# ---------------------------------------------------------------- old national datums
+
+OLD_DATUMS = {"beijing1954": "Beijing 1954 (1954北京坐标系)", "newbeijing": "New Beijing (新1954北京坐标系)",
+              "xian1980": "Xi'an 1980 (1980西安坐标系)"}
+DatumParams = tuple[float, float, float, float, float, float, float]
+
+
+def old_datum(crs: CRS) -> str | None:
+    """The name of the old Chinese datum ``crs`` is on (Beijing 1954, New Beijing, Xi'an 1980), or None."""
+    geodetic = crs.geodetic_crs
+    datum = geodetic.datum.name if geodetic is not None and geodetic.datum is not None else ""
+    key = datum.lower().replace("'", "").replace(" ", "").replace("_", "")
+    return OLD_DATUMS.get(key)
+
+
+def parse_datum_params(text: str) -> DatumParams:
+    """Seven comma-separated numbers: dx, dy, dz (m), rx, ry, rz (arc-seconds), ds (ppm)."""
+    try:
+        values = tuple(float(v) for v in text.replace("，", ",").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 7:
+        raise CRSError(f"datum parameters must be 7 numbers dx,dy,dz,rx,ry,rz,ds (m, arc-seconds, ppm), "
+                       f"got {text!r}")
+    return (values[0], values[1], values[2], values[3], values[4], values[5], values[6])
+
+
+def bind_datum_params(crs: CRS, params: DatumParams) -> CRS:
+    """``crs`` bound to WGS 84 by a 7-parameter (position-vector) Helmert set (a PROJ BoundCRS)."""
+    from pyproj.crs import BoundCRS
+    from pyproj.crs.coordinate_operation import ToWGS84Transformation
+
+    geodetic = crs.geodetic_crs or crs
+    return BoundCRS(source_crs=crs, target_crs=CRS.from_epsg(4326),
+                    transformation=ToWGS84Transformation(geodetic, *params))
+
+
+def require_new_datum(crs: CRS, source: str, params: DatumParams | None = None) -> None:
+    """CGCS2000 and WGS 84 pass; an old datum without its 7 parameters is refused in words."""
+    datum = old_datum(crs)
+    if datum is not None and params is None:
+        raise OldDatumError(
+            f"{source}: {crs_label(crs)} is on the {datum} datum. Without published transformation "
+            "parameters it could only be moved to CGCS2000 by PROJ's ballpark (a zero shift, tens of metres "
+            "off), so it is not read. Supply the 7-parameter set for your area (CLI: --datum-params "
+            "dx,dy,dz,rx,ry,rz,ds in metres, arc-seconds and ppm, position-vector convention), or convert "
+            "the file to CGCS2000 (EPSG:4490, 4513–4554) first")
+
+
+def old_datum_to_cgcs2000(frame: gpd.GeoDataFrame, crs: CRS, params: DatumParams,
+                          source: str = "layer") -> tuple[gpd.GeoDataFrame, str]:
+    """Frame on an old datum moved to CGCS2000 longitude/latitude by the supplied Helmert set.
+
+    PROJ applies a BoundCRS's parameters only towards WGS 84 (towards CGCS2000 it would take its
+    ballpark), so the frame goes to EPSG:4326 with them and is then labelled EPSG:4490 (CGCS2000 and
+    WGS 84 differ by centimetres).
+    """
+    tr = Transformer.from_crs(bind_datum_params(crs, params), OUTPUT_CRS, always_xy=True)
+    if "Transformation" not in tr.description and "Helmert" not in tr.description:
+        raise CRSError(f"{source}: PROJ found no way to apply the datum parameters to {crs_label(crs)}")
+
+    def move(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = tr.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    geoms = shapely.transform(np.asarray(frame.geometry.values, dtype=object), move)
+    moved = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index), crs=CGCS2000)
+    note = (f"{old_datum(crs)} → CGCS2000 by the supplied 7 parameters "
+            f"({', '.join(f'{v:g}' for v in params)}; position vector)")
+    return moved, note
+
+
 def resolve_crs(file_crs: CRS | None, declared: CRS | None, *, implied: bool = False,
                 bounds: tuple[float, float, float, float] | None = None,
-                source: str = "layer") -> tuple[CRS, list[str]]:
+                source: str = "layer", datum_params: DatumParams | None = None) -> tuple[CRS, list[str]]:
     """Decide the CRS of a source: the file's, else the declared one; notes say why.
 
     ``implied`` marks a CRS the format only assumes (GeoJSON without a ``crs`` member is EPSG:4326);
     a declared CRS overrides it. A file CRS that disagrees with a declared one is a conflict. Without
     either the error suggests what the coordinates look like. The chosen CRS is then checked against
-    the coordinates with :func:`diagnose_coordinates`.
+    the coordinates with :func:`diagnose_coordinates`. A CRS on an old datum (Beijing 1954, Xi'an 1980)
+    is refused unless ``datum_params`` are given (the reader then applies them with
+    :func:`old_datum_to_cgcs2000`).
     """
     notes: list[str] = []
     if file_crs is None or (implied and declared is not None):
@@ -382,6 +650,7 @@ def resolve_crs(file_crs: CRS | None, declared: CRS | None, *, implied: bool = F
         notes.append(f"CRS {crs_label(file_crs)} {'assumed by the format' if implied else 'from the file'}")
     if bounds is not None:
         notes.extend(diagnose_coordinates(bounds, chosen, source=source))
+    require_new_datum(chosen, source, datum_params)
     return chosen, notes
 
 

@@ -17,14 +17,23 @@ DBF_FIELD = 32
 LDID_OFFSET = 29
 # DBF language driver ids of Western code pages (437, 850, 1252 and their variants)
 WESTERN_LDIDS = frozenset({0x01, 0x02, 0x03, 0x57, 0x58, 0x59})
+# the code page a DBF language driver id names (what GDAL decodes with), for a truthful report
+LDID_CODEPAGES = {
+    0x01: "CP437", 0x02: "CP850", 0x03: "CP1252", 0x57: "CP1252", 0x58: "CP1252", 0x59: "CP1252",
+    0x4D: "CP936", 0x7A: "CP936", 0x4E: "CP949", 0x79: "CP949", 0x4F: "CP950", 0x78: "CP950",
+    0x13: "CP932", 0x7B: "CP932", 0x7C: "CP874", 0x64: "CP852", 0x65: "CP866", 0x66: "CP865",
+    0xC8: "CP1250", 0xC9: "CP1251", 0xCA: "CP1254", 0xCB: "CP1253", 0xCC: "CP1257",
+}
 
 
 @dataclass(frozen=True)
 class EncodingChoice:
-    """The encoding to hand to the reader (None = let GDAL decide) and a note saying why."""
+    """The encoding to hand to the reader (None = let GDAL decide), a note saying why, and the
+    encoding the attributes are really in (``label``) when GDAL decides: what is reported."""
 
     encoding: str | None
     note: str
+    label: str | None = None
 
 
 def check_encoding(name: str, source: str) -> str:
@@ -138,7 +147,7 @@ def shapefile_encoding(shp: Path, declared: str | None) -> EncodingChoice:
     cpg = next((p for p in shp.parent.glob(glob.escape(shp.stem) + ".*") if p.suffix.lower() == ".cpg"), None)
     if cpg is not None:
         text = cpg.read_text(encoding="ascii", errors="replace").strip()
-        return EncodingChoice(None, f"attribute encoding {text} from {cpg.name}")
+        return EncodingChoice(None, f"attribute encoding {text} from {cpg.name}", label=text or None)
     dbf = next((p for p in shp.parent.glob(glob.escape(shp.stem) + ".*") if p.suffix.lower() == ".dbf"), None)
     if dbf is None:
         return EncodingChoice(None, f"{source}: no .dbf, no attributes")
@@ -151,7 +160,10 @@ def shapefile_encoding(shp: Path, declared: str | None) -> EncodingChoice:
         return EncodingChoice("GB18030", f"{dbf.name}: the DBF language driver id 0x{ldid:02X} says a "
                                          "Western code page but the text is GBK/GB18030; read as GB18030")
     if ldid:
-        return EncodingChoice(None, f"attribute encoding from the DBF language driver id 0x{ldid:02X}")
+        page = LDID_CODEPAGES.get(ldid)
+        named = f" ({page})" if page else ""
+        return EncodingChoice(None, f"attribute encoding from the DBF language driver id 0x{ldid:02X}{named}",
+                              label=page)
     detected = detect_text_encoding(samples, dbf.name, "attribute text")
     if detected is None:
         return EncodingChoice(None, f"{dbf.name}: attributes are plain ASCII")

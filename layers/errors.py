@@ -93,3 +93,21 @@ class UnknownKindError(LayerError, KeyError):
 
 class CatalogueError(LayerError, ValueError):
     code = "catalogue_error"
+
+
+class LayerWriteError(LayerError, OSError):
+    """An output file could not be written (the driver refused a field, a name, the disk...)."""
+
+    code = "write_failed"
+
+
+class WebMapOffsetError(CRSError):
+    """Coordinates that look like a Chinese web map's offset datum (GCJ-02, BD-09) read as WGS 84."""
+
+    code = "crs_web_map_offset"
+
+
+class OldDatumError(CRSError):
+    """Beijing 1954 / Xi'an 1980 input without the transformation parameters to bring it to CGCS2000."""
+
+    code = "crs_old_datum"

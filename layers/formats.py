@@ -202,10 +202,11 @@ def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limit
     fmt = FORMATS[path.suffix.lower()]
     notes: list[str] = []
     chosen_encoding = None
+    label = None  # the encoding GDAL decodes with when it decides itself (.cpg, DBF language byte)
     if fmt == "ESRI Shapefile":
         check_shapefile_parts(path)
         choice = shapefile_encoding(path, encoding)
-        chosen_encoding = choice.encoding
+        chosen_encoding, label = choice.encoding, choice.label
         notes.append(choice.note)
     elif encoding:
         chosen_encoding = check_encoding(encoding, path.name)
@@ -215,7 +216,8 @@ def _read_ogr(path: Path, encoding: str | None, layer: str | None, limits: Limit
     frame = pyogrio.read_dataframe(path, layer=name, encoding=chosen_encoding)
     if fmt == "KML":
         frame = _drop_kml_boilerplate(frame)
-    encoding_used = chosen_encoding or info.get("encoding")
+    # pyogrio's info names the encoding it hands text over in (UTF-8 after GDAL recodes), not the file's
+    encoding_used = chosen_encoding or label or info.get("encoding")
     return RawLayer(frame, frame.crs, fmt, path.name, "", implied=_implied_crs(path, fmt),
                     encoding=encoding_used, layer=name, notes=notes)
 

@@ -20,8 +20,26 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from layers.catalogue import Catalogue
-from layers.crs import crs_label, parse_crs, require_projected, resolve_crs, to_work_crs, transformer
+from layers.crs import (
+    OFFSET_DATUMS,
+    DatumParams,
+    crs_label,
+    offset_hint,
+    offset_name,
+    offset_note,
+    old_datum,
+    old_datum_to_cgcs2000,
+    parse_crs,
+    refuse_offset_hint,
+    require_projected,
+    resolve_crs,
+    to_work_crs,
+    transformer,
+    undo_offset,
+    zone3_of_crs,
+)
 from layers.errors import (
+    CRSConflictError,
     EmptyLayerError,
     FileTooLargeError,
     GeometryTypeError,
@@ -39,6 +57,7 @@ GEOMETRY_FAMILIES = {"polygon": ("Polygon", "MultiPolygon"), "line": ("LineStrin
                      "point": ("Point", "MultiPoint")}
 
 CRSInput = CRS | str | int | None
+BUBIAO_FORMAT = "部标 TXT"  # layers.formats.FORMATS[".txt"]
 
 
 @dataclass
@@ -53,36 +72,40 @@ class _Loaded:
 
 def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
                encoding: str | None = None, layer: str | None = None, name: str | None = None,
-               limits: Limits = Limits(), raster_values: Sequence[float] | None = None) -> PlanLayer:
+               limits: Limits = Limits(), raster_values: Sequence[float] | None = None,
+               datum_params: DatumParams | None = None) -> PlanLayer:
     """Read a plan layer of catalogue ``kind`` into the working CRS, repaired, with a report.
 
     ``crs`` declares the CRS of a file that states none; ``encoding`` overrides attribute-encoding
     detection; ``layer`` picks a layer of a GeoPackage/KML, a dataset inside a zip or a CAD layer of a
-    DXF; ``raster_values`` lists the GeoTIFF cell values that form the zone (default: non-zero).
+    DXF; ``raster_values`` lists the GeoTIFF cell values that form the zone (default: non-zero);
+    ``datum_params`` (7-parameter Helmert) let Beijing 1954 / Xi'an 1980 input through.
     """
     spec = catalogue[kind]
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=raster_values, geometry=spec.geometry, id_column="feature_id",
-                   id_candidates=FEATURE_ID_COLUMNS)
+                   id_candidates=FEATURE_ID_COLUMNS, datum_params=datum_params)
     return _plan_layer(loaded, kind, name)
 
 
 def inspect_layer(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
                   layer: str | None = None, limits: Limits = Limits(),
-                  raster_values: Sequence[float] | None = None) -> PlanLayer:
+                  raster_values: Sequence[float] | None = None,
+                  datum_params: DatumParams | None = None) -> PlanLayer:
     """Like :func:`read_layer` for a file whose kind is not known yet (polygons, kind left blank)."""
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=raster_values, geometry="polygon", id_column="feature_id",
-                   id_candidates=FEATURE_ID_COLUMNS)
+                   id_candidates=FEATURE_ID_COLUMNS, datum_params=datum_params)
     return _plan_layer(loaded, "", None)
 
 
 def read_parcels(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,
-                 layer: str | None = None, limits: Limits = Limits()) -> ParcelSet:
+                 layer: str | None = None, limits: Limits = Limits(),
+                 datum_params: DatumParams | None = None) -> ParcelSet:
     """Read project parcels (any supported format, 部标 TXT included) into the working CRS, repaired."""
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=None, geometry="polygon", id_column="parcel_id",
-                   id_candidates=PARCEL_ID_COLUMNS)
+                   id_candidates=PARCEL_ID_COLUMNS, datum_params=datum_params)
     return _parcel_set(loaded)
 
 
@@ -237,6 +260,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
         notes.append(f"parcel_id from attribute {id_from!r}")
     crs_in, crs_notes = resolve_crs(crs_file, None, implied=implied, bounds=_array_bounds(geoms),
                                     source=source)
+    _refuse_web_map_offset(attributes, crs_in, implied=implied, asserted=False, source=source)
     notes.extend(crs_notes)
     geoms = _to_crs(geoms, crs_in, work_crs)
     if _label(crs_in) != _label(work_crs):
@@ -250,7 +274,7 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
         attributes = attributes.loc[keep].reset_index(drop=True)
         fixed = fixed[keep]
     if "name" not in attributes.columns:
-        by_name = {str(c).strip().lower(): c for c in attributes.columns if c != "parcel_id"}
+        by_name = _first_by_lower([c for c in attributes.columns if c != "parcel_id"])
         column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
         if column is not None:
             values = attributes[column]
@@ -258,8 +282,18 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     # assign + naming the column is the cheap way in (geometry= re-checks CRSs through several copies)
     frame = gpd.GeoDataFrame(attributes.assign(geometry=from_shapely(fixed, crs=work_crs)),
                              geometry="geometry")
+    frame, renamed = unique_columns(frame, source)
+    notes.extend(renamed)
     return ParcelSet(frame=frame, source=source, crs_in=_label(crs_in), checksum=checksum,
                      repairs=tuple(repairs), notes=tuple(notes))
+
+
+def _first_by_lower(columns: list[Any]) -> dict[str, Any]:
+    """Column by its stripped lower-case name; of names differing only in case, the first one."""
+    found: dict[str, Any] = {}
+    for column in columns:
+        found.setdefault(str(column).strip().lower(), column)
+    return found
 
 
 def _array_bounds(geoms: NDArray[np.object_]) -> tuple[float, float, float, float]:
@@ -277,28 +311,71 @@ def _array_bounds(geoms: NDArray[np.object_]) -> tuple[float, float, float, floa
 
 def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, layer: str | None,
           limits: Limits, raster_values: Sequence[float] | None, geometry: str, id_column: str,
-          id_candidates: Sequence[str]) -> _Loaded:
+          id_candidates: Sequence[str], datum_params: DatumParams | None = None) -> _Loaded:
     declared = parse_crs(crs) if crs is not None else None
     raw = read_source(path, crs=declared, encoding=encoding, layer=layer, limits=limits,
                       raster_values=raster_values)
+    offset = offset_name(declared)
+    if offset is not None:  # GCJ-02 / BD-09: undone here, then the file is plain WGS 84
+        raw, declared = _without_offset(raw, offset), None
     return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
-                   id_column=id_column, id_candidates=id_candidates)
+                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
+                   datum_params=datum_params)
+
+
+def _without_offset(raw: RawLayer, offset: str) -> RawLayer:
+    """The raw layer with its GCJ-02 / BD-09 longitude/latitude moved to WGS 84 (EPSG:4326)."""
+    if raw.crs is not None and not raw.implied and not raw.crs.is_geographic:
+        raise CRSConflictError(f"{raw.source}: the file says {crs_label(raw.crs)} (projected metres), but "
+                               f"{offset} was declared: {OFFSET_DATUMS[offset]} coordinates are longitude/"
+                               "latitude degrees")
+    frame = raw.frame
+    geoms = undo_offset(np.asarray(frame.geometry.values, dtype=object), offset)
+    raw.frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index), crs=_WGS84)
+    raw.crs, raw.implied = _WGS84, False
+    raw.notes = [*raw.notes, offset_note(offset)]
+    return raw
+
+
+def _text_samples(values: pd.Series, limit: int = 20) -> list[str]:
+    """A few text values of a column (for source hints)."""
+    return [v for v in values.head(200).tolist() if isinstance(v, str)][:limit]
+
+
+def _refuse_web_map_offset(attributes: pd.DataFrame, crs_in: CRS, *, implied: bool, asserted: bool,
+                           source: str) -> None:
+    """Longitude/latitude nobody declared whose attributes say 高德/百度/DataV: refuse, naming GCJ02/BD09."""
+    if asserted or not crs_in.is_geographic:
+        return
+    columns = [c for c in attributes.columns if c != "geometry"]
+    refuse_offset_hint(offset_hint(columns, lambda c: _text_samples(attributes[c]), implied=implied), source)
 
 
 def _finish(raw: RawLayer, *, work_crs: CRS, crs: CRS | None, limits: Limits, geometry: str,
-            id_column: str, id_candidates: Sequence[str]) -> _Loaded:
-    """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format."""
+            id_column: str, id_candidates: Sequence[str], asserted: bool = False,
+            datum_params: DatumParams | None = None) -> _Loaded:
+    """Limits, ids, CRS decision and checks, reprojection, repair: the same for every format.
+
+    ``asserted``: the caller declared the CRS (also GCJ02/BD09, already undone), so no source hint
+    can overrule it."""
     require_projected(work_crs)
     source = raw.source
-    frame = _normalise_geometry_column(raw.frame)
+    frame = _nested_as_json(_normalise_geometry_column(raw.frame))
     _check_limits(frame, limits, source)
     frame, id_from = _assign_ids(frame, id_column, id_candidates)
     notes = list(raw.notes)
     if id_from:
         notes.append(f"{id_column} from attribute {id_from!r}")
-    crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source)
+    crs_in, crs_notes = resolve_crs(raw.crs, crs, implied=raw.implied, bounds=_bounds(frame), source=source,
+                                    datum_params=datum_params)
+    _refuse_web_map_offset(frame, crs_in, implied=raw.implied and crs is None,
+                           asserted=asserted or crs is not None, source=source)
     notes.extend(crs_notes)
-    frame = to_work_crs(frame.set_crs(crs_in, allow_override=True), work_crs, source=source)
+    frame = frame.set_crs(crs_in, allow_override=True)
+    if datum_params is not None and old_datum(crs_in) is not None:
+        frame, moved = old_datum_to_cgcs2000(frame, crs_in, datum_params, source)
+        notes.append(moved)
+    frame = to_work_crs(frame, work_crs, source=source)
     if crs_label(crs_in) != crs_label(work_crs):
         notes.append(f"reprojected {crs_label(crs_in)} → {crs_label(work_crs)}")
     frame, repairs = _repair(frame, geometry, id_column, source)
@@ -312,6 +389,24 @@ def _normalise_geometry_column(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if frame.geometry.name != "geometry":
         frame = frame.rename_geometry("geometry")
     return frame.reset_index(drop=True)
+
+
+def _nested_as_json(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Nested objects and arrays (GDAL hands GeoJSON's over as dicts, lists or numpy arrays) as JSON
+    text, the same text the GeoJSON entry makes, never Python repr."""
+    for column in frame.columns:
+        if column == "geometry" or frame[column].dtype != object:
+            continue
+        values = frame[column].to_numpy()
+        nested = [i for i, v in enumerate(values) if isinstance(v, (dict, list, np.ndarray))]
+        if nested:
+            values = values.copy()
+            for i in nested:
+                value = values[i]
+                values[i] = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value,
+                                       ensure_ascii=False, default=str)
+            frame[column] = values
+    return frame
 
 
 def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
@@ -391,25 +486,66 @@ def _repair(frame: gpd.GeoDataFrame, geometry: str, id_column: str,
     return kept.reset_index(drop=True), repairs
 
 
+# columns the service itself adds or relies on: they keep their names, a source column clashing with
+# them (ignoring case) is the one renamed
+OWN_COLUMNS = ("feature_id", "parcel_id", "name", "geometry")
+
+
+def unique_columns(frame: gpd.GeoDataFrame, source: str) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Rename attribute columns whose names collide ignoring case (GeoPackage, Shapefile and SQL field
+    names are case-insensitive: 'NAME' beside the 'name' we add cannot be written).
+
+    The service's own columns keep their names; among the others the first keeps its name and each
+    later one becomes ``<name>_2``, ``<name>_3``... (the first suffix free in any case). One note per
+    renamed column.
+    """
+    columns = [str(c) for c in frame.columns]
+    taken: set[str] = set()
+    order = sorted(range(len(columns)), key=lambda i: (columns[i] not in OWN_COLUMNS, i))
+    renames: dict[str, str] = {}
+    notes: list[str] = []
+    for i in order:
+        name = columns[i]
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            continue
+        n = 2
+        while f"{name}_{n}".lower() in taken or f"{name}_{n}" in columns:
+            n += 1
+        new = f"{name}_{n}"
+        taken.add(new.lower())
+        renames[name] = new
+        clash = next(c for c in columns if c.lower() == name.lower() and c not in renames)
+        notes.append(f"{source}: attribute {name!r} renamed {new!r}: it collides with {clash!r} ignoring "
+                     "case (field names in GeoPackage, Shapefile and databases are case-insensitive)")
+    if not renames:
+        return frame, notes
+    return frame.rename(columns=renames), notes
+
+
 def _plan_layer(loaded: _Loaded, kind: str, name: str | None) -> PlanLayer:
     raw = loaded.raw
     stem = raw.layer or Path(raw.source.split("!")[-1]).stem
     meta: dict[str, Any] = {"format": raw.fmt, "layer": raw.layer, "id_column": loaded.id_column,
                             "crs_in_wkt": loaded.crs_in.to_wkt()}
+    frame, renamed = unique_columns(loaded.frame, raw.source)
     return PlanLayer(kind=kind, name=name or stem, source=raw.source, checksum=raw.checksum,
-                     crs_in=crs_label(loaded.crs_in), frame=loaded.frame, repairs=tuple(loaded.repairs),
-                     notes=tuple(loaded.notes), encoding=raw.encoding, meta=meta)
+                     crs_in=crs_label(loaded.crs_in), frame=frame, repairs=tuple(loaded.repairs),
+                     notes=(*loaded.notes, *renamed), encoding=raw.encoding, meta=meta)
 
 
 def _parcel_set(loaded: _Loaded) -> ParcelSet:
     frame = loaded.frame
     if "name" not in frame.columns:
-        by_name = {str(c).strip().lower(): c for c in frame.columns if c not in ("geometry", "parcel_id")}
+        by_name = _first_by_lower([c for c in frame.columns if c not in ("geometry", "parcel_id")])
         column = next((by_name[c] for c in NAME_COLUMNS if c in by_name), None)
         if column is not None:
             frame.insert(1, "name", frame[column].astype(str).where(frame[column].notna(), None))
+    frame, renamed = unique_columns(frame, loaded.raw.source)
+    declared = zone3_of_crs(loaded.crs_in) if loaded.raw.fmt == BUBIAO_FORMAT else None
     return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
-                     checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs), notes=tuple(loaded.notes))
+                     checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs),
+                     notes=(*loaded.notes, *renamed), declared_zone=declared)
 
 
 # ---------------------------------------------------------------- GeoJSON objects
@@ -438,7 +574,9 @@ def _properties(feature: Any, index: int) -> dict[str, Any]:
     raw = feature.get("properties") or {}
     if not isinstance(raw, dict):
         raise UnreadableLayerError(f"GeoJSON: feature {index + 1} has 'properties' that are not an object")
-    props = dict(raw)
+    # nested objects and arrays stay JSON (as GDAL reads them from a file), never Python repr text
+    props = {key: json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+             for key, value in raw.items()}
     if "id" in feature and "id" not in props:
         props["id"] = feature["id"]
     return props

@@ -77,6 +77,8 @@ class ParcelSet:
     checksum: str = ""
     repairs: tuple[Repair, ...] = ()
     notes: tuple[str, ...] = ()
+    # the 3-degree GK zone a 部标 file declares (its plane areas are meant in it); None otherwise
+    declared_zone: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,21 @@ DECISION: Mapping[str, Label] = {
     "rejected": ("不同意", "Rejected"),
     "deferred": ("暂缓", "Deferred"),
 }
-REPAIR_ACTION_ZH = "已自动修复 repaired"
+# what layers.geometry reports (Repair.problem / Repair.action), in words a planner reads
+REPAIR_PROBLEM: Mapping[str, Label] = {
+    "invalid": ("几何无效（自相交等）", "invalid geometry"),
+    "collapsed": ("无效且修复后无面积", "invalid, no area left"),
+    "empty": ("空几何", "empty geometry"),
+    "z_dropped": ("带高程 Z 值", "had Z values"),
+    "no_polygon": ("不含面", "no polygon"),
+    "collection": ("几何集合", "geometry collection"),
+}
+REPAIR_ACTION: Mapping[str, Label] = {
+    "make_valid": ("已自动修复为有效面", "made valid"),
+    "dropped": ("已剔除", "dropped"),
+    "dropped Z coordinates": ("已去除 Z 值", "Z dropped"),
+    "kept polygonal parts": ("保留其中的面", "polygonal parts kept"),
+}
 
 
 def label(table: Mapping[str, Label], code: object) -> Label:

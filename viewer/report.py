@@ -19,7 +19,17 @@ from pyproj import CRS
 
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS, crs_label
-from viewer.labels import DECISION, RULE, STATUS, VERDICT, Label, label, zh_en
+from viewer.labels import (
+    DECISION,
+    REPAIR_ACTION,
+    REPAIR_PROBLEM,
+    RULE,
+    STATUS,
+    VERDICT,
+    Label,
+    label,
+    zh_en,
+)
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
 from viewer.tiles import UNPLANNED
@@ -204,7 +214,8 @@ def all_repairs(check: dict[str, Any]) -> list[dict[str, str]]:
     out = [{**r, "parcel_id": str(p.get("parcel_id", ""))} for p in check.get("parcels", [])
            for r in p.get("repairs") or []]
     out += [{**r, "parcel_id": str(r.get("feature_id", ""))} for r in check.get("repairs") or []]
-    return out
+    return [{**r, "problem": zh_en(REPAIR_PROBLEM, r.get("problem")),
+             "action": zh_en(REPAIR_ACTION, r.get("action"))} for r in out]
 
 
 def _check_parcels(check: dict[str, Any]) -> gpd.GeoDataFrame:

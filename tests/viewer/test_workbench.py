@@ -73,7 +73,8 @@ def seed(base: str, tmp: Path) -> None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("workbench")
-    settings = Settings(_env_file=None, data_dir=tmp, dev_mode=True)
+    # more than 2 parcels go to a durable job, so the workbench's progress path is exercised too
+    settings = Settings(_env_file=None, data_dir=tmp, dev_mode=True, job_parcel_threshold=2)
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -287,6 +288,14 @@ def test_bad_input_gets_a_chinese_message_beside_the_file_field(
             zf.write(part, part.name)
     assert "坐标系缺失" in bad_input(page, bare)
 
+    gcj = Path(__file__).resolve().parents[1] / "data" / "layers" / "yian_gcj02.geojson"  # real, see README
+    assert "GCJ-02" in bad_input(page, gcj)
+    page.get_by_label("坐标系").select_option("GCJ02")
+    page.get_by_role("button", name="开始检测").click()  # converted now; 义安区 is not in this test city
+    wait_state(page, "input-error", timeout=30_000)
+    assert "城市范围之外" in page.locator("#wb-input-error").inner_text()
+    page.get_by_label("坐标系").select_option("")
+
     outside = tmp_path / "outside.geojson"
     gpd.GeoDataFrame({"parcel_id": ["1"]}, geometry=[b(30000, 1000, 30100, 1100)], crs=WORK).to_crs(
         OUTPUT_CRS).to_file(outside, driver="GeoJSON")
@@ -339,7 +348,23 @@ def test_a_drawn_self_crossing_polygon_is_repaired_and_said_so(chromium: Any, se
     assert page.evaluate("document.body.getAttribute('data-wb-state')") == "result", \
         page.locator("#wb-input-error").inner_text()
     repairs = page.locator("#wb-repairs").inner_text()
-    assert "地块 1" in repairs, repairs
+    assert "地块 1：几何无效（自相交等）" in repairs and "已自动修复为有效面" in repairs, repairs
+    assert "make_valid" not in repairs
+    page.context.close()
+
+
+def test_a_large_submission_runs_as_a_job_with_a_progress_bar(
+        chromium: Any, service: str, tmp_path: Path) -> None:
+    page = workbench(chromium, service)
+    three = tmp_path / "three.geojson"
+    gpd.GeoDataFrame({"parcel_id": ["A", "B", "C"]},
+                     geometry=[b(11000 + 300 * i, 1000, 11100 + 300 * i, 1100) for i in range(3)],
+                     crs=WORK).to_crs(OUTPUT_CRS).to_file(three, driver="GeoJSON")
+    page.get_by_label("地块文件").set_input_files(str(three))
+    page.get_by_role("button", name="开始检测").click()
+    wait_state(page, "result", timeout=60_000)
+    assert any("/api/v1/jobs/" in u for u in page.requested), "the check went through a job"
+    assert "通过" in page.get_by_role("region", name="检测结果").inner_text()
     page.context.close()
 
 

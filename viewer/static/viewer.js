@@ -28,6 +28,19 @@
     deferred: ["暂缓", "Deferred"],
   };
   var MAY_DECIDE = { reviewer: true, admin: true };
+  // layers.geometry's repair codes (problem, action) in words a planner reads
+  var REPAIR = {
+    invalid: ["几何无效（自相交等）", "invalid geometry"],
+    collapsed: ["无效且修复后无面积", "invalid, no area left"],
+    empty: ["空几何", "empty geometry"],
+    z_dropped: ["带高程 Z 值", "had Z values"],
+    no_polygon: ["不含面", "no polygon"],
+    collection: ["几何集合", "geometry collection"],
+    make_valid: ["已自动修复为有效面", "made valid"],
+    dropped: ["已剔除", "dropped"],
+    "dropped Z coordinates": ["已去除 Z 值", "Z dropped"],
+    "kept polygonal parts": ["保留其中的面", "polygonal parts kept"],
+  };
 
   function zhEn(table, code) {
     var v = table[code];
@@ -707,7 +720,8 @@
     cfg.layers.forEach(function (s) { OB.kinds[s.key] = s; });
     OB.select = select;
     OB.search = search;
-    OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION,
+    OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
+                zhEn: zhEn,
                 kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right

@@ -146,6 +146,23 @@
     return { type: "FeatureCollection", features: features };
   }
 
+  /* the CRS a file does not state (a Shapefile without .prj, web-map coordinates): sent as the form's crs */
+  function wireCrs() {
+    var select = $("wb-crs");
+    var options = [["", "按文件声明 as the file states"], ["GCJ02", "GCJ-02 高德/腾讯地图坐标"], ["BD09", "BD-09 百度地图坐标"],
+      ["EPSG:4490", "CGCS2000 经纬度 EPSG:4490"]];
+    for (var z = 25; z <= 45; z++) {
+      options.push(["EPSG:" + (4534 + z - 25), "CGCS2000 高斯投影 " + z + " 带（" + 3 * z + "°E，无带号前缀） EPSG:" + (4534 + z - 25)]);
+      options.push(["EPSG:" + (4513 + z - 25), "CGCS2000 高斯投影 " + z + " 带（Y 带带号前缀） EPSG:" + (4513 + z - 25)]);
+    }
+    options.forEach(function (o) {
+      var opt = document.createElement("option");
+      opt.value = o[0];
+      opt.textContent = o[1];
+      select.appendChild(opt);
+    });
+  }
+
   function wireCoords() {
     var zone = $("wb-zone");
     var blank = document.createElement("option");
@@ -204,6 +221,7 @@
     var form = new FormData();
     if (input.kind === "file") {
       form.append("file", input.file, input.file.name);
+      if ($("wb-crs").value) form.append("crs", $("wb-crs").value);
       return { form: form };
     }
     var text = coordsAsBubiao($("wb-coords").value, $("wb-zone").value);
@@ -238,6 +256,7 @@
         call(cfg.api + "/jobs/" + encodeURIComponent(job.job_id)).then(function (r) {
           var j = r.body;
           progress(true, "后台检测 " + (JOB_WORDS[j.status] || j.status) + "（" + (j.parcel_count || "") + " 个地块 parcels）");
+          if (typeof j.progress === "number") $("wb-progress").value = j.progress;
           if (j.status === "succeeded") resolve(call(cfg.api + "/checks/" + encodeURIComponent(j.result_id)).then(function (c) { return c.body; }));
           else if (j.status === "failed") reject({ code: j.error_code, detail: j.error_detail, message_zh: "后台检测失败：" + (j.error_detail || "") });
           else setTimeout(poll, 700);
@@ -311,7 +330,8 @@
     if (!all.length) return "<p>输入无需修复 <span class=\"ob-en\">No repair was needed</span></p>";
     return "<ul id=\"wb-repairs\">" + all.map(function (pr) {
       var r = pr[1];
-      return "<li>地块 " + U.esc(pr[0]) + "：" + U.esc(r.problem) + " → " + U.esc(r.action) +
+      return "<li>地块 " + U.esc(pr[0]) + "：" + U.esc(U.zhEn(U.REPAIR, r.problem)) + " → " +
+        U.esc(U.zhEn(U.REPAIR, r.action)) +
         (r.detail ? ' <span class="ob-en">' + U.esc(r.detail) + "</span>" : "") + "</li>";
     }).join("") + "</ul>";
   }
@@ -466,6 +486,7 @@
     wireFile();
     wireDraw(map);
     wireCoords();
+    wireCrs();
     $("wb-form").addEventListener("submit", screen);
     $("wb-save-form").addEventListener("submit", save);
     Promise.all([call(cfg.api + "/me"), call(cfg.api + "/project-types")]).then(function (both) {

@@ -48,8 +48,24 @@ def gbk_zip_without_cpg(out: Path) -> None:
     out.write_bytes(data.replace(PLACEHOLDER, gbk_stem))
 
 
+LDID_CP936 = 0x4D  # the DBF language driver id Chinese ArcGIS writes for GBK
+
+
+def gbk_copy_with_ldid(source: Path, out: Path) -> None:
+    """The real UTF-8 Shapefile ``source`` with its attributes re-encoded to GBK and the DBF language
+    byte set to CP936, without a .cpg: geometry and attribute values unchanged."""
+    frame = gpd.read_file(source, encoding="UTF-8")
+    frame.to_file(out, encoding="GBK")
+    out.with_suffix(".cpg").unlink(missing_ok=True)
+    dbf = out.with_suffix(".dbf")
+    data = bytearray(dbf.read_bytes())
+    data[29] = LDID_CP936
+    dbf.write_bytes(bytes(data))
+
+
 def main() -> None:
     gbk_zip_without_cpg(HERE / "redline_gbk_nocpg.zip")
+    gbk_copy_with_ldid(HERE / "china_country_name.shp", HERE / "china_country_gbk.shp")
     shutil.rmtree(HERE / "__pycache__", ignore_errors=True)
 
 

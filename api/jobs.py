@@ -1,0 +1,377 @@
+"""api.jobs: durable jobs — input stored before the 202, taken by any worker under a lease, resumed.
+
+Why not a queue library: huey's SQL storage deletes a message when a worker takes it (no acknowledgement,
+no lease), so a SIGKILLed worker loses the task; procrastinate runs on PostgreSQL only, and the embedded
+default is SQLite. What makes a job durable here is the lease on the project's own ``jobs`` row: a claim is
+one compare-and-set UPDATE (the same statement on SQLite and PostgreSQL), a heartbeat extends the lease,
+and a job whose lease ran out is claimed again by the next worker. Handlers are idempotent (a check job's
+``check_id`` is derived from the job id), so a job finished twice in effect is finished once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api.errors import JobNotFoundError
+from api.store import SYSTEM, AuditLog, Principal, _iso, jobs, now, write
+from layers.errors import OneBlueprintError
+
+log = logging.getLogger("api.jobs")
+
+MAX_ATTEMPTS = 3  # a job whose worker died this many times is failed, not retried forever
+FINAL = ("succeeded", "failed")
+
+Progress = Callable[[float], None]
+# a handler gets the job row, its input directory and a progress callback; returns the result id
+Handler = Callable[[dict[str, Any], Path, Progress], str]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class JobStore:
+    """The jobs table as a queue: create (input first), claim, heartbeat, finish, read."""
+
+    def __init__(self, engine: Engine, data_dir: Path, *, lease_seconds: float = 30.0) -> None:
+        self.engine = engine
+        self.root = Path(data_dir) / "jobs"
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def input_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    # ---- producer side
+
+    def create(
+        self,
+        kind: str,
+        *,
+        by: Principal,
+        parcel_count: int = 0,
+        input_hash: str = "",
+        idempotency_key: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        write_input: Callable[[Path], None] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """A queued job with its input on disk, or the existing job for ``idempotency_key`` (and whether new).
+
+        The input is written (to a temporary folder, then renamed) before the row is committed, so a job
+        that any worker can see always has its input.
+        """
+        if idempotency_key is not None:
+            existing = self.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing, False
+        job_id = f"J{uuid.uuid4().hex}"
+        folder = self._write_input(job_id, write_input) if write_input else None
+        stamp = now()
+        try:
+            with write(self.engine) as conn:
+                conn.execute(
+                    jobs.insert().values(
+                        job_id=job_id,
+                        kind=kind,
+                        status="queued",
+                        idempotency_key=idempotency_key,
+                        input_hash=input_hash,
+                        parcel_count=parcel_count,
+                        created_by=by.name,
+                        created_at=stamp,
+                        updated_at=stamp,
+                        payload=json.dumps(dict(payload or {})),
+                        input_dir=str(folder) if folder else None,
+                        attempts=0,
+                    )
+                )
+                AuditLog.append(
+                    conn, by, "job.create", "job", job_id, after={"status": "queued", "kind": kind}
+                )
+        except sa.exc.IntegrityError:  # the same key raced us
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+            existing = self.by_idempotency_key(idempotency_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return self.get(job_id), True
+
+    def _write_input(self, job_id: str, write_input: Callable[[Path], None]) -> Path:
+        final = self.input_dir(job_id)
+        partial = final.with_name(final.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=False)
+        try:
+            write_input(partial)
+            partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return final
+
+    def by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            job_id = conn.execute(sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == key)).scalar()
+        return None if job_id is None else self.get(job_id)
+
+    # ---- worker side
+
+    def claim(self, worker: str) -> dict[str, Any] | None:
+        """Take the oldest queued job, or one whose worker's lease ran out; ``None`` when there is none."""
+        stamp = now()
+        claimable = sa.or_(
+            jobs.c.status == "queued", sa.and_(jobs.c.status == "running", jobs.c.lease_until < stamp)
+        )
+        with self.engine.connect() as conn:
+            candidates = conn.execute(
+                sa.select(jobs.c.job_id, jobs.c.attempts)
+                .where(claimable)
+                .order_by(jobs.c.created_at)
+                .limit(8)
+            ).all()
+        for job_id, attempts in candidates:
+            if (attempts or 0) >= MAX_ATTEMPTS:
+                self._give_up(job_id, attempts or 0)
+                continue
+            with write(self.engine) as conn:
+                taken = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id, claimable)
+                    .values(
+                        status="running",
+                        lease_owner=worker,
+                        lease_until=stamp + self.lease,
+                        attempts=jobs.c.attempts + 1,
+                        updated_at=stamp,
+                    )
+                ).rowcount
+                if taken == 1:
+                    AuditLog.append(
+                        conn,
+                        SYSTEM,
+                        "job.claim",
+                        "job",
+                        job_id,
+                        after={"status": "running", "worker": worker, "attempt": (attempts or 0) + 1},
+                    )
+            if taken == 1:
+                return self.get(job_id, raw=True)
+        return None
+
+    def _give_up(self, job_id: str, attempts: int) -> None:
+        with write(self.engine) as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.status.in_(("queued", "running")))
+                .values(
+                    status="failed",
+                    error_code="job_attempts_exhausted",
+                    lease_owner=None,
+                    error_detail=f"the workers running this job stopped {attempts} times",
+                    updated_at=now(),
+                )
+            )
+            AuditLog.append(
+                conn,
+                SYSTEM,
+                "job.status",
+                "job",
+                job_id,
+                after={"status": "failed"},
+                detail={"reason": "attempts exhausted"},
+            )
+
+    def heartbeat(self, job_id: str, worker: str, progress: float | None = None) -> bool:
+        """Extend the lease (and record progress); ``False`` when another worker has taken the job over."""
+        values: dict[str, Any] = {"lease_until": now() + self.lease, "updated_at": now()}
+        if progress is not None:
+            values["progress"] = max(0.0, min(1.0, float(progress)))
+        with write(self.engine) as conn:
+            return bool(
+                conn.execute(
+                    jobs.update()
+                    .where(jobs.c.job_id == job_id, jobs.c.lease_owner == worker, jobs.c.status == "running")
+                    .values(**values)
+                ).rowcount
+            )
+
+    def finish(
+        self,
+        job_id: str,
+        worker: str,
+        status: str,
+        *,
+        result_id: str | None = None,
+        error_code: str | None = None,
+        error_detail: str | None = None,
+    ) -> bool:
+        """End the job if ``worker`` still holds it (a late worker's answer is dropped, never twice)."""
+        with write(self.engine) as conn:
+            done = conn.execute(
+                jobs.update()
+                .where(jobs.c.job_id == job_id, jobs.c.lease_owner == worker, jobs.c.status == "running")
+                .values(
+                    status=status,
+                    result_id=result_id,
+                    error_code=error_code,
+                    error_detail=error_detail,
+                    progress=1.0 if status == "succeeded" else None,
+                    lease_until=None,
+                    updated_at=now(),
+                )
+            ).rowcount
+            if done:
+                AuditLog.append(
+                    conn,
+                    SYSTEM,
+                    "job.status",
+                    "job",
+                    job_id,
+                    before={"status": "running"},
+                    after={"status": status, "result_id": result_id, "error_code": error_code},
+                )
+        if done and status == "succeeded":
+            shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
+        return bool(done)
+
+    # ---- reads
+
+    def get(self, job_id: str, *, raw: bool = False) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        body: dict[str, Any] = {
+            "job_id": row["job_id"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "progress": row["progress"],
+            "attempts": row["attempts"] or 0,
+            "parcel_count": row["parcel_count"],
+            "result_id": row["result_id"],
+            "input_hash": row["input_hash"],
+            "error": {"code": row["error_code"], "detail": row["error_detail"]}
+            if row["error_code"]
+            else None,
+            "created_by": row["created_by"],
+            "created_at": _iso(row["created_at"]),
+            "updated_at": _iso(row["updated_at"]),
+        }
+        if raw:
+            body["payload"] = json.loads(row["payload"] or "{}")
+            body["input_dir"] = row["input_dir"]
+            body["idempotency_key"] = row["idempotency_key"]
+            body["lease_until"] = _aware(row["lease_until"])
+        return body
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
+        return {str(status): int(n) for status, n in rows}
+
+
+class Worker:
+    """Runs jobs from the table: one at a time, a heartbeat thread holding the lease while it runs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        handlers: Mapping[str, Handler],
+        *,
+        name: str | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.handlers = dict(handlers)
+        self.name = name or worker_name()
+        self.poll = poll_seconds
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def run_once(self) -> bool:
+        """Claim and run one job; ``False`` when there was nothing to do."""
+        job = self.store.claim(self.name)
+        if job is None:
+            return False
+        self._run(job)
+        return True
+
+    def _run(self, job: dict[str, Any]) -> None:
+        job_id = str(job["job_id"])
+        handler = self.handlers.get(str(job["kind"]))
+        if handler is None:
+            self.store.finish(
+                job_id,
+                self.name,
+                "failed",
+                error_code="unknown_job_kind",
+                error_detail=f"no worker handles jobs of kind {job['kind']}",
+            )
+            return
+        beating = threading.Event()
+        progress: list[float | None] = [None]
+
+        def beat() -> None:
+            interval = max(0.2, self.store.lease.total_seconds() / 3)
+            while not beating.wait(interval):
+                self.store.heartbeat(job_id, self.name, progress[0])
+
+        beater = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        beater.start()
+        try:
+            folder = Path(job["input_dir"]) if job.get("input_dir") else self.store.input_dir(job_id)
+            result_id = handler(job, folder, lambda fraction: progress.__setitem__(0, fraction))
+        except OneBlueprintError as exc:
+            self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message)
+        except Exception:  # a job must end in a state, whatever happened
+            log.exception("job %s failed", job_id)
+            self.store.finish(
+                job_id,
+                self.name,
+                "failed",
+                error_code="internal_error",
+                error_detail=f"internal error while running the job (see the log, job {job_id})",
+            )
+        else:
+            self.store.finish(job_id, self.name, "succeeded", result_id=result_id)
+        finally:
+            beating.set()
+            beater.join(timeout=5)
+
+    def run(self) -> None:
+        """Until :meth:`stop`: run jobs, sleeping ``poll_seconds`` when there is none."""
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("worker %s: claiming a job failed", self.name)
+                busy = False
+            if not busy:
+                self.stopping.wait(self.poll)
+
+    def start(self) -> Worker:
+        self.thread = threading.Thread(target=self.run, name=f"worker-{self.name}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the running job (if any), then stop."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=timeout)
