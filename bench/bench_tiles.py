@@ -102,8 +102,13 @@ def make_app(source: BenchSource, tiles_dir: Path | None, wire: dict[str, int]) 
 
     @app.middleware("http")
     async def count_bytes(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if "/viewer/tiles/" in request.url.path:
+        tile = "/viewer/tiles/" in request.url.path
+        wire["inflight"] = wire.get("inflight", 0) + tile
+        try:
+            response = await call_next(request)
+        finally:
+            wire["inflight"] -= tile
+        if tile:
             size = int(response.headers.get("content-length", 0))
             wire["bytes"] = wire.get("bytes", 0) + size
             wire["largest"] = max(wire.get("largest", 0), size)
@@ -180,19 +185,28 @@ class Client:
         def record(request: Any) -> None:
             seen.append(request.url)
 
+        self._server_quiet()
         self.page.on("request", record)
         self.wire["bytes"] = self.wire["served"] = 0
         self.finished.clear()
         t0 = time.perf_counter()
         act()
         self.page.wait_for_function(wait, timeout=900_000)
+        self.page.wait_for_timeout(1200)  # a flight lasts 0.8 s; the MVT client loads when it ends
         self.page.wait_for_load_state("networkidle", timeout=900_000)
+        self._server_quiet()
         self.page.remove_listener("request", record)
         done = [t for t, u in self.finished if "/viewer/tiles/" in u]
         tiles = tile_requests(seen)
         return {"requests": len(seen), "tile_requests": len(tiles), "served": self.wire["served"],
                 "bytes": self.wire["bytes"], "seconds": (max(done) - t0) if done else 0.0,
                 "outside": [u for u in seen if not u.startswith(self.base)]}
+
+    def _server_quiet(self) -> None:
+        """Wait until the server has answered every tile asked of it (an earlier page's included)."""
+        deadline = time.monotonic() + 900
+        while self.wire.get("inflight", 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def open(self) -> dict[str, Any]:
         """Open /viewer: until the last tile of the view has arrived."""
