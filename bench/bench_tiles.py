@@ -206,7 +206,8 @@ class Client:
         """Wait until the server has answered every tile asked of it (an earlier page's included)."""
         deadline = time.monotonic() + 900
         while self.wire.get("inflight", 0) > 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
+            self.page.wait_for_timeout(100)  # not time.sleep: Playwright's sync API delivers events only here
+        self.page.wait_for_timeout(300)  # the browser's events about those answers, delivered now
 
     def open(self) -> dict[str, Any]:
         """Open /viewer: until the last tile of the view has arrived."""

@@ -159,6 +159,10 @@ class Archives:
             if path.exists():
                 try:
                     self._open[version] = TileArchive(path)
+                    # street zooms are tiled on demand from the layer indexes: build them now, not on
+                    # the first fly-to (the archive may come from another process, e.g. the publish job)
+                    threading.Thread(target=self._warm, args=(version,), daemon=True,
+                                     name=f"tile-indexes-{version}").start()
                     return self._open[version]
                 except sqlite3.Error:
                     log.exception("unreadable tile archive %s: rebuilding", path)
@@ -168,6 +172,14 @@ class Archives:
                 threading.Thread(target=self._build, args=(version,), daemon=True,
                                  name=f"tiles-{version}").start()
         return None
+
+    def _warm(self, version: str) -> None:
+        try:
+            with self._one_at_a_time:
+                for layer in self.service.layer_names():
+                    self.service.index(version, layer)
+        except Exception:  # only a head start: a failure here shows again, and is reported, on demand
+            log.exception("warming the tile indexes of %s failed", version)
 
     def _build(self, version: str) -> None:
         try:
