@@ -173,6 +173,18 @@ class Archives:
                                  name=f"tiles-{version}").start()
         return None
 
+    def tile(self, version: str, z: int, x: int, y: int) -> bytes | None:
+        """Tile z/x/y from the archive of ``version``; None when it must be tiled on demand (no archive
+        yet, a zoom it does not hold, or an unreadable file — logged, never an error for the map)."""
+        archive = self.get(version)
+        if archive is None:
+            return None
+        try:
+            return archive.get(z, x, y)
+        except sqlite3.Error:
+            log.exception("tile %s/%s/%s of %s unreadable in %s", z, x, y, version, archive.path)
+            return None
+
     def _warm(self, version: str) -> None:
         try:
             with self._one_at_a_time:

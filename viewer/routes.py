@@ -172,8 +172,7 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         if not valid_tile(z, x, y):
             raise HTTPException(status_code=404, detail=f"no such tile: {z}/{x}/{y}")
         try:
-            archive = archives.get(version)
-            body = archive.get(z, x, y) if archive is not None else None
+            body = archives.tile(version, z, x, y)
             if body is None:
                 body = tiles.mvt(version, z, x, y)
         except KeyError as exc:

@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -20,6 +21,8 @@ import shapely
 from pyproj import CRS, Transformer
 
 from viewer.mvt import encode_tile
+
+log = logging.getLogger(__name__)
 
 # Web-mercator tiling (XYZ scheme, y grows southwards), as Leaflet requests it.
 EARTH_HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
@@ -373,8 +376,13 @@ class TileService:
         return self._indexes.get(("*", PARCELS), lambda: build_parcels_index(read()), PARCELS_TTL)
 
     def parcels_revision(self) -> str | None:
-        """Changes whenever the project pool's parcels change; None when the source has no pool."""
-        found = self._parcels()
+        """Changes whenever the project pool's parcels change; None when the source has no pool or
+        cannot read it now (the map then shows the blueprint without the pool, rather than failing)."""
+        try:
+            found = self._parcels()
+        except Exception:
+            log.exception("the project pool's parcels could not be read for the map")
+            return None
         return None if found is None else found[1]
 
     def parcels_mvt(self, z: int, x: int, y: int) -> bytes:

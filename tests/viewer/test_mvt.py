@@ -214,3 +214,18 @@ def test_the_project_pool_rides_in_the_same_tile_and_a_new_revision_changes_the_
     assert old.headers["cache-control"] == "private, no-cache"
     grown = shape(decode(old.content)["parcels"]["features"][0]["geometry"])
     assert grown.area > shape(feature["geometry"]).area
+
+
+def test_an_unreadable_archive_or_pool_never_breaks_the_map(tmp_path: Path) -> None:
+    """A corrupt archive file: tiles come on demand; a pool that cannot be read: the page opens without it."""
+    archive_path(tmp_path, "v1").write_bytes(b"not an mbtiles file")
+
+    class BrokenPool(MemorySource):
+        def project_parcels(self) -> gpd.GeoDataFrame:
+            raise OSError("database gone")
+
+    client = signed_in(make_app(BrokenPool(), tiles_dir=tmp_path))
+    page = client.get("/viewer")
+    assert page.status_code == 200 and "?parcels=" not in page.text
+    tile = client.get("/viewer/tiles/v1/14/13516/6712.mvt")
+    assert tile.status_code == 200
