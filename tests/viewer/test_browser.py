@@ -291,6 +291,38 @@ def test_one_request_per_view_cell_and_a_fly_to_stays_under_30(page: Any, base_u
     assert_local(page.requested, base_url)
 
 
+def test_a_fly_to_cancels_the_tile_loads_still_pending(page: Any, base_url: str) -> None:
+    held: list[Any] = []  # tile requests the "server" never answers: they stay pending in the page
+
+    holding = [True]
+
+    def hold(route: Any) -> None:
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/viewer/tiles/**", hold)
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.wait_for_function("document.querySelectorAll('canvas.ob-tile').length > 0")
+    page.wait_for_timeout(300)
+    assert held, "the opening view asked for tiles"
+    holding[0] = False  # tiles asked for from now on are answered
+    page.fill("#ob-search", SECOND["code"])
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    assert page.evaluate("OneBlueprint.aborted") == len(held)  # every pending load was cancelled
+    page.wait_for_timeout(1200)
+    page.wait_for_function("OneBlueprint.tilesIdle === true", timeout=20_000)
+    assert page.evaluate("(OneBlueprint.drawn.urban_space || 0) > 0")  # the new view is drawn
+    for route in held:
+        try:
+            route.abort()
+        except Exception:  # already gone with the cancelled fetch
+            pass
+
+
 def test_a_newer_search_wins_no_stale_panel(page: Any, base_url: str) -> None:
     """The first project answers slowly; the second is asked for meanwhile: its panel stays."""
     page.goto(f"{base_url}/viewer")
