@@ -18,6 +18,7 @@ no auth, a stand-in for the four ``/api/v1`` project endpoints the page calls), 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import os
 import socket
@@ -32,7 +33,7 @@ import geopandas as gpd
 import shapely
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from shapely.geometry import mapping
 
 from bench.bench_check import direct_blueprint, merged_blueprint
@@ -72,9 +73,14 @@ class BenchSource:
             raise KeyError(version)
         return self._conflicts
 
-    def city_bounds_4326(self) -> tuple[float, float, float, float]:
-        w, s, e, n = self._pieces.to_crs(OUTPUT_CRS).total_bounds
+    @functools.cached_property
+    def _bounds(self) -> tuple[float, float, float, float]:
+        to_84 = Transformer.from_crs(self._pieces.crs, OUTPUT_CRS, always_xy=True)
+        w, s, e, n = to_84.transform_bounds(*self._pieces.total_bounds)
         return float(w), float(s), float(e), float(n)
+
+    def city_bounds_4326(self) -> tuple[float, float, float, float]:
+        return self._bounds  # as the API's source does: the extent's corners, not every piece reprojected
 
     def search_projects(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
         return []
@@ -237,6 +243,14 @@ def baseline_script() -> str:
     return out.stdout
 
 
+def show(rows: list[tuple[str, dict[str, Any]]], name: str, r: dict[str, Any]) -> None:
+    rows.append((name, r))
+    print(f"{name:32s} {r['requests']:4d} requests, {r['tile_requests']:4d} tiles "
+          f"({r['served']:4d} reached the server), {r['bytes'] / 1e6:6.2f} MB tiles, "
+          f"last tile after {r['seconds']:6.2f} s" + (f", panel {r['panel']}" if "panel" in r else ""),
+          flush=True)
+
+
 def archive_stats(path: Path) -> dict[str, Any]:
     import sqlite3
 
@@ -290,14 +304,14 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 la = load()
                 first = Client(browser, base, kind, wire)
-                rows.append((f"{kind} open, cold server", first.open()))
+                show(rows, f"{kind} open, cold server", first.open())
                 first.page.screenshot(path=str(OUT / f"bench-tiles-{kind}-city.png"))
-                rows.append((f"{kind} fly-to 1", first.fly(CODE)))
+                show(rows, f"{kind} fly-to 1", first.fly(CODE))
                 first.page.screenshot(path=str(OUT / f"bench-tiles-{kind}-fly.png"))
-                rows.append((f"{kind} fly-to 2 (other corner)", first.fly(CODE2)))
+                show(rows, f"{kind} fly-to 2 (other corner)", first.fly(CODE2))
                 second = Client(browser, base, kind, wire)  # empty browser cache, warm server
-                rows.append((f"{kind} open, warm server", second.open()))
-                rows.append((f"{kind} reopen (browser cache)", second.open()))
+                show(rows, f"{kind} open, warm server", second.open())
+                show(rows, f"{kind} reopen (browser cache)", second.open())
                 if kind == "mvt":
                     aborted = first.page.evaluate("OneBlueprint.aborted || 0")
                 print(f"      {kind}: load {la}→{load()}", flush=True)
@@ -305,11 +319,6 @@ def main(argv: list[str] | None = None) -> None:
                 server.should_exit = True
                 thread.join(timeout=10)
         browser.close()
-    for name, r in rows:
-        print(f"{name:32s} {r['requests']:4d} requests, {r['tile_requests']:4d} tiles "
-              f"({r['served']:4d} reached the server), {r['bytes'] / 1e6:6.2f} MB tiles, "
-              f"last tile after {r['seconds']:6.2f} s" + (f", panel {r['panel']}" if "panel" in r else ""),
-              flush=True)
     print(f"tile loads cancelled by the MVT client's flights: {aborted}; requests outside localhost: "
           f"{sorted({u for _, r in rows for u in r['outside']})}")
     print(f"load average: {load0} at start, {load()} at end")
