@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from api.auth import DEV_KEYS, require
 from api.errors import add_exception_handlers, error_body
 from api.services import Services
 from api.settings import Settings, get_settings
+from layers.model import Limits
 
 log = logging.getLogger("api.app")
 
@@ -26,8 +28,9 @@ DESCRIPTION = """
 **一张蓝图 One Blueprint**: plan layers merged into one versioned blueprint, and construction project
 parcels screened against it.
 
-Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, or the `blueprint_key`
-cookie (the viewer's sign-in). Roles: `planner`, `reviewer`, `admin`, `approval_system`.
+Authenticate with an API key: `X-API-Key: <key>`, `Authorization: Bearer <key>`, HTTP Basic with the key
+as password (QGIS, GDAL), or the `blueprint_key` cookie (the viewer's sign-in).
+Roles: `planner`, `reviewer`, `admin`, `approval_system`, `department`.
 Errors are always `{"code": ..., "detail": ...}`.
 """
 
@@ -35,20 +38,45 @@ Errors are always `{"code": ..., "detail": ...}`.
 BODY_OVERHEAD_BYTES = 64 * 1024
 
 
-class BodyLimit:
-    """Refuse request bodies larger than the upload limit, before they are parsed or spooled to disk."""
+@dataclass(frozen=True)
+class BodyCap:
+    """The largest request body a route takes, and the error detail that refuses a larger one."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    max_bytes: int
+    detail: str
+
+
+def body_cap(limits: Limits) -> BodyCap:
+    """The body cap for files read with ``limits``: the file limit plus the form framing allowance."""
+    detail = limits.exceeded("max_bytes", "request body too large")
+    return BodyCap(limits.max_bytes + BODY_OVERHEAD_BYTES, detail)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than the route's limit, before they are parsed or spooled to disk.
+
+    ``routes`` maps (method, path) to its own cap (a plan-layer upload may be far larger than a
+    submission); every other request gets ``max_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, detail: str | None = None,
+                 routes: Mapping[tuple[str, str], BodyCap] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = BodyCap(max_bytes, detail or f"request body larger than {max_bytes} bytes")
+        self.routes = dict(routes or {})
+
+    def cap(self, scope: Scope) -> BodyCap:
+        path = str(scope.get("path", "")).rstrip("/") or "/"
+        return self.routes.get((str(scope.get("method", "")).upper(), path), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.cap(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(send, self.max_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > cap.max_bytes:
+            await _too_large(send, cap.detail)
             return
         seen = 0
 
@@ -57,16 +85,16 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > cap.max_bytes:
                     # an HTTPException passes FastAPI's body parsing untouched and reaches our handler
-                    raise StarletteHTTPException(413, f"request body larger than {self.max_bytes} bytes")
+                    raise StarletteHTTPException(413, cap.detail)
             return message
 
         await self.app(scope, limited, send)
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = json.dumps(error_body("payload_too_large", f"request body larger than {max_bytes} bytes")).encode()
+async def _too_large(send: Send, detail: str) -> None:
+    body = json.dumps(error_body("payload_too_large", detail)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -84,7 +112,18 @@ async def _too_large(send: Send, max_bytes: int) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: open (and migrate) the database, wire the stores, mount every router."""
     from api import ogc
-    from api.routes import admin, blueprints, checks, health, layers, meta, projects, reviews
+    from api.routes import (
+        admin,
+        blueprints,
+        checks,
+        events,
+        health,
+        layers,
+        meta,
+        opinions,
+        projects,
+        reviews,
+    )
     from api.routes.common import EXTRA_SCHEMAS
 
     settings = settings or get_settings()
@@ -102,8 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.settings = settings
     add_exception_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
-    for module in (health, meta, layers, blueprints, checks, projects, reviews, admin):
+    submission = body_cap(settings.submission_limits("api"))
+    # plan layers come through one route, with their own (far larger) limit; everything else is a submission
+    app.add_middleware(BodyLimit, max_bytes=submission.max_bytes, detail=submission.detail,
+                       routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
+    for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)
@@ -161,5 +203,9 @@ def _report_info(services: Services, settings: Settings, make: Any) -> Any:
     else:
         name = "checks/rules.toml（内置 built-in）"
         data = resources.files("checks").joinpath("rules.toml").read_bytes()
-    names = {t.key: (t.name_zh, t.name_en) for t in services.rules.project_types.values()}
+    types = services.rules.project_types
+    # a finer type is named with its group, so a report shows both levels: 旅游设施（公共服务设施项目）
+    names = {t.key: (t.name_zh, t.name_en) if t.is_group else
+             (f"{t.name_zh}（{types[t.group_key].name_zh}）", f"{t.name_en} ({types[t.group_key].name_en})")
+             for t in types.values()}
     return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())

@@ -1,4 +1,4 @@
-"""api.auth: API-key authentication (header, bearer or cookie) and the roles each action requires."""
+"""api.auth: API-key authentication (header, bearer, HTTP Basic, cookie) and the roles each action needs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyCookie,
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from api.errors import ApiError, AuthenticationError, InvalidKeyError, PermissionDeniedError
 from api.store import ROLES, KeyStore, Principal, Role
@@ -19,6 +26,7 @@ from api.store import ROLES, KeyStore, Principal, Role
 log = logging.getLogger("api.auth")
 
 COOKIE_NAME = "blueprint_key"
+BASIC_REALM = "One Blueprint"
 
 # Well-known keys that exist only when settings.dev_mode is on (the app then logs a loud warning).
 DEV_KEYS: Mapping[str, Role] = {
@@ -35,7 +43,8 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "project": frozenset({"planner", "admin"}),  # create projects, screen a project's parcels
     "advance": frozenset({"planner", "reviewer", "admin"}),  # send a project to joint review
     "decide": frozenset({"reviewer", "admin"}),  # record decisions, clear or reject a project
-    "admin": frozenset({"admin"}),  # layers, builds, publishing, audit log, keys
+    "admin": frozenset({"admin"}),  # layers, builds, publishing, audit log, keys, webhooks
+    "answer": frozenset({"department", "admin"}),  # a department's opinion (an admin records a paper one)
 }
 
 _header = APIKeyHeader(
@@ -45,6 +54,13 @@ _header = APIKeyHeader(
     description="API key in the X-API-Key header",
 )
 _bearer = HTTPBearer(auto_error=False, scheme_name="Bearer", description="Authorization: Bearer <API key>")
+# GIS clients (QGIS's authentication manager, GDAL's USERPWD) send HTTP Basic; the password is the key
+_basic = HTTPBasic(
+    auto_error=False,
+    scheme_name="Basic",
+    realm=BASIC_REALM,
+    description="HTTP Basic: any user name, the API key as the password (for QGIS and GDAL)",
+)
 _cookie = APIKeyCookie(
     name=COOKIE_NAME,
     auto_error=False,
@@ -65,7 +81,8 @@ def key_digest(key: str) -> str:
 
 
 def load_key_file(path: Path) -> dict[str, Principal]:
-    """Keys provisioned by configuration: a JSON list of ``{"name", "role", "sha256"}``.
+    """Keys provisioned by configuration: a JSON list of ``{"name", "role", "sha256"}`` (and
+    ``"department"`` for a ``department`` key: the department it answers for).
 
     Only digests are in the file (``blueprint keys digest`` style: ``sha256(key)``); the keys themselves
     are random and long, so an unsalted digest is safe to keep in configuration management.
@@ -85,7 +102,13 @@ def load_key_file(path: Path) -> dict[str, Principal]:
                 f"API keys file {path}: entry {i + 1} needs name, role (one of "
                 f"{', '.join(ROLES)}) and a 64-hex sha256"
             )
-        ring[digest.lower()] = Principal(entry["name"], entry["role"], f"file:{i + 1}")
+        department = entry.get("department")
+        if (entry["role"] == "department") != isinstance(department, str) or department == "":
+            raise KeyFileError(
+                f"API keys file {path}: entry {i + 1}: a department key names its department "
+                "(and only a department key does)"
+            )
+        ring[digest.lower()] = Principal(entry["name"], entry["role"], f"file:{i + 1}", department)
     return ring
 
 
@@ -114,14 +137,17 @@ def authenticate(
     request: Request,
     header: Annotated[str | None, Security(_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)] = None,
     cookie: Annotated[str | None, Security(_cookie)] = None,
 ) -> Principal:
-    """The caller, from ``X-API-Key``, ``Authorization: Bearer`` or the ``blueprint_key`` cookie."""
-    presented = header or (bearer.credentials if bearer else None) or cookie
+    """The caller, from ``X-API-Key``, ``Authorization: Bearer``, HTTP Basic (the password is the key)
+    or the ``blueprint_key`` cookie."""
+    presented = header or (bearer.credentials if bearer else None) or (basic.password if basic else None)
+    presented = presented or cookie
     if not presented:
         raise AuthenticationError(
-            "an API key is required (X-API-Key header, Authorization: Bearer, "
-            "or the blueprint_key cookie) 需要 API 密钥"
+            "an API key is required (X-API-Key header, Authorization: Bearer, HTTP Basic with the key "
+            "as password, or the blueprint_key cookie) 需要 API 密钥"
         )
     principal: Principal | None = request.app.state.services.keyring.principal(presented)
     if principal is None:
@@ -152,3 +178,4 @@ ProjectWriter = Annotated[Principal, Depends(require("project"))]
 Advancer = Annotated[Principal, Depends(require("advance"))]
 Decider = Annotated[Principal, Depends(require("decide"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+Answerer = Annotated[Principal, Depends(require("answer"))]

@@ -19,6 +19,15 @@ from layers.errors import OneBlueprintError
 from layers.ingest import read_parcels
 
 PLANNER_KEY = next(key for key, role in DEV_KEYS.items() if role == "planner")
+ADMIN_KEY = next(key for key, role in DEV_KEYS.items() if role == "admin")
+# 策划生成: a few projects in planning, each with an opinion round (answers recorded by the admin on the
+# departments' behalf, as for answers given on paper; one department left to answer or run overdue)
+PLANNING_ROUND = ("development_reform", "natural_resources", "ecology_environment", "water")
+PLANNING_ANSWERS = (
+    ("development_reform", {"answer": "agree"}),
+    ("natural_resources", {"answer": "agree_with_conditions", "conditions": ["按控规核定用地范围"]}),
+    ("ecology_environment", {"answer": "no_opinion"}),
+)
 
 
 class DemoSeedError(OneBlueprintError):
@@ -58,7 +67,30 @@ def seed_projects(settings: Settings, manifest: dict[str, Any], root: Path) -> d
             outcome = seed_one(client, project, parcels.loc[project["parcel_ids"]])
             verdicts[outcome["verdict"]] += 1
             results.append(outcome)
-    return {"projects": len(projects), "verdicts": dict(sorted(verdicts.items())), "checks": results}
+        planning = [seed_planning(client, p, parcels.loc[p["parcel_ids"]]) for p in projects[:3]]
+    return {"projects": len(projects), "verdicts": dict(sorted(verdicts.items())), "checks": results,
+            "planning": planning}
+
+
+def seed_planning(client: TestClient, project: dict[str, Any], parcels: gpd.GeoDataFrame) -> dict[str, Any]:
+    """A planning twin of a demo project (serial 9xxxxx) with one opinion round, three of four answered."""
+    code = project["code"][:-6] + "9" + project["code"][-5:]
+    if client.get(f"/api/v1/projects/{code}").status_code == 404:
+        body = {key: project[key] for key in ("project_type", "applicant", "district")}
+        created = client.post("/api/v1/projects", json={
+            **body, "code": code, "name": f"{project['name']}（策划）", "stage": "planning",
+            "parcels": feature_collection(parcels)})
+        if created.status_code != 201:
+            return {"code": code, "error": created.json()}
+        opened = client.post(f"/api/v1/projects/{code}/rounds", json={
+            "departments": list(PLANNING_ROUND), "working_days": 5, "note": "前期策划意见征询（演示）"})
+        if opened.status_code != 201:
+            return {"code": code, "error": opened.json()}
+        path = f"/api/v1/projects/{code}/rounds/{opened.json()['round_id']}/opinions"
+        for department, answer in PLANNING_ANSWERS:
+            client.post(path, json={"department": department, **answer}, headers={"X-API-Key": ADMIN_KEY})
+    rounds = client.get(f"/api/v1/projects/{code}/opinions").json()["rounds"]
+    return {"code": code, "round": rounds[-1]["summary"] if rounds else None}
 
 
 def seed_one(client: TestClient, project: dict[str, Any], parcels: gpd.GeoDataFrame) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Mapping
 
@@ -11,6 +12,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from approval.errors import (
+    AlreadyAnsweredError,
+    ApprovalError,
+    CalendarError,
+    DepartmentsError,
+    InvalidAnswerError,
+    InvalidWebhookError,
+    NotInPlanningError,
+    NoWarningError,
+    RoundClosedError,
+    RoundNotDueError,
+    RoundNotFoundError,
+    RoundOpenError,
+    UnknownDepartmentError,
+    WebhookNotFoundError,
+    WrongDepartmentError,
+)
 from blueprint.errors import (
     BlueprintError,
     BlueprintImmutableError,
@@ -73,6 +91,12 @@ class ProjectNotFoundError(NotFoundError):
     code = "project_not_found"
 
 
+class ProjectNotInPoolError(ProjectNotFoundError):
+    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
+
+    code = "project_not_in_pool"
+
+
 class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
@@ -105,6 +129,12 @@ class ReviewRequiredError(InvalidTransitionError):
     code = "review_required"
 
 
+class StaleCheckError(InvalidTransitionError):
+    """Clearing on a check against an older blueprint version than the latest published one."""
+
+    code = "check_not_latest"
+
+
 class IdempotencyConflictError(ApiError):
     """The same Idempotency-Key was sent with a different submission."""
 
@@ -125,6 +155,12 @@ class InvalidRequestError(ApiError, ValueError):
 
 class NotReadyError(ApiError):
     code = "not_ready"
+
+
+class InvalidParameterError(InvalidRequestError):
+    """A query parameter of the OGC API that is unknown or malformed (OGC answers 400, not 422)."""
+
+    code = "invalid_parameter"
 
 
 # THE status table. A class not listed takes the status of its nearest listed base (MRO order), so a
@@ -160,6 +196,22 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     RulesError: 500,
     DuplicateParcelIdError: 422,
     CheckIdConflictError: 409,
+    # the approval flow: departments, opinion rounds, webhooks
+    ApprovalError: 400,
+    DepartmentsError: 500,
+    CalendarError: 500,
+    UnknownDepartmentError: 422,
+    WrongDepartmentError: 403,
+    RoundNotFoundError: 404,
+    RoundClosedError: 409,
+    RoundOpenError: 409,
+    AlreadyAnsweredError: 409,
+    RoundNotDueError: 409,
+    NotInPlanningError: 409,
+    NoWarningError: 409,
+    InvalidAnswerError: 422,
+    InvalidWebhookError: 422,
+    WebhookNotFoundError: 404,
     # the service itself
     ApiError: 400,
     AuthenticationError: 401,
@@ -171,6 +223,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     BlueprintNotPublishedError: 409,
     PayloadTooLargeError: 413,
     InvalidRequestError: 422,
+    InvalidParameterError: 400,
     NotReadyError: 503,
 }
 
@@ -235,15 +288,62 @@ MESSAGES_ZH: Mapping[str, str] = {
     "blueprint_not_published": "该蓝图版本尚未发布：请选择已发布的版本",
     "project_exists": "项目代码已存在：请核对项目代码",
     "project_not_found": "项目不存在：请核对项目代码",
+    "project_not_in_pool": "库外项目不立项：该项目不在项目库中，请先入库",
+    "check_not_latest": "须先按最新发布的蓝图版本重新检测，才能审查通过",
     "check_not_found": "检测记录不存在",
     "invalid_transition": "当前项目状态不允许此操作",
     "review_required": "须先记录同意的联合审查决定及理由",
+    "unknown_department": "未知部门或该部门不在本轮征询范围：请核对部门",
+    "wrong_department": "只能以本部门名义答复意见",
+    "round_not_found": "意见征询不存在：请核对项目和征询轮次",
+    "round_closed": "本轮意见征询已办结，不能再答复",
+    "round_open": "该项目已有进行中的意见征询：请等待办结后再发起",
+    "already_answered": "本部门已答复，意见不可修改",
+    "round_not_due": "仍有部门未答复且征询期限未到：请等待答复或期限届满后再办结",
+    "not_in_planning": "仅策划阶段的项目可征询部门意见",
+    "invalid_answer": "答复意见不完整：有条件同意须填写条件，不同意须填写理由",
+    "invalid_webhook_url": "回调地址无效：仅支持 http/https，且地址中不得包含用户名或密码",
+    "no_warning": "该项目没有待确认的预警",
     "unauthenticated": "未登录：请先登录",
     "invalid_api_key": "密钥无效或已吊销：请重新登录",
     "forbidden": "无此权限",
     "invalid_request": "填写的内容有误：请按提示修改",
+    "invalid_parameter": "查询参数有误：请按提示修改",
     "internal_error": "服务内部错误：请记下错误编号并联系管理员",
 }
+
+
+# The core's messages serve the CLI too ("pass --crs EPSG:N", "(CLI: --crs GCJ02 --replace)"); over HTTP
+# the same advice names the form fields of the upload. Options the API has no field for stay, said as
+# the blueprint command's.
+CLI_OPTION = re.compile(r"--(crs|encoding|layer|kind)\b(?: ([A-Za-z0-9][\w:.+-]*))?")
+CLI_HINT = re.compile(r"\(CLI: ([^()]*)\)")
+HINT_OPTIONS = re.compile(r"^(?:--(crs|encoding|layer|kind|replace)(?: ([A-Za-z0-9][\w:.+-]*))?\s*)+$")
+HINT_OPTION = re.compile(r"--([a-z]+)(?: ([A-Za-z0-9][\w:.+-]*))?")
+
+
+def _form_field(match: re.Match[str]) -> str:
+    field, value = match.group(1), match.group(2)
+    if value == "EPSG:N":  # the core's placeholder: give an example a user can copy
+        return f"the form field {field}, e.g. {field}=EPSG:4548"
+    return f"the form field {field}={value}" if value else f"the form field {field}"
+
+
+def _hint(options: str) -> str:
+    if not HINT_OPTIONS.match(options.strip()):
+        return f"(with the blueprint command: {options})"
+    fields = [f"{name}={value or 'true'}" for name, value in HINT_OPTION.findall(options)]
+    return f"(form field{'s' if len(fields) > 1 else ''} {', '.join(fields)})"
+
+
+def api_words(message: str) -> str:
+    """A core message in API words: ``pass --crs EPSG:N`` becomes ``send the form field crs, e.g. …``,
+    ``(CLI: --crs GCJ02 --replace)`` becomes ``(form fields crs=GCJ02, replace=true)``."""
+    parts = CLI_HINT.split(message)  # text, hint, text, hint, ..., text
+    return "".join(
+        _hint(part) if i % 2 else CLI_OPTION.sub(_form_field, part.replace("pass --", "send --"))
+        for i, part in enumerate(parts)
+    )
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:
@@ -253,19 +353,38 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return body
 
 
+# OGC API paths: clients there (QGIS, GDAL) are offered HTTP Basic and expect 400 for a bad parameter
+# (OGC API – Features /req/core/query-param-invalid); {"code", "detail"} is a valid OGC exception body
+OGC_PREFIX = "/ogc"
+BASIC_CHALLENGE = 'Basic realm="One Blueprint", charset="UTF-8"'
+API_CHALLENGE = 'Bearer, ApiKey header="X-API-Key"'
+
+
+def _is_ogc(request: Request) -> bool:
+    path = request.url.path
+    return path == OGC_PREFIX or path.startswith(OGC_PREFIX + "/")
+
+
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OneBlueprintError)
     status = status_for(exc)
     if status >= 500:
         # configuration problems (rules, catalogue): worth a log line, still a clean body
         log.error("domain error %s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
-    headers = {"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'} if status == 401 else None
-    return JSONResponse(error_body(exc.code, exc.user_message), status_code=status, headers=headers)
+    headers = None
+    if status == 401:
+        challenge = f"{BASIC_CHALLENGE}, {API_CHALLENGE}" if _is_ogc(request) else API_CHALLENGE
+        headers = {"WWW-Authenticate": challenge}
+    body = error_body(exc.code, api_words(exc.user_message))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(error_body("invalid_request", describe_validation(exc.errors())), status_code=422)
+    detail = describe_validation(exc.errors())
+    if _is_ogc(request):
+        return JSONResponse(error_body("invalid_parameter", detail), status_code=400)
+    return JSONResponse(error_body("invalid_request", detail), status_code=422)
 
 
 def describe_validation(errors: object) -> str:

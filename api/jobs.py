@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from api.errors import JobNotFoundError
 from api.store import SYSTEM, AuditLog, Principal, _iso, jobs, now, write
@@ -112,6 +112,28 @@ class JobStore:
                 raise
             return existing, False
         return self.get(job_id), True
+
+    @staticmethod
+    def enqueue(
+        conn: Connection, kind: str, *, by: Principal, idempotency_key: str, payload: Mapping[str, Any]
+    ) -> str:
+        """Queue a job without input files inside the caller's transaction (so it commits with the change
+        that calls for it); a job with the same key already there is kept and its id returned."""
+        existing = conn.execute(
+            sa.select(jobs.c.job_id).where(jobs.c.idempotency_key == idempotency_key)
+        ).scalar()
+        if existing is not None:
+            return str(existing)
+        job_id, stamp = f"J{uuid.uuid4().hex}", now()
+        conn.execute(
+            jobs.insert().values(
+                job_id=job_id, kind=kind, status="queued", idempotency_key=idempotency_key, input_hash="",
+                parcel_count=0, created_by=by.name, created_at=stamp, updated_at=stamp,
+                payload=json.dumps(dict(payload)), attempts=0,
+            )
+        )
+        AuditLog.append(conn, by, "job.create", "job", job_id, after={"status": "queued", "kind": kind})
+        return job_id
 
     def _write_input(self, job_id: str, write_input: Callable[[Path], None]) -> Path:
         final = self.input_dir(job_id)

@@ -20,10 +20,11 @@ from api.store import (
     projects,
     write,
 )
+from approval.store import EventLog
 from layers.crs import to_output
 
 # New parcels are a new application drawing: allowed until the joint review has the project
-REPLACEABLE = ("submitted", "screened")
+REPLACEABLE = ("planning", "submitted", "screened")
 
 
 def _feature_collection(frame: gpd.GeoDataFrame) -> str:
@@ -65,10 +66,11 @@ def replace_parcels(
         names = parcels["name"] if "name" in parcels.columns else [None] * len(parcels)
         store._insert_parcels(conn, row["id"], parcels, names)
         new_revision = int(row["parcels_revision"]) + 1
+        status = "planning" if row["status"] == "planning" else "submitted"
         store._update(
             conn,
             row,
-            status="submitted",
+            status=status,
             latest_check_id=None,
             latest_verdict=None,
             parcels_revision=new_revision,
@@ -88,9 +90,11 @@ def replace_parcels(
             code,
             before={"status": row["status"], "parcels_revision": row["parcels_revision"],
                     "parcels_checksum": row["parcels_checksum"]},
-            after={"status": "submitted", "parcels_revision": new_revision, "parcels_checksum": checksum,
+            after={"status": status, "parcels_revision": new_revision, "parcels_checksum": checksum,
                    "parcel_count": len(parcels)},
         )
+        EventLog.append(conn, "project.parcels_replaced", "project", code, {
+            "code": code, "before": row["status"], "status": status, "parcels_revision": new_revision})
     return store.get(code)
 
 

@@ -21,17 +21,24 @@ import geopandas as gpd
 import shapely
 from shapely.geometry import mapping
 
-from api import parcel_history
+from api import parcel_history, rescreen
 from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
     IdempotencyConflictError,
     InvalidTransitionError,
     PermissionDeniedError,
+    ProjectNotInPoolError,
+    StaleCheckError,
 )
 from api.jobs import Handler, JobStore, Worker
+from api.outbox import Outbox
+from api.planning import Planning
 from api.settings import Settings
 from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
+from api.stores import Stores, open_stores
+from approval.calendar import load_calendar
+from approval.departments import load_departments
 from blueprint.merge import build_blueprint
 from blueprint.model import Blueprint
 from blueprint.precedence import Precedence, load_precedence
@@ -39,11 +46,10 @@ from blueprint.store import BlueprintVersionExistsError
 from checks.engine import Screener, result_json
 from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
-from cli.context import Stores, open_stores
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
-from layers.ingest import read_layer
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.stream import open_layer
 
 log = logging.getLogger("api.services")
 
@@ -185,6 +191,9 @@ class Services:
         self._gates_lock = threading.Lock()
         self.job_threshold = settings.job_parcel_threshold
         self.worker: Worker | None = None
+        self.departments = load_departments(settings.departments_file)
+        self.planning = Planning(self.projects, self.departments, load_calendar(settings.calendar_file))
+        self.outbox = Outbox(self.engine, timeout=settings.webhook_timeout_seconds)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -198,6 +207,8 @@ class Services:
             log.warning("!" * 72)
         if settings.api_keys_file is not None:
             load_key_file(settings.api_keys_file)  # a malformed file fails before the database is opened
+        load_departments(settings.departments_file)  # so do malformed departments and calendar files
+        load_calendar(settings.calendar_file)
         return cls(settings, open_stores(settings))
 
     def close(self) -> None:
@@ -208,15 +219,21 @@ class Services:
 
     def job_handlers(self) -> dict[str, Handler]:
         """Every kind of durable job this service runs (a worker process runs the same ones)."""
-        return {"check": self._check_job}
+        return {
+            "check": self._check_job,
+            rescreen.KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            "webhook": self.outbox.run,
+        }
 
     def start_worker(self) -> Worker:
         """A worker thread in this process (``blueprint serve`` does this; ``blueprint worker`` runs more)."""
         if self.worker is None:
             self.worker = Worker(self.jobs, self.job_handlers()).start()
+            self.outbox.start(self.settings.webhook_sweep_seconds)
         return self.worker
 
     def stop_worker(self) -> None:
+        self.outbox.stop()
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.stop()
@@ -233,13 +250,13 @@ class Services:
 
     @property
     def limits(self) -> Limits:
-        s = self.settings
-        return Limits(
-            max_bytes=s.max_upload_bytes,
-            max_unzipped_bytes=s.max_unzipped_bytes,
-            max_features=s.max_features,
-            max_vertices=s.max_vertices,
-        )
+        """Submission limits (parcels sent for a check), worded for API clients."""
+        return self.settings.submission_limits("api")
+
+    @property
+    def layer_limits(self) -> Limits:
+        """Plan-layer limits (a department's layer uploaded by an administrator)."""
+        return self.settings.layer_limits("api")
 
     # ---------------------------------------------------------------------------------- layers
 
@@ -257,7 +274,8 @@ class Services:
     ) -> dict[str, Any]:
         """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
-        plan: PlanLayer = read_layer(
+        # read chunk by chunk into the store: a province-size layer never sits in memory whole
+        with open_layer(
             path,
             kind,
             work_crs=self.settings.work_crs,
@@ -266,9 +284,9 @@ class Services:
             encoding=encoding,
             layer=layer,
             name=name,
-            limits=self.limits,
-        )
-        summary = self.stores.layers.save(plan, by.name, replace=replace)
+            limits=self.layer_limits,
+        ) as stream:
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
         self.audit.record(
             by,
             "layer.upload",
@@ -323,7 +341,8 @@ class Services:
         return summary
 
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:
-        summary = self.stores.blueprints.publish(version, by.name)
+        """Publish a draft; the same transaction records the event and queues the re-screening."""
+        summary = self.stores.blueprints.publish(version, by.name, also=rescreen.on_publish(version, by))
         self.audit.record(
             by,
             "blueprint.publish",
@@ -332,7 +351,8 @@ class Services:
             before={"status": "draft"},
             after={"status": "published"},
         )
-        return summary
+        job = self.jobs.by_idempotency_key(f"{rescreen.KIND}:{version}")
+        return {**summary, "rescreen_job_id": job["job_id"] if job else None}
 
     def blueprint_detail(self, version: str) -> dict[str, Any]:
         """Metadata, summary by kind and the conflict list (geometry via /ogc)."""
@@ -478,12 +498,17 @@ class Services:
 
     # -------------------------------------------------------------------------------- projects
 
-    def create_project(self, project: NewProject, parcels: ParcelSet, *, by: Principal) -> dict[str, Any]:
+    def create_project(
+        self, project: NewProject, parcels: ParcelSet, *, by: Principal, planning: bool = False
+    ) -> dict[str, Any]:
+        """Pool a project: ``submitted``, or ``planning`` while departments give opinions (策划生成)."""
         self.rules.require_project_type(project.project_type)
         if parcels.frame.empty:
             raise NoParcelsError("a project needs at least one parcel 项目至少需要一个地块")
         checksum = parcels.checksum or self.input_hash(parcels, project.project_type, None)
-        return self.projects.create(project, parcels.frame, checksum, by=by)
+        return self.projects.create(
+            project, parcels.frame, checksum, by=by, status="planning" if planning else "submitted"
+        )
 
     def replace_parcels(self, code: str, parcels: ParcelSet, *, by: Principal) -> dict[str, Any]:
         """New parcels for a pooled project (a re-submission); the earlier set is kept as a revision."""
@@ -523,7 +548,29 @@ class Services:
     def change_status(self, code: str, status: str, *, by: Principal, reason: str = "") -> dict[str, Any]:
         if status in ("cleared", "rejected") and by.role not in ("reviewer", "admin"):
             raise PermissionDeniedError(f"only a reviewer or an admin may set a project to {status}")
+        if status == "cleared" and self.settings.clear_requires_latest:
+            self._require_latest_check(code)
         return self.projects.transition(code, status, by=by, reason=reason)
+
+    def _require_latest_check(self, code: str) -> None:
+        """Clearing needs a check against the newest published version (BLUEPRINT_CLEAR_REQUIRES_LATEST)."""
+        project = self.projects.get(code)
+        if project["status"] != "in_review":
+            return  # the lifecycle refuses this change anyway, with its own reason
+        latest_check = project["latest_check_id"]
+        latest = self.stores.blueprints.latest_published_version()
+        screened = next((str(c["blueprint_version"]) for c in self.projects.checks(code)
+                         if c["check_id"] == latest_check), None)
+        if screened != latest:
+            raise StaleCheckError(
+                f"project {code} was last screened against {screened or 'no version'}; blueprint {latest} "
+                f"is published since — screen it against {latest} before clearing 须按最新版本重新检测"
+            )
+
+    def require_in_pool(self, code: str) -> None:
+        """库外项目不立项: a code not in the pool gets ``project_not_in_pool``."""
+        if not self.projects.exists(code):
+            raise ProjectNotInPoolError(f"project {code} is not in the project pool 库外项目不立项")
 
     def record_review(
         self,
@@ -554,10 +601,13 @@ class Services:
             "checks": self.projects.checks(code),
             "reviews": self.projects.reviews(code=code),
             "parcel_revisions": parcel_history.revisions(self.projects, code),
+            "opinion_rounds": self.planning.opinions(code)["rounds"],
+            "warning": rescreen.warning(self, code),  # 预警: a re-screening changed the verdict
         }
 
     def location(self, code: str) -> dict[str, Any]:
         """Where a project is: centroid, bbox and geometry in EPSG:4326 (the national locate call)."""
+        self.require_in_pool(code)
         frame = self.projects.parcels(code)
         union = shapely.union_all(frame.geometry.values)
         # the centroid is taken in the projected working CRS (planar and in metres), then converted

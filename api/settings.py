@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pyproj import CRS
 
 from layers.crs import DEFAULT_WORK_EPSG
+from layers.model import Limits
+
+Audience = Literal["api", "cli"]
+# layers.model.Limits field -> the setting that holds it, per set
+SUBMISSION_LIMITS: Mapping[str, str] = {
+    "max_bytes": "max_upload_bytes", "max_unzipped_bytes": "max_unzipped_bytes",
+    "max_members": "max_members", "max_features": "max_features", "max_vertices": "max_vertices"}
+LAYER_LIMITS: Mapping[str, str] = {limit: f"layer_{limit}" for limit in SUBMISSION_LIMITS}
+# how a limit is raised, in the words of whoever reads the error
+RAISE_HINTS: Mapping[Audience, str] = {
+    "cli": "set the environment variable {env} to raise it",
+    "api": "the service setting {env} raises it (ask the service administrator)",
+}
 
 
 class Settings(BaseSettings):
@@ -27,11 +42,20 @@ class Settings(BaseSettings):
     # screening tolerances: overlaps below both are not conflicts
     overlap_tolerance_m2: float = Field(default=1.0, ge=0)
     overlap_tolerance_ratio: float = Field(default=0.001, ge=0, le=1)
-    # upload limits
-    max_upload_bytes: int = 50 * 1024 * 1024
-    max_features: int = 10_000
-    max_vertices: int = 2_000_000
-    max_unzipped_bytes: int = 500 * 1024 * 1024
+    # submission limits: parcels sent for a check (API checks and projects, `blueprint check`,
+    # `blueprint parcels convert`)
+    max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
+    max_features: int = Field(default=10_000, ge=1)
+    max_vertices: int = Field(default=2_000_000, ge=1)
+    max_unzipped_bytes: int = Field(default=500 * 1024**2, ge=1)
+    max_members: int = Field(default=200, ge=1)
+    # plan-layer limits: a department's layer imported by an administrator (API POST /api/v1/layers,
+    # `blueprint layers import|inspect`), sized for a province-level layer
+    layer_max_bytes: int = Field(default=4 * 1024**3, ge=1)
+    layer_max_features: int = Field(default=5_000_000, ge=1)
+    layer_max_vertices: int = Field(default=500_000_000, ge=1)
+    layer_max_unzipped_bytes: int = Field(default=32 * 1024**3, ge=1)
+    layer_max_members: int = Field(default=2_000, ge=1)
     # submissions with more parcels than this are screened by a background job (202 + /jobs/{id})
     job_parcel_threshold: int = Field(default=500, ge=1)
     # durable jobs: a worker holds a job under a lease it renews; a job whose lease runs out is taken up
@@ -42,6 +66,16 @@ class Settings(BaseSettings):
     dev_mode: bool = False
     api_keys_file: Path | None = None
     tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
+    # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
+    departments_file: Path | None = None
+    # a project is cleared only on a check against the latest published blueprint version
+    clear_requires_latest: bool = True
+    calendar_file: Path | None = None
+    # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
+    webhook_sweep_seconds: float = Field(default=1.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # the event feed's long polling: the longest a request waits for news (keep below proxy timeouts)
+    events_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
 
     @field_validator("work_crs_epsg")
     @classmethod
@@ -53,6 +87,24 @@ class Settings(BaseSettings):
     @property
     def work_crs(self) -> CRS:
         return CRS.from_epsg(self.work_crs_epsg)
+
+    def submission_limits(self, audience: Audience = "api") -> Limits:
+        """Limits for parcels sent for a check; errors name the setting in ``audience``'s words."""
+        return self._limits(SUBMISSION_LIMITS, "submission", audience)
+
+    def layer_limits(self, audience: Audience = "api") -> Limits:
+        """Limits for a plan layer being imported; errors name the setting in ``audience``'s words."""
+        return self._limits(LAYER_LIMITS, "plan-layer", audience)
+
+    def env_name(self, setting: str) -> str:
+        """The environment variable of a setting, e.g. ``BLUEPRINT_LAYER_MAX_FEATURES``."""
+        return f"{self.model_config.get('env_prefix', '')}{setting}".upper()
+
+    def _limits(self, fields: Mapping[str, str], scope: str, audience: Audience) -> Limits:
+        values = {limit: getattr(self, setting) for limit, setting in fields.items()}
+        hints = {limit: RAISE_HINTS[audience].format(env=self.env_name(setting))
+                 for limit, setting in fields.items()}
+        return Limits(**values, scope=scope, raise_with=hints)
 
     @property
     def resolved_database_url(self) -> str:

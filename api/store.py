@@ -25,18 +25,21 @@ from api.errors import (
     ProjectNotFoundError,
     ReviewRequiredError,
 )
+from approval.store import EventLog
 from layers.crs import to_output
 from layers.store import WRITE_OPTION
 
-Role = Literal["planner", "reviewer", "admin", "approval_system"]
-ROLES: tuple[Role, ...] = ("planner", "reviewer", "admin", "approval_system")
-STATUSES = ("submitted", "screened", "in_review", "cleared", "rejected")
+Role = Literal["planner", "reviewer", "admin", "approval_system", "department"]
+ROLES: tuple[Role, ...] = ("planner", "reviewer", "admin", "approval_system", "department")
+STATUSES = ("planning", "submitted", "screened", "in_review", "cleared", "rejected")
 DECISIONS = ("approved", "approved_with_conditions", "rejected", "deferred")
 APPROVING = ("approved", "approved_with_conditions")
 
-# The project lifecycle: submitted → screened → in_review → cleared | rejected. "screened" is reached by
-# running a check (a re-check keeps a screened or in-review project where it is); the rest by a decision.
+# The project lifecycle: (planning →) submitted → screened → in_review → cleared | rejected. "screened" is
+# reached by running a check (a re-check keeps a screened or in-review project where it is); planning is
+# left only by closing an opinion round (approval.opinions); the rest by a decision.
 TRANSITIONS: dict[str, frozenset[str]] = {
+    "planning": frozenset(),
     "submitted": frozenset({"screened"}),
     "screened": frozenset({"screened", "in_review"}),
     "in_review": frozenset({"cleared", "rejected"}),
@@ -52,6 +55,7 @@ class Principal:
     name: str
     role: Role
     key_id: str = ""
+    department: str | None = None  # the department a ``department`` key answers for
 
 
 SYSTEM = Principal("system", "admin")
@@ -157,6 +161,7 @@ api_keys = sa.Table(
     sa.Column("created_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("department", sa.String(48)),  # 0005
 )
 jobs = sa.Table(
     "jobs",
@@ -303,20 +308,32 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, name: str, role: Role, *, by: Principal = SYSTEM) -> tuple[str, dict[str, Any]]:
-        """A new key: returns the key itself (shown once, never stored) and its public record."""
+    def create(
+        self, name: str, role: Role, *, by: Principal = SYSTEM, department: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new key: returns the key itself (shown once, never stored) and its public record.
+
+        A ``department`` key is bound to one department (the caller checks the key against the
+        configured departments)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if (role == "department") != bool(department):
+            raise ValueError("a department key names its department; other roles name none")
         key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
         created = now()
-        record: dict[str, Any] = {"key_id": key_id, "name": name, "role": role, "created_by": by.name}
+        record: dict[str, Any] = {
+            "key_id": key_id, "name": name, "role": role, "department": department, "created_by": by.name
+        }
         with write(self.engine) as conn:
             conn.execute(
                 api_keys.insert().values(
                     salt=salt, secret_hash=_hash_secret(salt, secret), created_at=created, **record
                 )
             )
-            AuditLog.append(conn, by, "key.create", "api_key", key_id, after={"name": name, "role": role})
+            AuditLog.append(
+                conn, by, "key.create", "api_key", key_id,
+                after={"name": name, "role": role, "department": department},
+            )
         return f"{KEY_PREFIX}_{key_id}_{secret}", {**record, "created_at": _iso(created)}
 
     def verify(self, presented: str) -> Principal | None:
@@ -330,7 +347,7 @@ class KeyStore:
             return None
         if not hmac.compare_digest(_hash_secret(row["salt"], parts[2]), row["secret_hash"]):
             return None
-        return Principal(row["name"], row["role"], row["key_id"])
+        return Principal(row["name"], row["role"], row["key_id"], row["department"])
 
     def revoke(self, key_id: str, *, by: Principal = SYSTEM) -> bool:
         with write(self.engine) as conn:
@@ -348,6 +365,7 @@ class KeyStore:
             api_keys.c.key_id,
             api_keys.c.name,
             api_keys.c.role,
+            api_keys.c.department,
             api_keys.c.created_by,
             api_keys.c.created_at,
             api_keys.c.revoked_at,
@@ -380,14 +398,21 @@ class ProjectStore:
     # ---- writes
 
     def create(
-        self, project: NewProject, parcels: gpd.GeoDataFrame, checksum: str, *, by: Principal
+        self,
+        project: NewProject,
+        parcels: gpd.GeoDataFrame,
+        checksum: str,
+        *,
+        by: Principal,
+        status: Literal["submitted", "planning"] = "submitted",
     ) -> dict[str, Any]:
-        """Insert a project with its parcels (``parcel_id``, optional ``name``, geometry in the work CRS)."""
+        """Insert a project with its parcels (``parcel_id``, optional ``name``, geometry in the work CRS);
+        ``planning`` for a project generated through opinion rounds (策划生成) before it is submitted."""
         west, south, east, north = (float(v) for v in to_output(parcels.geometry).total_bounds)
         stamp = now()
         row = {
             **vars(project),
-            "status": "submitted",
+            "status": status,
             "parcel_count": len(parcels),
             "area_m2": round(float(parcels.geometry.area.sum()), 2),
             "parcels_checksum": checksum,
@@ -417,7 +442,12 @@ class ProjectStore:
                 "project.create",
                 "project",
                 project.code,
-                after={"status": "submitted", "parcels_checksum": checksum, "parcel_count": len(parcels)},
+                after={"status": status, "parcels_checksum": checksum, "parcel_count": len(parcels)},
+            )
+            EventLog.append(
+                conn, "project.created", "project", project.code,
+                {"code": project.code, "name": project.name, "project_type": project.project_type,
+                 "district": project.district, "status": status, "parcel_count": len(parcels)},
             )
         return self.get(project.code)
 
@@ -448,11 +478,27 @@ class ProjectStore:
         )
 
     def link_check(
-        self, code: str, check_id: str, verdict: str, blueprint_version: str, *, by: Principal
+        self,
+        code: str,
+        check_id: str,
+        verdict: str,
+        blueprint_version: str,
+        *,
+        by: Principal,
+        changes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Attach a check to a project; a submitted project becomes screened."""
+        """Attach a check to a project; a submitted project becomes screened.
+
+        ``changes`` comes from a re-screening after a publish: the same transaction then records a
+        ``project.rescreened`` event, and ``verdict.changed`` when the verdict moved. Linking a check
+        that is linked already changes nothing (a re-run job must not link twice).
+        """
         with write(self.engine) as conn:
             row = self._lock(conn, code)
+            if conn.execute(
+                sa.select(project_checks.c.check_id).where(project_checks.c.check_id == check_id)
+            ).first():
+                return self.get(code)
             if row["status"] in ("cleared", "rejected"):
                 raise InvalidTransitionError(
                     f"project {code} is {row['status']}; it can no longer be screened"
@@ -479,6 +525,21 @@ class ProjectStore:
                 before={"status": row["status"], "latest_check_id": row["latest_check_id"]},
                 after={"status": status, "latest_check_id": check_id, "verdict": verdict},
             )
+            linked = {"code": code, "check_id": check_id, "verdict": verdict,
+                      "blueprint_version": blueprint_version, "status": status}
+            EventLog.append(conn, "check.linked", "project", code, linked)
+            if status != row["status"]:
+                EventLog.append(conn, "project.status", "project", code,
+                                {"code": code, "before": row["status"], "after": status})
+            if changes is not None:
+                before = {"verdict": row["latest_verdict"], "check_id": row["latest_check_id"]}
+                EventLog.append(conn, "project.rescreened", "project", code, {**linked, "before": before})
+                if row["latest_verdict"] is not None and row["latest_verdict"] != verdict:
+                    EventLog.append(conn, "verdict.changed", "project", code, {
+                        "code": code, "blueprint_version": blueprint_version, "before": row["latest_verdict"],
+                        "after": verdict, "before_check_id": row["latest_check_id"], "check_id": check_id,
+                        **changes,
+                    })
         return self.get(code)
 
     def transition(self, code: str, status: str, *, by: Principal, reason: str = "") -> dict[str, Any]:
@@ -518,6 +579,8 @@ class ProjectStore:
                 after={"status": status},
                 detail={"reason": reason} if reason else None,
             )
+            EventLog.append(conn, "project.status", "project", code,
+                            {"code": code, "before": current, "after": status, "reason": reason})
         return self.get(code)
 
     def record_review(
@@ -561,6 +624,11 @@ class ProjectStore:
                 check_id,
                 after={"review_id": review_id, "decision": decision},
             )
+            code = conn.execute(sa.select(projects.c.code).where(projects.c.id == project_id)).scalar()
+            EventLog.append(conn, "review.recorded", "project" if code else "check", code or check_id, {
+                "review_id": review_id, "check_id": check_id, "code": code, "decision": decision,
+                "conditions": list(conditions), "reasons": reasons, "decided_by": decided_by,
+            })
         review = self.review(review_id)
         assert review is not None
         return review
@@ -592,6 +660,13 @@ class ProjectStore:
         if row is None:
             raise ProjectNotFoundError(f"no project with code {code}")
         return _project(row)
+
+    def project_id(self, code: str) -> int:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(projects.c.id).where(projects.c.code == code)).scalar()
+        if found is None:
+            raise ProjectNotFoundError(f"no project with code {code}")
+        return int(found)
 
     def exists(self, code: str) -> bool:
         with self.engine.connect() as conn:

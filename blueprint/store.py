@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import geopandas as gpd
@@ -90,8 +90,11 @@ class BlueprintStore:
             bulk_insert(conn, "conflicts", conflicts, blueprint.conflicts.geometry, srid)
         return self.summary(blueprint.version)
 
-    def publish(self, version: str, by: str) -> Row:
-        """Publish a draft: all or nothing, in one transaction; returns the published summary."""
+    def publish(self, version: str, by: str, *, also: Callable[[Connection], None] | None = None) -> Row:
+        """Publish a draft: all or nothing, in one transaction; returns the published summary.
+
+        ``also`` runs inside that transaction (the edge records its event and queues the re-screening
+        there, so a publish never commits without them)."""
         with write_transaction(self.engine) as conn:
             row = self._row(conn, version, lock=True)
             if row["status"] == "published":
@@ -106,6 +109,8 @@ class BlueprintStore:
                                                      BLUEPRINTS.c.status == "draft")
                          .values(**lifecycle, summary=_summary({**row, **lifecycle})))
             self._mark_layers_used(conn, row["layers"])
+            if also is not None:
+                also(conn)
         return self.summary(version)
 
     def delete_draft(self, version: str) -> None:

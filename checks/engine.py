@@ -173,7 +173,7 @@ class Screener:
         # the policy the results quote (outcomes, regulation texts): part of the check id, since another
         # rules file gives another result for the same parcels and version
         policy = (sorted(rules.table.items()), rules.fallback, sorted(rules.project_types.items()),
-                  sorted(rules.pseudo_kinds.items()))
+                  sorted(rules.pseudo_kinds.items()), rules.meta)
         self._rules_digest = hashlib.sha256(repr(policy).encode()).hexdigest()
         pieces = blueprint.pieces
         self._piece_ids = pieces["piece_id"].astype(str).to_numpy()
@@ -595,6 +595,10 @@ class Screener:
             # repairs of parcels that were dropped (empty, collapsed) and so have no entry above
             "repairs": [r for rs in repairs_by_id.values() for r in rs],
             "explanation_zh": zh, "explanation_en": en,
+            "project_type_group": ptype.group_key,
+            # which policy this verdict applied (the rules file's own version and effective date)
+            "rules": self.rules.meta.as_dict(),
+            "requirements": collect_requirements(entries),
         }
 
     def _hit_entry(self, hits: Hits, h: int, rule: Rule, ratio: float, below: bool,
@@ -612,8 +616,27 @@ class Screener:
             "geometry": geometry,
             "below_tolerance": bool(below),
             "regulation": rule.regulation.as_dict(),
+            # what the applicant must provide or obtain (conditional rules only; empty otherwise)
+            "requirements": [r.as_dict() for r in rule.requirements],
             "piece_ids": sorted({str(self._piece_ids[p]) for p in pieces}),  # fixed-width ids
         }
+
+
+def collect_requirements(parcels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The submission's requirements: each once, in first-seen order, with the parcels and kinds that
+    ask for it (from the conditional overlaps of every parcel)."""
+    found: dict[str, dict[str, Any]] = {}
+    for parcel in parcels:
+        for hit in parcel["conflicts"]:
+            if hit["rule"] != "conditional":
+                continue
+            for need in hit.get("requirements", ()):
+                entry = found.setdefault(need["key"], {**need, "parcel_ids": [], "kinds": []})
+                if parcel["parcel_id"] not in entry["parcel_ids"]:
+                    entry["parcel_ids"].append(parcel["parcel_id"])
+                if hit["kind"] not in entry["kinds"]:
+                    entry["kinds"].append(hit["kind"])
+    return list(found.values())
 
 
 def _canonical(value: Any) -> Any:

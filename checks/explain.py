@@ -24,6 +24,11 @@ def _hit_zh(hit: Mapping[str, Any], tolerance: Mapping[str, float]) -> str:
     regulation = hit.get("regulation")
     if regulation and hit["rule"] != "allowed":
         text += f"；依据：{regulation['zh'].rstrip('。')}"
+        if regulation.get("reference_zh"):
+            text += f"（{regulation['reference_zh']}）"
+    needs = hit.get("requirements") or []
+    if needs and hit["rule"] == "conditional":
+        text += "；须提供或取得：" + "、".join(n["zh"] for n in needs)
     return text + "。"
 
 
@@ -38,6 +43,11 @@ def _hit_en(hit: Mapping[str, Any], tolerance: Mapping[str, float]) -> str:
     regulation = hit.get("regulation")
     if regulation and hit["rule"] != "allowed":
         text += f"; basis: {regulation['en'].rstrip('.')}"
+        if regulation.get("number"):
+            text += f" ({regulation['number']}, {regulation['article']})"
+    needs = hit.get("requirements") or []
+    if needs and hit["rule"] == "conditional":
+        text += "; the applicant must provide or obtain: " + "; ".join(n["en"] for n in needs)
     return text + "."
 
 

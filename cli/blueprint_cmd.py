@@ -130,9 +130,13 @@ def conflict_summary(frame: Any) -> dict[str, Any]:
 
 
 def publish(version: VersionArgument, by: ByOption = "cli") -> None:
-    """Publish a draft version 发布; it becomes immutable and the default for checks."""
+    """Publish a draft version 发布; it becomes immutable and the default for checks. Projects in flight
+    are re-screened against it by a worker (`blueprint serve` or `blueprint worker`)."""
+    from api.rescreen import on_publish
+    from api.store import Principal
+
     with domain_errors(), _stores() as stores:
-        summary = stores.blueprints.publish(version, by)
+        summary = stores.blueprints.publish(version, by, also=on_publish(version, Principal(by, "admin")))
     note(f"published {version}")
     emit(summary)
 

@@ -13,11 +13,15 @@ import pandas as pd
 import typer
 
 from cli.common import domain_errors, emit, note, stderr
+from layers.model import Limits
 
 EXIT_BY_VERDICT = {"pass": 0, "review": 1, "conflict": 2}
 # check-batch reads the operator's own files, not uploads: far larger limits than the API's
 BATCH_LIMITS = {"max_bytes": 8 * 1024**3, "max_unzipped_bytes": 32 * 1024**3, "max_members": 10_000,
                 "max_features": 20_000_000, "max_vertices": 2_000_000_000}
+BATCH = Limits(**BATCH_LIMITS, scope="check-batch",
+               raise_with=dict.fromkeys(BATCH_LIMITS, "check-batch's limits are fixed: split the input into "
+                                                      "several files in one directory"))
 
 
 def register(app: typer.Typer) -> None:
@@ -48,8 +52,10 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
 def check(
     parcels: Path = typer.Argument(..., help="parcels: shapefile/zip, GeoPackage, GeoJSON, DXF, 部标 TXT…"),
     project_type: str = typer.Option("industrial", "--project-type", "-t",
-                                     help="industrial, residential, public_facility, linear_infrastructure, "
-                                          "national_major, agricultural (or as configured)"),
+                                     help="a group (industrial, residential, public_facility, "
+                                          "linear_infrastructure, national_major, agricultural) or a finer "
+                                          "type beneath one (tourism_facility, military_facility …; "
+                                          "`blueprint rules` lists them)"),
     version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest)"),
     fmt: str = typer.Option("json", "--format", help="json (the result contract) or geojson"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527; "
@@ -68,7 +74,6 @@ def check(
     from checks.explain import feature_collection
     from layers.crs import parse_datum_params
     from layers.ingest import read_parcels
-    from layers.model import Limits
 
     with domain_errors():
         if fmt not in ("json", "geojson"):  # exit 3 (bad input), not click's 2, which means "conflict" here
@@ -78,12 +83,10 @@ def check(
         try:
             rules.require_project_type(project_type)  # before any file or database work
             screener = _screener(settings, stores, catalogue, rules, version)
-            limits = Limits(max_bytes=settings.max_upload_bytes,
-                            max_unzipped_bytes=settings.max_unzipped_bytes,
-                            max_features=settings.max_features, max_vertices=settings.max_vertices)
             params = parse_datum_params(datum_params) if datum_params else None
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
-                                      layer=layer, limits=limits, datum_params=params)
+                                      layer=layer, limits=settings.submission_limits("cli"),
+                                      datum_params=params)
             result = screener.screen(parcel_set, project_type)
             text = result_json(result)
             if save:
@@ -118,7 +121,6 @@ def read_batch(path: Path, settings: Any, crs: str | None, encoding: str | None)
     """All parcels of a file or directory in the working CRS; ids prefixed by file name when several."""
     from checks.errors import NoParcelsError
     from layers.ingest import read_parcels
-    from layers.model import Limits
 
     files = _parcel_files(path)
     if not files:
@@ -126,7 +128,7 @@ def read_batch(path: Path, settings: Any, crs: str | None, encoding: str | None)
     frames = []
     for file in files:
         parcel_set = read_parcels(file, work_crs=settings.work_crs, crs=crs, encoding=encoding,
-                                  limits=Limits(**BATCH_LIMITS))
+                                  limits=BATCH)
         frame = parcel_set.frame[["parcel_id", "geometry"]]
         if len(files) > 1:  # ids are unique per file only
             frame = frame.assign(parcel_id=file.name + ":" + frame["parcel_id"].astype(str))

@@ -147,6 +147,8 @@ def reuse_stored(row: dict[str, Any], checksum: str, path: Path) -> dict[str, An
 
 def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
     """Build a draft from the stored layers and publish it, unless a published version exists."""
+    from api.rescreen import on_publish
+    from api.store import Principal
     from blueprint.errors import NoPublishedBlueprintError
     from blueprint.merge import build_blueprint
     from blueprint.precedence import load_precedence
@@ -171,7 +173,8 @@ def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
         tolerance_m=settings.tolerance_m, version=stores.blueprints.next_version(), created_by="demo",
         boundary=boundary, progress=throttled_progress())
     stores.blueprints.save_draft(blueprint)
-    stores.blueprints.publish(blueprint.version, by="demo")
+    stores.blueprints.publish(blueprint.version, by="demo",
+                              also=on_publish(blueprint.version, Principal("demo", "admin")))
     note(f"published blueprint {blueprint.version}")
     return dict(stores.blueprints.get(blueprint.version).summary())
 

@@ -6,14 +6,15 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import geopandas as gpd
 import typer
 
-from cli.common import domain_errors, emit, note
+from cli.common import domain_errors, emit, note, stderr
 
 CrsOption = Annotated[str | None, typer.Option(
     "--crs", help="CRS of a file that states none, e.g. EPSG:4527; GCJ02 / BD09 for coordinates from "
@@ -28,6 +29,9 @@ LayerOption = Annotated[str | None, typer.Option(
 RasterOption = Annotated[str | None, typer.Option(
     "--raster-values", help="GeoTIFF cell values forming the zone, comma-separated (default: non-zero)")]
 
+# the layer summary printed by `layers import` (PlanLayer.summary's keys, read back from the store)
+SUMMARY_KEYS = ("kind", "name", "source", "checksum", "feature_count", "crs_in", "crs_out", "encoding",
+                "area_m2", "repairs", "notes")
 # output format by extension: (GDAL driver or pseudo-format, writes EPSG:4326 only)
 WRITERS: dict[str, tuple[str, bool]] = {
     ".geojson": ("GeoJSON", True), ".json": ("GeoJSON", True), ".gpkg": ("GPKG", False),
@@ -52,13 +56,6 @@ def _settings() -> Any:
     from api.settings import get_settings
 
     return get_settings()
-
-
-def _limits(settings: Any) -> Any:
-    from layers.model import Limits
-
-    return Limits(max_bytes=settings.max_upload_bytes, max_unzipped_bytes=settings.max_unzipped_bytes,
-                  max_features=settings.max_features, max_vertices=settings.max_vertices)
 
 
 def _datum_params(text: str | None) -> Any:
@@ -93,27 +90,47 @@ def import_layer(
     replace: Annotated[bool, typer.Option("--replace", help="replace a stored layer of that name")] = False,
     datum_params: DatumOption = None,
 ) -> None:
-    """导入图层 Import a plan layer: read, check CRS, repair, store; prints a JSON summary."""
+    """导入图层 Import a plan layer: read, check CRS, repair, store; prints a JSON summary.
+
+    Large GeoPackage, Shapefile and FlatGeobuf layers are read, repaired and stored chunk by chunk.
+    """
     from cli.context import open_stores
     from layers.catalogue import load_catalogue
-    from layers.ingest import read_layer
+    from layers.stream import open_layer
 
     settings = _settings()
     values = _raster_values(raster_values)
     with domain_errors():
         note(f"reading {path.name} as {kind}")
-        plan = read_layer(path, kind, work_crs=settings.work_crs,
-                          catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
-                          layer=layer, name=name, limits=_limits(settings), raster_values=values,
-                          datum_params=_datum_params(datum_params))
-        _notes(plan.notes)
-        stores = open_stores(settings)
-        try:
-            stored = stores.layers.save(plan, replace=replace)
-        finally:
-            stores.close()
-        note(f"stored layer {plan.name!r}: {len(plan.frame)} features, {len(plan.repairs)} repair(s)")
-    emit({**plan.summary(), "stored": {k: stored.get(k) for k in ("id", "name", "status", "created_at")}})
+        with open_layer(path, kind, work_crs=settings.work_crs,
+                        catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
+                        layer=layer, name=name, limits=settings.layer_limits("cli"),
+                        raster_values=values, datum_params=_datum_params(datum_params)) as stream:
+            _notes(stream.notes)
+            stores = open_stores(settings)
+            try:
+                with _progress(stream.total if stream.streamed else None) as progress:
+                    stored = stores.layers.save_stream(stream, replace=replace, progress=progress)
+            finally:
+                stores.close()
+        note(f"stored layer {stored['name']!r}: {stored['feature_count']} features, "
+             f"{len(stored['repairs'])} repair(s)")
+    emit({**{k: stored[k] for k in SUMMARY_KEYS},
+          "stored": {k: stored.get(k) for k in ("id", "name", "status", "created_at")}})
+
+
+@contextmanager
+def _progress(total: int | None) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr over ``total`` source features (none when None: one chunk)."""
+    if total is None:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr) as bar:
+        task = bar.add_task("import", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
 
 
 def inspect_layer(
@@ -136,7 +153,7 @@ def inspect_layer(
     with domain_errors():
         note(f"reading {path.name}")
         common = {"work_crs": settings.work_crs, "crs": crs, "encoding": encoding, "layer": layer,
-                  "limits": _limits(settings), "raster_values": values,
+                  "limits": settings.layer_limits("cli"), "raster_values": values,
                   "datum_params": _datum_params(datum_params)}
         if kind:
             plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file), **common)
@@ -171,7 +188,8 @@ def convert_parcels(
                                          f"writable: {', '.join(sorted(WRITERS))}")
         note(f"reading {source.name}")
         parcels = read_parcels(source, work_crs=settings.work_crs, crs=crs, encoding=encoding, layer=layer,
-                               limits=_limits(settings), datum_params=_datum_params(datum_params))
+                               limits=settings.submission_limits("cli"),
+                               datum_params=_datum_params(datum_params))
         _notes(parcels.notes)
         frame = parcels.frame
         if out_crs and offset_name(out_crs):

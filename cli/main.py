@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import blueprint_cmd, check_cmd, layers_cmd, serve_cmd
+from cli import blueprint_cmd, check_cmd, layers_cmd, rules_cmd, serve_cmd
 from cli.common import domain_errors, emit
 
 
@@ -14,7 +14,7 @@ def build_app() -> typer.Typer:
                       help="One Blueprint 一张蓝图: plan layers, blueprints and project screening.")
     app.callback()(_root)
     app.command("kinds")(list_kinds)
-    for module in (layers_cmd, blueprint_cmd, check_cmd, serve_cmd):
+    for module in (layers_cmd, blueprint_cmd, check_cmd, rules_cmd, serve_cmd):
         module.register(app)
     return app
 
@@ -35,3 +35,7 @@ def list_kinds() -> None:
 
 def main() -> None:
     build_app()()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ import typer
 
 from cli.common import emit, note
 
-ROLES = ("planner", "reviewer", "admin", "approval_system")
+ROLES = ("planner", "reviewer", "admin", "approval_system", "department")  # as api.store.ROLES
 
 
 def register(app: typer.Typer) -> None:
@@ -66,6 +66,9 @@ def worker(
         signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first
     note(f"worker {runner.name}: taking jobs ({'once' if once else 'until stopped'})")
     try:
+        services.outbox.sweep()  # webhook deliveries due now become jobs
+        if not once:
+            services.outbox.start(services.settings.webhook_sweep_seconds)
         if once:
             ran = 0
             while not runner.stopping.is_set() and runner.run_once():
@@ -91,17 +94,29 @@ def logs_to_stderr() -> dict[str, Any]:
 def create_key(
     role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
     name: Annotated[str, typer.Option(help="who or what the key is for, e.g. 'approval system'")],
+    department: Annotated[
+        str | None, typer.Option(help="for --role department: the department key, e.g. water")
+    ] = None,
 ) -> None:
     """Create an API key and print it once as JSON (only its salted hash is stored)."""
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    if (role == "department") != bool(department):
+        raise typer.BadParameter("a department key names its --department; other roles name none")
     from api.db import open_database
     from api.settings import get_settings
     from api.store import KeyStore, Principal
+    from approval.departments import load_departments
 
-    engine = open_database(get_settings())
+    settings = get_settings()
+    known = load_departments(settings.departments_file)
+    if department and department not in known:
+        raise typer.BadParameter(f"unknown department; one of {', '.join(known)}", param_hint="--department")
+    engine = open_database(settings)
     try:
-        key, record = KeyStore(engine).create(name, role, by=Principal("cli", "admin"))  # type: ignore[arg-type]
+        key, record = KeyStore(engine).create(
+            name, role, by=Principal("cli", "admin"), department=department  # type: ignore[arg-type]
+        )
     finally:
         engine.dispose()
     emit({**record, "key": key})
@@ -140,14 +155,22 @@ def revoke_key(key_id: Annotated[str, typer.Argument(help="the key_id shown by `
 def file_entry(
     role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
     name: Annotated[str, typer.Option(help="who or what the key is for")],
+    department: Annotated[
+        str | None, typer.Option(help="for --role department: the department key, e.g. water")
+    ] = None,
 ) -> None:
     """Make a key for BLUEPRINT_API_KEYS_FILE: prints the key once and the entry to append to the file."""
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
+    if (role == "department") != bool(department):
+        raise typer.BadParameter("a department key names its --department; other roles name none")
     import secrets
 
     from api.auth import key_digest
 
     key = f"obf_{secrets.token_urlsafe(32)}"
-    emit({"key": key, "entry": {"name": name, "role": role, "sha256": key_digest(key)}})
+    entry = {"name": name, "role": role, "sha256": key_digest(key)}
+    if department:
+        entry["department"] = department
+    emit({"key": key, "entry": entry})
     note("append the entry to the JSON list in the keys file; the key itself is not kept anywhere")

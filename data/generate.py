@@ -1054,34 +1054,42 @@ PROJECT_TYPES = {  # project type → (GB/T 4754 industry code, approval type 01
     "industrial": ("39", "03"), "residential": ("70", "03"), "public_facility": ("84", "01"),
     "linear_infrastructure": ("48", "01"), "national_major": ("44", "02"), "agricultural": ("01", "03"),
 }
+PROJECT_GROUP = {  # finer project type (checks/rules.toml) → its group, whose codes the project code uses
+    "manufacturing": "industrial", "logistics_storage": "industrial", "urban_housing": "residential",
+    "resettlement_housing": "residential", "civic_facility": "public_facility",
+    "tourism_facility": "public_facility", "rural_revitalisation": "public_facility",
+    "transport_line": "linear_infrastructure", "national_key_infrastructure": "national_major",
+    "planting_facility": "agricultural", "livestock_facility": "agricultural",
+}
 APPLICANTS = ("铜陵市城市建设投资集团有限公司", "铜陵有色金属集团控股有限公司", "铜陵经济技术开发区管委会",
               "义安区人民政府", "枞阳县交通运输局", "国网安徽省电力有限公司铜陵供电公司", "铜陵市农业农村局",
               "铜陵市教育局", "郊区大通镇人民政府", "铜陵市卫生健康委员会")
 
 PROJECT_PLAN: tuple[tuple[str, str, tuple[str, ...]], ...] = (  # (name, project type, parcel ids)
-    ("经开区智能制造产业园项目", "industrial", ("P01",)),
-    ("铜官区滨江安置小区项目", "residential", ("P02",)),
-    ("市第三人民医院新院区建设项目", "public_facility", ("P03",)),
-    ("铜陵学院实验楼及顺安镇中心学校建设项目", "public_facility", ("P04", "P05")),
-    ("枞阳县城北污水处理厂及文化中心项目", "public_facility", ("P07", "P08")),
-    ("镇域冷链物流与农机仓储项目", "industrial", ("P11", "P12")),
+    # finer types of checks/rules.toml where one fits (周潭镇光伏电站 keeps its group: either level is valid)
+    ("经开区智能制造产业园项目", "manufacturing", ("P01",)),
+    ("铜官区滨江安置小区项目", "resettlement_housing", ("P02",)),
+    ("市第三人民医院新院区建设项目", "civic_facility", ("P03",)),
+    ("铜陵学院实验楼及顺安镇中心学校建设项目", "civic_facility", ("P04", "P05")),
+    ("枞阳县城北污水处理厂及文化中心项目", "civic_facility", ("P07", "P08")),
+    ("镇域冷链物流与农机仓储项目", "logistics_storage", ("P11", "P12")),
     ("周潭镇光伏电站项目", "industrial", ("P13",)),
-    ("浮山及凤凰山旅游配套设施项目", "public_facility", ("P14", "P15", "P47")),
-    ("钟鸣镇农产品加工厂项目", "industrial", ("P19", "P20")),
-    ("顺安镇商住综合体项目", "residential", ("P23",)),
-    ("铜官山矿区棚户区改造安置房项目", "residential", ("P24", "P25")),
-    ("胥坝乡水产养殖基地项目", "agricultural", ("P28", "P40")),
-    ("陈瑶湖镇环形道路工程", "linear_infrastructure", ("P30",)),
-    ("钟鸣镇村民活动中心项目", "public_facility", ("P31",)),
-    ("老洲镇粮食烘干房项目", "agricultural", ("P32",)),
-    ("G3铜陵连接线道路工程", "linear_infrastructure", ("P34",)),
-    ("长江铜陵段过江通道工程", "linear_infrastructure", ("P39",)),
-    ("500千伏输变电工程", "national_major", ("P41",)),
-    ("经开区铜箔产业园及扩区标准厂房项目", "industrial", ("P42", "P44")),
-    ("枞阳县城安置地块项目", "residential", ("P46",)),
-    ("铜陵港码头仓库及社区卫生服务中心项目", "public_facility", ("P48", "P49")),
-    ("白荡湖生态农业示范区项目", "agricultural", ("P37",)),
-    ("铜官山片区开发项目", "residential", ("P38",)),
+    ("浮山及凤凰山旅游配套设施项目", "tourism_facility", ("P14", "P15", "P47")),
+    ("钟鸣镇农产品加工厂项目", "manufacturing", ("P19", "P20")),
+    ("顺安镇商住综合体项目", "urban_housing", ("P23",)),
+    ("铜官山矿区棚户区改造安置房项目", "resettlement_housing", ("P24", "P25")),
+    ("胥坝乡水产养殖基地项目", "livestock_facility", ("P28", "P40")),
+    ("陈瑶湖镇环形道路工程", "transport_line", ("P30",)),
+    ("钟鸣镇村民活动中心项目", "rural_revitalisation", ("P31",)),
+    ("老洲镇粮食烘干房项目", "planting_facility", ("P32",)),
+    ("G3铜陵连接线道路工程", "transport_line", ("P34",)),
+    ("长江铜陵段过江通道工程", "transport_line", ("P39",)),
+    ("500千伏输变电工程", "national_key_infrastructure", ("P41",)),
+    ("经开区铜箔产业园及扩区标准厂房项目", "manufacturing", ("P42", "P44")),
+    ("枞阳县城安置地块项目", "resettlement_housing", ("P46",)),
+    ("铜陵港码头仓库及社区卫生服务中心项目", "civic_facility", ("P48", "P49")),
+    ("白荡湖生态农业示范区项目", "planting_facility", ("P37",)),
+    ("铜官山片区开发项目", "urban_housing", ("P38",)),
 )
 
 
@@ -1091,7 +1099,7 @@ def make_projects(specs: list[ParcelSpec], city: City) -> list[dict[str, Any]]:
     for serial, (name, ptype, pids) in enumerate(PROJECT_PLAN, start=101):
         pids = tuple(p for p in pids if p in by_id)
         district = city.district_of(by_id[pids[0]].geometry) if pids else "铜官区"
-        industry, approval = PROJECT_TYPES[ptype]
+        industry, approval = PROJECT_TYPES[PROJECT_GROUP.get(ptype, ptype)]
         code = f"2026-{DISTRICT_CODES.get(district, '340700')}-{industry}-{approval}-{serial:06d}"
         projects.append({"code": code, "name": name, "project_type": ptype,
                          "applicant": APPLICANTS[serial % len(APPLICANTS)], "district": district,

@@ -29,8 +29,7 @@ def check_size(paths: Iterable[Path], limits: Limits, source: str) -> None:
     """:class:`FileTooLargeError` when the upload is over ``limits.max_bytes``."""
     size = file_size(paths)
     if size > limits.max_bytes:
-        raise FileTooLargeError(
-            f"{source}: {size:,} bytes is over the upload limit of {limits.max_bytes:,} bytes")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_bytes", f"{size:,} bytes"))
 
 
 def sha256(paths: Iterable[Path]) -> str:
@@ -80,7 +79,7 @@ def check_members(archive: zipfile.ZipFile, limits: Limits, source: str) -> list
     """Validate every member before anything is written; returns the file members."""
     infos = archive.infolist()
     if len(infos) > limits.max_members:
-        raise HostileFileError(f"{source}: {len(infos)} members, more than the limit of {limits.max_members}")
+        raise HostileFileError(f"{source}: " + limits.exceeded("max_members", f"{len(infos):,} members"))
     total = 0
     files: list[zipfile.ZipInfo] = []
     for info in infos:
@@ -93,8 +92,8 @@ def check_members(archive: zipfile.ZipFile, limits: Limits, source: str) -> list
             raise UnreadableLayerError(f"{source}: member {name!r} is encrypted")
         total += info.file_size
         if total > limits.max_unzipped_bytes:
-            raise HostileFileError(
-                f"{source}: unpacks to more than {limits.max_unzipped_bytes:,} bytes (zip bomb?)")
+            raise HostileFileError(f"{source}: " + limits.exceeded(
+                "max_unzipped_bytes", f"unpacks to {total:,} bytes or more"))
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size >= RATIO_MIN_BYTES and ratio > MAX_RATIO:
             raise HostileFileError(

@@ -165,8 +165,7 @@ def _read_file(path: Path, crs: CRS | None, encoding: str | None, layer: str | N
 
 def _check_feature_count(count: int, limits: Limits, source: str) -> None:
     if count > limits.max_features:
-        raise FileTooLargeError(f"{source}: {count:,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_features", f"{count:,} features"))
 
 
 def _choose_layer(path: Path, layer: str | None) -> str | None:

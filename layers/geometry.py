@@ -34,6 +34,16 @@ def _reject_non_polygons(types: np.ndarray, ids: list[str], source: str) -> None
             f"({len(bad)} non-polygon feature(s) in all)")
 
 
+# the order repair_geometries lists repairs in (by kind, then by row): chunks' repairs sorted by it
+# (a stable sort) read as those of the whole layer
+REPAIR_ORDER = {"z_dropped": 0, "empty": 1, "invalid": 2, "collapsed": 2, "collection": 3, "no_polygon": 3}
+
+
+def repair_rank(problem: str) -> int:
+    """Sort key of a repair's ``problem`` in :data:`REPAIR_ORDER` (unknown problems last)."""
+    return REPAIR_ORDER.get(problem, len(REPAIR_ORDER))
+
+
 def repair_frame(frame: gpd.GeoDataFrame, *, id_column: str = "feature_id",
                  source: str = "layer") -> tuple[gpd.GeoDataFrame, list[Repair]]:
     """Return ``frame`` with valid, non-empty, 2-D (Multi)Polygons and the list of repairs made.

@@ -122,8 +122,7 @@ def parcels_from_geojson(obj: dict[str, Any], *, work_crs: CRS, limits: Limits =
     """
     features = _geojson_features(obj)
     if len(features) > limits.max_features:
-        raise FileTooLargeError(f"GeoJSON: {len(features):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError("GeoJSON: " + limits.exceeded("max_features", f"{len(features):,} features"))
     legacy = _legacy_crs(obj)
     records = [_properties(f, i) for i, f in enumerate(features)]
     geoms = np.empty(len(features), dtype=object)
@@ -249,12 +248,10 @@ def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: ND
     source = "GeoJSON"
     require_projected(work_crs)
     if len(geoms) > limits.max_features:
-        raise FileTooLargeError(f"{source}: {len(geoms):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_features", f"{len(geoms):,} features"))
     vertices = int(shapely.get_num_coordinates(geoms).sum())
     if vertices > limits.max_vertices:
-        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
-                                f"{limits.max_vertices:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
     notes: list[str] = []
     if id_from:
         notes.append(f"parcel_id from attribute {id_from!r}")
@@ -411,12 +408,10 @@ def _nested_as_json(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def _check_limits(frame: gpd.GeoDataFrame, limits: Limits, source: str) -> None:
     if len(frame) > limits.max_features:
-        raise FileTooLargeError(f"{source}: {len(frame):,} features, more than the limit of "
-                                f"{limits.max_features:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_features", f"{len(frame):,} features"))
     vertices = int(shapely.get_num_coordinates(np.asarray(frame.geometry.values)).sum())
     if vertices > limits.max_vertices:
-        raise FileTooLargeError(f"{source}: {vertices:,} vertices, more than the limit of "
-                                f"{limits.max_vertices:,}")
+        raise FileTooLargeError(f"{source}: " + limits.exceeded("max_vertices", f"{vertices:,} vertices"))
 
 
 def _bounds(frame: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
@@ -442,16 +437,26 @@ def _id_strings(values: pd.Series) -> pd.Series | None:
 def _assign_ids(frame: gpd.GeoDataFrame, id_column: str,
                 candidates: Sequence[str]) -> tuple[gpd.GeoDataFrame, str | None]:
     """An id column first: from the first id-like attribute that is complete and unique, else 1..n."""
+    ids, chosen = _choose_ids(frame, candidates)
+    if ids is None:
+        ids = pd.Series([str(i) for i in range(1, len(frame) + 1)], index=frame.index)
+    return _place_ids(frame, id_column, ids, chosen), chosen
+
+
+def _choose_ids(frame: pd.DataFrame, candidates: Sequence[str]) -> tuple[pd.Series | None, str | None]:
+    """The ids from the first id-like attribute that is complete and unique, and its name; else None."""
     by_name = {str(c).strip().lower(): c for c in frame.columns if c != "geometry"}
-    ids: pd.Series | None = None
-    chosen: str | None = None
     for candidate in candidates:
         column = by_name.get(candidate)
         if column is not None and (ids := _id_strings(frame[column])) is not None:
-            chosen = str(column)
-            break
-    if ids is None:
-        ids = pd.Series([str(i) for i in range(1, len(frame) + 1)], index=frame.index)
+            return ids, str(column)
+    return None, None
+
+
+def _place_ids(frame: gpd.GeoDataFrame, id_column: str, ids: pd.Series,
+               chosen: str | None) -> gpd.GeoDataFrame:
+    """``ids`` as the first column ``id_column``; a source column of that name is dropped when it gave
+    the ids, else kept beside as ``<id_column>_source``."""
     if id_column in frame.columns:
         # an unusable source column of that name (gaps, duplicates) is kept beside, not lost
         out = frame.drop(columns=[id_column]) if chosen == id_column else frame.rename(
@@ -459,7 +464,7 @@ def _assign_ids(frame: gpd.GeoDataFrame, id_column: str,
     else:
         out = frame.copy()
     out.insert(0, id_column, ids.to_numpy())
-    return out, chosen
+    return out
 
 
 def _repair(frame: gpd.GeoDataFrame, geometry: str, id_column: str,

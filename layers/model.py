@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,12 +82,30 @@ class ParcelSet:
     declared_zone: int | None = None
 
 
+# what each limit counts, for the messages
+LIMIT_UNITS = {"max_bytes": "bytes", "max_unzipped_bytes": "bytes unpacked", "max_members": "archive members",
+               "max_features": "features", "max_vertices": "vertices"}
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Upload limits applied while reading any file (bytes, archive members, features, vertices)."""
+    """Limits applied while reading any file (bytes, archive members, features, vertices).
+
+    ``scope`` names the set in messages ("plan-layer", "submission"); ``raise_with`` maps a limit's
+    field name to the words that tell the reader how to raise it. The edge writes those words (an
+    environment variable in the CLI, the service's setting in the API); the core only repeats them.
+    """
 
     max_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 500 * 1024 * 1024
     max_members: int = 200
     max_features: int = 2_000_000
     max_vertices: int = 50_000_000
+    scope: str = "upload"
+    raise_with: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def exceeded(self, limit: str, found: str) -> str:
+        """``found`` (e.g. "60,000 features"), then which limit it passes and how to raise that limit."""
+        text = f"{found}, more than the {self.scope} limit of {getattr(self, limit):,} {LIMIT_UNITS[limit]}"
+        hint = self.raise_with.get(limit)
+        return f"{text}; {hint}" if hint else f"{text} ({limit})"

@@ -47,8 +47,8 @@ def read_raster(path: Path, *, values: Sequence[float] | None = None, band: int 
         with rasterio.open(path) as src:
             cells = src.width * src.height
             if cells > limits.max_vertices:
-                raise FileTooLargeError(f"{source}: {cells:,} cells, more than the limit of "
-                                        f"{limits.max_vertices:,}")
+                raise FileTooLargeError(f"{source}: " + limits.exceeded(
+                    "max_vertices", f"{cells:,} cells (each counts as a vertex)"))
             if not 1 <= band <= src.count:
                 raise UnreadableLayerError(f"{source}: has {src.count} band(s), band {band} requested")
             data = src.read(band)

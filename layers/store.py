@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -20,7 +20,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from layers.crs import crs_label
 from layers.errors import CRSMismatchError, LayerError
+from layers.geometry import repair_rank
 from layers.model import PlanLayer, Repair
+
+if TYPE_CHECKING:
+    from layers.stream import LayerStream
 
 # Execution option read by api.db: on SQLite a write transaction starts with BEGIN IMMEDIATE.
 WRITE_OPTION = "blueprint_write"
@@ -29,6 +33,7 @@ Row = dict[str, Any]
 Bbox = tuple[float, float, float, float]  # minx, miny, maxx, maxy in the working CRS
 Rows = list[dict[str, Any]]
 Layers = list[PlanLayer]
+Progress = Callable[[int, int], None]  # (source features read, total)
 
 LAYERS = sa.table(
     "layers",
@@ -144,17 +149,24 @@ def bulk_insert(conn: Connection, table: str, data: pd.DataFrame, geometries: gp
                          f"ST_GeomFromWKB(?, {int(srid)}))", list(zip(*values, strict=True)))
 
 
+COPY_ROWS = 20_000  # rows per COPY: the CSV text of a batch is held in memory (4 bytes a character)
+
+
 def _copy_rows(conn: Connection, table: str, data: pd.DataFrame, geoms: np.ndarray, srid: int) -> None:
-    # hex EWKB carries the SRID, so the geometry input function needs no wrapper
-    ewkb = shapely.to_wkb(shapely.set_srid(geoms, srid), hex=True, include_srid=True, output_dimension=2)
-    buffer = io.StringIO()
-    # every string quoted: in CSV COPY an unquoted empty field means NULL, a quoted one ""
-    data.assign(geom=ewkb).to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_NONNUMERIC)
-    buffer.seek(0)
     columns = ", ".join([*data.columns, "geom"])
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+        for start in range(0, len(data), COPY_ROWS):
+            part = slice(start, start + COPY_ROWS)
+            # hex EWKB carries the SRID, so the geometry input function needs no wrapper
+            ewkb = shapely.to_wkb(shapely.set_srid(geoms[part], srid), hex=True, include_srid=True,
+                                  output_dimension=2)
+            buffer = io.StringIO()
+            # every string quoted: in CSV COPY an unquoted empty field means NULL, a quoted one ""
+            data.iloc[part].assign(geom=ewkb).to_csv(buffer, index=False, header=False,
+                                                     quoting=csv.QUOTE_NONNUMERIC)
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
     finally:
         cursor.close()
 
@@ -213,6 +225,25 @@ def _attribute_records(frame: gpd.GeoDataFrame) -> tuple[Rows, Rows]:
     return json.loads(text), columns
 
 
+def _merge_columns(seen: Rows | None, chunk: Rows) -> Rows:
+    """The columns of several chunks, in order, with a dtype that holds every chunk's values."""
+    if seen is None:
+        return chunk
+    return [{"name": a["name"], "dtype": _wider(a["dtype"], b["dtype"])}
+            for a, b in zip(seen, chunk, strict=True)]
+
+
+def _wider(a: str, b: str) -> str:
+    """An integer column with gaps in one chunk only is float64 there: float64 then; else object."""
+    if a == b:
+        return a
+    try:
+        numeric = np.dtype(a).kind in "biuf" and np.dtype(b).kind in "biuf"
+    except TypeError:  # pandas extension dtypes (string, Int64...)
+        numeric = False
+    return "float64" if numeric else "object"
+
+
 def _attribute_frame(records: Rows, columns: Rows) -> pd.DataFrame:
     names = [c["name"] for c in columns]
     frame = pd.DataFrame.from_records(records, columns=names) if names else pd.DataFrame(
@@ -247,20 +278,38 @@ class LayerStore:
 
     def save(self, layer: PlanLayer, by: str = "system", *, replace: bool = False) -> Row:
         """Store ``layer`` (all features in one transaction); returns its summary."""
-        records, columns = _attribute_records(layer.frame)
-        features = pd.DataFrame({
-            "seq": np.arange(len(layer.frame)),
-            "feature_id": layer.frame["feature_id"].astype(str).to_numpy(),
-            "attributes": [json.dumps(r, ensure_ascii=False) for r in records],
-        })
+        from layers.stream import whole
+
+        return self.save_stream(whole(layer), by, replace=replace)
+
+    def save_stream(self, stream: LayerStream, by: str = "system", *, replace: bool = False,
+                    progress: Progress | None = None) -> Row:
+        """Store a layer chunk by chunk as it is read, in one transaction; returns its summary.
+
+        Each chunk is written in bulk (COPY on PostGIS, executemany on SpatiaLite); the layer's row
+        gets its counts, area and repairs at the end. An error while reading (a limit passed in a later
+        chunk) rolls everything back. ``progress(read, total)`` follows the source features.
+        """
         with write_transaction(self.engine) as conn:
             srid = column_srid(conn, "layer_features")
-            require_srid(layer.frame.crs, srid, f"layer {layer.name!r}")
-            self._clear_existing(conn, layer.name, replace)
-            layer_id = self._insert_layer(conn, layer, columns, by)
-            bulk_insert(conn, "layer_features", features.assign(layer_id=layer_id),
-                        layer.frame.geometry, srid)
-        return self.summary(layer.name)
+            require_srid(stream.crs_out or None, srid, f"layer {stream.name!r}")
+            self._clear_existing(conn, stream.name, replace)
+            layer_id = self._insert_layer(conn, stream, by)
+            count, area, columns = 0, 0.0, None
+            repairs: Rows = []
+            for chunk in stream.chunks():
+                require_srid(chunk.frame.crs, srid, f"layer {stream.name!r}")
+                columns = _merge_columns(columns, self._write_chunk(conn, layer_id, chunk.frame, count, srid))
+                count += len(chunk.frame)
+                area += float(chunk.frame.geometry.area.sum())
+                repairs.extend(r.as_dict() for r in chunk.repairs)
+                if progress is not None:
+                    progress(chunk.read, stream.total)
+            repairs.sort(key=lambda r: repair_rank(r["problem"]))  # as the whole layer's repair lists them
+            conn.execute(sa.update(LAYERS).where(LAYERS.c.id == layer_id).values(
+                feature_count=count, area_m2=round(area, 2), repairs=repairs, notes=list(stream.notes),
+                meta={"layer": jsonable(stream.meta), "columns": columns or []}))
+        return self.summary(stream.name)
 
     def summary(self, name: str) -> Row:
         """Stored metadata of one layer, including its repairs."""
@@ -341,16 +390,27 @@ class LayerStore:
         conn.execute(sa.delete(LAYERS).where(LAYERS.c.id == layer_id))
 
     @staticmethod
-    def _insert_layer(conn: Connection, layer: PlanLayer, columns: Rows, by: str) -> int:
-        summary = layer.summary()
+    def _insert_layer(conn: Connection, stream: LayerStream, by: str) -> int:
+        """The layer's row, before its features (counts, area, repairs filled in at the end)."""
         new_id = conn.execute(sa.insert(LAYERS).returning(LAYERS.c.id).values(
-            name=layer.name, kind=layer.kind, source=layer.source, checksum=layer.checksum,
-            crs_in=layer.crs_in, crs_out=layer.crs_out, encoding=layer.encoding,
-            feature_count=summary["feature_count"], area_m2=summary["area_m2"],
-            repairs=summary["repairs"], notes=summary["notes"],
-            meta={"layer": jsonable(layer.meta), "columns": columns},
+            name=stream.name, kind=stream.kind, source=stream.source, checksum=stream.checksum,
+            crs_in=stream.crs_in, crs_out=stream.crs_out, encoding=stream.encoding,
+            feature_count=0, area_m2=0.0, repairs=[], notes=list(stream.notes),
+            meta={"layer": jsonable(stream.meta), "columns": []},
             status="draft", created_by=by, created_at=utcnow())).scalar_one()
         return int(new_id)
+
+    @staticmethod
+    def _write_chunk(conn: Connection, layer_id: int, frame: gpd.GeoDataFrame, seq0: int, srid: int) -> Rows:
+        """Bulk-insert one chunk's features (``seq`` from ``seq0``); returns its attribute columns."""
+        records, columns = _attribute_records(frame)
+        features = pd.DataFrame({
+            "seq": np.arange(seq0, seq0 + len(frame)),
+            "feature_id": frame["feature_id"].astype(str).to_numpy(),
+            "attributes": [json.dumps(r, ensure_ascii=False) for r in records],
+        })
+        bulk_insert(conn, "layer_features", features.assign(layer_id=layer_id), frame.geometry, srid)
+        return columns
 
 
 def _summary(row: Row, *, with_repairs: bool) -> Row:

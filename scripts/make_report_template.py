@@ -80,6 +80,7 @@ def build() -> Document:
         ("审查结论 Verdict", "{{ verdict_text }}"),
         ("蓝图版本 Blueprint version", "{{ check.blueprint_version }}"),
         ("蓝图校验和 Blueprint checksum", "{{ blueprint_checksum }}"),
+        ("规则版本 Rules version", "{{ rules_version }}"),
         ("规则文件 Rules file", "{{ rules_file }}  sha256 {{ rules_sha256 }}"),
         ("容差 Tolerance", "{{ tolerance_text }}"),
         ("坐标系 CRS", "{{ crs_label }}"),
@@ -99,17 +100,32 @@ def build() -> Document:
         "r in rows",
         ["{{ r.parcel_id }} {{ r.parcel_verdict }}", "{{ r.kind_zh }}", "{{ r.rule }}",
          "{{ num(r.overlap_area_m2) }}", "{{ num(r.overlap_ellipsoidal_area_m2) }}", "{{ r.ratio_text }}",
-         "{{ r.regulation_zh }}"],
+         "{{ r.regulation_zh }} {{ r.citation_zh }}"],
         [1.8, 2.0, 1.4, 2.4, 2.4, 1.6, 5.4],
     )
 
-    doc.add_heading("四、审查说明 Explanations", level=1)
+    doc.add_heading("四、申请人须提供或取得 What the applicant must provide or obtain", level=1)
+    doc.add_paragraph("{%p if not requirements %}")
+    doc.add_paragraph("无有条件允许的占用，无需另行提供材料 "
+                      "No conditional overlap: nothing further to provide.")
+    doc.add_paragraph("{%p endif %}")
+    doc.add_paragraph("{%p if requirements %}")
+    loop_table(
+        doc,
+        ["序号 No.", "材料或审批 Document or approval", "依据 Basis", "涉及地块 Parcels", "涉及图层 Layers"],
+        "q in requirements",
+        ["{{ q.no }}", "{{ q.zh }}", "{{ q.basis }}", "{{ q.parcels_text }}", "{{ q.kinds_text }}"],
+        [1.4, 7.0, 4.2, 2.2, 2.2],
+    )
+    doc.add_paragraph("{%p endif %}")
+
+    doc.add_heading("五、审查说明 Explanations", level=1)
     doc.add_paragraph("{{ check.explanation_zh }}")
     doc.add_paragraph("{%p for p in parcels %}")
     doc.add_paragraph("地块 {{ p.parcel_id }}：{{ p.explanation_zh }}")
     doc.add_paragraph("{%p endfor %}")
 
-    doc.add_heading("五、几何修复 Repairs made to the input", level=1)
+    doc.add_heading("六、几何修复 Repairs made to the input", level=1)
     doc.add_paragraph("{%p if not repairs %}")
     doc.add_paragraph("无需修复 No repair was needed.")
     doc.add_paragraph("{%p endif %}")
@@ -117,7 +133,7 @@ def build() -> Document:
     doc.add_paragraph("地块 {{ r.parcel_id }}：{{ r.problem }} → {{ r.action }} {{ r.detail }}")
     doc.add_paragraph("{%p endfor %}")
 
-    doc.add_heading("六、联合审查意见 Joint-review decisions", level=1)
+    doc.add_heading("七、联合审查意见 Joint-review decisions", level=1)
     doc.add_paragraph("{%p if not reviews %}")
     doc.add_paragraph("暂无联审意见 No decision recorded yet.")
     doc.add_paragraph("{%p endif %}")
@@ -127,7 +143,7 @@ def build() -> Document:
                       "{{ r.reasons }}")
     doc.add_paragraph("{%p endfor %}")
 
-    doc.add_heading("七、会议签字 Signatures of the joint-review meeting", level=1)
+    doc.add_heading("八、会议签字 Signatures of the joint-review meeting", level=1)
     key_value_table(doc, [
         ("联审决定 Decision", "□ 同意　□ 有条件同意　□ 不同意"),
         ("发展改革 Development and reform", ""),

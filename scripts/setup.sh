@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine for One Blueprint: system packages (apt-get) and a Python venv (pip).
-# Usage: scripts/setup.sh [--test]   (--test adds PostgreSQL + PostGIS for the test suite)
+# Usage: scripts/setup.sh [--test]   (--test adds PostgreSQL + PostGIS and GDAL's tools for the test suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # SpatiaLite for the embedded database; Chromium and a CJK font print the viewer's PDF reports
 want=(libsqlite3-mod-spatialite chromium fonts-wqy-microhei)
 if [[ "${1:-}" == "--test" ]]; then
-    want+=(postgresql-15 postgresql-15-postgis-3)
+    # gdal-bin (ogrinfo/ogr2ogr) and QGIS 3.22 (python3-qgis, qgis-providers) drive /ogc in the tests
+    want+=(postgresql-15 postgresql-15-postgis-3 gdal-bin python3-qgis qgis-providers)
 fi
 missing=()
 for pkg in "${want[@]}"; do

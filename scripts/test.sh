@@ -12,5 +12,5 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 
 .venv/bin/ruff check .
-.venv/bin/mypy layers blueprint checks
+.venv/bin/mypy layers blueprint checks approval
 exec .venv/bin/python -m pytest "$@"

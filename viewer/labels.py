@@ -11,6 +11,7 @@ VERDICT: Mapping[str, Label] = {"pass": ("通过", "Pass"), "review": ("需审�
 RULE: Mapping[str, Label] = {"forbidden": ("禁止", "forbidden"), "conditional": ("有条件", "conditional"),
                              "allowed": ("允许", "allowed")}
 STATUS: Mapping[str, Label] = {
+    "planning": ("策划中", "Planning"),
     "submitted": ("已入库", "Submitted"),
     "screened": ("已检测", "Screened"),
     "in_review": ("联合审查中", "In joint review"),

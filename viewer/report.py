@@ -193,7 +193,8 @@ def table_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
         if not hits:
             rows.append({**base, "kind_zh": "未触及管控图层", "kind_en": "no control layer", "rule": "",
                          "overlap_area_m2": None, "overlap_ellipsoidal_area_m2": None, "overlap_ratio": None,
-                         "below_tolerance": "", "regulation_zh": ""})
+                         "below_tolerance": "", "regulation_zh": "", "citation_zh": "",
+                         "requirements_zh": ""})
         for hit in hits:
             rows.append({
                 **base,
@@ -205,8 +206,30 @@ def table_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
                 "overlap_ratio": hit.get("overlap_ratio"),
                 "below_tolerance": "是 yes" if hit.get("below_tolerance") else "否 no",
                 "regulation_zh": (hit.get("regulation") or {}).get("zh", ""),
+                "citation_zh": (hit.get("regulation") or {}).get("reference_zh", ""),
+                "requirements_zh": "；".join(n.get("zh", "") for n in hit.get("requirements") or []),
             })
     return rows
+
+
+def requirement_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the applicant must provide or obtain (the check's ``requirements``), numbered, with the
+    parcels and control layers that ask for it by name; empty for checks made before requirements."""
+    names = {str(h.get("kind")): h.get("name_zh") or str(h.get("kind"))
+             for p in check.get("parcels", []) for h in p.get("conflicts") or []}
+    return [{"no": i, "zh": r.get("zh", ""), "en": r.get("en", ""), "basis": r.get("basis", ""),
+             "parcels_text": "、".join(str(p) for p in r.get("parcel_ids") or []),
+             "kinds_text": "、".join(names.get(str(k), str(k)) for k in r.get("kinds") or [])}
+            for i, r in enumerate(check.get("requirements") or [], start=1)]
+
+
+def rules_version_text(check: dict[str, Any]) -> str:
+    """Which rules version the check applied, as stored in the check (not the rules in force today)."""
+    rules = check.get("rules") or {}
+    if not rules.get("version"):
+        return "未记录（该检查早于规则版本记录） not recorded"
+    effective = f"，生效日期 {rules['effective_date']}" if rules.get("effective_date") else ""
+    return f"{rules['version']}{effective}"
 
 
 def all_repairs(check: dict[str, Any]) -> list[dict[str, str]]:
@@ -280,6 +303,8 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
         "blueprint_checksum": blueprint_checksum(meta),
         "rules_file": info.rules_file,
         "rules_sha256": info.rules_sha256,
+        "rules_version": rules_version_text(check),
+        "requirements": requirement_rows(check),
         "tolerance_text": f"{tolerance.get('m2', '–')} m² 且 and {tolerance.get('ratio', '–')}",
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "num": stored_number,

@@ -25,6 +25,8 @@ XLSX_COLUMNS: list[tuple[str, str, str]] = [
     ("占地块比例 Ratio", "overlap_ratio", "ratio"),
     ("低于容差 Below tolerance", "below_tolerance", "text"),
     ("法规依据 Regulation", "regulation_zh", "text"),
+    ("文号及条款 Citation", "citation_zh", "text"),
+    ("须提供或取得 Requirements", "requirements_zh", "text"),
 ]
 
 
@@ -73,7 +75,7 @@ def xlsx_report(context: dict[str, Any]) -> bytes:
     sheet = book.add_worksheet("重叠分析")
     for col, (title, _key, kind) in enumerate(XLSX_COLUMNS):
         sheet.write_string(0, col, title, head)
-        sheet.set_column(col, col, 40 if kind == "text" and col == len(XLSX_COLUMNS) - 1 else 16)
+        sheet.set_column(col, col, 40 if kind == "text" and col >= len(XLSX_COLUMNS) - 3 else 16)
     for row_no, row in enumerate(context["rows"], start=1):
         for col, (_title, key, kind) in enumerate(XLSX_COLUMNS):
             value = row.get(key)
@@ -84,6 +86,7 @@ def xlsx_report(context: dict[str, Any]) -> bytes:
     sheet.freeze_panes(1, 0)
     sheet.autofilter(0, 0, max(len(context["rows"]), 1), len(XLSX_COLUMNS) - 1)
     _about_sheet(book.add_worksheet("检查信息"), context, head)
+    _requirements_sheet(book.add_worksheet("申请要件"), context, head)
     book.close()
     return out.getvalue()
 
@@ -98,6 +101,7 @@ def _about_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
         ("审查结论 Verdict", zh_en(VERDICT, check.get("verdict"))),
         ("蓝图版本 Blueprint version", check.get("blueprint_version")),
         ("蓝图校验和 Blueprint checksum", context["blueprint_checksum"]),
+        ("规则版本 Rules version", context["rules_version"]),
         ("规则文件 Rules file", f"{context['rules_file']} sha256 {context['rules_sha256']}"),
         ("容差 Tolerance", context["tolerance_text"]),
         ("坐标系 CRS", context["crs_label"]),
@@ -110,3 +114,16 @@ def _about_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
     for i, (key, value) in enumerate(rows):
         sheet.write_string(i, 0, key, head)
         sheet.write_string(i, 1, "" if value is None else str(value))
+
+
+def _requirements_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
+    """What the applicant must provide or obtain, one row each, with the parcels and layers asking for it."""
+    titles = ["序号 No.", "材料或审批 Document or approval", "English", "依据 Basis", "涉及地块 Parcels",
+              "涉及图层 Layers"]
+    for col, (title, width) in enumerate(zip(titles, (8, 60, 60, 36, 16, 24), strict=True)):
+        sheet.write_string(0, col, title, head)
+        sheet.set_column(col, col, width)
+    for row_no, r in enumerate(context["requirements"], start=1):
+        sheet.write_number(row_no, 0, r["no"])
+        for col, key in enumerate(("zh", "en", "basis", "parcels_text", "kinds_text"), start=1):
+            sheet.write_string(row_no, col, str(r.get(key) or ""))

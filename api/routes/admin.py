@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import Admin
-from api.errors import NotFoundError
+from api.errors import InvalidRequestError, NotFoundError
 from api.routes.common import ServicesDep
 
 router = APIRouter(prefix="/api/v1", tags=["管理 admin"])
@@ -33,12 +33,16 @@ def audit(
 
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    role: Literal["planner", "reviewer", "admin", "approval_system"]
+    role: Literal["planner", "reviewer", "admin", "approval_system", "department"]
+    department: str | None = Field(default=None, max_length=48, description="for a department key")
 
 
 @router.post("/keys", status_code=201, summary="创建密钥 Create an API key (shown once)")
 def create_key(body: KeyIn, services: ServicesDep, who: Admin) -> JSONResponse:
-    key, record = services.keys.create(body.name, body.role, by=who)
+    if (body.role == "department") != bool(body.department):
+        raise InvalidRequestError("a department key names its department; other roles name none")
+    department = services.departments[body.department].key if body.department else None
+    key, record = services.keys.create(body.name, body.role, by=who, department=department)
     # the key itself is in this response only; it is stored hashed and can never be shown again
     return JSONResponse({**record, "key": key}, status_code=201, headers={"Cache-Control": "no-store"})
 

@@ -19,9 +19,10 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
 from api.services import Services
 from layers.crs import parse_crs
-from layers.errors import FileTooLargeError, OneBlueprintError
+from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
+from layers.formats import SHAPEFILE_PARTS
 from layers.ingest import parcels_from_geojson, read_parcels
-from layers.model import ParcelSet
+from layers.model import Limits, ParcelSet
 
 
 def get_services(request: Request) -> Services:
@@ -146,18 +147,31 @@ def safe_filename(name: str | None, default: str = "upload") -> str:
     return base[:120] or default
 
 
-async def save_upload(upload: StarletteUploadFile, directory: Path, max_bytes: int) -> Path:
-    """Copy an upload into ``directory`` (a fresh temp dir), refusing more than ``max_bytes``."""
+def refuse_loose_shapefile_part(name: str) -> None:
+    """A Shapefile is several files: one part alone (a bare .shp) cannot be read as the user meant."""
+    if Path(name).suffix.lower() in SHAPEFILE_PARTS:
+        raise UnreadableLayerError(
+            f"{name}: a Shapefile is several files; upload the .shp/.shx/.dbf/.prj together as a .zip"
+        )
+
+
+async def save_upload(upload: StarletteUploadFile, directory: Path, limits: Limits | int) -> Path:
+    """Copy an upload into ``directory`` (a fresh temp dir), refusing more than ``limits.max_bytes``.
+
+    ``limits`` is the set the file is read with (its error names the setting); a bare int is a byte
+    limit that names none.
+    """
+    refuse_loose_shapefile_part(safe_filename(upload.filename))
+    if isinstance(limits, int):
+        limits = Limits(max_bytes=limits)
     path = directory / safe_filename(upload.filename)
     size = 0
     with path.open("wb") as out:
         while chunk := await upload.read(1 << 20):
             size += len(chunk)
-            if size > max_bytes:
-                raise FileTooLargeError(
-                    f"{safe_filename(upload.filename)}: larger than the upload limit "
-                    f"of {max_bytes} bytes 文件超过上传上限"
-                )
+            if size > limits.max_bytes:
+                found = f"{safe_filename(upload.filename)}: {size:,} bytes or more"
+                raise FileTooLargeError(limits.exceeded("max_bytes", found) + " 文件超过上传上限")
             out.write(chunk)
     return path
 
@@ -180,8 +194,11 @@ async def form_upload(request: Request, max_bytes: int) -> tuple[dict[str, str],
     except OneBlueprintError:
         raise
     except Exception as exc:  # malformed multipart bodies come from the client, never a 500
-        if getattr(exc, "status_code", None) == 413:
-            raise PayloadTooLargeError(f"request body larger than {max_bytes} bytes") from None
+        if getattr(exc, "status_code", None) == 413:  # the body limit (api.app.BodyLimit) says which
+            detail = getattr(exc, "detail", None)
+            raise PayloadTooLargeError(
+                detail if isinstance(detail, str) else f"request body larger than {max_bytes} bytes"
+            ) from None
         raise InvalidRequestError(f"malformed multipart body: {getattr(exc, 'detail', exc)}") from None
     upload = form.get("file")
     if not isinstance(upload, StarletteUploadFile | UploadFile):
@@ -195,7 +212,7 @@ async def parcels_from_upload(
 ) -> ParcelSet:
     """Parcels from an uploaded file (read in a private temp dir, in the threadpool)."""
     with TempDir() as tmp:
-        path = await save_upload(upload, tmp, services.settings.max_upload_bytes)
+        path = await save_upload(upload, tmp, services.limits)
         crs = parse_crs(fields.crs) if fields.crs else None
 
         def read() -> ParcelSet:

@@ -35,7 +35,7 @@ async def upload_layer(
     A file that cannot be read, is too large or looks hostile is rejected before anything is stored.
     """
     with TempDir() as tmp:
-        path = await save_upload(file, tmp, services.settings.max_upload_bytes)
+        path = await save_upload(file, tmp, services.layer_limits)
         store = functools.partial(
             services.upload_layer,
             path,

@@ -34,8 +34,24 @@ def me(who: Reader) -> dict[str, Any]:
 
 @router.get("/project-types", summary="项目类型 Project types of the rules in force")
 def project_types(services: ServicesDep, who: Reader) -> list[dict[str, Any]]:
-    """Keys with their Chinese and English names, in the rules file's order."""
-    return [
-        {"key": t.key, "name_zh": t.name_zh, "name_en": t.name_en, "urban_construction": t.urban_construction}
-        for t in services.rules.project_types.values()
-    ]
+    """Keys with their Chinese and English names, in the rules file's order, each with its group
+    (a group is its own; ``is_group`` tells them apart) so a client can list them grouped.
+    Either level may be declared as ``project_type``."""
+    rules = services.rules
+    out = []
+    for t in rules.project_types.values():
+        group = rules.project_types[t.group_key]
+        out.append({"key": t.key, "name_zh": t.name_zh, "name_en": t.name_en,
+                    "urban_construction": t.urban_construction, "group": group.key,
+                    "group_name_zh": group.name_zh, "group_name_en": group.name_en, "is_group": t.is_group})
+    return out
+
+
+@router.get("/rules", summary="筛查规则 The screening policy in force, with citations and requirements")
+def rules_in_force(services: ServicesDep, who: Reader) -> dict[str, Any]:
+    """The rules file's version and effective date, and one row per control kind × project type:
+    outcome, the regulation it cites (document, number, article) and what a conditional outcome requires."""
+    rules = services.rules
+    kinds = [k.key for k in services.catalogue.values() if k.group != "boundary"] + list(rules.pseudo_kinds)
+    return {"rules": rules.meta.as_dict(), "source": rules.source,
+            "project_types": project_types(services, who), "policy": rules.policy(kinds)}

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api import rescreen
 from api.auth import Advancer, Decider, ProjectWriter, Reader
 from api.errors import InvalidRequestError
 from api.routes.checks import IdempotencyKey, check_response
@@ -49,7 +50,7 @@ Code = Annotated[
     Field(min_length=1, max_length=64, examples=["2026-340700-47-01-000001"]),
     AfterValidator(national_code),
 ]
-Status = Literal["submitted", "screened", "in_review", "cleared", "rejected"]
+Status = Literal["planning", "submitted", "screened", "in_review", "cleared", "rejected"]
 
 
 class ProjectFields(BaseModel):
@@ -58,6 +59,9 @@ class ProjectFields(BaseModel):
     project_type: str = Field(min_length=1, max_length=64, examples=["industrial"])
     applicant: str = Field(min_length=1, max_length=200)
     district: str = Field(min_length=1, max_length=100)
+    stage: Literal["submitted", "planning"] = Field(
+        default="submitted", description="planning: departments give opinions first (策划生成)"
+    )
 
     def as_new(self) -> NewProject:
         return NewProject(self.code, self.name, self.project_type, self.applicant, self.district)
@@ -113,7 +117,9 @@ async def create_project(request: Request, services: ServicesDep, who: ProjectWr
         form = validate(ProjectUpload, {**form_fields, "file": b""})
         parcels = await parcels_from_upload(services, upload, form)
         fields = form
-    project = await run_in_threadpool(services.create_project, fields.as_new(), parcels, by=who)
+    project = await run_in_threadpool(
+        services.create_project, fields.as_new(), parcels, by=who, planning=fields.stage == "planning"
+    )
     return JSONResponse(project, status_code=201, headers={"Location": f"/api/v1/projects/{project['code']}"})
 
 
@@ -239,3 +245,16 @@ def record_project_review(code: str, review: ReviewIn, services: ServicesDep, wh
         reasons=review.reasons,
         by=who,
     )
+
+
+class WarningAck(BaseModel):
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/{code}/warning/ack", summary="确认预警 Acknowledge the warning of a changed verdict")
+def acknowledge_warning(
+    code: str, services: ServicesDep, who: ProjectWriter, body: WarningAck | None = None
+) -> dict[str, Any]:
+    """A re-screening after a publish changed the verdict (``warning`` in the project); the planner has
+    seen it. Recorded in the audit log and as ``warning.acknowledged`` in the event feed."""
+    return rescreen.acknowledge(services, code, by=who, note=(body or WarningAck()).note)

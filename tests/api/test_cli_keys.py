@@ -66,3 +66,35 @@ def test_keys_file(db_url: str, tmp_path) -> None:
     path.write_text('[{"name": "x", "role": "root", "sha256": "00"}]', encoding="utf-8")
     with pytest.raises(KeyFileError, match="entry 1"):
         create_app(settings_for(db_url, tmp_path, api_keys_file=path))
+
+
+def test_department_keys_from_the_cli_and_the_keys_file(run, db_url: str, engine: Engine, tmp_path) -> None:
+    """A department key names its department (CLI, key file); it then answers for that department."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth import KeyFileError
+    from tests.api.conftest import settings_for
+
+    created = run("keys", "create", "--role", "department", "--name", "水务局经办人", "--department", "water")
+    assert created.exit_code == 0, created.output
+    assert KeyStore(engine).verify(json.loads(created.stdout)["key"]).department == "water"
+    assert run("keys", "create", "--role", "department", "--name", "x").exit_code == 2
+    assert run("keys", "create", "--role", "department", "--name", "x", "--department", "mars").exit_code == 2
+    made = CliRunner().invoke(
+        build_app(),
+        ["keys", "file-entry", "--role", "department", "--name", "林业局", "--department", "forestry"],
+    )
+    assert made.exit_code == 0, made.output
+    printed = json.loads(made.stdout)
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps([printed["entry"]], ensure_ascii=False), encoding="utf-8")
+    app = create_app(settings_for(db_url, tmp_path, api_keys_file=path))
+    with TestClient(app) as client:
+        principal = app.state.services.keyring.principal(printed["key"])
+        assert principal.role == "department" and principal.department == "forestry"
+        assert client.get("/api/v1/departments", headers={"X-API-Key": printed["key"]}).status_code == 200
+    app.state.services.close()
+    path.write_text('[{"name": "x", "role": "department", "sha256": "' + "0" * 64 + '"}]', encoding="utf-8")
+    with pytest.raises(KeyFileError, match="names its department"):
+        create_app(settings_for(db_url, tmp_path, api_keys_file=path))

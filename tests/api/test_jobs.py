@@ -75,12 +75,12 @@ def test_a_queued_check_keeps_its_input_on_disk_until_a_worker_runs_it(quiet: Ap
 
 def test_leases_expire_and_a_late_worker_cannot_finish(quiet: Api) -> None:
     services = quiet.app.state.services
-    store = JobStore(services.engine, services.settings.data_dir, lease_seconds=0.3)
+    store = JobStore(services.engine, services.settings.data_dir, lease_seconds=3)  # ample under load
     job, _ = store.create("noop", by=PLANNER, payload={"n": 1})
     first = store.claim("w1")
     assert first is not None and first["job_id"] == job["job_id"]
     assert store.claim("w2") is None, "a held lease is not taken"
-    time.sleep(0.5)
+    time.sleep(3.3)
     again = store.claim("w2")
     assert again is not None and again["attempts"] == 2
     assert not store.heartbeat(job["job_id"], "w1") and not store.finish(job["job_id"], "w1", "succeeded")

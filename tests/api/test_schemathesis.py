@@ -27,7 +27,9 @@ EXAMPLES = 30
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    app = create_app(settings_for(f"sqlite:///{tmp / 'fuzz.sqlite'}", tmp, max_upload_bytes=2_000_000))
+    # no worker: fuzzed webhook URLs must never be called (deliveries only run in workers)
+    app = create_app(settings_for(f"sqlite:///{tmp / 'fuzz.sqlite'}", tmp, max_upload_bytes=2_000_000,
+                                  worker_in_process=False, events_max_wait_seconds=0.2))
     with TestClient(app) as client:
         api = Api(app, client, make_keys(app.state.services))
         publish_city(api, tmp)

@@ -153,8 +153,8 @@ def test_no_blueprint_published_yet(fresh: Api) -> None:
     assert_error(r, 409, "no_published_blueprint")
 
 
-def test_body_over_the_upload_limit_is_413(db_url: str, tmp_path: Path) -> None:
-    app = create_app(settings_for(db_url, tmp_path, max_upload_bytes=1000))
+def test_body_over_the_layer_upload_limit_is_413(db_url: str, tmp_path: Path) -> None:
+    app = create_app(settings_for(db_url, tmp_path, layer_max_bytes=1000))
     with TestClient(app) as client:
         key = app.state.services.keys.create("t", "admin")[0]
         big = b"x" * 200_000
@@ -165,6 +165,8 @@ def test_body_over_the_upload_limit_is_413(db_url: str, tmp_path: Path) -> None:
             data={"kind": "urban_boundary"},
         )
         assert_error(r, 413, "payload_too_large")
+        assert "plan-layer limit of 1,000 bytes" in r.json()["detail"]
+        assert "BLUEPRINT_LAYER_MAX_BYTES" in r.json()["detail"]
         # just over the file limit but under the body limit (framing allowance): the file check catches it
         r = client.post(
             "/api/v1/layers",
@@ -173,7 +175,48 @@ def test_body_over_the_upload_limit_is_413(db_url: str, tmp_path: Path) -> None:
             data={"kind": "urban_boundary"},
         )
         assert_error(r, 413, "file_too_large")
+        assert "BLUEPRINT_LAYER_MAX_BYTES" in r.json()["detail"]
         assert client.get("/api/v1/layers", headers={"X-API-Key": key}).json() == []
+    app.state.services.close()
+
+
+def test_submission_body_limit_is_separate_from_the_layer_limit(db_url: str, tmp_path: Path) -> None:
+    """A check keeps the submission limit while a layer upload of the same size goes through to reading."""
+    app = create_app(settings_for(db_url, tmp_path, max_upload_bytes=1000))
+    with TestClient(app) as client:
+        admin, planner = (app.state.services.keys.create("t", role)[0] for role in ("admin", "planner"))
+        big = b"x" * 200_000
+        r = client.post(
+            "/api/v1/checks",
+            headers={"X-API-Key": planner},
+            files={"file": ("big.geojson", big)},
+            data={"project_type": "industrial"},
+        )
+        assert_error(r, 413, "payload_too_large")
+        assert "submission limit of 1,000 bytes" in r.json()["detail"]
+        assert "BLUEPRINT_MAX_UPLOAD_BYTES" in r.json()["detail"]
+        r = client.post(
+            "/api/v1/checks",
+            headers={"X-API-Key": planner, "Content-Type": "application/json"},
+            content=b" " * 200_000,
+        )
+        assert_error(r, 413, "payload_too_large")
+        r = client.post(
+            "/api/v1/checks",
+            headers={"X-API-Key": planner},
+            files={"file": ("big.geojson", b"y" * 1500)},
+            data={"project_type": "industrial"},
+        )
+        assert_error(r, 413, "file_too_large")
+        assert "BLUEPRINT_MAX_UPLOAD_BYTES" in r.json()["detail"]
+        # the same body to the layer route passes both size checks and fails only as unreadable GeoJSON
+        r = client.post(
+            "/api/v1/layers",
+            headers={"X-API-Key": admin},
+            files={"file": ("big.geojson", big)},
+            data={"kind": "urban_boundary"},
+        )
+        assert_error(r, 422, "unreadable_file")
     app.state.services.close()
 
 
@@ -209,6 +252,8 @@ def test_feature_and_vertex_limits(db_url: str, tmp_path: Path) -> None:
             json={"project_type": "industrial", "parcels": three},
         )
         assert_error(r, 413, "file_too_large")
+        assert "3 features, more than the submission limit of 2 features" in r.json()["detail"]
+        assert "BLUEPRINT_MAX_FEATURES" in r.json()["detail"]
         dense = PASS_PARCEL.segmentize(5)  # hundreds of vertices
         r = client.post(
             "/api/v1/checks",
@@ -216,4 +261,6 @@ def test_feature_and_vertex_limits(db_url: str, tmp_path: Path) -> None:
             json={"project_type": "industrial", "parcels": collection(dense)},
         )
         assert_error(r, 413, "file_too_large")
+        assert "submission limit of 40 vertices" in r.json()["detail"]
+        assert "BLUEPRINT_MAX_VERTICES" in r.json()["detail"]
     app.state.services.close()

@@ -24,8 +24,9 @@ def test_me_says_role_and_permitted_actions(city: Api) -> None:
 
 def test_project_types_come_from_the_rules_with_chinese_names(city: Api) -> None:
     types = city.get("reviewer", "/api/v1/project-types").json()
-    assert {"key": "industrial", "name_zh": "工业项目", "name_en": "Industrial project",
-            "urban_construction": True} in types
+    industrial = {"key": "industrial", "name_zh": "工业项目", "name_en": "Industrial project",
+                  "urban_construction": True}
+    assert any(industrial.items() <= t.items() for t in types)
 
 
 @pytest.mark.parametrize("code", ["TL-2026-001", "2026-340700-47-01-00001", "2026-34070A-47-01-000001"])
@@ -91,3 +92,31 @@ def test_word_and_excel_reports_hold_the_stored_numbers(city: Api) -> None:
     rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
     assert [row[7] for row in rows if row[5] == hit["name_zh"]] == [hit["overlap_area_m2"]]
     assert city.get("reviewer", "/api/v1/checks/chk_nope/report.docx").status_code == 404
+
+
+def test_project_types_name_their_group_and_either_level_screens(city: Api) -> None:
+    types = {t["key"]: t for t in city.get("reviewer", "/api/v1/project-types").json()}
+    assert types["industrial"]["is_group"] and types["industrial"]["group"] == "industrial"
+    tourism = types["tourism_facility"]
+    assert not tourism["is_group"] and tourism["group"] == "public_facility"
+    assert tourism["group_name_zh"] == "公共服务设施项目"
+    body = {"project_type": "tourism_facility", "parcels": collection(REDLINE_PARCEL)}
+    r = city.post("approval_system", "/api/v1/checks", json=body)
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert result["verdict"] == "review" and result["project_type_group"] == "public_facility"
+    assert result["rules"]["version"] and result["requirements"]
+    hit = result["parcels"][0]["conflicts"][0]
+    assert hit["rule"] == "conditional" and hit["regulation"]["number"] == "自然资发〔2022〕142号"
+    r = city.post("approval_system", "/api/v1/checks", json={**body, "project_type": "hotel"})
+    assert_error(r, 422, "unknown_project_type")
+    assert "tourism_facility" in r.json()["detail"]
+
+
+def test_rules_endpoint_lists_the_policy_with_citations(city: Api) -> None:
+    doc = city.get("planner", "/api/v1/rules").json()
+    assert doc["rules"]["version"] and doc["rules"]["effective_date"]
+    row = next(r for r in doc["policy"]
+               if r["kind"] == "permanent_farmland" and r["project_type"] == "military_facility")
+    assert row["outcome"] == "conditional" and row["regulation"]["article"].startswith("第三十五条")
+    assert {"state_council_approval", "farmland_replacement_plan"} <= {n["key"] for n in row["requirements"]}

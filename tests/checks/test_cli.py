@@ -124,3 +124,32 @@ def test_check_batch_unwritable_out_is_bad_input(run, data_dir, tmp_path):
     assert json.loads(result.stdout)["error"]["code"] == "check_error"
     assert "results.parquet" in json.loads(result.stdout)["error"]["detail"]
     assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]  # no temp file left behind
+
+
+def test_rules_prints_the_policy_as_json_and_a_chinese_table(run):
+    result = run("rules")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["rules"]["version"] and doc["rules"]["effective_date"]
+    assert {"tourism_facility", "industrial"} <= {t["key"] for t in doc["project_types"]}
+    row = next(r for r in doc["policy"]
+               if r["kind"] == "ecological_redline" and r["project_type"] == "tourism_facility")
+    assert row["outcome"] == "conditional" and row["requirements"]
+    assert "项目类型 × 管控图层" in result.stderr and "旅游设施" in result.stderr
+    table = run("rules", "--table", "-t", "public_facility")
+    assert table.exit_code == 0
+    assert table.stdout.index("公共服务设施项目") < table.stdout.index("旅游设施")  # group, then beneath it
+    assert "自然资发〔2022〕142号" in table.stdout and "工业项目" not in table.stdout
+
+
+def test_rules_unknown_type_is_bad_input(run):
+    result = run("rules", "-t", "hotel")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"]["code"] == "unknown_project_type"
+
+
+def test_check_accepts_a_finer_project_type(run, data_dir):
+    result = run("check", data_dir / "redline.gpkg", "-t", "tourism_facility", "--no-save")
+    assert result.exit_code == 1, result.output  # review: conditional in the red line
+    doc = json.loads(result.stdout)
+    assert doc["requirements"] and doc["rules"]["version"]

@@ -334,3 +334,46 @@ def test_check_id_depends_on_the_rules_the_result_quotes(blueprint, catalogue, r
     b = amended.screen(parcels(geom), "industrial")
     assert result_json(a) != result_json(b)
     assert a["check_id"] != b["check_id"]
+
+
+# --- finer project types: requirements and the rules version in the result ---------------------
+
+def test_a_conditional_verdict_lists_what_the_applicant_must_provide(screener):
+    """A tourism facility in the red line (自然资发〔2022〕142号 一（一）第5项) is reviewed, not refused,
+    and the result says what to provide, per hit and once for the whole submission."""
+    result, p = one(screener, rect(10, 10, 60, 60), "tourism_facility")
+    assert result["verdict"] == "review" and result["project_type"] == "tourism_facility"
+    assert result["project_type_group"] == "public_facility"
+    red = hits(p)["ecological_redline"]
+    assert red["rule"] == "conditional"
+    assert red["regulation"]["number"] == "自然资发〔2022〕142号"
+    assert red["regulation"]["article"] == "一（一）第5项"
+    keys = [n["key"] for n in red["requirements"]]
+    assert "related_plan_conformity" in keys and all(n["zh"] and n["en"] for n in red["requirements"])
+    top = {n["key"]: n for n in result["requirements"]}
+    assert top["related_plan_conformity"]["parcel_ids"] == ["1"]
+    assert "ecological_redline" in top["related_plan_conformity"]["kinds"]
+    assert "须提供或取得" in p["explanation_zh"] and "must provide or obtain" in p["explanation_en"]
+    assert "自然资发〔2022〕142号" in p["explanation_zh"]
+
+
+def test_forbidden_and_allowed_hits_carry_no_requirements(screener):
+    result, p = one(screener, rect(10, 10, 60, 60), "civic_facility")  # its group: forbidden there
+    assert result["verdict"] == "conflict" and result["requirements"] == []
+    assert all(h["requirements"] == [] for h in p["conflicts"] if h["rule"] != "conditional")
+
+
+def test_the_result_records_the_rules_version(screener, rules):
+    result, _ = one(screener, rect(210, 10, 260, 60), "industrial")
+    assert result["rules"]["version"] == rules.meta.version
+    assert result["rules"]["effective_date"] == rules.meta.effective_date
+
+
+def test_group_and_finer_type_give_the_same_outcomes_where_the_rules_agree(screener):
+    geom = rect(50, 50, 250, 150)
+    group, _ = one(screener, geom, "industrial")
+    finer, _ = one(screener, geom, "manufacturing")
+    assert finer["verdict"] == group["verdict"]
+    assert [(h["kind"], h["rule"]) for h in finer["parcels"][0]["conflicts"]] == \
+        [(h["kind"], h["rule"]) for h in group["parcels"][0]["conflicts"]]
+    assert finer["check_id"] != group["check_id"]  # the declared type is part of the submission

@@ -30,9 +30,10 @@ default = { outcome = "forbidden", regulation = "r" }
 
 
 def test_builtin_rules_cover_every_project_type_and_kind(rules, catalogue):
-    assert list(rules.project_types) == PROJECT_TYPES
+    assert [g.key for g in rules.groups] == PROJECT_TYPES  # today's six stay the group level
+    assert list(rules.project_types)[:6] == PROJECT_TYPES
     for kind in [k for k in catalogue if catalogue[k].group != "boundary"] + ["outside_urban_boundary"]:
-        for ptype in PROJECT_TYPES:
+        for ptype in rules.project_types:
             rule = rules.rule(kind, ptype)
             assert rule.outcome in OUTCOMES
             assert rule.regulation.zh and rule.regulation.en
@@ -106,3 +107,86 @@ def test_unreadable_rules_file(tmp_path, catalogue):
         load_rules(path, catalogue)
     with pytest.raises(RulesError):
         load_rules(tmp_path / "missing.toml", catalogue)
+
+
+# --- two levels of project types, citations, requirements, version ----------------------------
+
+LEVELS = MINIMAL.replace("[regulations.r]", '''[project_types.factory]
+group = "industrial"
+name_zh = "工业厂房"
+name_en = "Factory"
+
+[project_types.lab]
+group = "industrial"
+name_zh = "实验室"
+name_en = "Laboratory"
+urban_construction = false
+
+[rules]
+version = "7"
+effective_date = 2026-01-01
+
+[requirements.study]
+zh = "论证报告"
+en = "Study"
+
+[regulations.r]''') + 'lab = { outcome = "conditional", regulation = "r", requirements = ["study"] }\n'
+
+
+def test_finer_types_inherit_their_group_rule_and_urban_flag(tmp_path, catalogue):
+    path = tmp_path / "rules.toml"
+    path.write_text(LEVELS, encoding="utf-8")
+    rules = load_rules(path, catalogue)
+    assert [g.key for g in rules.groups] == ["industrial"]
+    assert [m.key for m in rules.members("industrial")] == ["factory", "lab"]
+    assert rules.project_types["factory"].urban_construction is True  # inherited
+    assert rules.project_types["lab"].urban_construction is False  # its own
+    assert rules.rule("ecological_redline", "factory").outcome == "forbidden"  # the group's (default)
+    lab = rules.rule("ecological_redline", "lab")
+    assert lab.outcome == "conditional" and [r.zh for r in lab.requirements] == ["论证报告"]
+    assert rules.meta.version == "7" and rules.meta.effective_date == "2026-01-01"
+
+
+def test_a_file_without_version_is_unversioned(tmp_path, catalogue):
+    path = tmp_path / "rules.toml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    assert load_rules(path, catalogue).meta.version == "unversioned"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('group = "industrial"\nname_zh = "工业厂房"', 'group = "mining"\nname_zh = "工业厂房"'),
+     "project_types.factory.group 'mining' is not a project type"),
+    (('group = "industrial"\nname_zh = "实验室"', 'group = "factory"\nname_zh = "实验室"'),
+     "groups are one level deep"),
+    (('requirements = ["study"]', 'requirements = ["nope"]'), "requirements 'nope' is not"),
+    (('lab = { outcome = "conditional"', 'lab = { outcome = "forbidden"'),
+     "requirements belong to conditional outcomes only"),
+    (("effective_date = 2026-01-01", 'effective_date = "soon"'), "effective_date must be a date"),
+    (('version = "7"', 'versoin = "7"'), "rules has unknown fields versoin"),
+    (('zh = "论证报告"', 'zh = "论证报告"\nwhen = 1'), "requirements.study has unknown fields when"),
+])
+def test_bad_levels_name_the_bad_key(tmp_path, catalogue, edit, message):
+    path = tmp_path / "rules.toml"
+    assert edit[0] in LEVELS
+    path.write_text(LEVELS.replace(*edit), encoding="utf-8")
+    with pytest.raises(RulesError, match=message):
+        load_rules(path, catalogue)
+
+
+def test_unknown_project_type_lists_groups_and_their_finer_types(rules):
+    with pytest.raises(UnknownProjectTypeError) as info:
+        rules.require_project_type("hotel")
+    text = str(info.value)
+    assert "valid project types: industrial, residential" in text
+    assert "public_facility: civic_facility, tourism_facility" in text and "military_facility" in text
+
+
+def test_either_level_is_a_valid_project_type(rules):
+    assert rules.require_project_type("public_facility").is_group
+    tourism = rules.require_project_type("tourism_facility")
+    assert not tourism.is_group and tourism.group_key == "public_facility"
+
+
+def test_builtin_rules_record_their_version_and_effective_date(rules):
+    assert rules.meta.version and rules.meta.effective_date
+    assert len(rules.meta.effective_date) == 10  # YYYY-MM-DD

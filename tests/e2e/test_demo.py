@@ -37,6 +37,10 @@ def test_demo_builds_publishes_and_screens_on_embedded_default(demo_env, capsys)
     screening = result["screening"]
     assert sum(screening["verdicts"].values()) == screening["projects"]
     assert {"pass", "conflict"} <= set(screening["verdicts"])
+    # 策划生成: three projects in planning, three of four departments answered, one still to answer
+    assert len(screening["planning"]) == 3
+    rounds = [p["round"] for p in screening["planning"]]
+    assert all(r["pending"] == 1 and r["agree_with_conditions"] == 1 for r in rounds), rounds
     assert json.loads(capsys.readouterr().out)["version"] == "v1"
 
     # --keep reuses data, layers and the published version, and the checks are idempotent
@@ -44,6 +48,7 @@ def test_demo_builds_publishes_and_screens_on_embedded_default(demo_env, capsys)
     assert again["version"] == "v1" and again["fresh_database"] is False
     assert [c.get("check_id") for c in again["screening"]["checks"]] == \
         [c.get("check_id") for c in screening["checks"]]
+    assert again["screening"]["planning"] == screening["planning"]
 
 
 @pytest.mark.slow

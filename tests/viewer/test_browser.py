@@ -396,3 +396,26 @@ def test_report_html_makes_no_request(page: Any, base_url: str) -> None:
     page.wait_for_load_state("networkidle")
     assert page.locator("img[alt^='地块']").evaluate("img => img.naturalWidth") > 300
     assert page.requested == [f"{base_url}/viewer/reports/CHK-0001.html"]
+
+
+def test_panel_lists_what_a_conditional_overlap_requires(page: Any, base_url: str) -> None:
+    """The panel's parcel block (parcelHtml) lists each requirement of its conditional overlaps once,
+    none of forbidden ones; a check stored before rules versions says so instead of a version."""
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    out = page.evaluate("""() => {
+        const U = OneBlueprint.util;
+        const need = {key: "r", zh: "不可避让论证报告", en: "Unavoidability report",
+                      basis: "自然资发〔2022〕142号"};
+        const parcel = {conflicts: [
+            {rule: "conditional", requirements: [need]}, {rule: "conditional", requirements: [need]},
+            {rule: "forbidden", requirements: [{key: "x", zh: "不应出现", en: "never"}]}]};
+        const needs = U.parcelRequirements(parcel);
+        return {keys: needs.map(n => n.key), html: U.requirementsHtml(needs),
+                old: U.rulesVersion({}), now: U.rulesVersion({rules: {version: "2026.1",
+                                                                      effective_date: "2026-12-01"}})};
+    }""")
+    assert out["keys"] == ["r"]
+    assert "不可避让论证报告" in out["html"] and "自然资发〔2022〕142号" in out["html"]
+    assert out["old"].startswith("未记录") and out["now"] == "2026.1（生效 2026-12-01）"
+    assert page.errors == []

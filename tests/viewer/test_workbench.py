@@ -373,3 +373,26 @@ def test_public_page_lists_projects_without_geometry(service: str) -> None:
     assert r.status_code == 200 and "阳光晒政" in r.text
     assert "max-age" in r.headers["cache-control"]
     assert "coordinates" not in r.text and "applicant" not in r.text
+
+
+def test_a_finer_type_gets_a_conditional_verdict_with_what_to_provide(chromium: Any, service: str) -> None:
+    """旅游设施 (listed beneath 公共服务设施项目) on the red line: 自然资发〔2022〕142号 一（一）第5项 makes
+    it conditional, and the result says what the applicant must provide and which rules version applied."""
+    page = workbench(chromium, service)
+    group = page.locator("#wb-type optgroup[label='公共服务设施项目 Public facility project']")
+    names = [o.strip() for o in group.locator("option").all_inner_texts()]
+    assert names[0] == "公共服务设施项目 Public facility project"  # the group itself, first
+    assert "旅游设施 Tourism facility" in names
+    page.get_by_label("地块文件").set_input_files(str(BUBIAO))
+    page.get_by_label("项目类型").select_option(value="tourism_facility")
+    page.get_by_role("button", name="开始检测").click()
+    wait_state(page, "result", timeout=60_000)
+    text = page.get_by_role("region", name="检测结果").inner_text()
+    assert "需审查" in text or "需复核" in text, text
+    assert "申请人须提供或取得" in text and "省级人民政府" in text
+    assert "自然资发〔2022〕142号 一（一）第5项" in text
+    assert page.locator("#wb-rules-version").inner_text().startswith("2026.1")
+    assert "tourism_facility" not in text and "conditional" not in text
+    assert not page.errors, page.errors
+    page.locator("#wb-requirements").scroll_into_view_if_needed()
+    shot(page, "5-conditional-requirements")

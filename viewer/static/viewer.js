@@ -15,6 +15,7 @@
     allowed: ["允许", "allowed"],
   };
   var STATUS = {
+    planning: ["策划中", "Planning"],
     submitted: ["已入库", "Submitted"],
     screened: ["已检测", "Screened"],
     in_review: ["联合审查中", "In joint review"],
@@ -28,6 +29,7 @@
     deferred: ["暂缓", "Deferred"],
   };
   var MAY_DECIDE = { reviewer: true, admin: true };
+  var MAY_ACK = { planner: true, admin: true };
   // layers.geometry's repair codes (problem, action) in words a planner reads
   var REPAIR = {
     invalid: ["几何无效（自相交等）", "invalid geometry"],
@@ -524,7 +526,34 @@
     return '<span class="ob-verdict ob-verdict-' + esc(verdict) + '">' + esc(v[0]) + " " + esc(v[1]) + "</span>";
   }
 
+  /* what the applicant must provide or obtain: [{zh, en, basis}], numbered (conditional rules only) */
+  function requirementsHtml(needs) {
+    if (!needs.length) return "";
+    return '<ol class="ob-requirements">' + needs.map(function (n) {
+      return "<li>" + esc(n.zh) + ' <span class="ob-en">' + esc(n.en) + "</span>" +
+        (n.basis ? ' <span class="ob-basis">（' + esc(n.basis) + "）</span>" : "") + "</li>";
+    }).join("") + "</ol>";
+  }
+
+  /* the requirements of a parcel's conditional overlaps, each once */
+  function parcelRequirements(parcel) {
+    var seen = {}, out = [];
+    (parcel.conflicts || []).forEach(function (hit) {
+      if (hit.rule !== "conditional") return;
+      (hit.requirements || []).forEach(function (n) {
+        if (!seen[n.key]) { seen[n.key] = true; out.push(n); }
+      });
+    });
+    return out;
+  }
+
+  function rulesVersion(check) {
+    var r = check.rules || {};
+    return r.version ? r.version + (r.effective_date ? "（生效 " + r.effective_date + "）" : "") : "未记录 not recorded";
+  }
+
   function parcelHtml(parcel) {
+    var needs = parcelRequirements(parcel);
     var hits = (parcel.conflicts || []).map(function (hit) {
       var spec = OB.kinds[hit.kind] || { colour: "#999" };
       var rule = RULE[hit.rule] || [hit.rule, hit.rule];
@@ -538,6 +567,8 @@
       " m²（椭球 ellipsoidal）</p>" +
       (hits ? '<table class="ob-table"><tr><th>管控图层 Kind</th><th>规则 Rule</th><th>重叠 m²</th><th>椭球 m²</th>' +
         "<th>占比 Ratio</th></tr>" + hits + "</table>" : "<p>无重叠 No overlap</p>") +
+      (needs.length ? "<p><b>须提供或取得</b> <span class=\"ob-en\">The applicant must provide or obtain</span></p>" +
+        requirementsHtml(needs) : "") +
       '<p class="ob-expl">' + esc(parcel.explanation_zh) + '</p><p class="ob-expl ob-en">' + esc(parcel.explanation_en) + "</p></div>";
   }
 
@@ -572,12 +603,14 @@
       '<h4>项目信息 Project</h4><table class="ob-table">' +
       row("项目代码", "Code", project.code) + row("项目名称", "Name", project.name) +
       row("项目类型", "Type", typeName(project.project_type || project.type)) + row("建设单位", "Applicant", project.applicant) +
-      row("所在区县", "District", project.district) + row("状态", "Status", zhEn(STATUS, project.status)) + "</table>";
+      row("所在区县", "District", project.district) + row("状态", "Status", zhEn(STATUS, project.status)) + "</table>" +
+      warningHtml(project) + opinionsHtml(project);
     if (check) {
       var report = OB.cfg.report.replace("{check_id}", encodeURIComponent(check.check_id));
       html += "<h4>审查结论 Verdict " + verdictBadge(check.verdict) + "</h4>" +
         '<table class="ob-table">' + row("蓝图版本", "Blueprint version", check.blueprint_version) +
-        row("检查编号", "Check id", check.check_id) + "</table>" + versionNote(check) +
+        row("检查编号", "Check id", check.check_id) + row("规则版本", "Rules version", rulesVersion(check)) +
+        "</table>" + versionNote(check) +
         '<p class="ob-reports"><a href="' + esc(report) + '" target="_blank">审查报告（网页） Report</a> · ' +
         reportLink(check.check_id, "docx", "下载审查报告（Word）") + " · " + reportLink(check.check_id, "xlsx", "下载审查报告（Excel）") +
         " · " + reportLink(check.check_id, "pdf", "下载审查报告（PDF）") + "</p>" +
@@ -592,8 +625,47 @@
     panel.setAttribute("data-code", project.code);
     panel.hidden = false;
     panel.querySelector(".ob-close").onclick = function () { panel.hidden = true; OB.highlight.clearLayers(); };
+    var ack = panel.querySelector("#ob-ack");
+    if (ack) ack.onclick = function () { acknowledge(project); };
     var form = panel.querySelector("#ob-decide");
     if (form) form.addEventListener("submit", function (e) { e.preventDefault(); decide(project, check); });
+  }
+
+  /* 预警: a re-screening after a publish changed the verdict; stays until a planner acknowledges it */
+  function warningHtml(project) {
+    var w = project.warning;
+    if (!w) return "";
+    var rule = function (r) { return r ? RULE[r][0] : "无"; };
+    var kinds = (w.kinds_changed || []).map(function (k) {
+      return esc(k.name_zh) + "：" + esc(rule(k.before)) + " → " + esc(rule(k.after));
+    }).join("；");
+    return '<div class="ob-warning" role="alert"><b>预警 Warning</b> 蓝图 ' + esc(w.blueprint_version) +
+      " 发布后重新检测 re-screened：" + verdictBadge(w.before) + " → " + verdictBadge(w.after) +
+      (kinds ? "<br>" + kinds : "") +
+      (OB.me && MAY_ACK[OB.me.role] ? ' <button type="button" id="ob-ack">确认预警 Acknowledge</button>' : "") + "</div>";
+  }
+
+  function acknowledge(project) {
+    fetch(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/warning/ack", {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: "{}",
+    }).then(function () { return select(project.code); }).catch(showError);
+  }
+
+  /* 前期意见: the latest opinion round, one line per department (answer, or pending / overdue) */
+  function opinionsHtml(project) {
+    var rounds = project.opinion_rounds || [];
+    if (!rounds.length) return "";
+    var r = rounds[rounds.length - 1];
+    return "<h4>前期意见 Opinions</h4><p>第 " + esc(r.seq) + " 轮 · " + esc(r.status_zh) +
+      (r.outcome_zh ? " · " + esc(r.outcome_zh) : "") + " · 答复期限 " + esc(r.due_on) + '</p><ul class="ob-opinions">' +
+      r.departments.map(function (d) {
+        var o = d.opinion;
+        var text = o ? "<b>" + esc(o.answer_zh) + "</b>" +
+          (o.conditions.length ? "（条件：" + esc(o.conditions.join("；")) + "）" : "") + (o.reasons ? " " + esc(o.reasons) : "")
+          : '<span class="' + (d.state === "overdue" ? "ob-warn" : "") + '">' + esc(d.state_zh) + "</span>";
+        return "<li>" + esc(d.name_zh) + "：" + text + "</li>";
+      }).join("") + "</ul>";
   }
 
   function typeName(key) {
@@ -722,7 +794,8 @@
     OB.search = search;
     OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
                 zhEn: zhEn,
-                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON };
+                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON,
+                requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);

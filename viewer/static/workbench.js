@@ -309,10 +309,14 @@
         WB.hits.push(hit);
         var rule = U.RULE[hit.rule] || [hit.rule, hit.rule];
         rows.push('<tr class="wb-hit" tabindex="0" data-hit="' + index + '" title="单击定位 Click to zoom"><td>' + U.esc(parcel.parcel_id) +
-          "</td><td>" + U.kindLabel(hit.kind) + '</td><td class="num">' + U.num(hit.overlap_area_m2, 2) +
+          "</td><td>" + (OB.kinds[hit.kind] ? U.kindLabel(hit.kind) : U.esc(hit.name_zh || hit.kind) +
+          ' <span class="ob-en">' + U.esc(hit.name_en || "") + "</span>") + '</td><td class="num">' + U.num(hit.overlap_area_m2, 2) +
           '</td><td class="num">' + U.num(hit.overlap_ellipsoidal_area_m2, 2) + '</td><td class="num">' +
           U.num(100 * hit.overlap_ratio, 2) + "%</td><td>" + U.esc(rule[0]) + (hit.below_tolerance ? "（低于容差）" : "") +
-          '</td><td class="wb-reg">' + U.esc((hit.regulation || {}).zh || "") + "</td></tr>");
+          '</td><td class="wb-reg">' + U.esc((hit.regulation || {}).zh || "") +
+          ((hit.regulation || {}).reference_zh ? "<br><b>" + U.esc(hit.regulation.reference_zh) + "</b>" : "") +
+          (hit.rule === "conditional" && (hit.requirements || []).length ? '<br><span class="wb-needs">须提供或取得：' +
+            U.esc(hit.requirements.map(function (n) { return n.zh; }).join("；")) + "</span>" : "") + "</td></tr>");
       });
     });
     return '<table class="wb-table" id="wb-table"><colgroup><col style="width:11%"><col style="width:19%"><col style="width:14%">' +
@@ -363,6 +367,16 @@
     document.body.setAttribute("data-wb-zoomed", String(index));
   }
 
+  /* what the applicant must provide or obtain for the conditional overlaps, with the parcels asking */
+  function requirementsSection(check) {
+    var needs = check.requirements || [];
+    if (!needs.length) return "";
+    return '<h3>申请人须提供或取得 <span class="ob-en">What the applicant must provide or obtain</span></h3>' +
+      '<div id="wb-requirements">' + U.requirementsHtml(needs.map(function (n) {
+        return { zh: n.zh + "（地块 " + (n.parcel_ids || []).join("、") + "）", en: n.en, basis: n.basis };
+      })) + "</div>";
+  }
+
   function showResult(check, project) {
     WB.check = check;
     var v = U.VERDICT[check.verdict] || [check.verdict, check.verdict];
@@ -371,8 +385,10 @@
       U.esc(v[0]) + '</span> <span class="ob-en">' + U.esc(v[1]) + "</span></p>" +
       '<table class="ob-table"><tr><th>项目类型</th><td>' + U.esc(typeName) + "</td></tr><tr><th>蓝图版本</th><td>" +
       U.esc(check.blueprint_version) + "</td></tr><tr><th>检查编号</th><td id=\"wb-check-id\">" + U.esc(check.check_id) + "</td></tr>" +
+      "<tr><th>规则版本</th><td id=\"wb-rules-version\">" + U.esc(U.rulesVersion(check)) + "</td></tr>" +
       (project ? "<tr><th>项目</th><td>" + U.esc(project.code) + " " + U.esc(project.name) + "</td></tr>" : "") + "</table>" +
       '<p class="ob-expl">' + U.esc(check.explanation_zh) + '</p><p class="ob-expl ob-en">' + U.esc(check.explanation_en) + "</p>" +
+      requirementsSection(check) +
       "<h3>重叠分析 <span class=\"ob-en\">Overlaps (click a row to zoom)</span></h3>" + resultTable(check) +
       "<h3>地块说明 <span class=\"ob-en\">Per parcel</span></h3>" + (check.parcels || []).map(function (p) {
         return "<p>地块 " + U.esc(p.parcel_id) + " " + U.verdictBadge(p.verdict) + " 面积 " + U.num(p.area_m2, 2) +
@@ -448,15 +464,23 @@
   }
 
   /* ---- start ---- */
+  /* project types grouped: one optgroup per group, the group itself first (either level may be chosen) */
   function fillSelects(types) {
     WB.types = {};
     var select = $("wb-type");
+    var groups = {};
     types.forEach(function (t) {
       WB.types[t.key] = t;
+      var group = t.group || t.key;
+      if (!groups[group]) {
+        groups[group] = document.createElement("optgroup");
+        groups[group].label = (t.group_name_zh || t.name_zh) + " " + (t.group_name_en || t.name_en);
+        select.appendChild(groups[group]);
+      }
       var opt = document.createElement("option");
       opt.value = t.key;
-      opt.textContent = t.name_zh + " " + t.name_en;
-      select.appendChild(opt);
+      opt.textContent = t.is_group === false ? "　" + t.name_zh + " " + t.name_en : t.name_zh + " " + t.name_en;
+      groups[group].appendChild(opt);
     });
     var versions = $("wb-version");
     cfg.versions.forEach(function (v) {

@@ -1,0 +1,167 @@
+"""api.rescreen: after a publish, every project in flight screened again against the new version (a job)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from api.jobs import JobStore
+from api.store import AuditLog, Principal, projects, write
+from approval.errors import NoWarningError
+from approval.store import EventLog
+from layers.model import ParcelSet
+
+if TYPE_CHECKING:
+    from api.services import Services
+
+KIND = "rescreen"
+# Projects still on their way: a submitted one has its parcels (every pooled project does), planning ones
+# are screened when they are submitted, final ones (cleared, rejected) keep the check they were decided on.
+IN_FLIGHT = ("submitted", "screened", "in_review")
+RESCREENER = Principal("rescreen", "admin")
+
+
+def on_publish(version: str, by: Principal) -> Callable[[Connection], None]:
+    """What a publish commits with: the ``blueprint.published`` event and the queued re-screening."""
+
+    def also(conn: Connection) -> None:
+        # read in the publish transaction: a project pooled after it commits is screened on this version
+        waiting = conn.execute(
+            sa.select(sa.func.count()).select_from(projects).where(projects.c.status.in_(IN_FLIGHT))
+        ).scalar_one()
+        job_id = None
+        if waiting:
+            job_id = JobStore.enqueue(
+                conn, KIND, by=by, idempotency_key=f"{KIND}:{version}", payload={"version": version}
+            )
+        EventLog.append(
+            conn,
+            "blueprint.published",
+            "blueprint",
+            version,
+            {"version": version, "published_by": by.name, "rescreen_job_id": job_id, "in_flight": waiting},
+        )
+
+    return also
+
+
+def in_flight(services: Services) -> list[str]:
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(projects.c.code).where(projects.c.status.in_(IN_FLIGHT)).order_by(projects.c.code)
+        ).scalars()
+        return [str(code) for code in rows]
+
+
+def run(services: Services, job: dict[str, Any], _folder: Path, progress: Callable[[float], None]) -> str:
+    """The job: each project in flight screened once against ``version``; a re-run skips what is done."""
+    version = str(job["payload"]["version"])
+    codes = in_flight(services)
+    for i, code in enumerate(codes):
+        rescreen_project(services, code, version, str(job["job_id"]))
+        progress((i + 1) / len(codes))
+    return version
+
+
+def rescreen_project(services: Services, code: str, version: str, job_id: str) -> str | None:
+    """Screen one project against ``version`` and link the check (with what changed); ``None`` if skipped."""
+    project = services.projects.get(code)
+    if project["status"] not in IN_FLIGHT:
+        return None
+    revision = project["parcels_revision"]
+    checks = services.projects.checks(code)
+    if checks and _number(checks[-1]["blueprint_version"]) > _number(version):
+        return None  # already screened against a newer version (a later publish overtook this job)
+    if any(c["blueprint_version"] == version and c["parcels_revision"] == revision for c in checks):
+        return None  # screened against this version already (by this job before a restart, or by hand)
+    # the check id follows from the job, project and parcel set: a re-run finds its stored check
+    check_id = "chk_rs_" + hashlib.sha256(f"{job_id}:{code}:{revision}".encode()).hexdigest()[:24]
+    frame = services.projects.parcels(code)[["parcel_id", "name", "geometry"]]
+    parcels = ParcelSet(
+        frame=frame,
+        source=f"project {code}",
+        crs_in=str(frame.crs.to_string()),
+        checksum=str(project["parcels_checksum"]),
+    )
+    outcome = services.screen(
+        parcels, str(project["project_type"]), version, by=RESCREENER, check_id=check_id
+    )
+    before = project["latest_check_id"]
+    old = json.loads(services.stores.checks.get(before)) if before else None
+    new = json.loads(outcome.text)
+    services.projects.link_check(
+        code,
+        check_id,
+        str(new["verdict"]),
+        version,
+        by=RESCREENER,
+        changes={"kinds_changed": kinds_changed(old, new)},
+    )
+    return check_id
+
+
+def kind_rules(result: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
+    """Per control kind, the strictest rule it triggers in a result: kind → (rule, Chinese name)."""
+    order = ("allowed", "conditional", "forbidden")
+    found: dict[str, tuple[str, str]] = {}
+    for parcel in (result or {}).get("parcels", []):
+        for hit in parcel.get("conflicts", []):
+            if hit.get("below_tolerance"):
+                continue
+            kind, rule = str(hit["kind"]), str(hit["rule"])
+            held = found.get(kind)
+            if held is None or order.index(rule) > order.index(held[0]):
+                found[kind] = (rule, str(hit.get("name_zh", kind)))
+    return found
+
+
+def kinds_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The control kinds whose rule differs between two results (appeared, gone or changed)."""
+    before, after = kind_rules(old), kind_rules(new)
+    out = []
+    for kind in sorted(set(before) | set(after)):
+        was, now = before.get(kind), after.get(kind)
+        if (was and was[0]) != (now and now[0]):
+            name = (now or was or ("", kind))[1]
+            out.append({"kind": kind, "name_zh": name, "before": was and was[0], "after": now and now[0]})
+    return out
+
+
+def _number(version: str) -> int:
+    digits = "".join(ch for ch in version if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def warning(services: Services, code: str) -> dict[str, Any] | None:
+    """The 预警 a changed verdict raises: the newest ``verdict.changed`` not yet acknowledged, or ``None``."""
+    found = services.outbox.events.for_subject(
+        "project", code, types=("verdict.changed", "warning.acknowledged")
+    )
+    if not found or found[-1]["type"] != "verdict.changed":
+        return None
+    last = found[-1]
+    return {
+        "seq": last["seq"],
+        "event_id": last["event_id"],
+        "created_at": last["created_at"],
+        **last["payload"],
+    }
+
+
+def acknowledge(services: Services, code: str, *, by: Principal, note: str = "") -> dict[str, Any]:
+    """A planner has seen the warning: recorded in the audit log and the feed; the warning goes."""
+    current = warning(services, code)
+    if current is None:
+        raise NoWarningError(f"project {code} has no open warning 该项目没有待确认的预警")
+    with write(services.engine) as conn:
+        services.projects._lock(conn, code)
+        body = {"code": code, "acknowledged_seq": current["seq"], "note": note}
+        AuditLog.append(conn, by, "project.warning_ack", "project", code, after=body)
+        EventLog.append(conn, "warning.acknowledged", "project", code, body)
+    return services.project_detail(code)

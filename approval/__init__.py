@@ -1,0 +1,1 @@
+"""approval: the approval-flow domain — departments, working days, opinion rounds, events, webhooks."""
