@@ -250,7 +250,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
     app.include_router(
         build_router(
             source, read, tile_url=settings.tile_url, dev_key=dev_key, catalogue=services.catalogue,
-            report_info=info,
+            report_info=info, tiles_dir=settings.data_dir / "tiles",
         )
     )
     app.include_router(

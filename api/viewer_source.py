@@ -45,6 +45,10 @@ class StoreViewerSource:
     def conflicts(self, version: str) -> gpd.GeoDataFrame:
         return self._blueprint(version).conflicts
 
+    def project_parcels(self) -> gpd.GeoDataFrame:
+        """Every project's current parcels (the pool), working CRS: the map's ``parcels`` layer."""
+        return self.services.projects.parcels()
+
     def city_bounds_4326(self) -> tuple[float, float, float, float]:
         """The extent of the latest published version (else the newest draft, else the work CRS's area)."""
         version = self.latest_version()

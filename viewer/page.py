@@ -98,6 +98,18 @@ def layer_specs(catalogue: Catalogue) -> list[dict[str, Any]]:
     return specs
 
 
+PARCELS_SPEC = {"key": "parcels", "name_zh": "项目地块（项目库）", "name_en": "Project parcels",
+                "group": "parcels", "colour": "#1f4fff", "on": True}
+MVT_URL = "/viewer/tiles/{version}/{z}/{x}/{y}.mvt"
+
+
+def parcels_config(revision: str | None, catalogue: Catalogue) -> dict[str, Any]:
+    """Page settings that add the project pool's parcels to every tile (none when there is no pool)."""
+    if revision is None:
+        return {}
+    return {"tiles": f"{MVT_URL}?parcels={revision}", "layers": [*layer_specs(catalogue), dict(PARCELS_SPEC)]}
+
+
 def proj4_string(crs: CRS) -> str:
     """The PROJ string proj4js needs for the cursor's GK coordinates."""
     with warnings.catch_warnings():
@@ -112,7 +124,7 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "version": options.version,
         "versions": [{"version": v.get("version"), "status": v.get("status")} for v in options.versions],
         "layers": layer_specs(catalogue),
-        "tiles": "/viewer/tiles/{version}/{layer}/{z}/{x}/{y}.geojson",
+        "tiles": MVT_URL,  # one MVT per view cell, every layer
         "bounds": list(options.bounds_4326),
         "workCrs": {"label": crs_label(options.work_crs), "proj4": proj4_string(options.work_crs)},
         "api": options.api_base,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,16 +14,41 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from layers.catalogue import Catalogue, load_catalogue
 from viewer import compare as compare_mod
 from viewer import report as report_mod
-from viewer.page import PageOptions, build_page, render_template
+from viewer.archive import Archives
+from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
-from viewer.tiles import TileService
+from viewer.tiles import TileService, valid_tile
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "blueprint_key"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml",
                 ".map": "application/json"}
 TILE_HEADERS = {"Cache-Control": "private, max-age=86400"}
+MVT_TYPE = "application/vnd.mapbox-vector-tile"
+# a published version never changes: its tiles may be kept for a year without asking again
+IMMUTABLE = "private, max-age=31536000, immutable"
+DRAFT = "private, no-cache"  # drafts: revalidate every time (the ETag makes that a 304)
+
+
+def with_parcels(body: bytes, parcels: bytes) -> bytes:
+    """The gzipped tile ``body`` with the raw MVT ``parcels`` layer added (MVT messages concatenate)."""
+    if not parcels:
+        return body
+    return gzip.compress((gzip.decompress(body) if body else b"") + parcels, compresslevel=6, mtime=0)
+
+
+def mvt_response(request: Request, body: bytes, published: bool) -> Response:
+    """The gzipped MVT ``body`` with ETag and caching headers; 304 when the browser has it already."""
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if published else DRAFT, "Vary": "Accept-Encoding"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if body and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+    elif body:
+        body = gzip.decompress(body)  # a client that cannot take gzip gets the plain tile
+    return Response(body, media_type=MVT_TYPE, headers=headers)
 
 
 def _static_file(path: str) -> FileResponse:
@@ -91,15 +118,17 @@ def _known_version(source: ViewerSource, version: str) -> str:
 
 def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, tile_url: str | None = None,
                  dev_key: str | None = None, catalogue: Catalogue | None = None,
-                 report_info: ReportInfo | None = None) -> APIRouter:
+                 report_info: ReportInfo | None = None, tiles_dir: Path | None = None) -> APIRouter:
     """The viewer's routes under /viewer.
 
     Everything but the static assets and the login form depends on ``auth_dependency`` (which
     must accept the ``blueprint_key`` cookie the login form sets). ``dev_key`` is shown pre-filled
     in the login form and must only be passed in dev mode. ``tile_url`` is an optional basemap.
+    ``tiles_dir``: where the MVT archives of published versions are kept (none: tiles on demand only).
     """
     catalogue = catalogue or load_catalogue()
     tiles = TileService(source, {k.key: k.group for k in catalogue.values()})
+    archives = Archives(tiles_dir, source, tiles)
     router = APIRouter(prefix="/viewer", tags=["viewer"])
     auth = [Depends(auth_dependency)]
     pages = sign_in_dependencies(auth_dependency)
@@ -136,14 +165,34 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         options = PageOptions(version=chosen, versions=source.versions(),
                               bounds_4326=source.city_bounds_4326(), work_crs=source.work_crs(),
                               tile_url=tile_url, project=_project_code(source, project))
-        return HTMLResponse(build_page(options, catalogue))
+        extra = parcels_config(tiles.parcels_revision(), catalogue)
+        return HTMLResponse(build_page(options, catalogue, extra=extra))
+
+    @router.get("/tiles/{version}/{z}/{x}/{y}.mvt", dependencies=auth, summary="One MVT tile, every layer")
+    def mvt_tile(request: Request, version: str, z: int, x: int, y: int,
+                 parcels: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+        """Every layer of ``version`` in one Mapbox Vector Tile: the catalogue kinds, ``unplanned`` and
+        ``conflicts`` as named layers. Published versions come from their archive (immutable).
+        ``?parcels=REV`` adds the project pool's ``parcels`` layer (REV: the revision the page was given)."""
+        if not valid_tile(z, x, y):
+            raise HTTPException(status_code=404, detail=f"no such tile: {z}/{x}/{y}")
+        try:
+            body = archives.tile(version, z, x, y)
+            if body is None:
+                body = tiles.mvt(version, z, x, y)
+        except KeyError as exc:
+            raise HTTPException(status_code=404, detail=f"no such tile: {exc}") from None
+        published = tiles.status(version) == "published"
+        if parcels is not None:
+            body = with_parcels(body, tiles.parcels_mvt(z, x, y))
+            published = published and parcels == tiles.parcels_revision()  # an old revision: revalidate
+        return mvt_response(request, body, published)
 
     @router.get("/tiles/{version}/{layer}/{z}/{x}/{y}.{fmt}", dependencies=auth, summary="A vector tile")
     def tile(version: str, layer: str, z: int, x: int, y: int, fmt: str) -> Response:
         """GeoJSON tile of one layer (a catalogue kind, ``unplanned`` or ``conflicts``), EPSG:4326."""
-        if fmt != "geojson":
-            # MVT needs the mapbox-vector-tile package, which is not installed: say so plainly
-            raise HTTPException(status_code=404, detail="only .geojson tiles are served")
+        if fmt != "geojson":  # MVT: one tile for every layer, /viewer/tiles/{version}/{z}/{x}/{y}.mvt
+            raise HTTPException(status_code=404, detail="per-layer tiles are .geojson only")
         try:
             body = tiles.tile(version, layer, z, x, y)
         except KeyError as exc:
@@ -153,9 +202,11 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
     @router.get("/identify/{version}", dependencies=auth, summary="What the blueprint says at a point")
     def identify(version: str, lon: Annotated[float, Query(ge=-180, le=180)],
                  lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
-        """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features."""
+        """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features;
+        and the conflicts there: the two plans, their layers, the area and how precedence resolved it."""
         try:
-            return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat)}
+            return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat),
+                    "conflicts": tiles.identify_conflicts(version, lon, lat)}
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}") from None
 

@@ -19,6 +19,10 @@ class ViewerSource(Protocol):
 
     The page's JavaScript does not go through this port for projects: it calls the JSON API
     (see :data:`API_CONTRACT`) with the ``blueprint_key`` cookie.
+
+    Optional: ``project_parcels() -> GeoDataFrame`` (``project_code``, ``parcel_id``, ``name``, ``area_m2``,
+    working CRS) — every project's current parcels; when present the map's tiles carry them as the
+    ``parcels`` layer (see ``viewer/README.md``, *Tiles*).
     """
 
     def work_crs(self) -> CRS:

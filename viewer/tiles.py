@@ -1,9 +1,12 @@
-"""viewer.tiles: GeoJSON vector tiles of a blueprint version, clipped per tile and simplified per zoom."""
+"""viewer.tiles: vector tiles (MVT, GeoJSON) of a blueprint version, clipped and simplified per zoom."""
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -17,6 +20,10 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
+from viewer.mvt import encode_tile
+
+log = logging.getLogger(__name__)
+
 # Web-mercator tiling (XYZ scheme, y grows southwards), as Leaflet requests it.
 EARTH_HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
 TILE_PX = 256
@@ -29,6 +36,8 @@ LONLAT = CRS.from_epsg(4326)
 VERSIONS_TTL = 2.0  # seconds a version list is trusted (a tile burst asks hundreds of times)
 CONFLICTS = "conflicts"
 UNPLANNED = "unplanned"
+PARCELS = "parcels"  # the project pool's parcels: not part of a version, so tiled on demand only
+PARCELS_TTL = 10.0  # seconds the pool's parcels are trusted (a new project shows within this)
 
 
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
@@ -172,13 +181,18 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
     members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
     parts = dissolve(members) if dissolve_kind else members
     geoms = _transform(parts, src, WEB_MERCATOR)
-    return LayerIndex(geoms, [{"layer": layer}] * len(geoms))
+    # area in the working CRS (metres), before the reprojection to web mercator
+    areas = np.round(shapely.area(parts), 1) if len(parts) else np.empty(0)
+    return LayerIndex(geoms, [{"layer": layer, "kind": layer, "area_m2": float(a)} for a in areas])
 
 
 def _conflict_props(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("conflict_id", "kind_a", "kind_b", "rule", "resolution", "winner")
     props: dict[str, Any] = {k: str(row[k]) for k in keys if k in row and row[k] is not None}
     props["layer"] = CONFLICTS
+    for side in ("layer_a", "layer_b"):  # the two plans' layer names, for the click popup
+        if row.get(side) is not None:
+            props[side] = str(row[side])
     props["area_m2"] = round(float(row.get("area_m2") or 0.0), 2)
     return props
 
@@ -195,6 +209,35 @@ def tile_geojson(features: list[tuple[shapely.Geometry, dict[str, Any]]]) -> byt
         for (_, p), t, g in zip(features, texts, geoms, strict=True) if not shapely.is_empty(g)
     )
     return ('{"type":"FeatureCollection","features":[' + body + "]}").encode("utf-8")
+
+
+def tile_mvt(layers: list[tuple[str, list[tuple[shapely.Geometry, dict[str, Any]]]]],
+             z: int, x: int, y: int) -> bytes:
+    """One gzip-compressed MVT tile carrying every layer given (EPSG:3857 features); an empty tile is b""."""
+    raw = encode_tile([(name, [(g, _mvt_props(p)) for g, p in feats]) for name, feats in layers],
+                      tile_bounds(z, x, y))
+    return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+
+
+def _mvt_props(props: dict[str, Any]) -> dict[str, Any]:
+    # the MVT layer name already says which layer a feature is in
+    return {k: v for k, v in props.items() if k != "layer"}
+
+
+def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
+    """The tile index of the project pool's parcels and a revision string that changes with them."""
+    digest = hashlib.blake2b(digest_size=8)
+    keys = ("project_code", "parcel_id", "name", "area_m2")
+    rows = frame[[k for k in keys if k in frame]].astype(str).to_numpy().tolist() if len(frame) else []
+    digest.update(json.dumps(rows, ensure_ascii=False).encode("utf-8"))
+    for blob in shapely.to_wkb(frame.geometry.to_numpy()) if len(frame) else []:
+        digest.update(blob)
+    if len(frame) == 0 or frame.crs is None:
+        return LayerIndex(np.empty(0, dtype=object), []), digest.hexdigest()
+    geoms = _transform(frame.geometry.to_numpy(), CRS.from_user_input(frame.crs), WEB_MERCATOR)
+    props = [{"project_code": str(r.get("project_code", "")), "parcel_id": str(r.get("parcel_id", "")),
+              "area_m2": round(float(r.get("area_m2") or 0.0), 2)} for r in frame.to_dict("records")]
+    return LayerIndex(geoms, props), digest.hexdigest()
 
 
 class LRU:
@@ -316,6 +359,53 @@ class TileService:
         if status is None:
             raise KeyError(version)
         return identify(self._frame(version, "pieces", self._ttl(version)), lon, lat)
+
+    def mvt(self, version: str, z: int, x: int, y: int) -> bytes:
+        """Gzipped MVT bytes of tile z/x/y of ``version``: every layer, each as a named MVT layer."""
+        if not valid_tile(z, x, y):
+            raise KeyError(f"{z}/{x}/{y}")
+        if self.status(version) is None:
+            raise KeyError(version)
+        return self._tiles.get((version, "mvt", z, x, y), lambda: self._build_mvt(version, z, x, y),
+                               self._ttl(version))
+
+    def _parcels(self) -> tuple[LayerIndex, str] | None:
+        read = getattr(self.source, "project_parcels", None)  # optional in ViewerSource
+        if read is None:
+            return None
+        return self._indexes.get(("*", PARCELS), lambda: build_parcels_index(read()), PARCELS_TTL)
+
+    def parcels_revision(self) -> str | None:
+        """Changes whenever the project pool's parcels change; None when the source has no pool or
+        cannot read it now (the map then shows the blueprint without the pool, rather than failing)."""
+        try:
+            found = self._parcels()
+        except Exception:
+            log.exception("the project pool's parcels could not be read for the map")
+            return None
+        return None if found is None else found[1]
+
+    def parcels_mvt(self, z: int, x: int, y: int) -> bytes:
+        """The raw (not gzipped) MVT ``parcels`` layer of tile z/x/y; b"" when no parcel is there."""
+        found = self._parcels()
+        if found is None or not valid_tile(z, x, y):
+            return b""
+        return encode_tile([(PARCELS, [(g, p) for g, p in found[0].tile(z, x, y)])], tile_bounds(z, x, y))
+
+    def _build_mvt(self, version: str, z: int, x: int, y: int) -> bytes:
+        layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]
+        return tile_mvt(layers, z, x, y)
+
+    def identify_conflicts(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
+        """The conflicts (差异图斑) of ``version`` under a lon/lat point; ``KeyError``: unknown version."""
+        if self.status(version) is None:
+            raise KeyError(version)
+        frame = self._frame(version, CONFLICTS, self._ttl(version))
+        if len(frame) == 0:
+            return []
+        to_work = _transformer(LONLAT, CRS.from_user_input(frame.crs))
+        hits = frame.sindex.query(shapely.Point(*to_work.transform(lon, lat)), predicate="intersects")
+        return [_conflict_props(row) for row in frame.iloc[np.sort(hits)].to_dict("records")]
 
     def tile(self, version: str, layer: str, z: int, x: int, y: int) -> bytes:
         """GeoJSON bytes of tile z/x/y of ``layer`` in ``version``."""

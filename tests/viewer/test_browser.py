@@ -21,9 +21,19 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from shapely.geometry import mapping
 
-from tests.viewer.conftest import DEMO_PROJECT, PARCEL, MemorySource, demo_check, make_app, to_4326
+from tests.viewer.conftest import (
+    CONFLICT,
+    DEMO_PROJECT,
+    PARCEL,
+    MemorySource,
+    b,
+    demo_check,
+    make_app,
+    to_4326,
+)
 
 pytestmark = pytest.mark.browser
+CONFLICT_LATLON = to_4326(CONFLICT.centroid)["coordinates"]
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -32,27 +42,37 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
+# a second project, far from the first, with no check yet; DELAY slows one project's answer down
+SECOND = {"code": "TL-2026-002", "name": "铜陵滨江物流园", "project_type": "logistics", "applicant": "-",
+          "district": "铜官区", "status": "submitted", "reviews": []}
+SECOND_PARCEL = b(600, 600, 700, 700)
+DELAY: dict[str, float] = {}
+
+
 def fake_api(app: FastAPI) -> None:
     """Stand-ins for the API engineer's /api/v1 endpoints (same shapes as the contract)."""
+    known = {DEMO_PROJECT["code"]: (DEMO_PROJECT, PARCEL), SECOND["code"]: (SECOND, SECOND_PARCEL)}
 
     @app.get("/api/v1/projects")
     def projects(q: str = "") -> dict[str, Any]:
-        hit = q in DEMO_PROJECT["code"] or q in DEMO_PROJECT["name"]
-        items = [{k: DEMO_PROJECT[k] for k in ("code", "name", "project_type", "status")}] if hit else []
+        hits = [p for p, _ in known.values() if q in p["code"] or q in p["name"]]
+        items = [{k: p[k] for k in ("code", "name", "project_type", "status")} for p in hits]
         return {"items": items, "total": len(items)}
 
     @app.get("/api/v1/projects/{code}")
     def project(code: str) -> dict[str, Any]:
-        if code != DEMO_PROJECT["code"]:
+        if code not in known:
             raise HTTPException(404)
-        return DEMO_PROJECT
+        time.sleep(DELAY.get(code, 0.0))
+        return known[code][0]
 
     @app.get("/api/v1/projects/{code}/location")
     def location(code: str) -> dict[str, Any]:
-        geometry = to_4326(PARCEL)
+        parcel = known[code][1] if code in known else PARCEL
+        geometry = to_4326(parcel)
         xs = [c[0] for c in geometry["coordinates"][0]]
         ys = [c[1] for c in geometry["coordinates"][0]]
-        return {"code": code, "centroid": mapping(PARCEL.centroid)["coordinates"],
+        return {"code": code, "centroid": mapping(parcel.centroid)["coordinates"],
                 "bbox": [min(xs), min(ys), max(xs), max(ys)], "geometry": geometry}
 
     @app.get("/api/v1/checks/{check_id}")
@@ -123,6 +143,7 @@ def assert_local(urls: list[str], base_url: str) -> None:
 
 
 def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any, base_url: str) -> None:
+    page.requested.clear()  # this opening only, not the sign-in's
     page.goto(f"{base_url}/viewer")
     page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
     lines_and_zones = ["ecological_redline", "permanent_farmland", "urban_boundary",
@@ -130,14 +151,24 @@ def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any
     page.wait_for_function(
         "keys => keys.every(k => (OneBlueprint.drawn[k] || 0) > 0)", arg=lines_and_zones, timeout=20_000)
     page.wait_for_load_state("networkidle")
+    # one MVT request per view cell, carrying every layer: the canvases list the layers they drew
+    drawn_layers = page.evaluate("""() => [...document.querySelectorAll('canvas.ob-tile')]
+        .flatMap(c => (c.getAttribute('data-layers') || '').split(' '))""")
     for key in lines_and_zones:
-        assert page.locator(f"canvas.ob-tile-{key}").count() > 0, key
-    # ink on the canvas, not just canvases: some red-line tile has coloured pixels
-    inked = page.evaluate("""() => [...document.querySelectorAll('canvas.ob-tile-ecological_redline')]
-        .some(c => {
+        assert key in drawn_layers, key
+    tile_requests = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert tile_requests and all(u.endswith(".mvt") for u in tile_requests)
+    assert len(tile_requests) == len(set(tile_requests)) == page.locator("canvas.ob-tile").count()
+    # ink on the canvas, not just canvases: the red-line colour is on some tile
+    red = page.evaluate("OneBlueprint.kinds.ecological_redline.colour")
+    inked = page.evaluate("""(hex) => { const want = [1, 3, 5].map(i => parseInt(hex.substr(i, 2), 16));
+        return [...document.querySelectorAll('canvas.ob-tile')].some(c => {
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true;
-        return false; })""")
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3] > 0 && Math.abs(d[i] - want[0]) < 90 && Math.abs(d[i + 1] - want[1]) < 90
+              && Math.abs(d[i + 2] - want[2]) < 90 && d[i] !== d[i + 1]) return true;
+        }
+        return false; }); }""", red)
     assert inked
     assert page.evaluate("OneBlueprint.drawn.geohazard_zone || 0") == 0, "overlays wait to be switched on"
     # the whole city is in view
@@ -170,6 +201,22 @@ def test_clicking_the_map_tells_what_the_blueprint_says_there(page: Any, base_ur
     popup = page.locator(".ob-identify")
     popup.wait_for(timeout=10_000)
     assert "生态保护红线 Ecological protection red line" in popup.inner_text()
+    assert_local(page.requested, base_url)
+
+
+def test_clicking_a_conflict_names_both_plans_and_the_resolution(page: Any, base_url: str) -> None:
+    page.goto(f"{base_url}/viewer?version=v1")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.locator(".leaflet-control-layers-overlays label", has_text="规划冲突").locator("input").check()
+    page.wait_for_function("(OneBlueprint.drawn.conflicts || 0) > 0", timeout=20_000)
+    point = page.evaluate(f"""() => {{ const ll = L.latLng({CONFLICT_LATLON[1]}, {CONFLICT_LATLON[0]});
+        return OneBlueprint.map.latLngToContainerPoint(ll); }}""")
+    page.mouse.click(point["x"], point["y"])
+    popup = page.locator(".ob-identify .ob-conflict")
+    popup.wait_for(timeout=10_000)
+    text = popup.inner_text()
+    for expected in ("C000001", "永久基本农田", "城镇开发边界", "农田 2025", "城镇 2025", "永久基本农田优先"):
+        assert expected in text, expected
     assert_local(page.requested, base_url)
 
 
@@ -223,6 +270,77 @@ def test_search_flies_to_the_project_and_shows_its_panel(page: Any, base_url: st
     page.screenshot(path=str(ARTIFACTS / "viewer-project.png"))
     assert page.errors == []
     assert_local(page.requested, base_url)
+
+
+def test_one_request_per_view_cell_and_a_fly_to_stays_under_30(page: Any, base_url: str) -> None:
+    page.requested.clear()
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.tilesIdle === true", timeout=20_000)
+    opening = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert 0 < len(opening) <= 30 and all(u.split("?")[0].endswith(".mvt") for u in opening)
+    page.requested.clear()
+    page.fill("#ob-search", SECOND["code"])
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    page.wait_for_timeout(1200)  # the flight
+    page.wait_for_function("OneBlueprint.tilesIdle === true", timeout=20_000)
+    flight = [u for u in page.requested if "/viewer/tiles/" in u]
+    assert 0 < len(flight) <= 30, len(flight)
+    assert page.evaluate("OneBlueprint.map.getZoom()") >= 15  # it went down to the parcel
+    assert page.errors == []
+    assert_local(page.requested, base_url)
+
+
+def test_a_fly_to_cancels_the_tile_loads_still_pending(page: Any, base_url: str) -> None:
+    held: list[Any] = []  # tile requests the "server" never answers: they stay pending in the page
+
+    holding = [True]
+
+    def hold(route: Any) -> None:
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/viewer/tiles/**", hold)
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    page.wait_for_function("document.querySelectorAll('canvas.ob-tile').length > 0")
+    page.wait_for_timeout(300)
+    assert held, "the opening view asked for tiles"
+    holding[0] = False  # tiles asked for from now on are answered
+    page.fill("#ob-search", SECOND["code"])
+    page.press("#ob-search", "Enter")
+    page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+    assert page.evaluate("OneBlueprint.aborted") == len(held)  # every pending load was cancelled
+    page.wait_for_timeout(1200)
+    page.wait_for_function("OneBlueprint.tilesIdle === true", timeout=20_000)
+    assert page.evaluate("(OneBlueprint.drawn.urban_space || 0) > 0")  # the new view is drawn
+    for route in held:
+        try:
+            route.abort()
+        except Exception:  # already gone with the cancelled fetch
+            pass
+
+
+def test_a_newer_search_wins_no_stale_panel(page: Any, base_url: str) -> None:
+    """The first project answers slowly; the second is asked for meanwhile: its panel stays."""
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    DELAY[DEMO_PROJECT["code"]] = 1.5
+    try:
+        # not awaited: both selections are in flight together
+        page.evaluate(f"() => {{ OneBlueprint.select('{DEMO_PROJECT['code']}'); }}")
+        page.wait_for_timeout(100)
+        page.evaluate(f"() => {{ OneBlueprint.select('{SECOND['code']}'); }}")
+        page.wait_for_function("OneBlueprint.state === 'located'", timeout=20_000)
+        assert page.locator("#ob-panel").get_attribute("data-code") == SECOND["code"]
+        page.wait_for_timeout(2500)  # the slow answer for the first project arrives meanwhile
+        assert page.locator("#ob-panel").get_attribute("data-code") == SECOND["code"]
+        assert "铜陵滨江物流园" in page.locator("#ob-panel").inner_text()
+        assert "铜陵新材料产业园一期" not in page.locator("#ob-panel").inner_text()
+    finally:
+        DELAY.clear()
 
 
 def test_deep_link_locates_a_project(page: Any, base_url: str) -> None:

@@ -117,7 +117,8 @@ def test_meeting_flow_on_the_real_service(real: tuple[str, str]) -> None:
             assert page.locator("#dev-mode").is_visible(), "dev mode says so on the form"
             page.click("button[type=submit]")  # the dev key is pre-filled
             page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
-            page.wait_for_function("['ecological_redline', 'permanent_farmland', 'urban_boundary']"
+            # the project pool's parcels ride in the same MVT tiles as the blueprint's layers
+            page.wait_for_function("['ecological_redline', 'permanent_farmland', 'urban_boundary', 'parcels']"
                                    ".every(k => (OneBlueprint.drawn[k] || 0) > 0)", timeout=30_000)
             page.fill("#ob-search", CODE)
             page.press("#ob-search", "Enter")

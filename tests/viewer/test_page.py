@@ -78,7 +78,7 @@ def test_config_opens_on_the_whole_city_with_the_latest_version(client: TestClie
     config = config_of(client.get("/viewer").text)
     assert config["version"] == "v2"
     assert config["bounds"] == pytest.approx(list(source.city_bounds_4326()))
-    assert config["tiles"] == "/viewer/tiles/{version}/{layer}/{z}/{x}/{y}.geojson"
+    assert config["tiles"] == "/viewer/tiles/{version}/{z}/{x}/{y}.mvt"
     assert config["workCrs"]["label"] == "EPSG:4548"
     assert "+proj=tmerc" in config["workCrs"]["proj4"] and "+lon_0=117" in config["workCrs"]["proj4"]
 

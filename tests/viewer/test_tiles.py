@@ -93,7 +93,8 @@ def test_tile_features_are_clipped_to_the_tile() -> None:
     gx0, gy0, gx1, gy1 = geom.bounds
     assert gx0 >= minx - pad - 1e-6 and gx1 <= maxx + pad + 1e-6
     assert gy0 >= miny - pad - 1e-6 and gy1 <= maxy + pad + 1e-6
-    assert props == {"layer": "urban_space"}
+    # the dissolved part's area is in the working CRS (m²), not web-mercator's inflated one
+    assert props == {"layer": "urban_space", "kind": "urban_space", "area_m2": pytest.approx(4_000_000.0)}
 
 
 def _comb(teeth: int = 200) -> Polygon:

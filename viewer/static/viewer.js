@@ -1,4 +1,4 @@
-/* One Blueprint 一张蓝图 review-meeting viewer: canvas vector tiles, legend, cursor coordinates,
+/* One Blueprint 一张蓝图 review-meeting viewer: MVT vector tiles on canvas, legend, cursor coordinates,
  * project search, info panel. Talks only to this service (tiles under /viewer, data under /api/v1). */
 (function () {
   "use strict";
@@ -65,53 +65,203 @@
     document.body.setAttribute("data-ob-state", state);
   }
 
-  /* ---- GeoJSON vector tiles drawn on canvas (fluid with 10^5–10^6 pieces) ---- */
-  var GeoJsonTiles = L.GridLayer.extend({
-    initialize: function (url, spec, options) {
+  /* ---- MVT: a ~70-line protobuf reader for Mapbox Vector Tiles (spec 2.1, polygons) ---- */
+  var utf8 = new TextDecoder("utf-8");
+
+  function Pbf(buf) { this.buf = buf; this.pos = 0; this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength); }
+  Pbf.prototype.varint = function () {
+    var value = 0, shift = 1, b;
+    do { b = this.buf[this.pos++]; value += (b & 0x7f) * shift; shift *= 128; } while (b & 0x80);
+    return value;
+  };
+  Pbf.prototype.skip = function (wire) {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos += 8;
+    else if (wire === 2) this.pos += this.varint();
+    else if (wire === 5) this.pos += 4;
+    else throw new Error("unsupported wire type " + wire);
+  };
+  Pbf.prototype.fields = function (end, each) {
+    while (this.pos < end) {
+      var tag = this.varint();
+      if (each(tag >> 3, tag & 7) === false) this.skip(tag & 7);
+    }
+  };
+  Pbf.prototype.packed = function () {
+    var end = this.varint() + this.pos, out = [];
+    while (this.pos < end) out.push(this.varint());
+    return out;
+  };
+  Pbf.prototype.string = function () {
+    var len = this.varint(), s = utf8.decode(this.buf.subarray(this.pos, this.pos + len));
+    this.pos += len;
+    return s;
+  };
+
+  function mvtValue(pbf) {
+    var end = pbf.varint() + pbf.pos, value = null;
+    pbf.fields(end, function (field, wire) {
+      if (field === 1) value = pbf.string();
+      else if (field === 2) { value = pbf.view.getFloat32(pbf.pos, true); pbf.pos += 4; }
+      else if (field === 3) { value = pbf.view.getFloat64(pbf.pos, true); pbf.pos += 8; }
+      else if (field === 4 || field === 5) value = pbf.varint();
+      else if (field === 6) { var n = pbf.varint(); value = n % 2 ? -(n + 1) / 2 : n / 2; }
+      else if (field === 7) value = Boolean(pbf.varint());
+      else return false;
+    });
+    return value;
+  }
+
+  function mvtLayer(pbf, end) {
+    var layer = { name: "", extent: 4096, features: [], keys: [], values: [] };
+    pbf.fields(end, function (field) {
+      if (field === 1) layer.name = pbf.string();
+      else if (field === 2) {
+        var fend = pbf.varint() + pbf.pos, feature = { tags: [], geometry: [] };
+        pbf.fields(fend, function (f) {
+          if (f === 2) feature.tags = pbf.packed();
+          else if (f === 4) feature.geometry = pbf.packed();
+          else return false;
+        });
+        layer.features.push(feature);
+      } else if (field === 3) layer.keys.push(pbf.string());
+      else if (field === 4) layer.values.push(mvtValue(pbf));
+      else if (field === 5) layer.extent = pbf.varint();
+      else return false;
+    });
+    layer.features.forEach(function (feature) {
+      feature.properties = {};
+      for (var i = 0; i + 1 < feature.tags.length; i += 2) {
+        feature.properties[layer.keys[feature.tags[i]]] = layer.values[feature.tags[i + 1]];
+      }
+    });
+    return layer;
+  }
+
+  /* the named layers of one tile: {name: {extent, features: [{properties, geometry}]}} */
+  function decodeMvt(buffer) {
+    var pbf = new Pbf(new Uint8Array(buffer)), layers = {};
+    pbf.fields(pbf.buf.length, function (field) {
+      if (field !== 3) return false;
+      var end = pbf.varint() + pbf.pos;
+      var layer = mvtLayer(pbf, end);
+      pbf.pos = end;
+      layers[layer.name] = layer;
+    });
+    return layers;
+  }
+  OB.decodeMvt = decodeMvt;
+
+  /* trace one MVT polygon feature (command integers, tile units) as a canvas path */
+  function tracePath(ctx, geometry, scale) {
+    var x = 0, y = 0, i = 0;
+    ctx.beginPath();
+    while (i < geometry.length) {
+      var cmd = geometry[i] & 7, count = geometry[i] >> 3;
+      i += 1;
+      if (cmd === 7) { ctx.closePath(); continue; }
+      for (var k = 0; k < count; k++) {
+        var dx = geometry[i], dy = geometry[i + 1];
+        x += dx % 2 ? -(dx + 1) / 2 : dx / 2;
+        y += dy % 2 ? -(dy + 1) / 2 : dy / 2;
+        i += 2;
+        if (cmd === 1) ctx.moveTo(x * scale, y * scale); else ctx.lineTo(x * scale, y * scale);
+      }
+    }
+  }
+
+  /* ---- one MVT request per view cell carrying every layer, drawn on one canvas ---- */
+  var VectorTiles = L.GridLayer.extend({
+    initialize: function (url, specs, options) {
       this._url = url;
-      this._spec = spec;
+      this._specs = specs; // drawing order, bottom to top
+      this._shown = {};
       L.GridLayer.prototype.initialize.call(this, options);
     },
 
+    show: function (key, on) {
+      this._shown[key] = on;
+      this.redraw_();
+    },
+
     createTile: function (coords, done) {
-      var tile = L.DomUtil.create("canvas", "ob-tile ob-tile-" + this._spec.key);
+      var tile = L.DomUtil.create("canvas", "ob-tile");
       var size = this.getTileSize();
       var ratio = window.devicePixelRatio || 1;
       tile.width = size.x * ratio;
       tile.height = size.y * ratio;
       tile.style.width = size.x + "px";
       tile.style.height = size.y + "px";
-      var url = this._url.replace("{z}", coords.z).replace("{x}", coords.x).replace("{y}", coords.y);
+      // 512-pixel cells: cell (x, y) at map zoom z is MVT tile (x, y) of zoom z - 1 (as Mapbox GL does),
+      // so a 1600 × 1000 view needs ~15 requests instead of ~40
+      var url = this._url.replace("{z}", coords.z - 1).replace("{x}", coords.x).replace("{y}", coords.y);
       var self = this;
+      var abort = new AbortController();
+      tile._obAbort = abort;
       tile.setAttribute("data-url", url);
-      fetch(url, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : { features: [] }; })
-        .then(function (fc) { self._draw(tile, coords, fc, ratio); done(null, tile); })
-        .catch(function () { done(null, tile); }); // an empty tile is better than a broken map
+      fetch(url, { credentials: "same-origin", signal: abort.signal })
+        .then(function (r) { return r.ok ? r.arrayBuffer() : new ArrayBuffer(0); })
+        .then(function (buffer) {
+          tile._obLayers = decodeMvt(buffer);
+          tile._obAbort = null;
+          self._draw(tile);
+          done(null, tile);
+        })
+        .catch(function (err) {
+          if (err && err.name === "AbortError") return; // cancelled: the tile is gone or will be asked again
+          tile._obLayers = {};
+          done(null, tile); // an empty tile is better than a broken map
+        });
       return tile;
     },
 
-    _draw: function (canvas, coords, fc, ratio) {
-      if (!this._map) return;
+    /* cancel every tile load still in flight (a fly-to: what it was loading is no longer wanted) */
+    abortPending: function () {
+      var n = 0;
+      for (var key in this._tiles) {
+        var t = this._tiles[key];
+        if (t.el._obAbort) { t.el._obAbort.abort(); this._removeTile(key); n += 1; }
+      }
+      OB.aborted = (OB.aborted || 0) + n;
+      return n;
+    },
+
+    _abortLoading: function () {
+      // Leaflet calls this when the tile zoom changes: loads for other zooms are dropped
+      for (var key in this._tiles) {
+        var t = this._tiles[key];
+        if (t.coords.z !== this._tileZoom && t.el._obAbort) { t.el._obAbort.abort(); this._removeTile(key); }
+      }
+    },
+
+    _removeTile: function (key) {
+      var t = this._tiles[key];
+      if (t && t.el._obAbort) t.el._obAbort.abort();
+      L.GridLayer.prototype._removeTile.call(this, key);
+    },
+
+    redraw_: function () {
+      for (var key in this._tiles) {
+        var t = this._tiles[key];
+        if (t.el._obLayers) this._draw(t.el);
+      }
+    },
+
+    _draw: function (canvas) {
+      if (!this._map || !canvas._obLayers) return;
       var ctx = canvas.getContext("2d");
-      ctx.scale(ratio, ratio);
-      var origin = coords.scaleBy(this.getTileSize());
-      var map = this._map;
-      var style = this._spec.style;
-      var count = 0;
-      fc.features.forEach(function (feature) {
-        var g = feature.geometry || {};
-        var polygons = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
-        polygons.forEach(function (rings) {
-          ctx.beginPath();
-          rings.forEach(function (ring) {
-            ring.forEach(function (c, i) {
-              var p = map.project([c[1], c[0]], coords.z);
-              if (i === 0) ctx.moveTo(p.x - origin.x, p.y - origin.y);
-              else ctx.lineTo(p.x - origin.x, p.y - origin.y);
-            });
-            ctx.closePath();
-          });
+      var ratio = canvas.width / this.getTileSize().x;
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      var layers = canvas._obLayers, shown = this._shown, total = 0;
+      var tileSize = this.getTileSize().x;
+      var counts = {};
+      this._specs.forEach(function (spec) {
+        var layer = layers[spec.key];
+        if (!shown[spec.key] || !layer) return;
+        var style = spec.style, scale = tileSize / layer.extent;
+        layer.features.forEach(function (feature) {
+          tracePath(ctx, feature.geometry, scale);
           if (style.fillOpacity > 0) {
             ctx.globalAlpha = style.fillOpacity;
             ctx.fillStyle = style.colour;
@@ -122,18 +272,35 @@
           ctx.strokeStyle = style.stroke || style.colour;
           ctx.setLineDash(style.dash || []);
           ctx.stroke();
-          count += 1;
         });
+        counts[spec.key] = layer.features.length;
+        total += layer.features.length;
       });
-      canvas.setAttribute("data-features", String(count));
-      OB.drawn[this._spec.key] = (OB.drawn[this._spec.key] || 0) + count;
+      canvas.setAttribute("data-features", String(total));
+      canvas.setAttribute("data-layers", Object.keys(counts).join(" "));
+      if (!canvas._obCounted) { // OB.drawn: features drawn per layer (first drawing of each tile and layer)
+        canvas._obCounted = {};
+      }
+      Object.keys(counts).forEach(function (k) {
+        if (canvas._obCounted[k]) return;
+        canvas._obCounted[k] = true;
+        OB.drawn[k] = (OB.drawn[k] || 0) + counts[k];
+      });
     },
+  });
+
+  /* a layer-control entry: switching it shows or hides one named layer of the shared tiles */
+  var LayerToggle = L.Layer.extend({
+    initialize: function (grid, key) { this._grid = grid; this._key = key; },
+    onAdd: function () { this._grid.show(this._key, true); },
+    onRemove: function () { this._grid.show(this._key, false); },
   });
 
   function layerStyle(spec) {
     if (spec.group === "boundary") return { colour: spec.colour, fillOpacity: 0, weight: 2, dash: [6, 4] };
     if (spec.group === "line") return { colour: spec.colour, fillOpacity: 0.45, weight: 1.5 };
     if (spec.group === "conflict") return { colour: spec.colour, fillOpacity: 0.35, weight: 2, dash: [4, 3] };
+    if (spec.group === "parcels") return { colour: spec.colour, fillOpacity: 0.08, weight: 1.5 };
     if (spec.group === "overlay") return { colour: spec.colour, fillOpacity: 0.3, weight: 1, dash: [2, 2] };
     return { colour: spec.colour, fillOpacity: 0.35, weight: 0.5 };
   }
@@ -148,16 +315,25 @@
     var overlays = {};
     var byKey = {};
     var bounds = L.latLngBounds([cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]).pad(0.05);
-    cfg.layers.forEach(function (spec, i) {
-      spec.style = layerStyle(spec);
-      var url = cfg.tiles.replace("{version}", encodeURIComponent(cfg.version)).replace("{layer}", spec.key);
-      var layer = new GeoJsonTiles(url, spec, { pane: "obTiles", zIndex: 10 + i, bounds: bounds, maxZoom: 20 });
-      overlays[label(spec)] = layer;
-      byKey[spec.key] = layer;
-      if (spec.on) layer.addTo(map);
+    cfg.layers.forEach(function (spec) { spec.style = layerStyle(spec); });
+    var url = cfg.tiles.replace("{version}", encodeURIComponent(cfg.version));
+    // no tiles while panning or zooming: one request per view cell once the map stands still
+    var grid = new VectorTiles(url, cfg.layers, { pane: "obTiles", bounds: bounds, minZoom: 1, maxZoom: 20,
+                                                  tileSize: 512, updateWhenIdle: true, updateWhenZooming: false,
+                                                  keepBuffer: 1 });
+    // "loading" until every tile of the view is drawn (tests and the benchmark wait for "idle")
+    grid.on("loading", function () { OB.tilesIdle = false; document.body.setAttribute("data-ob-tiles", "loading"); });
+    grid.on("load", function () { OB.tilesIdle = true; document.body.setAttribute("data-ob-tiles", "idle"); });
+    grid.addTo(map);
+    cfg.layers.forEach(function (spec) {
+      var toggle = new LayerToggle(grid, spec.key);
+      overlays[label(spec)] = toggle;
+      byKey[spec.key] = toggle;
+      if (spec.on) toggle.addTo(map);
     });
     L.control.layers({}, overlays, { collapsed: cfg.mode === "workbench", position: "topright" }).addTo(map);
     OB.layers = byKey;
+    OB.tiles = grid;
     return byKey;
   }
 
@@ -207,6 +383,14 @@
       ' <span class="ob-en">' + esc(spec.name_en) + "</span>" : esc(key);
   }
 
+  /* a conflict (差异图斑): the two plans, their layers, the area and how precedence resolved it */
+  function conflictHtml(c) {
+    return '<div class="ob-conflict"><b>规划冲突 Conflict ' + esc(c.conflict_id) + "</b><br>" + kindLabel(c.kind_a) +
+      (c.layer_a ? ' <span class="ob-en">（' + esc(c.layer_a) + "）</span>" : "") + " × " + kindLabel(c.kind_b) +
+      (c.layer_b ? ' <span class="ob-en">（' + esc(c.layer_b) + "）</span>" : "") +
+      "<br>处理 Resolution: " + esc(c.resolution || "") + "<br>面积 Area " + num(c.area_m2, 1) + " m²</div>";
+  }
+
   function addIdentify(map, cfg) {
     var measuring = false;
     map.on("measurestart", function () { measuring = true; });
@@ -223,6 +407,8 @@
             (sources.length ? '<br><span class="ob-en">来源 Sources: ' + sources.join(", ") + "</span>" : "") +
             '<br><span class="ob-en">图斑 Piece ' + esc(p.piece_id) + " · " + num(p.area_m2, 0) + " m²</span></div>";
         }).join("<hr>") : "城市范围外 Outside the city area";
+        var conflicts = (data.conflicts || []).map(conflictHtml).join("<hr>");
+        if (conflicts) html = conflicts + "<hr>" + html;
         L.popup({ maxWidth: 360, className: "ob-identify" }).setLatLng(e.latlng).setContent(html).openOn(map);
       }).catch(function () { /* a failed look-up leaves the map as it was */ });
     });
@@ -295,6 +481,7 @@
     }
     // clear of the info panel (left) and the layer list (right)
     var side = Math.min(460, OB.map.getSize().x * 0.35);
+    if (OB.tiles) OB.tiles.abortPending(); // what was loading for the old view is not wanted any more
     if (bounds && bounds.isValid()) {
       OB.map.flyToBounds(bounds, { maxZoom: 17, paddingTopLeft: [side, 60], paddingBottomRight: [side, 40],
                                    duration: 0.8 });
@@ -435,6 +622,7 @@
     html += "<h4>联审意见 Review decisions</h4>" + reviewsHtml(reviews);
     if (check && OB.me && MAY_DECIDE[OB.me.role]) html += decideForm();
     panel.innerHTML = html;
+    panel.setAttribute("data-code", project.code);
     panel.hidden = false;
     panel.querySelector(".ob-close").onclick = function () { panel.hidden = true; OB.highlight.clearLayers(); };
     var ack = panel.querySelector("#ob-ack");
@@ -535,25 +723,31 @@
     });
   }
 
+  /* fly to a project and show its panel; a newer selection wins, so no stale panel is ever drawn:
+   * the map and the panel switch together, once the project, its location and its check are all here */
   function select(code) {
     OB.current = code;
+    var ticket = (OB.ticket = (OB.ticket || 0) + 1);
+    function stale() { return ticket !== OB.ticket; }
     document.getElementById("ob-results").innerHTML = "";
     setState("loading");
     var base = OB.cfg.api + "/projects/" + encodeURIComponent(code);
     return Promise.all([getJSON(base), getJSON(base + "/location").catch(function () { return {}; })])
       .then(function (both) {
+        if (stale()) return null;
         var project = both[0];
-        drawProject(both[1]);
         var checkId = latestCheckId(project);
         var check = checkId ? getJSON(OB.cfg.api + "/checks/" + encodeURIComponent(checkId)).catch(function () { return null; })
           : Promise.resolve(null);
         return check.then(function (result) {
+          if (stale()) return;
+          drawProject(both[1]);
           if (result) drawOverlaps(result);
           renderPanel(project, result);
           setState("located");
         });
       })
-      .catch(showError);
+      .catch(function (err) { if (!stale()) showError(err); });
   }
 
   function wireSearch() {
@@ -606,7 +800,7 @@
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);
     map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]],
-      { paddingTopLeft: workbench ? [450, 20] : [50, 60], paddingBottomRight: [right, 20] });
+      { paddingTopLeft: workbench ? [450, 20] : [50, 60], paddingBottomRight: [right, 20], animate: false });
     L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map); // metres only: plans are metric
     if (cfg.version) {
       var byKey = addLayers(map, cfg);

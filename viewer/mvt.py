@@ -1,0 +1,182 @@
+"""viewer.mvt: Mapbox Vector Tile (MVT 2.1) encoding of polygon layers, vectorised with numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+
+EXTENT = 4096  # tile units per tile side (the MVT default)
+MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7
+POLYGON = 3  # Feature.GeomType
+
+Features = Sequence[tuple[shapely.Geometry, dict[str, Any]]]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint((field << 3) | wire)
+
+
+def _bytes_field(field: int, payload: bytes) -> bytes:
+    return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Protobuf varints of non-negative integers, vectorised: (bytes as uint8, byte offset of each value)."""
+    v = values.astype(np.uint64)
+    nbytes = np.ones(len(v), dtype=np.int64)
+    for k in range(1, 10):
+        nbytes += v >= np.uint64(1 << (7 * k))
+    starts = np.zeros(len(v) + 1, dtype=np.int64)
+    np.cumsum(nbytes, out=starts[1:])
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    for k in range(int(nbytes.max(initial=1))):
+        has = nbytes > k
+        byte = (v[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = nbytes[has] > k + 1
+        out[starts[:-1][has] + k] = (byte | np.where(more, np.uint64(0x80), np.uint64(0))).astype(np.uint8)
+    return out, starts
+
+
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    return (d << 1) ^ (d >> 63)
+
+
+def geometry_commands(geoms: np.ndarray, bounds: tuple[float, float, float, float],
+                      extent: int = EXTENT) -> tuple[np.ndarray, np.ndarray]:
+    """MVT polygon command integers of every geometry: (ints, start of each geometry's ints, len+1).
+
+    Coordinates are quantised to the tile grid (y down), consecutive duplicates dropped, rings that
+    collapse to no area dropped (a hole with its exterior), exterior rings wound clockwise on screen
+    (positive area with y down) and holes the other way, as the MVT 2.1 specification requires.
+    """
+    n_geoms = len(geoms)
+    parts, part_geom = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    coords, point_ring = shapely.get_coordinates(rings, return_index=True)
+    minx, miny, maxx, maxy = bounds
+    px = np.rint((coords[:, 0] - minx) * (extent / (maxx - minx))).astype(np.int64)
+    py = np.rint((maxy - coords[:, 1]) * (extent / (maxy - miny))).astype(np.int64)
+    # drop consecutive duplicates within a ring, then the closing point of each ring
+    same = np.zeros(len(px), dtype=bool)
+    same[1:] = (px[1:] == px[:-1]) & (py[1:] == py[:-1]) & (point_ring[1:] == point_ring[:-1])
+    last = np.ones(len(px), dtype=bool)
+    last[:-1] = point_ring[1:] != point_ring[:-1]
+    keep = ~same & ~last
+    px, py, point_ring = px[keep], py[keep], point_ring[keep]
+    n_rings = len(rings)
+    count = np.bincount(point_ring, minlength=n_rings)
+    start = np.zeros(n_rings + 1, dtype=np.int64)
+    np.cumsum(count, out=start[1:])
+    # shoelace per ring (y down: clockwise on screen is positive)
+    nxt = np.arange(len(px)) + 1
+    wrap = nxt == start[1:][point_ring]
+    nxt[wrap] = start[:-1][point_ring[wrap]]
+    cross = px * py[nxt] - px[nxt] * py
+    area2 = np.bincount(point_ring, weights=cross.astype(np.float64), minlength=n_rings)
+    exterior = np.ones(n_rings, dtype=bool)
+    exterior[1:] = ring_part[1:] != ring_part[:-1]
+    ring_ok = (count >= 3) & (area2 != 0)
+    # a hole whose exterior collapsed goes with it
+    part_ok = np.zeros(len(parts), dtype=bool)
+    part_ok[ring_part[exterior & ring_ok]] = True
+    ring_ok &= part_ok[ring_part]
+    flip = np.where(exterior, area2 < 0, area2 > 0)
+    # point order within kept rings (reversed where the winding is wrong)
+    kept_rings = np.flatnonzero(ring_ok)
+    k_count = count[kept_rings]
+    k_start = start[:-1][kept_rings]
+    ring_of = np.repeat(np.arange(len(kept_rings)), k_count)
+    first = np.zeros(len(kept_rings) + 1, dtype=np.int64)
+    np.cumsum(k_count, out=first[1:])
+    j = np.arange(int(first[-1])) - first[:-1][ring_of]
+    j = np.where(flip[kept_rings][ring_of], k_count[ring_of] - 1 - j, j)
+    order = k_start[ring_of] + j
+    qx, qy = px[order], py[order]
+    geom_of_ring = part_geom[ring_part[kept_rings]]
+    geom_of_point = geom_of_ring[ring_of]
+    # deltas from the previous point, restarting at (0, 0) for each feature
+    dx = np.diff(qx, prepend=0)
+    dy = np.diff(qy, prepend=0)
+    new_geom = np.ones(len(qx), dtype=bool)
+    new_geom[1:] = geom_of_point[1:] != geom_of_point[:-1]
+    dx[new_geom] = qx[new_geom]
+    dy[new_geom] = qy[new_geom]
+    # layout per ring: MoveTo x0 y0 LineTo(n-1) x1 y1 ... ClosePath  → 2n + 3 integers
+    out_len = 2 * k_count + 3
+    out_start = np.zeros(len(kept_rings) + 1, dtype=np.int64)
+    np.cumsum(out_len, out=out_start[1:])
+    ints = np.empty(int(out_start[-1]), dtype=np.int64)
+    rs = out_start[:-1]
+    ints[rs] = (1 << 3) | MOVE_TO
+    ints[rs + 3] = ((k_count - 1) << 3) | LINE_TO
+    ints[rs + 2 * k_count + 2] = (1 << 3) | CLOSE_PATH
+    jj = np.arange(int(first[-1])) - first[:-1][ring_of]  # position in the emitted order
+    pos = rs[ring_of] + np.where(jj == 0, 1, 2 + 2 * jj)
+    ints[pos] = _zigzag(dx)
+    ints[pos + 1] = _zigzag(dy)
+    # where each geometry's integers start (geometries with no ring left get an empty run)
+    geom_first_ring = np.searchsorted(geom_of_ring, np.arange(n_geoms + 1), side="left")
+    return ints, out_start[geom_first_ring]
+
+
+def _value(v: Any) -> bytes:
+    if isinstance(v, bool):
+        return _key(7, 0) + _varint(int(v))
+    if isinstance(v, int):
+        return _key(6, 0) + _varint((v << 1) ^ (v >> 63))
+    if isinstance(v, float):
+        return _key(3, 1) + np.float64(v).tobytes()
+    return _bytes_field(1, str(v).encode("utf-8"))
+
+
+def encode_layer(name: str, features: Features, bounds: tuple[float, float, float, float],
+                 extent: int = EXTENT) -> bytes:
+    """One MVT ``Layer`` message of polygon features (geometries in the same CRS as ``bounds``)."""
+    if not features:
+        return b""
+    geoms = np.array([g for g, _ in features], dtype=object)
+    ints, starts = geometry_commands(geoms, bounds, extent)
+    data, offsets = varints(ints)
+    keys: dict[str, int] = {}
+    values: dict[tuple[type, Any], int] = {}
+    body = bytearray()
+    body += _bytes_field(1, name.encode("utf-8"))
+    for i, (_, props) in enumerate(features):
+        a, b = int(offsets[starts[i]]), int(offsets[starts[i + 1]])
+        if a == b:
+            continue  # nothing of it is left at this zoom
+        tags = []
+        for k, v in props.items():
+            if v is None:
+                continue
+            tags.append(keys.setdefault(k, len(keys)))
+            tags.append(values.setdefault((type(v), v), len(values)))
+        feature = (_bytes_field(2, b"".join(_varint(t) for t in tags)) + _key(3, 0) + _varint(POLYGON)
+                   + _bytes_field(4, data[a:b].tobytes()))
+        body += _bytes_field(2, feature)
+    if len(body) == len(_bytes_field(1, name.encode("utf-8"))):
+        return b""
+    for k in keys:
+        body += _bytes_field(3, k.encode("utf-8"))
+    for (_, v) in values:
+        body += _bytes_field(4, _value(v))
+    body += _key(5, 0) + _varint(extent) + _key(15, 0) + _varint(2)
+    return _bytes_field(3, bytes(body))
+
+
+def encode_tile(layers: Sequence[tuple[str, Features]], bounds: tuple[float, float, float, float],
+                extent: int = EXTENT) -> bytes:
+    """A whole MVT tile: one named layer per entry, empty layers left out (an empty tile is b"")."""
+    return b"".join(encode_layer(name, feats, bounds, extent) for name, feats in layers)
