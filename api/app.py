@@ -258,6 +258,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
                                tile_url=settings.tile_url, max_upload_bytes=settings.max_upload_bytes)
     )
     app.include_router(build_public_router(source))
+    register_viewer_jobs(services, source)
     app.include_router(build_report_router(source, read, services.catalogue, info))
 
 
@@ -276,3 +277,25 @@ def _report_info(services: Services, settings: Settings, make: Any) -> Any:
              (f"{t.name_zh}（{types[t.group_key].name_zh}）", f"{t.name_en} ({types[t.group_key].name_en})")
              for t in types.values()}
     return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())
+
+
+def register_viewer_jobs(services: Services, source: Any = None) -> None:
+    """The viewer's durable job kinds: the MVT archive of a version, queued by every publish."""
+    try:
+        from api.rescreen import TILES_KIND
+        from api.viewer_source import StoreViewerSource
+        from viewer.archive import build_version_tiles
+    except ImportError as exc:  # no viewer: tile jobs wait for a worker that has it
+        log.warning("tile jobs not handled here: %s", exc)
+        return
+    source = source or StoreViewerSource(services)
+    groups = {k.key: k.group for k in services.catalogue.values()}
+    out_dir = services.settings.data_dir / "tiles"
+
+    def build_tiles(job: dict[str, Any], folder: Path, progress: Any) -> str:
+        version = str(job["payload"]["version"])
+        build_version_tiles(source, version, out_dir, groups=groups)
+        return f"tiles:{version}"
+
+    services.register_job_handler(TILES_KIND, build_tiles)
+

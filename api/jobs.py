@@ -17,7 +17,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -163,12 +163,17 @@ class JobStore:
 
     # ---- worker side
 
-    def claim(self, worker: str) -> dict[str, Any] | None:
-        """Take the oldest queued job, or one whose worker's lease ran out; ``None`` when there is none."""
+    def claim(self, worker: str, kinds: Collection[str] | None = None) -> dict[str, Any] | None:
+        """Take the oldest queued job, or one whose worker's lease ran out; ``None`` when there is none.
+
+        ``kinds``: only jobs this worker can run (a job of another kind waits for a worker that can).
+        """
         stamp = now()
         claimable = sa.or_(
             jobs.c.status == "queued", sa.and_(jobs.c.status == "running", jobs.c.lease_until < stamp)
         )
+        if kinds is not None:
+            claimable = sa.and_(claimable, jobs.c.kind.in_(sorted(kinds)))
         with self.engine.connect() as conn:
             candidates = conn.execute(
                 sa.select(jobs.c.job_id, jobs.c.attempts)
@@ -337,7 +342,7 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; ``False`` when there was nothing to do."""
-        job = self.store.claim(self.name)
+        job = self.store.claim(self.name, self.handlers.keys())
         if job is None:
             return False
         self._run(job)

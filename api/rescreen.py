@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from api.services import Services
 
 KIND = "rescreen"
+TILES_KIND = "tiles"
 # Projects still on their way: a submitted one has its parcels (every pooled project does), planning ones
 # are screened when they are submitted, final ones (cleared, rejected) keep the check they were decided on.
 IN_FLIGHT = ("submitted", "screened", "in_review")
@@ -40,6 +41,9 @@ def on_publish(version: str, by: Principal) -> Callable[[Connection], None]:
             job_id = JobStore.enqueue(
                 conn, KIND, by=by, idempotency_key=f"{KIND}:{version}", payload={"version": version}
             )
+        # the map's vector-tile archive of the version, built by a worker that has the viewer
+        JobStore.enqueue(conn, TILES_KIND, by=by, idempotency_key=f"{TILES_KIND}:{version}",
+                         payload={"version": version})
         EventLog.append(
             conn,
             "blueprint.published",

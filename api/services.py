@@ -195,6 +195,7 @@ class Services:
         self.job_threshold = settings.job_parcel_threshold
         self.job_vertex_threshold = settings.job_vertex_threshold
         self.worker: Worker | None = None
+        self.extra_handlers: dict[str, Handler] = {}
         self.rate_limits = RateLimits(settings)
         self.departments = load_departments(settings.departments_file)
         self.planning = Planning(self.projects, self.departments, load_calendar(settings.calendar_file))
@@ -228,7 +229,12 @@ class Services:
             "check": self._check_job,
             rescreen.KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
             "webhook": self.outbox.run,
+            **self.extra_handlers,
         }
+
+    def register_job_handler(self, kind: str, handler: Handler) -> None:
+        """A job kind run by code the service does not import itself (the viewer's tile archives)."""
+        self.extra_handlers[kind] = handler
 
     def start_worker(self) -> Worker:
         """A worker thread in this process (``blueprint serve`` does this; ``blueprint worker`` runs more)."""

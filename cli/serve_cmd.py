@@ -56,11 +56,13 @@ def worker(
     """
     import signal
 
+    from api.app import register_viewer_jobs
     from api.jobs import Worker
     from api.services import Services
     from api.settings import get_settings
 
     services = Services.open(get_settings())
+    register_viewer_jobs(services)
     runner = Worker(services.jobs, services.job_handlers())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first
