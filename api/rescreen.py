@@ -15,7 +15,6 @@ from api.jobs import JobStore
 from api.store import AuditLog, Principal, projects, write
 from approval.errors import NoWarningError
 from approval.store import EventLog
-from layers.model import ParcelSet
 
 if TYPE_CHECKING:
     from api.services import Services
@@ -86,15 +85,9 @@ def rescreen_project(services: Services, code: str, version: str, job_id: str) -
         return None  # screened against this version already (by this job before a restart, or by hand)
     # the check id follows from the job, project and parcel set: a re-run finds its stored check
     check_id = "chk_rs_" + hashlib.sha256(f"{job_id}:{code}:{revision}".encode()).hexdigest()[:24]
-    frame = services.projects.parcels(code)[["parcel_id", "name", "geometry"]]
-    parcels = ParcelSet(
-        frame=frame,
-        source=f"project {code}",
-        crs_in=str(frame.crs.to_string()),
-        checksum=str(project["parcels_checksum"]),
-    )
     outcome = services.screen(
-        parcels, str(project["project_type"]), version, by=RESCREENER, check_id=check_id
+        services.project_parcels(code, project), str(project["project_type"]), version, by=RESCREENER,
+        check_id=check_id,
     )
     before = project["latest_check_id"]
     old = json.loads(services.stores.checks.get(before)) if before else None

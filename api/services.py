@@ -549,6 +549,16 @@ class Services:
         checksum = parcels.checksum or self.input_hash(parcels, str(project["project_type"]), None)
         return parcel_history.replace_parcels(self.projects, code, parcels.frame, checksum, by=by)
 
+    def project_parcels(self, code: str, project: dict[str, Any]) -> ParcelSet:
+        """A pooled project's stored parcels as a submission (for a project check or a re-screening)."""
+        frame = self.projects.parcels(code)[["parcel_id", "name", "geometry"]]
+        return ParcelSet(
+            frame=frame,
+            source=f"project {code}",
+            crs_in=str(frame.crs.to_string()),
+            checksum=str(project["parcels_checksum"]),
+        )
+
     def screen_project(
         self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
     ) -> CheckOutcome:
@@ -560,15 +570,9 @@ class Services:
             raise InvalidTransitionError(
                 f"project {code} is {project['status']}; it can no longer be screened"
             )
-        frame = self.projects.parcels(code)[["parcel_id", "name", "geometry"]]
-        parcels = ParcelSet(
-            frame=frame,
-            source=f"project {code}",
-            crs_in=str(frame.crs.to_string()),
-            checksum=str(project["parcels_checksum"]),
-        )
         outcome = self.screen(
-            parcels, str(project["project_type"]), version, by=by, idempotency_key=idempotency_key
+            self.project_parcels(code, project), str(project["project_type"]), version, by=by,
+            idempotency_key=idempotency_key,
         )
         if not outcome.replayed:
             meta = self.stores.checks.meta(outcome.check_id)

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pytest
-import uvicorn
 from shapely.geometry import mapping
 
 from layers.crs import OUTPUT_CRS
+from tests.serving import serving
 from tests.viewer.conftest import PARCEL, WORK, b
-from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local, free_port
+from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -85,21 +83,8 @@ def seed(base: str, tmp: Path) -> str:
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("viewer_real")
     settings = settings_module.Settings(_env_file=None, data_dir=tmp, dev_mode=True)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app_module.create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.1)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with serving(app_module.create_app(settings)) as base:
         yield base, seed(base, tmp)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def test_meeting_flow_on_the_real_service(real: tuple[str, str]) -> None:

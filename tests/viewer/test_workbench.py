@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +19,11 @@ from typing import Any
 
 import geopandas as gpd
 import pytest
-import uvicorn
 
 from layers.crs import OUTPUT_CRS
+from tests.serving import serving
 from tests.viewer.conftest import WORK, b
-from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local, free_port
+from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -75,22 +73,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("workbench")
     # more than 2 parcels go to a durable job, so the workbench's progress path is exercised too
     settings = Settings(_env_file=None, data_dir=tmp, dev_mode=True, job_parcel_threshold=2)
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.1)
-    base = f"http://127.0.0.1:{port}"
-    seed(base, tmp)
-    try:
+    with serving(create_app(settings)) as base:
+        seed(base, tmp)
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
