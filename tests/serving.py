@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
+
+from layers.crs import OUTPUT_CRS
 
 
 def free_port() -> int:
@@ -34,3 +38,27 @@ def serving(app: Any, *, startup_seconds: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def publish_layers(base: str, admin_key: str, layers: dict[str, BaseGeometry], crs: CRS, tmp: Any) -> str:
+    """Upload one single-feature GeoJSON layer per kind, build a draft and publish it, all over HTTP;
+    the published version."""
+    import geopandas as gpd
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=120, headers={"X-API-Key": admin_key}) as http:
+        for kind, geom in layers.items():
+            path = tmp / f"{kind}.geojson"
+            gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[geom], crs=crs).to_crs(OUTPUT_CRS).to_file(
+                path, driver="GeoJSON")
+            with path.open("rb") as fh:
+                r = http.post("/api/v1/layers", data={"kind": kind, "name": kind},
+                              files={"file": (path.name, fh, "application/geo+json")})
+            assert r.status_code == 201, r.text
+        r = http.post("/api/v1/blueprints", json={})
+        assert r.status_code == 201, r.text
+        version = str(r.json()["version"])
+        r = http.post(f"/api/v1/blueprints/{version}/publish")
+        assert r.status_code == 200, r.text
+    return version
+

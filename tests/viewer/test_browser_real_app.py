@@ -18,7 +18,7 @@ import pytest
 from shapely.geometry import mapping
 
 from layers.crs import OUTPUT_CRS
-from tests.serving import serving
+from tests.serving import publish_layers, serving
 from tests.viewer.conftest import PARCEL, WORK, b
 from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local
 
@@ -46,21 +46,8 @@ CODE = "2026-340705-47-01-000901"
 
 def seed(base: str, tmp: Path) -> str:
     """Layers → blueprint v1 (published) → project → check → review, all over HTTP; the check id."""
+    publish_layers(base, ADMIN, LAYERS, WORK, tmp)
     with httpx.Client(base_url=base, timeout=120) as http:
-        for kind, geom in LAYERS.items():
-            path = tmp / f"{kind}.geojson"
-            gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[geom], crs=WORK).to_crs(OUTPUT_CRS).to_file(
-                path, driver="GeoJSON")
-            with path.open("rb") as fh:
-                r = http.post("/api/v1/layers", headers={"X-API-Key": ADMIN},
-                              data={"kind": kind, "name": kind},
-                              files={"file": (path.name, fh, "application/geo+json")})
-            assert r.status_code == 201, r.text
-        r = http.post("/api/v1/blueprints", headers={"X-API-Key": ADMIN}, json={})
-        assert r.status_code == 201, r.text
-        version = r.json()["version"]
-        r = http.post(f"/api/v1/blueprints/{version}/publish", headers={"X-API-Key": ADMIN})
-        assert r.status_code == 200, r.text
         parcel = gpd.GeoSeries([PARCEL], crs=WORK).to_crs(OUTPUT_CRS).iloc[0]
         project = {"code": CODE, "name": "铜陵端到端测试园区", "project_type": "industrial",
                    "applicant": "测试单位", "district": "铜官区",

@@ -21,7 +21,7 @@ import geopandas as gpd
 import pytest
 
 from layers.crs import OUTPUT_CRS
-from tests.serving import serving
+from tests.serving import publish_layers, serving
 from tests.viewer.conftest import WORK, b
 from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local
 
@@ -52,20 +52,7 @@ CODE = "2026-340705-47-01-000123"
 
 
 def seed(base: str, tmp: Path) -> None:
-    with httpx.Client(base_url=base, timeout=120) as http:
-        for kind, geom in LAYERS.items():
-            path = tmp / f"{kind}.geojson"
-            gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[geom], crs=WORK).to_crs(OUTPUT_CRS).to_file(
-                path, driver="GeoJSON")
-            with path.open("rb") as fh:
-                r = http.post("/api/v1/layers", headers={"X-API-Key": ADMIN},
-                              data={"kind": kind, "name": kind},
-                              files={"file": (path.name, fh, "application/geo+json")})
-            assert r.status_code == 201, r.text
-        r = http.post("/api/v1/blueprints", headers={"X-API-Key": ADMIN}, json={})
-        assert r.status_code == 201, r.text
-        r = http.post(f"/api/v1/blueprints/{r.json()['version']}/publish", headers={"X-API-Key": ADMIN})
-        assert r.status_code == 200, r.text
+    publish_layers(base, ADMIN, LAYERS, WORK, tmp)
 
 
 @pytest.fixture(scope="module")

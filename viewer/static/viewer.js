@@ -423,6 +423,22 @@
     });
   }
 
+  /* a call whose error body ({code, detail, message_zh}) reaches the caller; never a stack trace */
+  function call(url, options) {
+    var opts = Object.assign({ credentials: "same-origin" }, options || {});
+    opts.headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+    return fetch(url, opts).then(function (r) {
+      return r.text().then(function (text) {
+        var body = {};
+        try { body = text ? JSON.parse(text) : {}; } catch (e) { body = { detail: "" }; }
+        if (!r.ok) throw { status: r.status, code: body.code, detail: body.detail, message_zh: body.message_zh };
+        return { status: r.status, body: body };
+      });
+    }, function () {
+      throw { status: 0, code: "network", message_zh: "无法连接服务：请检查网络后重试", detail: "the service did not answer" };
+    });
+  }
+
   function asList(data) {
     if (Array.isArray(data)) return data;
     if (!data) return [];
@@ -707,15 +723,11 @@
     var body = { check_id: check.check_id, decision: document.getElementById("ob-decision").value,
       decided_by: document.getElementById("ob-decided-by").value.trim(), conditions: conditions,
       reasons: document.getElementById("ob-reasons").value.trim() };
-    fetch(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/reviews", {
-      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
-    }).then(function (r) {
-      return r.json().then(function (data) {
-        if (!r.ok) throw data;
-        setState("decided");
-        return select(project.code);
-      });
+    call(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/reviews", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    }).then(function () {
+      setState("decided");
+      return select(project.code);
     }).catch(function (err) {
       var msg = document.getElementById("ob-decide-msg");
       if (msg) msg.innerHTML = '<p class="ob-warn">' + esc((err && err.message_zh) || "未能记录 Not recorded") + " " +
@@ -794,7 +806,7 @@
     OB.search = search;
     OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
                 zhEn: zhEn,
-                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON,
+                kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON, call: call,
                 requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right

@@ -16,21 +16,8 @@
     document.body.setAttribute("data-wb-state", state);
   }
 
-  /* ---- calls: the body of an error is {code, detail, message_zh}; never a stack trace ---- */
-  function call(url, options) {
-    var opts = Object.assign({ credentials: "same-origin" }, options || {});
-    opts.headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
-    return fetch(url, opts).then(function (r) {
-      return r.text().then(function (text) {
-        var body = {};
-        try { body = text ? JSON.parse(text) : {}; } catch (e) { body = { detail: "" }; }
-        if (!r.ok) throw { status: r.status, code: body.code, detail: body.detail, message_zh: body.message_zh };
-        return { status: r.status, body: body };
-      });
-    }, function () {
-      throw { status: 0, code: "network", message_zh: "无法连接服务：请检查网络后重试", detail: "the service did not answer" };
-    });
-  }
+  /* calls go through viewer.js's OB.util.call: errors arrive as {status, code, detail, message_zh} */
+  function call(url, options) { return U.call(url, options); }
 
   function errorHtml(err) {
     var zh = err.message_zh || (err.status === 401 || err.status === 403 ? "未登录或无权限：请重新登录" : "操作未完成：请按提示检查后重试");
