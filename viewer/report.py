@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -250,8 +251,6 @@ def _check_parcels(check: dict[str, Any]) -> gpd.GeoDataFrame:
 
 def blueprint_checksum(version_meta: Mapping[str, Any]) -> str:
     """A fingerprint of what the version was built from: its layers' checksums, precedence, tolerance."""
-    import hashlib
-
     layers = sorted((str(ref.get("kind")), str(ref.get("name")), str(ref.get("checksum")))
                     for ref in version_meta.get("layers") or [])
     text = json.dumps({"layers": layers, "precedence": version_meta.get("precedence"),
@@ -265,8 +264,12 @@ def _reviews(project: dict[str, Any], check: dict[str, Any]) -> list[dict[str, A
 
 
 def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
-                   info: ReportInfo | None = None) -> dict[str, Any]:
-    """Everything the reports show; ``KeyError`` when the check is unknown."""
+                   info: ReportInfo | None = None, *, with_map: bool = True) -> dict[str, Any]:
+    """Everything the reports show; ``KeyError`` when the check is unknown.
+
+    ``with_map=False`` skips rendering the map image (the Excel report has none; matplotlib is the
+    slowest part of a report).
+    """
     info = info or ReportInfo()
     check = source.check(check_id)
     if check is None:
@@ -283,9 +286,12 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
     except KeyError:
         pieces = gpd.GeoDataFrame({"kind": []}, geometry=[], crs=work_crs)
     parcels = _check_parcels(check).to_crs(work_crs)
-    png = map_png(pieces, parcels, _overlaps(check, work_crs), {k.key: k.colour for k in catalogue.values()},
-                  {k.key: GROUP_ORDER.get(k.group, 1) for k in catalogue.values()},
-                  {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
+    png = None
+    if with_map:
+        png = map_png(pieces, parcels, _overlaps(check, work_crs),
+                      {k.key: k.colour for k in catalogue.values()},
+                      {k.key: GROUP_ORDER.get(k.group, 1) for k in catalogue.values()},
+                      {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
     kinds_seen = sorted({str(k) for k in pieces["kind"]}) if len(pieces) else []
     tolerance = check.get("tolerance") or {}
     return {

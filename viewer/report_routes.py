@@ -29,9 +29,9 @@ def build_report_router(source: ViewerSource, auth_dependency: Callable[..., Any
     router = APIRouter(prefix="/api/v1/checks", tags=["审查报告 reports"],
                        dependencies=[Depends(auth_dependency)])
 
-    def context(check_id: str) -> dict[str, Any]:
+    def context(check_id: str, *, with_map: bool = True) -> dict[str, Any]:
         try:
-            return report_mod.report_context(source, check_id, catalogue, info)
+            return report_mod.report_context(source, check_id, catalogue, info, with_map=with_map)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown check {check_id}") from None
 
@@ -44,7 +44,7 @@ def build_report_router(source: ViewerSource, auth_dependency: Callable[..., Any
     @router.get("/{check_id}/report.xlsx", summary="审查报告（Excel） One row per parcel × control layer",
                 response_class=Response, responses={200: {"content": {XLSX: {}}}})
     def report_xlsx(check_id: str) -> Response:
-        return Response(report_office.xlsx_report(context(check_id)), media_type=XLSX,
+        return Response(report_office.xlsx_report(context(check_id, with_map=False)), media_type=XLSX,
                         headers=_attachment(check_id, "xlsx"))
 
     @router.get("/{check_id}/report.html", summary="审查报告（网页） Printable HTML report",
