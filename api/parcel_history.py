@@ -41,7 +41,6 @@ def replace_parcels(
     The project goes back to ``submitted`` with no latest check, so nothing screened on the old
     parcels can clear it; its earlier checks stay linked (each with the parcel revision it used).
     """
-    old = store.parcels(code)
     west, south, east, north = (float(v) for v in to_output(parcels.geometry).total_bounds)
     with write(store.engine) as conn:
         row = store._lock(conn, code)
@@ -50,6 +49,8 @@ def replace_parcels(
                 f"project {code} is {row['status']}; its parcels can no longer be replaced "
                 f"(only while {' or '.join(REPLACEABLE)})"
             )
+        # read under the lock: a concurrent replacement cannot slip between this read and the archive
+        old = store.parcels(code, conn)
         conn.execute(
             project_parcel_revisions.insert().values(
                 project_id=row["id"],

@@ -720,8 +720,11 @@ class ProjectStore:
             )
         return [_project(r) for r in rows], int(total)
 
-    def parcels(self, code: str | None = None) -> gpd.GeoDataFrame:
-        """Parcels of one project (or of every project), in the working CRS, in stored order."""
+    def parcels(self, code: str | None = None, conn: Connection | None = None) -> gpd.GeoDataFrame:
+        """Parcels of one project (or of every project), in the working CRS, in stored order.
+
+        ``conn``: read inside the caller's transaction (which has already found and locked the project).
+        """
         query = (
             sa.select(
                 projects.c.code,
@@ -735,11 +738,14 @@ class ProjectStore:
             .order_by(projects.c.code, project_parcels.c.seq)
         )
         if code is not None:
-            if not self.exists(code):
+            if conn is None and not self.exists(code):
                 raise ProjectNotFoundError(f"no project with code {code}")
             query = query.where(projects.c.code == code)
-        with self.engine.connect() as conn:
+        if conn is not None:
             rows = conn.execute(query).mappings().all()
+        else:
+            with self.engine.connect() as own:
+                rows = own.execute(query).mappings().all()
         geoms = [wkb.loads(bytes(r["wkb"])) for r in rows]
         return gpd.GeoDataFrame(
             {
