@@ -145,7 +145,9 @@ def _with_parcel_columns(table: pd.DataFrame, ids: NDArray[np.object_], verdict:
 def _dropped_rows(frame: gpd.GeoDataFrame, kept: set[str], repairs: dict[str, list[dict[str, str]]],
                   screener: Screener, ptype: ProjectType) -> pd.DataFrame:
     """Parcels repair_frame dropped (empty, collapsed): an error row each, with the repair."""
-    gone = [str(i) for i in frame["parcel_id"] if str(i) not in kept]
+    every = frame["parcel_id"].astype(str).to_numpy(dtype=object)
+    gone = every[~np.isin(every, np.fromiter(kept, dtype=object, count=len(kept)))].tolist() if len(
+        kept) < len(every) else []
     return pd.DataFrame({
         "parcel_id": gone, "parcel_verdict": "error", "error": NoParcelsError.code,
         "area_m2": 0.0, "ellipsoidal_area_m2": 0.0, "outside_m2": 0.0,

@@ -72,7 +72,12 @@ class BatchIndex:
     source_code: NDArray[np.int64]  # per piece: index of its distinct `sources` text
     source_text: NDArray[np.object_]
     features: dict[int, tuple[str, ...]]  # (source code × n kinds + kind) → sorted 'layer:feature_id'
-    texts: dict[int, str]  # the same as batch-table JSON text
+    # distinct feature sets: many pieces (of different `sources` texts) share one set for a kind (a zone
+    # feature cut into many pieces), so a hit's pieces are compared by set, not by source text
+    set_of: dict[int, int]  # (source code × n kinds + kind) → feature set id
+    set_ids: dict[tuple[str, ...], int]
+    set_values: list[tuple[str, ...]]
+    set_texts: list[str]  # the same as batch-table JSON text
 
 
 _indexes: weakref.WeakKeyDictionary[Screener, BatchIndex] = weakref.WeakKeyDictionary()
@@ -112,7 +117,7 @@ def _build_index(screener: Screener) -> BatchIndex:
     ring_start = np.searchsorted(ring_piece, np.arange(len(geoms) + 1)).astype(np.int64)
     codes, texts = pd.factorize(pd.Series(screener._sources, dtype=object).fillna("[]"))
     return BatchIndex(ring_start, coord_start, xy, weight, np.asarray(codes, dtype=np.int64),
-                      np.asarray(texts, dtype=object), {}, {})
+                      np.asarray(texts, dtype=object), {}, {}, {}, [], [])
 
 
 def _shoelace(x: NDArray[np.float64], y: NDArray[np.float64], ring: NDArray[np.int64],
@@ -362,26 +367,26 @@ def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]
     pieces = hits.member_piece[member]
     keys = index.source_code[pieces] * nk + hits.kind[rows][hit_of]
     codes, uniq = pd.factorize(keys)  # hashing, no sort
-    inverse, ukeys = np.asarray(codes, dtype=np.int64), np.asarray(uniq, dtype=np.int64)
+    ukeys = np.asarray(uniq, dtype=np.int64)
     _parse(screener, index, ukeys, nk)
+    set_of = index.set_of
+    sets = np.fromiter((set_of[k] for k in ukeys.tolist()), dtype=np.int64, count=len(ukeys))
+    member_set = sets[np.asarray(codes, dtype=np.int64)]
     # hits whose members all share one feature set take its text; the others union their sets
-    pair = np.unique(hit_of * len(ukeys) + inverse)
-    pair_hit, pair_key = pair // max(len(ukeys), 1), pair % max(len(ukeys), 1)
+    nsets = max(len(index.set_values), 1)
+    pair = np.unique(hit_of * nsets + member_set)
+    pair_hit, pair_set = pair // nsets, pair % nsets
     distinct = np.bincount(pair_hit, minlength=len(rows))
     first = np.searchsorted(pair_hit, np.arange(len(rows)))
-    features, texts = index.features, index.texts
+    values, texts = index.set_values, index.set_texts
     out: list[str] = []
     for nd, f in zip(distinct.tolist(), first.tolist(), strict=True):
         if nd == 1:
-            key = int(ukeys[pair_key[f]])
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = _dumps(features[key])
-            out.append(text)
+            out.append(texts[int(pair_set[f])])
         elif nd == 0:
             out.append("[]")
         else:
-            feats = {x for u in pair_key[f:f + nd].tolist() for x in features[int(ukeys[u])]}
+            feats = {x for u in pair_set[f:f + nd].tolist() for x in values[u]}
             out.append(_dumps(sorted(feats)))
     return out
 
@@ -412,3 +417,10 @@ def _parse(screener: Screener, index: BatchIndex, keys: NDArray[np.int64], nk: i
     for key in todo:  # kinds a piece has without a source entry (engine: no feature ids)
         if key not in features:
             features[key] = ()
+        found = features[key]
+        set_id = index.set_ids.get(found)
+        if set_id is None:
+            set_id = index.set_ids[found] = len(index.set_values)
+            index.set_values.append(found)
+            index.set_texts.append(_dumps(found))
+        index.set_of[key] = set_id
