@@ -417,10 +417,10 @@ def _parse(screener: Screener, index: BatchIndex, keys: NDArray[np.int64], nk: i
     for key in todo:  # kinds a piece has without a source entry (engine: no feature ids)
         if key not in features:
             features[key] = ()
-        found = features[key]
-        set_id = index.set_ids.get(found)
+        feature_set = features[key]
+        set_id = index.set_ids.get(feature_set)
         if set_id is None:
-            set_id = index.set_ids[found] = len(index.set_values)
-            index.set_values.append(found)
-            index.set_texts.append(_dumps(found))
+            set_id = index.set_ids[feature_set] = len(index.set_values)
+            index.set_values.append(feature_set)
+            index.set_texts.append(_dumps(feature_set))
         index.set_of[key] = set_id
