@@ -119,7 +119,7 @@ class BatchDir:
             changed = [f for f in RUN_FIELDS if old.get("run", {}).get(f) != asdict(key)[f]]
             if changed:
                 raise BatchResumeError(
-                    f"{root} holds a batch run of a different input: "
+                    f"{root} holds another batch run (resuming would mix results): "
                     + "; ".join(f"{RUN_FIELDS[f]} changed" for f in changed)
                     + ". Use another --out directory, or --restart to discard the finished partitions "
                       "请换一个输出目录，或用 --restart 重新开始")
