@@ -96,6 +96,7 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
             f"{path.parent}: cannot write the results there ({exc.strerror or exc})") from exc
     try:
         write(temp)
+        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the results from the rest of the team
         os.replace(temp, path)
     except OSError as exc:
         raise BatchOutputError(f"{path}: cannot write the results there ({exc.strerror or exc})") from exc
