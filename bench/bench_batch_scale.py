@@ -208,7 +208,7 @@ def overlay_baseline(args: argparse.Namespace, parcels: gpd.GeoDataFrame, bluepr
     total = args.parcels
 
     def line(v1: float, v2: float) -> float:
-        return v2 + (v2 - v1) / (n2 - n1) * (total - n2)
+        return float(v2 + (v2 - v1) / (n2 - n1) * (total - n2))
 
     wall, cpu = line(w1, w2), line(c1, c2)
     print(f"  overlay extrapolated to {total:,} parcels along the line through both: {wall:.1f} s wall, "
