@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 from api.settings import Settings
 from bench.bench_check import direct_blueprint
+from checks.batch import screen_batch
 from checks.batch_store import read_results
 from cli.context import open_stores
 from cli.main import build_app
-from tests.checks.conftest import make_blueprint
+from tests.checks.conftest import make_blueprint, parcels, rect
 from tests.checks.test_batch import city_parcels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +186,14 @@ def test_out_directory_with_foreign_files_is_refused(run, data_dir, tmp_path):
     assert result.exit_code == 3
     assert json.loads(result.stdout)["error"]["code"] == "batch_output_error"
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_row_order_does_not_depend_on_the_input_order(screener):
+    """Ids equal under the natural order ("B7", "B07") are ordered by the id itself, so partitions and a
+    single run sort their rows the same way."""
+    shapes = [rect(10, 10, 20, 20), rect(110, 30, 140, 40), rect(250, 50, 260, 60)]
+    ids = ["B7", "B07", "B10"]
+    forward = screen_batch(parcels(*shapes, ids=ids).frame, screener, "industrial")
+    backward = screen_batch(parcels(*shapes[::-1], ids=ids[::-1]).frame, screener, "industrial")
+    assert list(dict.fromkeys(forward["parcel_id"])) == ["B07", "B7", "B10"]
+    assert_frame_equal(forward, backward)
