@@ -1,4 +1,4 @@
-"""approval.audit and runtime.keys on both backends: the audit log is append-only in the database, keys are stored hashed."""
+"""approval.audit and runtime.keys on both backends: the audit log is append-only, keys are stored hashed."""
 
 from __future__ import annotations
 
