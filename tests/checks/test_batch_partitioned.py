@@ -17,12 +17,12 @@ import shapely
 from pandas.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from api.settings import Settings
 from bench.bench_check import direct_blueprint
 from checks.batch import screen_batch
 from checks.batch_store import read_results
-from cli.context import open_stores
 from cli.main import build_app
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
 from tests.checks.test_batch import city_parcels
 
