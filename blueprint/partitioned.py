@@ -345,6 +345,11 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
     }
 
 
+def finish_batch_with(shared: tuple[Plan, Seams], b: int) -> dict[str, Any]:
+    """:func:`finish_batch` with the plan and the seams sent to the workers once."""
+    return finish_batch(shared[0], b, shared[1])
+
+
 def _feature_table(feats: _Features, gid: np.ndarray, local: np.ndarray) -> dict[int, tuple[int, int, str]]:
     """gid → (kind, layer, feature id) for the given local features."""
     return {int(gid[f]): (int(feats.kind[f]), int(feats.layer[f]), feats.fid[f]) for f in np.unique(local).tolist()}
@@ -483,7 +488,7 @@ def build_partitioned(sources: Sequence[Source], out: Path | str, *, catalogue: 
     first = run(partition_batch, plan, [(b,) for b in batches],
                 lambda done: report("合并网格 merging cells", 0.05 + 0.6 * done / max(n_batches, 1)))
     seams = merge_seams([r["seams"] for r in sorted(first, key=lambda r: r["batch"])])
-    second = sorted(run(finish_batch, plan, [(b, seams) for b in batches],
+    second = sorted(run(finish_batch_with, (plan, seams), [(b,) for b in batches],
                         lambda done: report("整理图斑 assembling pieces", 0.65 + 0.2 * done / max(n_batches, 1))),
                     key=lambda r: r["batch"])
     report("差异图斑 finding conflicts", 0.86)
@@ -511,6 +516,7 @@ def build_partitioned(sources: Sequence[Source], out: Path | str, *, catalogue: 
               "boundary": ordered[plan_count].layer.name if plan_count < len(ordered) else None,
               "batches": n_batches, "pieces_dir": str(out / "pieces")},
     )
+    blueprint.piece_totals = (sum(w["count"] for w in written), by_kind)
     report("完成 done", 1.0)
     return PartitionedBuild(blueprint, [w["path"] for w in written if w["count"]],
                             sum(w["count"] for w in written), by_kind)

@@ -40,7 +40,8 @@ def client_runner(client: Any) -> Runner:
 
     def run(task: Callable[..., Any], plan: Any, jobs: Sequence[tuple[Any, ...]],
             on_done: Callable[[int], None]) -> list[Any]:
-        shared = client.scatter(plan, broadcast=True)
+        # unhashed: a second run scattering an equal plan must not share (and release) the first's key
+        shared = client.scatter(plan, broadcast=True, hash=False)
         futures = [client.submit(task, shared, *args, pure=False) for args in jobs]
         for done, _future in enumerate(as_completed(futures), start=1):
             on_done(done)

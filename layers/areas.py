@@ -179,6 +179,8 @@ def _work_zone(crs: CRS) -> tuple[int | None, float]:
 def _zone_parts(geom: Any, tr: Transformer, low: int, high: int) -> dict[int, float]:
     """Ellipsoidal area of the part of ``geom`` in each zone from ``low`` to ``high`` (non-empty only)."""
     lonlat = reproject_with(np.asarray([geom], dtype=object), tr)[0]
+    if not lonlat.is_valid:  # a blueprint piece with many holes may touch itself once its edges bend
+        lonlat = shapely.make_valid(lonlat)
     parts: dict[int, float] = {}
     for z in range(low, high + 1):
         part = shapely.intersection(lonlat, shapely.box(3 * z - 1.5, -90.0, 3 * z + 1.5, 90.0))
