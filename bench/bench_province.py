@@ -56,30 +56,61 @@ def run_one(method: str, data: Path, out: Path, tolerance: float) -> dict[str, A
         from blueprint.merge import build_blueprint
 
         layers, boundary = load_layers(data)
-        bp = build_blueprint(layers, catalogue=catalogue, precedence=precedence, tolerance_m=tolerance,
-                             version="bench", boundary=boundary, workers=2)
+        bp = build_blueprint(
+            layers,
+            catalogue=catalogue,
+            precedence=precedence,
+            tolerance_m=tolerance,
+            version="bench",
+            boundary=boundary,
+            workers=2,
+        )
         pieces, conflicts = len(bp.pieces), len(bp.conflicts)
     else:
         sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(data)]
-        kw: dict[str, Any] = {"catalogue": catalogue, "precedence": precedence, "tolerance_m": tolerance,
-                              "version": "bench"}
+        kw: dict[str, Any] = {
+            "catalogue": catalogue,
+            "precedence": precedence,
+            "tolerance_m": tolerance,
+            "version": "bench",
+        }
         if method == "ooc":
             built = build_partitioned(sources, out, runner=local_runner(2), **kw)
         else:
             from dask.distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                              memory_limit=0) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+                ) as cluster,
+                Client(cluster) as client,  # type: ignore[no-untyped-call]
+            ):
                 built = build_partitioned(sources, out, runner=client_runner(client), **kw)
                 workers_mb = list(client.run(vmhwm_mb).values())
         pieces, conflicts = built.piece_count, len(built.blueprint.conflicts)
-    return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0, "peak_mb": vmhwm_mb(),
-            "workers_mb": workers_mb, "pieces": pieces, "conflicts": conflicts}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _cpu() - c0,
+        "peak_mb": vmhwm_mb(),
+        "workers_mb": workers_mb,
+        "pieces": pieces,
+        "conflicts": conflicts,
+    }
 
 
 def _child(method: str, data: Path, out: Path, tolerance: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", method, "--data", str(data),
-           "--out", str(out), "--tolerance", str(tolerance)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--one",
+        method,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--tolerance",
+        str(tolerance),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()
@@ -92,8 +123,20 @@ def _generate(n: int, root: Path, seed: int) -> tuple[Path, float]:
     if (data / "province.json").exists():
         return data, 0.0
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "bench.province", "--patches", str(n), "--out", str(data), "--seed", str(seed)]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.province",
+        "--patches",
+        str(n),
+        "--out",
+        str(data),
+        "--seed",
+        str(seed),
+    ]
+    subprocess.run(
+        cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     return data, time.perf_counter() - t0
 
 
@@ -110,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(run_one(args.one, args.data, args.out, args.tolerance)))
         return 0
-    print(f"{'patches':>9} {'method':>7} | {'wall s':>7} {'cpu s':>7} {'peak MB':>8} {'workers MB':>14} | "
-          f"{'pieces':>9} {'conflicts':>9} | load avg", flush=True)
+    print(
+        f"{'patches':>9} {'method':>7} | {'wall s':>7} {'cpu s':>7} {'peak MB':>8} {'workers MB':>14} | "
+        f"{'pieces':>9} {'conflicts':>9} | load avg",
+        flush=True,
+    )
     for n in [int(s) for s in args.sizes.split(",") if s]:
         data, gen_s = _generate(n, args.data, args.seed)
         if gen_s:
@@ -126,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n:>9} {method:>7} | failed: {res['error']} | {load}", flush=True)
                 continue
             workers = "+".join(f"{w:.0f}" for w in res["workers_mb"]) or "-"
-            print(f"{n:>9} {method:>7} | {res['seconds']:>7.1f} {res['cpu_seconds']:>7.1f} {res['peak_mb']:>8.0f} "
-                  f"{workers:>14} | {res['pieces']:>9} {res['conflicts']:>9} | {load}", flush=True)
+            print(
+                f"{n:>9} {method:>7} | {res['seconds']:>7.1f} {res['cpu_seconds']:>7.1f} "
+                f"{res['peak_mb']:>8.0f} "
+                f"{workers:>14} | {res['pieces']:>9} {res['conflicts']:>9} | {load}",
+                flush=True,
+            )
     return 0
 
 

@@ -97,8 +97,9 @@ def tiles(patches: int, n_tiles: int | None = None) -> list[Tile]:
     return out
 
 
-def _farmland(rng: np.random.Generator, box: tuple[float, float, float, float],
-              n: int) -> tuple[np.ndarray, float]:
+def _farmland(
+    rng: np.random.Generator, box: tuple[float, float, float, float], n: int
+) -> tuple[np.ndarray, float]:
     """``n`` non-overlapping jittered quadrilaterals in ``box``, one in each of ``n`` random grid cells;
     and the grid cell size."""
     xmin, ymin, xmax, ymax = box
@@ -120,8 +121,9 @@ def _farmland(rng: np.random.Generator, box: tuple[float, float, float, float],
     return np.asarray(shapely.polygons(np.round(coords, 3))), cell
 
 
-def _blobs(rng: np.random.Generator, box: tuple[float, float, float, float], n: int,
-           r_min: float, r_max: float) -> np.ndarray:
+def _blobs(
+    rng: np.random.Generator, box: tuple[float, float, float, float], n: int, r_min: float, r_max: float
+) -> np.ndarray:
     """``n`` irregular round blobs (stretched buffered points) clipped to ``box``."""
     xmin, ymin, xmax, ymax = box
     x, y = rng.uniform(xmin, xmax, n), rng.uniform(ymin, ymax, n)
@@ -129,8 +131,9 @@ def _blobs(rng: np.random.Generator, box: tuple[float, float, float, float], n: 
     sx, sy = rng.uniform(0.6, 1.4, n), rng.uniform(0.6, 1.4, n)
     circles = shapely.buffer(shapely.points(x, y), r, quad_segs=6)
     coords, owner = shapely.get_coordinates(circles, return_index=True)
-    coords = np.column_stack([x[owner] + (coords[:, 0] - x[owner]) * sx[owner],
-                              y[owner] + (coords[:, 1] - y[owner]) * sy[owner]])
+    coords = np.column_stack(
+        [x[owner] + (coords[:, 0] - x[owner]) * sx[owner], y[owner] + (coords[:, 1] - y[owner]) * sy[owner]]
+    )
     rings = shapely.linearrings(np.round(coords, 3), indices=owner)
     blobs = shapely.intersection(shapely.polygons(rings), shapely.box(*box), grid_size=0.001)
     keep = ~shapely.is_empty(blobs) & (shapely.area(blobs) > 0)
@@ -147,13 +150,23 @@ def tile_layers(tile: Tile, seed: int) -> dict[str, np.ndarray]:
         expected = per_million * tile.patches / 1e6
         # below one blob a tile still gets one, shrunk so the covered share of the tile stays the same
         shrink = math.sqrt(min(1.0, expected))
-        out[kind] = _blobs(rng, tile.box, max(1, round(expected)), r_min * cell * shrink, r_max * cell * shrink)
+        out[kind] = _blobs(
+            rng, tile.box, max(1, round(expected)), r_min * cell * shrink, r_max * cell * shrink
+        )
     urban = shapely.intersection(
-        shapely.union_all(shapely.buffer(out["urban_boundary"], 3.5 * cell, quad_segs=4)), box, grid_size=0.001)
+        shapely.union_all(shapely.buffer(out["urban_boundary"], 3.5 * cell, quad_segs=4)),
+        box,
+        grid_size=0.001,
+    )
     eco = shapely.difference(
-        shapely.intersection(shapely.union_all(shapely.buffer(out["ecological_redline"], 7 * cell,
-                                                              quad_segs=4)), box, grid_size=0.001),
-        urban, grid_size=0.001)
+        shapely.intersection(
+            shapely.union_all(shapely.buffer(out["ecological_redline"], 7 * cell, quad_segs=4)),
+            box,
+            grid_size=0.001,
+        ),
+        urban,
+        grid_size=0.001,
+    )
     agri = shapely.difference(box, shapely.union_all([urban, eco]), grid_size=0.001)
     for kind, geom in (("urban_space", urban), ("ecological_space", eco), ("agricultural_space", agri)):
         geom = shapely.make_valid(geom) if not geom.is_valid else geom
@@ -167,8 +180,9 @@ def _frame(geoms: np.ndarray, prefix: str, tile: int, crs: CRS) -> gpd.GeoDataFr
     return gpd.GeoDataFrame({"feature_id": ids}, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
 
 
-def generate_province(out_dir: Path | str, patches: int, *, seed: int = 1, n_tiles: int | None = None,
-                      progress: bool = False) -> dict[str, Any]:
+def generate_province(
+    out_dir: Path | str, patches: int, *, seed: int = 1, n_tiles: int | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Write the synthetic province with ``patches`` farmland patches to ``out_dir``; return the manifest.
 
     One tile at a time is generated and written, so memory is bounded by a tile (≤ PATCHES_PER_TILE
@@ -183,21 +197,45 @@ def generate_province(out_dir: Path | str, patches: int, *, seed: int = 1, n_til
         geoms = tile_layers(tile, seed)
         for kind, _name, prefix in LAYERS:
             (out / kind).mkdir(parents=True, exist_ok=True)
-            _frame(geoms[kind], prefix, tile.index, crs).to_parquet(out / kind / f"part-{tile.index:05d}.parquet")
+            _frame(geoms[kind], prefix, tile.index, crs).to_parquet(
+                out / kind / f"part-{tile.index:05d}.parquet"
+            )
             counts[kind].append(len(geoms[kind]))
         if progress:
-            print(f"tile {tile.index + 1}/{len(parts)} written ({time.perf_counter() - t0:.1f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"tile {tile.index + 1}/{len(parts)} written ({time.perf_counter() - t0:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     kind, name, prefix = BOUNDARY
     (out / kind).mkdir(parents=True, exist_ok=True)
-    _frame(np.asarray([shapely.box(*province_box())]), prefix, 0, crs).to_parquet(out / kind / "part-00000.parquet")
+    _frame(np.asarray([shapely.box(*province_box())]), prefix, 0, crs).to_parquet(
+        out / kind / "part-00000.parquet"
+    )
     manifest = {
-        "crs": f"EPSG:{STORAGE_EPSG}", "seed": seed, "patches": patches, "box": province_box(),
-        "lonlat": PROVINCE_LONLAT, "tiles": [{"index": t.index, "box": t.box, "patches": t.patches} for t in parts],
-        "layers": [{"kind": k, "name": n, "files": [f"{k}/part-{t.index:05d}.parquet" for t in parts],
-                    "counts": counts[k], "feature_count": sum(counts[k])} for k, n, _p in LAYERS],
-        "boundary": {"kind": kind, "name": name, "files": [f"{kind}/part-00000.parquet"], "counts": [1],
-                     "feature_count": 1},
+        "crs": f"EPSG:{STORAGE_EPSG}",
+        "seed": seed,
+        "patches": patches,
+        "box": province_box(),
+        "lonlat": PROVINCE_LONLAT,
+        "tiles": [{"index": t.index, "box": t.box, "patches": t.patches} for t in parts],
+        "layers": [
+            {
+                "kind": k,
+                "name": n,
+                "files": [f"{k}/part-{t.index:05d}.parquet" for t in parts],
+                "counts": counts[k],
+                "feature_count": sum(counts[k]),
+            }
+            for k, n, _p in LAYERS
+        ],
+        "boundary": {
+            "kind": kind,
+            "name": name,
+            "files": [f"{kind}/part-00000.parquet"],
+            "counts": [1],
+            "feature_count": 1,
+        },
     }
     (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return manifest
@@ -209,9 +247,14 @@ def read_manifest(out_dir: Path | str) -> dict[str, Any]:
 
 
 def _plan_layer(entry: dict[str, Any], frame: gpd.GeoDataFrame, seed: int) -> PlanLayer:
-    return PlanLayer(kind=entry["kind"], name=entry["name"], source=f"synthetic-province/{entry['kind']}",
-                     checksum=f"synthetic-province-{entry['kind']}-{entry['feature_count']}-seed{seed}",
-                     crs_in=f"EPSG:{STORAGE_EPSG}", frame=frame)
+    return PlanLayer(
+        kind=entry["kind"],
+        name=entry["name"],
+        source=f"synthetic-province/{entry['kind']}",
+        checksum=f"synthetic-province-{entry['kind']}-{entry['feature_count']}-seed{seed}",
+        crs_in=f"EPSG:{STORAGE_EPSG}",
+        frame=frame,
+    )
 
 
 def layer_parts(out_dir: Path | str) -> Iterator[tuple[PlanLayer, list[Path]]]:
@@ -242,17 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patches", type=int, required=True, help="farmland patches in the province")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--tiles", type=int, default=None,
-                        help=f"number of tiles (default: ≤ {PATCHES_PER_TILE:,} patches each)")
+    parser.add_argument(
+        "--tiles",
+        type=int,
+        default=None,
+        help=f"number of tiles (default: ≤ {PATCHES_PER_TILE:,} patches each)",
+    )
     args = parser.parse_args(argv)
     if args.patches < 0:
         print(json.dumps({"error": "--patches must be ≥ 0"}), file=sys.stderr)
         return 3
     t0 = time.perf_counter()
     manifest = generate_province(args.out, args.patches, seed=args.seed, n_tiles=args.tiles, progress=True)
-    print(json.dumps({"out": str(args.out), "seconds": round(time.perf_counter() - t0, 1),
-                      "tiles": len(manifest["tiles"]),
-                      "features": {e["kind"]: e["feature_count"] for e in manifest["layers"]}}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "tiles": len(manifest["tiles"]),
+                "features": {e["kind"]: e["feature_count"] for e in manifest["layers"]},
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 

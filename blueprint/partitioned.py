@@ -40,8 +40,8 @@ from blueprint.merge import (
     PIECE_COLUMNS,
     Progress,
     _check_inputs,
-    _combo,
     _Combo,
+    _combo,
     _conflict_rows,
     _conflicts_frame,
     _Features,
@@ -85,7 +85,7 @@ class Source:
         if not self.parts:
             frame = self.layer.frame
             for start in range(0, len(frame), CHUNK_ROWS):
-                part = frame.iloc[start:start + CHUNK_ROWS]
+                part = frame.iloc[start : start + CHUNK_ROWS]
                 yield [str(v) for v in part["feature_id"]], np.asarray(part.geometry.values, dtype=object)
             return
         for path in self.parts:
@@ -162,16 +162,18 @@ def _placed(start: float, stop: float, n: int, taken: np.ndarray) -> np.ndarray:
     lines = _free_lines(start, stop, n, taken)
     first = np.round(np.linspace(start, stop, n + 1) / GRID_M)
     if np.abs(np.round(lines / GRID_M) - first).max() >= LINE_WINDOW:
-        raise CoverageCheckError("a cell line moved more than a metre to avoid vertices; "
-                                 "build this blueprint in memory")
+        raise CoverageCheckError(
+            "a cell line moved more than a metre to avoid vertices; build this blueprint in memory"
+        )
     return lines
 
 
-def _spill(sources: Sequence[Source], plan_count: int, work: Path, shape: Any,
-           rows_per_batch: int, report: Progress) -> tuple[np.ndarray, np.ndarray, int]:
+def _spill(
+    sources: Sequence[Source], plan_count: int, work: Path, shape: Any, rows_per_batch: int, report: Progress
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Write each feature to the spill of every batch band its box reaches (grown by SPILL_MARGIN_M);
     return the vertex grid positions near the first cell lines (x, y) and the number of batches."""
-    (xmin, xmax, nx), (ymin, ymax, ny) = shape
+    _x, (ymin, ymax, ny) = shape
     steps = [np.round(np.linspace(a, b, n + 1) / GRID_M).astype(np.int64) for a, b, n in shape]
     first_ys = np.linspace(ymin, ymax, ny + 1)
     n_batches = math.ceil(ny / rows_per_batch)
@@ -195,10 +197,15 @@ def _spill(sources: Sequence[Source], plan_count: int, work: Path, shape: Any,
                 rows = np.flatnonzero((first <= b) & (last >= b))
                 if len(rows) == 0:
                     continue
-                table = pa.table({"gid": ids[rows], "layer": np.full(len(rows), li, dtype=np.int32),
-                                  "kind": np.full(len(rows), kind, dtype=np.int32),
-                                  "feature_id": pa.array([fids[i] for i in rows.tolist()], pa.string()),
-                                  "wkb": pa.array(wkb[rows].tolist(), pa.binary())})
+                table = pa.table(
+                    {
+                        "gid": ids[rows],
+                        "layer": np.full(len(rows), li, dtype=np.int32),
+                        "kind": np.full(len(rows), kind, dtype=np.int32),
+                        "feature_id": pa.array([fids[i] for i in rows.tolist()], pa.string()),
+                        "wkb": pa.array(wkb[rows].tolist(), pa.binary()),
+                    }
+                )
                 (work / f"batch-{b:05d}").mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, work / f"batch-{b:05d}" / f"spill-{chunk_no:05d}.parquet")
             gid += len(geoms)
@@ -219,19 +226,37 @@ def _batch_features(plan: Plan, b: int) -> tuple[_Features, np.ndarray]:
     """The batch's spilled features in global order (local arrays) and their global ids."""
     files = sorted(plan.batch_dir(b).glob("spill-*.parquet"))
     if not files:
-        return _Features(np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), [],
-                         np.empty(0, bool), list(plan.kinds), list(plan.layers)), np.empty(0, np.int64)
+        return _Features(
+            np.empty(0, object),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            [],
+            np.empty(0, bool),
+            list(plan.kinds),
+            list(plan.layers),
+        ), np.empty(0, np.int64)
     table = pa.concat_tables([pq.read_table(f) for f in files])
     gid = table["gid"].to_numpy()
     order = np.argsort(gid, kind="stable")
     layer = table["layer"].to_numpy().astype(np.int64)[order]
-    kind_of_layer = np.array([plan.kinds.index(lay.kind) if i < len(plan.layers) - _n_bounds(plan) else -1
-                              for i, lay in enumerate(plan.layers)], dtype=np.int64)
+    kind_of_layer = np.array(
+        [
+            plan.kinds.index(lay.kind) if i < len(plan.layers) - _n_bounds(plan) else -1
+            for i, lay in enumerate(plan.layers)
+        ],
+        dtype=np.int64,
+    )
     fids = table["feature_id"].to_pylist()
     geoms = shapely.from_wkb(np.asarray(table["wkb"].to_pylist(), dtype=object)[order])
-    feats = _Features(np.asarray(geoms, dtype=object), kind_of_layer[layer], layer,
-                      [fids[i] for i in order.tolist()], kind_of_layer[layer] < 0, list(plan.kinds),
-                      list(plan.layers))
+    feats = _Features(
+        np.asarray(geoms, dtype=object),
+        kind_of_layer[layer],
+        layer,
+        [fids[i] for i in order.tolist()],
+        kind_of_layer[layer] < 0,
+        list(plan.kinds),
+        list(plan.layers),
+    )
     return feats, gid[order]
 
 
@@ -243,12 +268,12 @@ def _batch_cells(plan: Plan, b: int) -> tuple[np.ndarray, int]:
     """The batch's cell boxes (row by row) and the global index of its first cell."""
     r0, r1 = plan.row_starts[b], plan.row_starts[b + 1]
     nx = len(plan.xs) - 1
-    return cell_boxes(plan.xs, plan.ys[r0:r1 + 1]), r0 * nx
+    return cell_boxes(plan.xs, plan.ys[r0 : r1 + 1]), r0 * nx
 
 
 def partition_batch(plan: Plan, b: int) -> dict[str, Any]:
     """Pass 1 task: partition the batch's cells; raw faces to disk; the seam vertices back."""
-    feats, gid = _batch_features(plan, b)
+    feats, _gid = _batch_features(plan, b)
     cells, _first = _batch_cells(plan, b)
     parts = []
     if len(feats.geoms):
@@ -260,17 +285,28 @@ def partition_batch(plan: Plan, b: int) -> dict[str, Any]:
         priority = plan.kind_priority[feats.kind]
         for c in range(len(cells)):
             if starts[c + 1] > starts[c]:
-                parts.append(partition_cell(cells[c], feat_i[starts[c]:starts[c + 1]], feats.geoms, bounds,
-                                            is_boundary=feats.is_boundary, priority=priority,
-                                            tolerance_m=plan.tolerance_m))
+                parts.append(
+                    partition_cell(
+                        cells[c],
+                        feat_i[starts[c] : starts[c + 1]],
+                        feats.geoms,
+                        bounds,
+                        is_boundary=feats.is_boundary,
+                        priority=priority,
+                        tolerance_m=plan.tolerance_m,
+                    )
+                )
     offsets = np.cumsum([0] + [len(p.faces) for p in parts])
     faces = np.concatenate([p.faces for p in parts]) if parts else np.empty(0, dtype=object)
     raw = {
         "faces": shapely.to_wkb(faces) if len(faces) else np.empty(0, object),
-        "pair_piece": np.concatenate([p.pair_face + o for p, o in zip(parts, offsets, strict=False)]
-                                     or [np.empty(0, np.int64)]),
+        "pair_piece": np.concatenate(
+            [p.pair_face + o for p, o in zip(parts, offsets, strict=False)] or [np.empty(0, np.int64)]
+        ),
         "pair_feature": np.concatenate([p.pair_feature for p in parts] or [np.empty(0, np.int64)]),
-        "absorbed": [(int(o) + a.receiver, a) for p, o in zip(parts, offsets, strict=False) for a in p.absorbed],
+        "absorbed": [
+            (int(o) + a.receiver, a) for p, o in zip(parts, offsets, strict=False) for a in p.absorbed
+        ],
         "reference": sum(p.reference_area for p in parts),
     }
     with open(plan.batch_dir(b) / "raw.pickle", "wb") as fh:
@@ -285,8 +321,10 @@ def _verify_batch(plan: Plan, b: int, geoms: np.ndarray, reference: float) -> No
     """The batch's pieces are valid and tile the city inside the batch's band exactly."""
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():
-        raise CoverageCheckError(f"merge produced {int(invalid.sum())} invalid piece(s) in batch {b}",
-                                 detail=str(shapely.is_valid_reason(geoms[invalid][0])))
+        raise CoverageCheckError(
+            f"merge produced {int(invalid.sum())} invalid piece(s) in batch {b}",
+            detail=str(shapely.is_valid_reason(geoms[invalid][0])),
+        )
     if len(geoms) == 0:
         return
     total = float(shapely.area(geoms).sum())
@@ -296,15 +334,19 @@ def _verify_batch(plan: Plan, b: int, geoms: np.ndarray, reference: float) -> No
         region = shapely.intersection(plan.city, band, grid_size=GRID_M)
         reference, outline = float(shapely.area(region)), float(shapely.length(region))
         if not edges_match(geoms, outline):
-            raise CoverageCheckError(f"merged pieces overlap, leave a gap or mismatch along a shared edge in "
-                                     f"batch {b} (edge test against the city outline failed)")
+            raise CoverageCheckError(
+                f"merged pieces overlap, leave a gap or mismatch along a shared edge in "
+                f"batch {b} (edge test against the city outline failed)"
+            )
     else:
         outline = 0.0
         if not shapely.coverage_is_valid(geoms):
             raise CoverageCheckError(f"merged pieces overlap or mismatch along an edge in batch {b}")
     if abs(total - reference) > 1e-9 * max(reference, 1.0) + outline * GRID_M:
-        raise CoverageCheckError(f"merged pieces of batch {b} cover {total:.3f} m², the city there is "
-                                 f"{reference:.3f} m² (gap or overlap)")
+        raise CoverageCheckError(
+            f"merged pieces of batch {b} cover {total:.3f} m², the city there is "
+            f"{reference:.3f} m² (gap or overlap)"
+        )
 
 
 def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
@@ -318,28 +360,46 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
     code = np.zeros(len(faces), dtype=np.int64)
     np.bitwise_or.at(code, raw["pair_piece"], np.left_shift(1, feats.kind[raw["pair_feature"]]))
     pieces = _Pieces(faces, raw["pair_piece"], raw["pair_feature"], code)
-    combos = {c: _combo(c, list(plan.kinds), plan.catalogue, plan.precedence) for c in np.unique(code).tolist()}
+    combos = {
+        c: _combo(c, list(plan.kinds), plan.catalogue, plan.precedence) for c in np.unique(code).tolist()
+    }
     kind = np.array([combos[c].kind for c in code.tolist()], dtype=object)
     points = shapely.get_coordinates(shapely.point_on_surface(faces)) if len(faces) else np.empty((0, 2))
-    frame = gpd.GeoDataFrame({
-        "kind": kind, "kinds": [combos[c].kinds for c in code.tolist()],
-        "covered_by": [combos[c].covered_by for c in code.tolist()],
-        "sources": _sources_json(pieces, feats) if len(faces) else [],
-        "area_m2": piece_areas(faces, plan.crs),
-    }, geometry=gpd.GeoSeries(faces, crs=plan.crs), crs=plan.crs)
+    frame = gpd.GeoDataFrame(
+        {
+            "kind": kind,
+            "kinds": [combos[c].kinds for c in code.tolist()],
+            "covered_by": [combos[c].covered_by for c in code.tolist()],
+            "sources": _sources_json(pieces, feats) if len(faces) else [],
+            "area_m2": piece_areas(faces, plan.crs),
+        },
+        geometry=gpd.GeoSeries(faces, crs=plan.crs),
+        crs=plan.crs,
+    )
     frame.to_parquet(plan.batch_dir(b) / "pieces.parquet")
-    disputed = np.flatnonzero([bool(combos[c].disputes) for c in code.tolist()]) if len(code) else \
-        np.empty(0, np.int64)
+    disputed = (
+        np.flatnonzero([bool(combos[c].disputes) for c in code.tolist()])
+        if len(code)
+        else np.empty(0, np.int64)
+    )
     keep = np.isin(pieces.pair_piece, disputed)
     renumber = np.full(len(faces), -1, dtype=np.int64)
     renumber[disputed] = np.arange(len(disputed))
     return {
-        "batch": b, "stitched": stitched, "combos": combos,
-        "kind": kind.astype(str), "x": points[:, 0], "y": points[:, 1], "plane_area": shapely.area(faces),
-        "disputed": {"wkb": shapely.to_wkb(faces[disputed]) if len(disputed) else np.empty(0, object),
-                     "code": code[disputed], "pair_piece": renumber[pieces.pair_piece[keep]],
-                     "pair_gid": gid[pieces.pair_feature[keep]],
-                     "feature": _feature_table(feats, gid, pieces.pair_feature[keep])},
+        "batch": b,
+        "stitched": stitched,
+        "combos": combos,
+        "kind": kind.astype(str),
+        "x": points[:, 0],
+        "y": points[:, 1],
+        "plane_area": shapely.area(faces),
+        "disputed": {
+            "wkb": shapely.to_wkb(faces[disputed]) if len(disputed) else np.empty(0, object),
+            "code": code[disputed],
+            "pair_piece": renumber[pieces.pair_piece[keep]],
+            "pair_gid": gid[pieces.pair_feature[keep]],
+            "feature": _feature_table(feats, gid, pieces.pair_feature[keep]),
+        },
         "absorbed": [_absorbed_partial(rec, receiver, feats, kind) for receiver, rec in raw["absorbed"]],
         "reference": raw["reference"],
     }
@@ -352,15 +412,23 @@ def finish_batch_with(shared: tuple[Plan, Seams], b: int) -> dict[str, Any]:
 
 def _feature_table(feats: _Features, gid: np.ndarray, local: np.ndarray) -> dict[int, tuple[int, int, str]]:
     """gid → (kind, layer, feature id) for the given local features."""
-    return {int(gid[f]): (int(feats.kind[f]), int(feats.layer[f]), feats.fid[f]) for f in np.unique(local).tolist()}
+    return {
+        int(gid[f]): (int(feats.kind[f]), int(feats.layer[f]), feats.fid[f])
+        for f in np.unique(local).tolist()
+    }
 
 
 def _absorbed_partial(rec: Any, receiver: int, feats: _Features, kind: np.ndarray) -> dict[str, Any]:
     was = sorted({feats.kinds[feats.kind[f]] for f in rec.features}, key=feats.kinds.index)
-    return {"receiver": receiver, "into_kind": str(kind[receiver]), "area_m2": round(rec.area_m2, 4),
-            "was": was or ["unplanned"],
-            "features": [{"kind": feats.kinds[feats.kind[f]], "feature_id": feats.fid[f]} for f in rec.features],
-            "x": round(rec.point[0], 3), "y": round(rec.point[1], 3)}
+    return {
+        "receiver": receiver,
+        "into_kind": str(kind[receiver]),
+        "area_m2": round(rec.area_m2, 4),
+        "was": was or ["unplanned"],
+        "features": [{"kind": feats.kinds[feats.kind[f]], "feature_id": feats.fid[f]} for f in rec.features],
+        "x": round(rec.point[0], 3),
+        "y": round(rec.point[1], 3),
+    }
 
 
 # ---------------------------------------------------------------- pass 3: ids and conflicts
@@ -376,7 +444,7 @@ def _ranks(results: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     sizes = np.cumsum([0] + [len(r["kind"]) for r in results])
-    return [rank[sizes[i]:sizes[i + 1]] for i in range(len(results))]
+    return [rank[sizes[i] : sizes[i + 1]] for i in range(len(results))]
 
 
 def _conflicts(results: Sequence[dict[str, Any]], plan: Plan) -> gpd.GeoDataFrame:
@@ -395,14 +463,22 @@ def _conflicts(results: Sequence[dict[str, Any]], plan: Plan) -> gpd.GeoDataFram
         pair_piece.append(d["pair_piece"] + offset)
         pair_feature.append(np.searchsorted(gids, d["pair_gid"]))
         offset += len(d["code"])
-    pieces = _Pieces(np.concatenate(geoms) if geoms else np.empty(0, object),
-                     np.concatenate(pair_piece) if pair_piece else np.empty(0, np.int64),
-                     np.concatenate(pair_feature) if pair_feature else np.empty(0, np.int64),
-                     np.concatenate(code) if code else np.empty(0, np.int64))
+    pieces = _Pieces(
+        np.concatenate(geoms) if geoms else np.empty(0, object),
+        np.concatenate(pair_piece) if pair_piece else np.empty(0, np.int64),
+        np.concatenate(pair_feature) if pair_feature else np.empty(0, np.int64),
+        np.concatenate(code) if code else np.empty(0, np.int64),
+    )
     rows = [table[g] for g in gids.tolist()]
-    feats = _Features(np.empty(len(rows), object), np.array([r[0] for r in rows], dtype=np.int64),
-                      np.array([r[1] for r in rows], dtype=np.int64), [r[2] for r in rows],
-                      np.zeros(len(rows), bool), list(plan.kinds), list(plan.layers))
+    feats = _Features(
+        np.empty(len(rows), object),
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        [r[2] for r in rows],
+        np.zeros(len(rows), bool),
+        list(plan.kinds),
+        list(plan.layers),
+    )
     combos: dict[int, _Combo] = {}
     for r in results:
         combos.update(r["combos"])
@@ -429,8 +505,9 @@ def sources_from_layers(layers: Sequence[PlanLayer], boundary: PlanLayer | None)
     return [Source(lay) for lay in layers] + ([Source(boundary)] if boundary is not None else [])
 
 
-def _checked(sources: Sequence[Source], catalogue: Catalogue, precedence: Precedence,
-             tolerance_m: float) -> tuple[list[Source], int]:
+def _checked(
+    sources: Sequence[Source], catalogue: Catalogue, precedence: Precedence, tolerance_m: float
+) -> tuple[list[Source], int]:
     """Sources split into plan layers then boundary layers; in-memory ones get the merge's own checks."""
     group = [catalogue[s.layer.kind].group if s.layer.kind in catalogue else "" for s in sources]
     plan = [s for s, g in zip(sources, group, strict=True) if g != "boundary"]
@@ -438,18 +515,30 @@ def _checked(sources: Sequence[Source], catalogue: Catalogue, precedence: Preced
     if len(bounds) > 1:
         raise MergeInputError(f"two boundaries: '{bounds[0].layer.name}' and '{bounds[1].layer.name}'")
     if all(not s.parts for s in sources):
-        _check_inputs([s.layer for s in plan], bounds[0].layer if bounds else None, catalogue, precedence,
-                      tolerance_m)
+        _check_inputs(
+            [s.layer for s in plan], bounds[0].layer if bounds else None, catalogue, precedence, tolerance_m
+        )
     elif not plan:
         _check_inputs([], None, catalogue, precedence, tolerance_m)  # raises NoLayersError
     return plan + bounds, len(plan)
 
 
-def build_partitioned(sources: Sequence[Source], out: Path | str, *, catalogue: Catalogue,
-                      precedence: Precedence, tolerance_m: float, version: str, crs: CRS | None = None,
-                      created_by: str = "system", progress: Progress | None = None,
-                      cell_size_m: float | None = None, batch_features: int = BATCH_FEATURES,
-                      runner: Runner | None = None, keep_work: bool = False) -> PartitionedBuild:
+def build_partitioned(
+    sources: Sequence[Source],
+    out: Path | str,
+    *,
+    catalogue: Catalogue,
+    precedence: Precedence,
+    tolerance_m: float,
+    version: str,
+    crs: CRS | None = None,
+    created_by: str = "system",
+    progress: Progress | None = None,
+    cell_size_m: float | None = None,
+    batch_features: int = BATCH_FEATURES,
+    runner: Runner | None = None,
+    keep_work: bool = False,
+) -> PartitionedBuild:
     """Merge ``sources`` into a draft blueprint whose pieces are written to ``out/pieces/part-*.parquet``.
 
     Same result as :func:`blueprint.merge.build_blueprint` on the same layers (pieces, areas, ids,
@@ -477,26 +566,57 @@ def build_partitioned(sources: Sequence[Source], out: Path | str, *, catalogue: 
     xs, ys = _placed(*shape[0], taken_x), _placed(*shape[1], taken_y)
     kinds = _layer_kinds(ordered, plan_count, catalogue)
     layers = tuple(_bare(s.layer, i >= plan_count) for i, s in enumerate(ordered))
-    feats0 = _Features(np.empty(0, object), np.arange(len(kinds)), np.empty(0, np.int64), [], np.empty(0, bool),
-                       kinds, list(layers))
+    feats0 = _Features(
+        np.empty(0, object),
+        np.arange(len(kinds)),
+        np.empty(0, np.int64),
+        [],
+        np.empty(0, bool),
+        kinds,
+        list(layers),
+    )
     ranks_by_kind = _priority(feats0, precedence)  # kind index → rank
     kind_priority = np.append(ranks_by_kind, len(precedence.order) + 1)  # index -1: the boundary
     city = _city(ordered[plan_count:])
-    plan = Plan(work, xs, ys, tuple(min(ny, i * rows_per_batch) for i in range(n_batches + 1)), tuple(kinds),
-                layers, kind_priority, tolerance_m, crs, city, catalogue, precedence)
+    plan = Plan(
+        work,
+        xs,
+        ys,
+        tuple(min(ny, i * rows_per_batch) for i in range(n_batches + 1)),
+        tuple(kinds),
+        layers,
+        kind_priority,
+        tolerance_m,
+        crs,
+        city,
+        catalogue,
+        precedence,
+    )
     batches = list(range(n_batches))
-    first = run(partition_batch, plan, [(b,) for b in batches],
-                lambda done: report("合并网格 merging cells", 0.05 + 0.6 * done / max(n_batches, 1)))
+    first = run(
+        partition_batch,
+        plan,
+        [(b,) for b in batches],
+        lambda done: report("合并网格 merging cells", 0.05 + 0.6 * done / max(n_batches, 1)),
+    )
     seams = merge_seams([r["seams"] for r in sorted(first, key=lambda r: r["batch"])])
-    second = sorted(run(finish_batch_with, (plan, seams), [(b,) for b in batches],
-                        lambda done: report("整理图斑 assembling pieces", 0.65 + 0.2 * done / max(n_batches, 1))),
-                    key=lambda r: r["batch"])
+    second = sorted(
+        run(
+            finish_batch_with,
+            (plan, seams),
+            [(b,) for b in batches],
+            lambda done: report("整理图斑 assembling pieces", 0.65 + 0.2 * done / max(n_batches, 1)),
+        ),
+        key=lambda r: r["batch"],
+    )
     report("差异图斑 finding conflicts", 0.86)
     ranks = _ranks(second)
     conflicts = _conflicts(second, plan)
     report("写出分区 writing partitions", 0.93)
-    written = sorted(run(write_part, plan, [(b, ranks[b], out) for b in batches], lambda _d: None),
-                     key=lambda r: str(r["path"]))
+    written = sorted(
+        run(write_part, plan, [(b, ranks[b], out) for b in batches], lambda _d: None),
+        key=lambda r: str(r["path"]),
+    )
     absorbed = _absorbed(second, ranks)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -506,27 +626,47 @@ def build_partitioned(sources: Sequence[Source], out: Path | str, *, catalogue: 
             by_kind[k] = by_kind.get(k, 0.0) + float(v)
     reference = float(shapely.area(city)) if city is not None else sum(r["reference"] for r in second)
     blueprint = Blueprint(
-        version=version, crs=crs, pieces=_empty_pieces(crs), conflicts=conflicts,
-        layers=tuple(LayerRef(s.layer.kind, s.layer.name, s.layer.source, s.layer.checksum, s.count)
-                     for s in ordered),
-        precedence=precedence.order, tolerance_m=tolerance_m, status="draft", created_by=created_by,
-        created_at=datetime.now(UTC), absorbed=absorbed,
-        meta={"cells": nx * ny, "stitched_pieces": sum(r["stitched"] for r in second),
-              "city_area_m2": round(reference, 3),
-              "boundary": ordered[plan_count].layer.name if plan_count < len(ordered) else None,
-              "batches": n_batches, "pieces_dir": str(out / "pieces")},
+        version=version,
+        crs=crs,
+        pieces=_empty_pieces(crs),
+        conflicts=conflicts,
+        layers=tuple(
+            LayerRef(s.layer.kind, s.layer.name, s.layer.source, s.layer.checksum, s.count) for s in ordered
+        ),
+        precedence=precedence.order,
+        tolerance_m=tolerance_m,
+        status="draft",
+        created_by=created_by,
+        created_at=datetime.now(UTC),
+        absorbed=absorbed,
+        meta={
+            "cells": nx * ny,
+            "stitched_pieces": sum(r["stitched"] for r in second),
+            "city_area_m2": round(reference, 3),
+            "boundary": ordered[plan_count].layer.name if plan_count < len(ordered) else None,
+            "batches": n_batches,
+            "pieces_dir": str(out / "pieces"),
+        },
     )
     blueprint.piece_totals = (sum(w["count"] for w in written), by_kind)
     report("完成 done", 1.0)
-    return PartitionedBuild(blueprint, [w["path"] for w in written if w["count"]],
-                            sum(w["count"] for w in written), by_kind)
+    return PartitionedBuild(
+        blueprint, [w["path"] for w in written if w["count"]], sum(w["count"] for w in written), by_kind
+    )
 
 
 def _bare(layer: PlanLayer, boundary: bool) -> PlanLayer:
     """The layer's identity without its rows (what the tasks need to write sources)."""
     frame = layer.frame.iloc[0:0]
-    return PlanLayer(kind=layer.kind, name=layer.name, source=layer.source, checksum=layer.checksum,
-                     crs_in=layer.crs_in, frame=frame, meta={"boundary": boundary})
+    return PlanLayer(
+        kind=layer.kind,
+        name=layer.name,
+        source=layer.source,
+        checksum=layer.checksum,
+        crs_in=layer.crs_in,
+        frame=frame,
+        meta={"boundary": boundary},
+    )
 
 
 def _city(bounds: Sequence[Source]) -> Any:
@@ -554,5 +694,3 @@ def iter_parts(paths: Iterable[Path]) -> Iterator[gpd.GeoDataFrame]:
     """The pieces part by part (what the store loads; one part in memory at a time)."""
     for path in paths:
         yield gpd.read_parquet(path)
-
-

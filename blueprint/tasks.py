@@ -52,16 +52,19 @@ def client_runner(client: Any) -> Runner:
 
 @contextmanager
 def dask_runner(scheduler: str | None = None, workers: int = 2, *, processes: bool = True,
-                threads_per_worker: int = 1) -> Iterator[Runner]:
+                threads_per_worker: int = 1, connect_timeout: str = "15s") -> Iterator[Runner]:
     """A runner on the dask scheduler at ``scheduler`` (e.g. tcp://host:8786; the workers must see the
     build's data directory), or on a fresh LocalCluster of ``workers`` workers."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout="15s")
+            client = Client(scheduler, timeout=connect_timeout)
         except OSError as exc:
-            raise SchedulerError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from exc
+            raise SchedulerError(
+                f"cannot reach the dask scheduler at {scheduler} ({exc}); start one (`dask scheduler`, and "
+                "`dask worker <address>` on machines that see the data directory) or build on a local "
+                "cluster with --workers N") from exc
         with client:
             yield client_runner(client)
         return

@@ -11,9 +11,9 @@ from layers.areas import (
     plane_zones,
     reproject,
     reproject_with,
-    transformer,
     zone_areas,
 )
+from layers.crs import transformer
 
 __all__ = ["CGCS2000_A", "CGCS2000_INVF", "GEOD", "SURELY_INSIDE_M", "PlaneZones", "ellipsoidal_areas",
            "plane_areas", "plane_zones", "reproject", "reproject_with", "transformer", "zone_areas"]

@@ -60,7 +60,8 @@ def build(
         "--out-of-core", help="merge grid cells in batches through GeoParquet under data_dir/versions/<v>/ "
         "(memory bounded by a batch; for provinces). Implied by --workers and --scheduler")] = False,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="run the cell batches on a local dask cluster of N worker processes")] = None,
+        "--workers", min=1,
+        help="run the cell batches on a local dask cluster of N worker processes")] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="run the cell batches on this dask scheduler, e.g. tcp://host:8786 (its workers "
         "must see data_dir)")] = None,

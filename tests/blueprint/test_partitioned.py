@@ -55,10 +55,25 @@ def _city(n: int = 1500) -> tuple[list[Any], Any]:
 
 def test_out_of_core_equals_in_memory_on_a_small_city(tmp_path: Path) -> None:
     layers, boundary = _city()
-    whole = build_blueprint(layers, catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v1",
-                            boundary=boundary, cell_size_m=5000)
-    parted = build_partitioned(sources_from_layers(layers, boundary), tmp_path, catalogue=CAT, precedence=PREC,
-                               tolerance_m=0.5, version="v1", cell_size_m=5000, batch_features=400)
+    whole = build_blueprint(
+        layers,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.5,
+        version="v1",
+        boundary=boundary,
+        cell_size_m=5000,
+    )
+    parted = build_partitioned(
+        sources_from_layers(layers, boundary),
+        tmp_path,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.5,
+        version="v1",
+        cell_size_m=5000,
+        batch_features=400,
+    )
     assert parted.blueprint.meta["batches"] >= 4 and whole.meta["cells"] >= 100
     assert len(parted.parts) == parted.blueprint.meta["batches"]
     assert all(p.parent == tmp_path / "pieces" and p.name.startswith("part-") for p in parted.parts)
@@ -67,16 +82,31 @@ def test_out_of_core_equals_in_memory_on_a_small_city(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "scene", "run"), golden_scenes(), ids=[i for i, _, _ in golden_scenes()])
-def test_golden_scenes_on_a_fine_grid_one_row_per_batch(name: str, scene: dict, run: dict,
-                                                        tmp_path: Path) -> None:
+def test_golden_scenes_on_a_fine_grid_one_row_per_batch(
+    name: str, scene: dict, run: dict, tmp_path: Path
+) -> None:
     """Hand-made scenes cut into 7 m cells, each grid row its own batch: seams cross every batch line."""
     layers = [layer_from_spec(s) for s in scene["layers"]]
     boundary = layer_from_spec(scene["boundary"]) if "boundary" in scene else None
-    whole = build_blueprint(layers, catalogue=CAT, precedence=PREC, tolerance_m=run["tolerance_m"],
-                            version="g", boundary=boundary, cell_size_m=7.0)
-    parted = build_partitioned(sources_from_layers(layers, boundary), tmp_path, catalogue=CAT,
-                               precedence=PREC, tolerance_m=run["tolerance_m"], version="g", cell_size_m=7.0,
-                               batch_features=1)
+    whole = build_blueprint(
+        layers,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=run["tolerance_m"],
+        version="g",
+        boundary=boundary,
+        cell_size_m=7.0,
+    )
+    parted = build_partitioned(
+        sources_from_layers(layers, boundary),
+        tmp_path,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=run["tolerance_m"],
+        version="g",
+        cell_size_m=7.0,
+        batch_features=1,
+    )
     assert parted.blueprint.meta["batches"] > 1, name
     assert_same(whole, parted)
 
@@ -84,12 +114,27 @@ def test_golden_scenes_on_a_fine_grid_one_row_per_batch(name: str, scene: dict, 
 def test_dask_build_equals_in_process_build(tmp_path: Path) -> None:
     """The batches as dask tasks (a LocalCluster of two threaded workers) give the same blueprint."""
     layers, boundary = _city(800)
-    kw: dict[str, Any] = {"catalogue": CAT, "precedence": PREC, "tolerance_m": 0.5, "version": "v1",
-                          "cell_size_m": 6000, "batch_features": 300}
-    whole = build_blueprint(layers, catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v1",
-                            boundary=boundary, cell_size_m=6000)
+    kw: dict[str, Any] = {
+        "catalogue": CAT,
+        "precedence": PREC,
+        "tolerance_m": 0.5,
+        "version": "v1",
+        "cell_size_m": 6000,
+        "batch_features": 300,
+    }
+    whole = build_blueprint(
+        layers,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.5,
+        version="v1",
+        boundary=boundary,
+        cell_size_m=6000,
+    )
     with dask_runner(workers=2, processes=False) as runner:
-        on_dask = build_partitioned(sources_from_layers(layers, boundary), tmp_path / "dask", runner=runner, **kw)
+        on_dask = build_partitioned(
+            sources_from_layers(layers, boundary), tmp_path / "dask", runner=runner, **kw
+        )
     assert_same(whole, on_dask)
 
 
@@ -97,12 +142,27 @@ def test_dask_build_equals_in_process_build(tmp_path: Path) -> None:
 def test_dask_worker_processes_give_the_same_blueprint(tmp_path: Path) -> None:
     """Real worker processes (plan and results pickled across): still the in-memory result."""
     layers, boundary = _city(400)
-    whole = build_blueprint(layers, catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v1",
-                            boundary=boundary, cell_size_m=8000)
+    whole = build_blueprint(
+        layers,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.5,
+        version="v1",
+        boundary=boundary,
+        cell_size_m=8000,
+    )
     with dask_runner(workers=2, processes=True) as runner:
-        parted = build_partitioned(sources_from_layers(layers, boundary), tmp_path, catalogue=CAT,
-                                   precedence=PREC, tolerance_m=0.5, version="v1", cell_size_m=8000,
-                                   batch_features=200, runner=runner)
+        parted = build_partitioned(
+            sources_from_layers(layers, boundary),
+            tmp_path,
+            catalogue=CAT,
+            precedence=PREC,
+            tolerance_m=0.5,
+            version="v1",
+            cell_size_m=8000,
+            batch_features=200,
+            runner=runner,
+        )
     assert parted.blueprint.meta["batches"] >= 2
     assert_same(whole, parted)
 
@@ -118,9 +178,27 @@ def test_province_parts_build_like_the_province_in_memory(tmp_path: Path) -> Non
     layers, boundary = load_layers(tmp_path / "a")
     assert [lay.kind for lay in layers].count("permanent_farmland") == 1
     assert sum(len(lay.frame) for lay in layers if lay.kind == "permanent_farmland") == 3000
-    whole = build_blueprint(layers, catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="p", boundary=boundary)
+    whole = build_blueprint(
+        layers, catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="p", boundary=boundary
+    )
     sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(tmp_path / "a")]
-    parted = build_partitioned(sources, tmp_path / "out", catalogue=CAT, precedence=PREC, tolerance_m=0.5,
-                               version="p", batch_features=1500)
+    parted = build_partitioned(
+        sources,
+        tmp_path / "out",
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.5,
+        version="p",
+        batch_features=1500,
+    )
     assert parted.blueprint.meta["batches"] >= 2
     assert_same(whole, parted)
+
+
+def test_an_unreachable_scheduler_is_named_in_the_error() -> None:
+    from blueprint.tasks import SchedulerError
+
+    with pytest.raises(SchedulerError, match=r"tcp://127\.0\.0\.1:9 .*--workers N") as caught:
+        with dask_runner("tcp://127.0.0.1:9", connect_timeout="1s"):
+            pass
+    assert caught.value.code == "dask_scheduler_unreachable"

@@ -31,8 +31,11 @@ def _square(lon: float, lat: float, side: float = 1000.0) -> shapely.Polygon:
 def _layers() -> list:
     # farmland near the meridians of zone 38 (114°) and zone 39 (117°); an urban boundary in zone 40 (120°)
     # partly over farmland there, so the zone-40 pieces hold a conflict
-    farmland = layer("permanent_farmland", [_square(114.05, 31.0), _square(117.05, 31.0), _square(119.95, 32.0)],
-                     ["NT38", "NT39", "NT40"])
+    farmland = layer(
+        "permanent_farmland",
+        [_square(114.05, 31.0), _square(117.05, 31.0), _square(119.95, 32.0)],
+        ["NT38", "NT39", "NT40"],
+    )
     urban = layer("urban_boundary", [_square(114.06, 31.005), _square(119.955, 32.002)], ["KB38", "KB40"])
     return [farmland, urban]
 
@@ -48,16 +51,26 @@ def test_piece_areas_are_taken_in_each_pieces_own_zone(tmp_path: Path) -> None:
         total = pieces["area_m2"].to_numpy()[rows].sum()
         assert total == pytest.approx(ellipsoidal[rows].sum(), rel=1e-4), kind  # within 0.01 %
     # 3° off the storage meridian its plane area is ~0.2 % too large: what the per-zone area corrects
-    far = (shapely.bounds(geoms)[:, 0] < 400_000)
+    far = shapely.bounds(geoms)[:, 0] < 400_000
     assert far.any() and (~far).any()
     assert (storage_plane[far] / ellipsoidal[far] - 1 > 1e-3).all()
     near_cm = shapely.bounds(geoms)[:, 0] > 480_000
     near_cm &= shapely.bounds(geoms)[:, 2] < 520_000
     assert (pieces["area_m2"].to_numpy()[near_cm] == storage_plane[near_cm]).all()  # own zone: unchanged
     assert bp.conflicts["area_m2"].sum() == pytest.approx(
-        ellipsoidal_areas(np.asarray(bp.conflicts.geometry.values, dtype=object), STORAGE).sum(), rel=1e-4)
-    parted = build_partitioned(sources_from_layers(_layers(), None), tmp_path, catalogue=CAT, precedence=PREC,
-                               tolerance_m=0.0, version="z", cell_size_m=50_000, batch_features=1)
-    whole = build_blueprint(_layers(), catalogue=CAT, precedence=PREC, tolerance_m=0.0, version="z",
-                            cell_size_m=50_000)
+        ellipsoidal_areas(np.asarray(bp.conflicts.geometry.values, dtype=object), STORAGE).sum(), rel=1e-4
+    )
+    parted = build_partitioned(
+        sources_from_layers(_layers(), None),
+        tmp_path,
+        catalogue=CAT,
+        precedence=PREC,
+        tolerance_m=0.0,
+        version="z",
+        cell_size_m=50_000,
+        batch_features=1,
+    )
+    whole = build_blueprint(
+        _layers(), catalogue=CAT, precedence=PREC, tolerance_m=0.0, version="z", cell_size_m=50_000
+    )
     assert_same(whole, parted)
