@@ -1,4 +1,4 @@
-"""The out-of-core build (blueprint.partitioned) gives the in-memory build's result, on threads and on dask."""
+"""The out-of-core build (blueprint.partitioned) equals the in-memory build, on threads and on dask."""
 
 from __future__ import annotations
 
