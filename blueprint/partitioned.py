@@ -38,6 +38,7 @@ from blueprint.coverage import GRID_M, Seams, merge_seams, partition_cell, seam_
 from blueprint.errors import CoverageCheckError, MergeInputError
 from blueprint.merge import (
     PIECE_COLUMNS,
+    UNPLANNED,
     Progress,
     _check_inputs,
     _Combo,
@@ -389,7 +390,8 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
         "batch": b,
         "stitched": stitched,
         "combos": combos,
-        "kind": kind.astype(str),
+        # the controlling kind as its rank among the sorted kind names: sorts as the names do, 1 byte each
+        "kind": np.searchsorted(np.array(_kind_names(plan)), kind.astype(str)).astype(np.int16),
         "x": points[:, 0],
         "y": points[:, 1],
         "plane_area": shapely.area(faces),
@@ -434,9 +436,14 @@ def _absorbed_partial(rec: Any, receiver: int, feats: _Features, kind: np.ndarra
 # ---------------------------------------------------------------- pass 3: ids and conflicts
 
 
+def _kind_names(plan: Plan) -> list[str]:
+    """Every controlling kind a piece can have, sorted."""
+    return sorted({*plan.kinds, UNPLANNED})
+
+
 def _ranks(results: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     """Per batch: each piece's position in the blueprint's piece order (see merge._piece_order)."""
-    kind = np.concatenate([r["kind"] for r in results]) if results else np.empty(0, str)
+    kind = np.concatenate([r["kind"] for r in results]) if results else np.empty(0, np.int16)
     xs = np.concatenate([r["x"] for r in results]) if results else np.empty(0)
     ys = np.concatenate([r["y"] for r in results]) if results else np.empty(0)
     area = np.concatenate([r["plane_area"] for r in results]) if results else np.empty(0)
