@@ -21,7 +21,7 @@ import math
 import pickle
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from blueprint.merge import (
     PIECE_COLUMNS,
     UNPLANNED,
     Progress,
+    _check_geometries,
     _check_inputs,
     _Combo,
     _combo,
@@ -60,6 +61,7 @@ from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
 from blueprint.tasks import Runner, local_runner
 from layers.catalogue import Catalogue
+from layers.crs import assert_same_crs
 from layers.model import PlanLayer
 
 BATCH_FEATURES = 120_000  # features per batch of grid rows: a batch's arrays and pieces stay < ~1 GB
@@ -90,7 +92,19 @@ class Source:
                 yield [str(v) for v in part["feature_id"]], np.asarray(part.geometry.values, dtype=object)
             return
         for path in self.parts:
-            frame = gpd.read_parquet(path, columns=["feature_id", "geometry"])
+            try:
+                frame = gpd.read_parquet(path, columns=["feature_id", "geometry"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise MergeInputError(
+                    f"layer '{self.layer.name}': cannot read part {path.name} as GeoParquet "
+                    f"with feature_id and geometry ({exc})"
+                ) from exc
+            if self.layer.frame.crs is not None and frame.crs is not None:
+                assert_same_crs(
+                    self.layer.frame, frame, what=f"layer '{self.layer.name}' and its part {path.name}"
+                )
+            # parts come from files, not from a checked layer: the merge's geometry check, a part at a time
+            _check_geometries(replace(self.layer, frame=frame))
             yield [str(v) for v in frame["feature_id"]], np.asarray(frame.geometry.values, dtype=object)
 
 

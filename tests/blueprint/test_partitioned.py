@@ -202,3 +202,21 @@ def test_an_unreachable_scheduler_is_named_in_the_error() -> None:
         with dask_runner("tcp://127.0.0.1:9", connect_timeout="1s"):
             pass
     assert caught.value.code == "dask_scheduler_unreachable"
+
+
+def test_a_bad_feature_in_a_part_is_named(tmp_path: Path) -> None:
+    """Parts are read from files, not from checked layers: a bow tie is refused with its layer and id."""
+    import geopandas as gpd
+
+    from blueprint.errors import MergeInputError
+
+    generate_province(tmp_path / "p", 200, seed=1, n_tiles=2)
+    part = tmp_path / "p" / "permanent_farmland" / "part-00001.parquet"
+    frame = gpd.read_parquet(part)
+    x, y = frame.geometry.iloc[3].exterior.coords[0]
+    bow_tie = shapely.Polygon([(x, y), (x + 10, y + 10), (x + 10, y), (x, y + 10)])
+    frame.loc[3, "geometry"] = bow_tie
+    frame.to_parquet(part)
+    sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(tmp_path / "p")]
+    with pytest.raises(MergeInputError, match=r"永久基本农田.*feature NT0001-0000004 is invalid"):
+        build_partitioned(sources, tmp_path / "out", catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v")
