@@ -219,4 +219,6 @@ def test_a_bad_feature_in_a_part_is_named(tmp_path: Path) -> None:
     frame.to_parquet(part)
     sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(tmp_path / "p")]
     with pytest.raises(MergeInputError, match=r"永久基本农田.*feature NT0001-0000004 is invalid"):
-        build_partitioned(sources, tmp_path / "out", catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v")
+        build_partitioned(
+            sources, tmp_path / "out", catalogue=CAT, precedence=PREC, tolerance_m=0.5, version="v"
+        )
