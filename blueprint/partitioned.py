@@ -237,8 +237,9 @@ def _layer_kinds(sources: Sequence[Source], plan_count: int, catalogue: Catalogu
 # ---------------------------------------------------------------- pass 1: cells
 
 
-def _batch_features(plan: Plan, b: int) -> tuple[_Features, np.ndarray]:
-    """The batch's spilled features in global order (local arrays) and their global ids."""
+def _batch_features(plan: Plan, b: int, *, geometry: bool = True) -> tuple[_Features, np.ndarray]:
+    """The batch's spilled features in global order (local arrays) and their global ids; without
+    ``geometry`` only their attributes (what the sources and conflicts need)."""
     files = sorted(plan.batch_dir(b).glob("spill-*.parquet"))
     if not files:
         return _Features(
@@ -250,7 +251,8 @@ def _batch_features(plan: Plan, b: int) -> tuple[_Features, np.ndarray]:
             list(plan.kinds),
             list(plan.layers),
         ), np.empty(0, np.int64)
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    columns = ["gid", "layer", "feature_id", *(["wkb"] if geometry else [])]
+    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
     gid = table["gid"].to_numpy()
     order = np.argsort(gid, kind="stable")
     layer = table["layer"].to_numpy().astype(np.int64)[order]
@@ -262,9 +264,14 @@ def _batch_features(plan: Plan, b: int) -> tuple[_Features, np.ndarray]:
         dtype=np.int64,
     )
     fids = table["feature_id"].to_pylist()
-    geoms = shapely.from_wkb(np.asarray(table["wkb"].to_pylist(), dtype=object)[order])
+    if geometry:
+        geoms = np.asarray(
+            shapely.from_wkb(np.asarray(table["wkb"].to_pylist(), dtype=object)[order]), dtype=object
+        )
+    else:
+        geoms = np.empty(len(order), dtype=object)
     feats = _Features(
-        np.asarray(geoms, dtype=object),
+        geoms,
         kind_of_layer[layer],
         layer,
         [fids[i] for i in order.tolist()],
@@ -368,7 +375,7 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
     """Pass 2 task: stitch, verify, attributes and areas; the pieces to disk, keys and disputes back."""
     with open(plan.batch_dir(b) / "raw.pickle", "rb") as fh:
         raw = pickle.load(fh)
-    feats, gid = _batch_features(plan, b)
+    feats, gid = _batch_features(plan, b, geometry=False)
     faces = np.asarray(shapely.from_wkb(raw["faces"]), dtype=object) if len(raw["faces"]) else raw["faces"]
     faces, stitched = stitch_seams(faces, plan.xs, plan.ys, seams)
     _verify_batch(plan, b, faces, raw["reference"])
