@@ -41,32 +41,50 @@ PARCEL = rect(1300, 50, 1500, 150)
 
 def _upload(api: Api, path: Path, kind: str, **data: str):
     with path.open("rb") as fh:
-        return api.post("admin", "/api/v1/layers", files={"file": (path.name, fh, "application/geo+json")},
-                        data={"kind": kind, "name": path.stem, **data})
+        return api.post(
+            "admin",
+            "/api/v1/layers",
+            files={"file": (path.name, fh, "application/geo+json")},
+            data={"kind": kind, "name": path.stem, **data},
+        )
 
 
 def _plan_file(tmp: Path) -> Path:
     path = tmp / "kg.geojson"
-    gpd.GeoDataFrame({"DKBH": ["KG-1", "KG-2", "KG-3"], "用地代码": ["0701", "1001", "0901"],
-                      "容积率": [2.5, 1.5, 3.0], "JZMD": [30.0, None, None], "LDL": [35.0, None, None],
-                      "JZXG": [60.0, None, None]},
-                     geometry=[rect(1200, 0, 1400, 200), rect(1400, 0, 1600, 200), rect(200, 0, 300, 100)],
-                     crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(path, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {
+            "DKBH": ["KG-1", "KG-2", "KG-3"],
+            "用地代码": ["0701", "1001", "0901"],
+            "容积率": [2.5, 1.5, 3.0],
+            "JZMD": [30.0, None, None],
+            "LDL": [35.0, None, None],
+            "JZXG": [60.0, None, None],
+        },
+        geometry=[rect(1200, 0, 1400, 200), rect(1400, 0, 1600, 200), rect(200, 0, 300, 100)],
+        crs="EPSG:4548",
+    ).to_crs(OUTPUT_CRS).to_file(path, driver="GeoJSON")
     return path
 
 
 def _assessment_file(tmp: Path) -> Path:
     path = tmp / "pg.geojson"
-    gpd.GeoDataFrame({"BH": ["A-1"], "PGLX": ["地质灾害危险性评估"], "WH": ["铜自然资〔2024〕8号"],
-                      "PZRQ": ["2024-01-01"], "YXQZ": ["2029-12-31"]},
-                     geometry=[rect(1200, 0, 1600, 200)], crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(
-        path, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {
+            "BH": ["A-1"],
+            "PGLX": ["地质灾害危险性评估"],
+            "WH": ["铜自然资〔2024〕8号"],
+            "PZRQ": ["2024-01-01"],
+            "YXQZ": ["2029-12-31"],
+        },
+        geometry=[rect(1200, 0, 1600, 200)],
+        crs="EPSG:4548",
+    ).to_crs(OUTPUT_CRS).to_file(path, driver="GeoJSON")
     return path
 
 
 @pytest.fixture(scope="module")
 def planned(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """The test city with a detailed plan and assessments, published as v1; assessments judged on 2026-06-01."""
+    """The test city with a detailed plan and assessments, published as v1; judged on 2026-06-01."""
     tmp_path = tmp_path_factory.mktemp("planned")
     app = create_app(settings_for(module_db_url, tmp_path))
     app.state.services.today = lambda: dt.date(2026, 6, 1)
@@ -88,8 +106,11 @@ def planned(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _check(api: Api, **body) -> dict:
-    r = api.post("approval_system", "/api/v1/checks",
-                 json={"project_type": "industrial", "parcels": collection(PARCEL), **body})
+    r = api.post(
+        "approval_system",
+        "/api/v1/checks",
+        json={"project_type": "industrial", "parcels": collection(PARCEL), **body},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -124,13 +145,20 @@ def test_without_declared_values_conditions_are_listed_and_assessments_given(pla
     assert result["check_date"] == "2026-06-01"
 
 
-@pytest.mark.parametrize(("declared", "field"), [
-    ({"far": "abc"}, "declared.far"), ({"height_m": "高"}, "declared.height_m"),
-    ({"land_use": "0000"}, "declared.land_use"),
-])
+@pytest.mark.parametrize(
+    ("declared", "field"),
+    [
+        ({"far": "abc"}, "declared.far"),
+        ({"height_m": "高"}, "declared.height_m"),
+        ({"land_use": "0000"}, "declared.land_use"),
+    ],
+)
 def test_a_declared_value_that_is_not_a_number_is_a_422_naming_the_field(planned: Api, declared, field):
-    r = planned.post("approval_system", "/api/v1/checks",
-                     json={"project_type": "industrial", "parcels": collection(PARCEL), "declared": declared})
+    r = planned.post(
+        "approval_system",
+        "/api/v1/checks",
+        json={"project_type": "industrial", "parcels": collection(PARCEL), "declared": declared},
+    )
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["code"] == "invalid_declared" and field in body["detail"] and body["message_zh"]
@@ -140,21 +168,38 @@ def test_multipart_check_takes_declared_json(planned: Api, tmp_path: Path):
     path = tmp_path / "p.geojson"
     path.write_text(json.dumps(collection(PARCEL)), encoding="utf-8")
     with path.open("rb") as fh:
-        r = planned.post("approval_system", "/api/v1/checks", files={"file": (path.name, fh)},
-                         data={"project_type": "industrial", "declared": '{"far": 1.2}'})
+        r = planned.post(
+            "approval_system",
+            "/api/v1/checks",
+            files={"file": (path.name, fh)},
+            data={"project_type": "industrial", "declared": '{"far": 1.2}'},
+        )
     assert r.status_code == 201, r.text
     assert r.json()["verdict"] == "pass" and r.json()["declared"] == {"far": 1.2}
     with path.open("rb") as fh:
-        r = planned.post("approval_system", "/api/v1/checks", files={"file": (path.name, fh)},
-                         data={"project_type": "industrial", "declared": '{"far": "x"}'})
+        r = planned.post(
+            "approval_system",
+            "/api/v1/checks",
+            files={"file": (path.name, fh)},
+            data={"project_type": "industrial", "declared": '{"far": "x"}'},
+        )
     assert r.status_code == 422 and "declared.far" in r.json()["detail"]
 
 
 def test_project_check_with_declared_values(planned: Api):
     code = national_code()
-    r = planned.post("planner", "/api/v1/projects", json={
-        "code": code, "name": "铜陵测试厂房", "project_type": "industrial", "applicant": "测试公司",
-        "district": "铜官区", "parcels": collection(PARCEL)})
+    r = planned.post(
+        "planner",
+        "/api/v1/projects",
+        json={
+            "code": code,
+            "name": "铜陵测试厂房",
+            "project_type": "industrial",
+            "applicant": "测试公司",
+            "district": "铜官区",
+            "parcels": collection(PARCEL),
+        },
+    )
     assert r.status_code == 201, r.text
     r = planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": {"far": 1.4}})
     assert r.status_code == 201, r.text
@@ -183,8 +228,9 @@ def test_bad_field_mapping_and_unknown_code_are_422(fresh: Api, tmp_path: Path):
     assert r.status_code == 422 and r.json()["code"] == "invalid_field_mapping"
     assert "YDDM" in r.json()["detail"]
     bad = tmp_path / "bad.geojson"
-    gpd.GeoDataFrame({"DKBH": ["X-1"], "YDDM": ["0799"]}, geometry=[rect(1200, 0, 1300, 100)],
-                     crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(bad, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {"DKBH": ["X-1"], "YDDM": ["0799"]}, geometry=[rect(1200, 0, 1300, 100)], crs="EPSG:4548"
+    ).to_crs(OUTPUT_CRS).to_file(bad, driver="GeoJSON")
     r = _upload(fresh, bad, "detailed_plan")
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "unknown_land_use_code" and "X-1" in r.json()["detail"]
