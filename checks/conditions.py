@@ -292,10 +292,11 @@ class ConditionIndex:
         p, f, overlap = p[keep], f[keep], overlap[keep]
         for i in np.lexsort((f, -overlap, p)).tolist():  # per parcel, largest overlap first
             out[int(p[i])][0].append(self._condition(self.plans.rows[int(f[i])], float(overlap[i]), declared))
-        dp, df, _, _ = self.docs.overlaps(geoms, self.crs, zones)
+        dp, df, _, _ = self.docs.overlaps(geoms, self.crs, zones)  # sorted by parcel
+        cut = np.searchsorted(dp, np.arange(len(geoms) + 1))
         for parcel in range(len(geoms)):
-            mine = np.flatnonzero(dp == parcel)
-            out[parcel][1].extend(self._assessments(parcel, df[mine], geoms, area, zones, check_date, below))
+            mine = df[cut[parcel]:cut[parcel + 1]]
+            out[parcel][1].extend(self._assessments(parcel, mine, geoms, area, zones, check_date, below))
         return out
 
     # --- conditions --------------------------------------------------------------------------------
