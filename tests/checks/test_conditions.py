@@ -325,3 +325,34 @@ def test_declared_numbers_from_text():
     assert parse_declared({"far": "2.8", "land_use": 1001, "height_m": 24}) == Declared(
         land_use="1001", far=2.8, height_m=24.0
     )
+
+
+def test_overlaps_are_plane_areas_in_the_parcels_own_zone():
+    """The real zone-40 部标 parcel (Hangzhou, 120.2°E) under a plan parcel and an assessment that cover
+    it: both report the parcel's own-zone area (57,089 m², the file's 5.7089 公顷), not the working zone's."""
+    from pathlib import Path
+
+    from shapely.geometry import box
+
+    from blueprint.features import condition_features
+    from layers.ingest import read_parcels
+    from tests.checks.conftest import make_blueprint
+
+    catalogue = load_catalogue()
+    parcel_set = read_parcels(Path(__file__).resolve().parents[1] / "data" / "bubiao" / "pengbu_zone40.txt",
+                              work_crs=gpd.GeoSeries([], crs=4548).crs)
+    b = parcel_set.frame.total_bounds
+    cover = box(b[0] - 500, b[1] - 500, b[2] + 500, b[3] + 500)
+    blueprint = make_blueprint([("P1", ["urban_space"], cover)])
+    blueprint.features = condition_features([
+        _layer("detailed_plan", [cover], {"YDDM": ["0901"], "RJL": [3.0]}),
+        _layer("regional_assessment", [cover], {"PGLX": ["seismic_safety"], "PZRQ": ["2025-01-01"]})],
+        blueprint.crs)
+    screener = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    parcel = screener.screen(parcel_set, "industrial", check_date=DAY)["parcels"][0]
+    assert parcel["plane_zone"]["zone"] == 40
+    assert parcel["area_m2"] == pytest.approx(57_089.0, abs=1.0)
+    (condition,) = parcel["conditions"]
+    assert condition["overlap_m2"] == pytest.approx(parcel["area_m2"], abs=1e-3)
+    seismic = next(a for a in parcel["assessments"] if a["type"] == "seismic_safety")
+    assert seismic["status"] == "exempt" and seismic["covered_m2"] == pytest.approx(parcel["area_m2"], abs=1e-3)
