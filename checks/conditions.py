@@ -380,7 +380,9 @@ class ConditionIndex:
             mine = [int(f) for f in feats.tolist() if rows[f]["assessment_type"] == key]
             valid = [f for f in mine if _valid(rows[f], check_date)]
             covered = 0.0
-            if valid:
+            if valid and bool(shapely.contains(self.docs.geoms[valid], geoms[parcel]).any()):
+                covered = float(area[parcel])  # one document covers it all: no overlay needed
+            elif valid:
                 cover = shapely.intersection(geoms[parcel], shapely.union_all(self.docs.geoms[valid]))
                 covered = float(
                     zone_areas(
