@@ -114,7 +114,7 @@ def parse_declared(values: Mapping[str, Any] | None, codes: LandUseCodes | None 
             code = LandUseCodes.normalise(value)
             if code is None or codes.get(code) is None:
                 raise InvalidDeclaredError(
-                    f"declared.land_use: {value!r} is not a land-use code of the "
+                    f"declared.land_use: {_short(value)} is not a land-use code of the "
                     "national classification (e.g. 0701, 1001) 用地代码无效"
                 )
             out[name] = code
@@ -123,18 +123,24 @@ def parse_declared(values: Mapping[str, Any] | None, codes: LandUseCodes | None 
     return Declared(**out)
 
 
+def _short(value: Any) -> str:
+    """A submitted value as quoted in an error, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _declared_number(name: str, value: Any) -> float:
     zh = INDICATORS[name][0]
     number: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
-            number = None
+    except (ValueError, OverflowError):  # not a number, or an integer too large for a float
+        number = None
     if number is None or not math.isfinite(number):
-        raise InvalidDeclaredError(f"declared.{name}: {value!r} is not a number {zh}须为数字")
+        raise InvalidDeclaredError(f"declared.{name}: {_short(value)} is not a number {zh}须为数字")
     if number < 0 or (INDICATORS[name][2] == "%" and number > 100):
         span = "0–100 (%)" if INDICATORS[name][2] == "%" else "≥ 0"
         raise InvalidDeclaredError(f"declared.{name}: {number:g} is outside {span} {zh}超出范围")

@@ -243,12 +243,10 @@ def _assessment(value: Any, where: str, column: str, catalogue: Catalogue) -> st
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    text = str(value).strip().rstrip("%％").strip()
     try:
-        number = float(text)
-    except ValueError:
+        number = (float(value) if isinstance(value, (int, float))
+                  else float(str(value).strip().rstrip("%％").strip()))
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
