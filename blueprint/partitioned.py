@@ -51,6 +51,7 @@ from blueprint.merge import (
     _Pieces,
     _priority,
     _sources_json,
+    attributed_kind,
     cell_boxes,
     edges_match,
     grid_margin,
@@ -576,6 +577,12 @@ def build_partitioned(
     run = runner or local_runner()
     out = Path(out)
     report("检查输入 checking input", 0.0)
+    attributed = [s.layer.name for s in sources if attributed_kind(s.layer.kind, catalogue)]
+    if attributed:  # they are carried per feature and checked against the whole partition
+        raise MergeInputError(
+            f"layer(s) {', '.join(attributed)} carry per-feature attributes (控规地块, "
+            "区域评估), which the out-of-core build does not carry yet; build in memory"
+        )
     ordered, plan_count = _checked(sources, catalogue, precedence, tolerance_m)
     crs = CRS.from_user_input(crs or ordered[0].layer.frame.crs)
     work = out / "work"
@@ -672,6 +679,7 @@ def build_partitioned(
             "stitched_pieces": sum(r["stitched"] for r in second),
             "city_area_m2": round(reference, 3),
             "boundary": ordered[plan_count].layer.name if plan_count < len(ordered) else None,
+            "feature_layers": [],
             "batches": n_batches,
             "pieces_dir": str(out / "pieces"),
         },

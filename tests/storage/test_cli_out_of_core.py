@@ -10,7 +10,7 @@ import pytest
 import shapely
 from typer.testing import CliRunner
 
-from api.settings import Settings
+from runtime.settings import Settings
 from bench.synthetic import scaled_layers
 from cli.context import open_stores
 from cli.main import build_app
