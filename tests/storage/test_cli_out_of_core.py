@@ -10,10 +10,10 @@ import pytest
 import shapely
 from typer.testing import CliRunner
 
-from runtime.settings import Settings
 from bench.synthetic import scaled_layers
-from cli.context import open_stores
 from cli.main import build_app
+from runtime.settings import Settings
+from runtime.stores import open_stores
 
 
 @pytest.fixture
