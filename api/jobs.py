@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,9 @@ log = logging.getLogger("api.jobs")
 MAX_ATTEMPTS = 3  # a job whose worker died this many times is failed, not retried forever
 FINAL = ("succeeded", "failed")
 
-Progress = Callable[[float], None]
+# progress(fraction, detail=None): detail is a small JSON object shown with the job, e.g.
+# {"stage": "importing", "features_read": 200000, "features_total": 1000000, "chunk": 2, "chunks": 5}
+Progress = Callable[..., None]
 # a handler gets the job row, its input directory and a progress callback; returns the result id
 Handler = Callable[[dict[str, Any], Path, Progress], str]
 
@@ -232,12 +235,16 @@ class JobStore:
                 after={"status": "failed"},
                 detail={"reason": "attempts exhausted"},
             )
+        shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
 
-    def heartbeat(self, job_id: str, worker: str, progress: float | None = None) -> bool:
+    def heartbeat(self, job_id: str, worker: str, progress: float | None = None,
+                  detail: Mapping[str, Any] | None = None) -> bool:
         """Extend the lease (and record progress); ``False`` when another worker has taken the job over."""
         values: dict[str, Any] = {"lease_until": now() + self.lease, "updated_at": now()}
         if progress is not None:
             values["progress"] = max(0.0, min(1.0, float(progress)))
+        if detail is not None:
+            values["progress_detail"] = json.dumps(dict(detail), ensure_ascii=False)
         with write(self.engine) as conn:
             return bool(
                 conn.execute(
@@ -282,9 +289,35 @@ class JobStore:
                     before={"status": "running"},
                     after={"status": status, "result_id": result_id, "error_code": error_code},
                 )
-        if done and status == "succeeded":
+        if done:  # the job has ended either way: its input (an uploaded file, parcels) goes
             shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
         return bool(done)
+
+    def sweep_inputs(self, *, orphan_age_s: float = 3600.0) -> list[Path]:
+        """Remove input folders no job will read again: of ended jobs, and half-written or orphaned
+        ones (no row: the process died between writing the input and committing) older than an hour
+        (a younger one may be another live process's job being created). Run at start-up."""
+        if not self.root.is_dir():
+            return []
+        with self.engine.connect() as conn:
+            live = {str(j) for (j,) in conn.execute(
+                sa.select(jobs.c.job_id).where(jobs.c.status.in_(("queued", "running"))))}
+            known = {str(j) for (j,) in conn.execute(sa.select(jobs.c.job_id))}
+        removed: list[Path] = []
+        cutoff = datetime.now(UTC).timestamp() - orphan_age_s
+        for folder in self.root.iterdir():
+            try:
+                if not folder.is_dir() or folder.is_symlink() or folder.name in live:
+                    continue
+                if folder.name not in known and folder.stat().st_mtime > cutoff:
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        if removed:
+            log.warning("removed %d job input folders no job needs", len(removed))
+        return removed
 
     # ---- reads
 
@@ -298,6 +331,7 @@ class JobStore:
             "kind": row["kind"],
             "status": row["status"],
             "progress": row["progress"],
+            "progress_detail": json.loads(row["progress_detail"]) if row["progress_detail"] else None,
             "attempts": row["attempts"] or 0,
             "parcel_count": row["parcel_count"],
             "result_id": row["result_id"],
@@ -361,18 +395,28 @@ class Worker:
             )
             return
         beating = threading.Event()
-        progress: list[float | None] = [None]
+        progress: list[Any] = [None, None]  # fraction, detail
+        written: list[Any] = [None, None]
 
         def beat() -> None:
+            # progress is written within a second of changing; the lease at least every third of it
             interval = max(0.2, self.store.lease.total_seconds() / 3)
-            while not beating.wait(interval):
-                self.store.heartbeat(job_id, self.name, progress[0])
+            last = 0.0
+            while not beating.wait(min(1.0, interval)):
+                clock = time.monotonic()
+                if progress != written or clock - last >= interval:
+                    snapshot = list(progress)
+                    self.store.heartbeat(job_id, self.name, snapshot[0], snapshot[1])
+                    written[:], last = snapshot, clock
 
         beater = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         beater.start()
         try:
             folder = Path(job["input_dir"]) if job.get("input_dir") else self.store.input_dir(job_id)
-            result_id = handler(job, folder, lambda fraction: progress.__setitem__(0, fraction))
+            def report(fraction: float, detail: Mapping[str, Any] | None = None) -> None:
+                progress[:] = [fraction, dict(detail) if detail is not None else progress[1]]
+
+            result_id = handler(job, folder, report)
         except OneBlueprintError as exc:
             self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message)
         except Exception:  # a job must end in a state, whatever happened

@@ -21,7 +21,7 @@ import geopandas as gpd
 import shapely
 from shapely.geometry import mapping
 
-from api import parcel_history, rescreen
+from api import parcel_history, rescreen, upload_jobs
 from api.auth import DEV_KEYS, KeyRing, load_key_file
 from api.errors import (
     BlueprintNotPublishedError,
@@ -50,6 +50,7 @@ from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
+from layers.errors import OneBlueprintError
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 from layers.stream import open_layer
 
@@ -228,6 +229,7 @@ class Services:
         return {
             "check": self._check_job,
             rescreen.KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            **upload_jobs.handlers(self),
             "webhook": self.outbox.run,
             **self.extra_handlers,
         }
@@ -282,8 +284,13 @@ class Services:
         layer: str | None = None,
         name: str | None = None,
         replace: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
+        """Read a department's file into a plan layer and store it (nothing is stored if reading fails).
+
+        ``resume`` (a job run again after its worker died): a layer of that name already stored from
+        this very file was stored by the earlier run, and is returned as it is."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
         # read chunk by chunk into the store: a province-size layer never sits in memory whole
         with open_layer(
@@ -297,7 +304,9 @@ class Services:
             name=name,
             limits=self.layer_limits,
         ) as stream:
-            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
+            if resume and (done := self._stored_from(stream.name, stream.checksum)) is not None:
+                return done
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace, progress=progress)
         self.audit.record(
             by,
             "layer.upload",
@@ -307,6 +316,13 @@ class Services:
             detail={"replace": replace, "feature_count": summary["feature_count"]},
         )
         return summary
+
+    def _stored_from(self, name: str, checksum: str) -> dict[str, Any] | None:
+        try:
+            summary = self.stores.layers.summary(name)
+        except OneBlueprintError:  # not stored
+            return None
+        return summary if summary.get("checksum") == checksum else None
 
     def delete_layer(self, name: str, *, by: Principal) -> None:
         before = self.stores.layers.summary(name)

@@ -185,6 +185,7 @@ jobs = sa.Table(
     sa.Column("lease_owner", sa.String(100)),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("progress", sa.Float),
+    sa.Column("progress_detail", sa.Text),  # 0009: JSON, e.g. {"features_read": .., "chunk": ..}
 )
 
 
