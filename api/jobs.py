@@ -34,6 +34,7 @@ log = logging.getLogger("api.jobs")
 
 MAX_ATTEMPTS = 3  # a job whose worker died this many times is failed, not retried forever
 FINAL = ("succeeded", "failed")
+PROGRESS_FILE = "progress.json"
 
 # progress(fraction, detail=None): detail is a small JSON object shown with the job, e.g.
 # {"stage": "importing", "features_read": 200000, "features_total": 1000000, "chunk": 2, "chunks": 5}
@@ -293,6 +294,22 @@ class JobStore:
             shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
         return bool(done)
 
+    def write_progress(self, job_id: str, fraction: float, detail: Mapping[str, Any] | None) -> None:
+        """Progress beside the job's input (read by :meth:`get` while it runs): a file, because on SQLite
+        the import's own transaction holds the only write lock until it ends."""
+        folder = self.input_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".progress.{os.getpid()}.{threading.get_ident()}"
+        body = {"progress": fraction, "detail": dict(detail or {})}
+        partial.write_text(json.dumps(body, ensure_ascii=False))
+        os.replace(partial, folder / PROGRESS_FILE)
+
+    def _running_progress(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self.input_dir(job_id) / PROGRESS_FILE).read_text()))
+        except (OSError, ValueError):
+            return None
+
     def sweep_inputs(self, *, orphan_age_s: float = 3600.0) -> list[Path]:
         """Remove input folders no job will read again: of ended jobs, and half-written or orphaned
         ones (no row: the process died between writing the input and committing) older than an hour
@@ -343,6 +360,9 @@ class JobStore:
             "created_at": _iso(row["created_at"]),
             "updated_at": _iso(row["updated_at"]),
         }
+        if row["status"] == "running" and (live := self._running_progress(job_id)) is not None:
+            body["progress"] = max(0.0, min(1.0, float(live.get("progress") or 0.0)))
+            body["progress_detail"] = live.get("detail") or body["progress_detail"]
         if raw:
             body["payload"] = json.loads(row["payload"] or "{}")
             body["input_dir"] = row["input_dir"]
@@ -415,6 +435,10 @@ class Worker:
             folder = Path(job["input_dir"]) if job.get("input_dir") else self.store.input_dir(job_id)
             def report(fraction: float, detail: Mapping[str, Any] | None = None) -> None:
                 progress[:] = [fraction, dict(detail) if detail is not None else progress[1]]
+                try:
+                    self.store.write_progress(job_id, fraction, progress[1])
+                except OSError:  # progress is a courtesy; a full disk must not fail the job
+                    log.warning("job %s: progress not written", job_id)
 
             result_id = handler(job, folder, report)
         except OneBlueprintError as exc:
