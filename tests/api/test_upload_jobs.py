@@ -114,7 +114,8 @@ def test_small_uploads_stay_synchronous_and_large_ones_become_jobs(quiet: Api, t
 
 def test_an_upload_past_the_limit_is_413_naming_it_and_leaves_nothing(quiet: Api, tmp_path: Path) -> None:
     big = tmp_path / "big.geojson"
-    big.write_bytes(b'{"type": "FeatureCollection", "features": []}' + b" " * 650_000)  # under the body cap (limit + 64 KiB of framing)
+    big.write_bytes(b'{"type": "FeatureCollection", "features": []}' + b" " * 650_000)
+    # 650 kB: over the 600 kB file limit, under the body cap (limit + 64 KiB of framing)
     r = upload(quiet, big, "permanent_farmland")
     assert_error(r, 413, "file_too_large")
     assert "BLUEPRINT_LAYER_MAX_BYTES" in r.json()["detail"] and "big.geojson" in r.json()["detail"]
@@ -131,9 +132,9 @@ def test_a_bad_layer_upload_is_a_clear_4xx_not_a_job(quiet: Api, tmp_path: Path)
     two = quiet.post("admin", "/api/v1/layers", data={"kind": "ecological_redline"},
                      files=[("file", ("a.geojson", b"{}")), ("file", ("b.geojson", b"{}"))])
     assert_error(two, 422, "invalid_request")
-    cut = quiet.client.post("/api/v1/layers", content=b"--xyz\r\nContent-Disposition: form-data; name=\"kind\""
-                            b"\r\n\r\nurban", headers={**quiet.h("admin"),
-                                                      "Content-Type": "multipart/form-data; boundary=xyz"})
+    cut = quiet.client.post(  # the body ends before its closing boundary
+        "/api/v1/layers", content=b'--xyz\r\nContent-Disposition: form-data; name="kind"\r\n\r\nurban',
+        headers={**quiet.h("admin"), "Content-Type": "multipart/form-data; boundary=xyz"})
     assert_error(cut, 422, "invalid_request")
     assert_error(quiet.post("admin", "/api/v1/layers", json={"kind": "x"}), 422, "invalid_request")
     assert quiet.services.jobs.counts() == {} and not left_in_uploads(quiet)
@@ -159,7 +160,8 @@ def test_a_large_build_becomes_a_job_without_asking(db_url: str, tmp_path: Path)
         api = Api(app, client, make_keys(app.state.services))
         for kind in LAYERS:  # four features in all
             assert upload(api, write_layer(tmp_path, kind), kind, name=kind).status_code == 201
-        assert api.post("admin", "/api/v1/blueprints", json={"layers": ["ecological_redline"]}).status_code == 201
+        one = api.post("admin", "/api/v1/blueprints", json={"layers": ["ecological_redline"]})
+        assert one.status_code == 201, "one feature: built in the request"
         r = api.post("admin", "/api/v1/blueprints", json={})
         assert r.status_code == 202 and json.loads(r.text)["kind"] == "build"
     app.state.services.close()
