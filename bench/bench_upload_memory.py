@@ -8,7 +8,11 @@ uvicorn in a subprocess (SpatiaLite in a temp dir, no in-process worker), upload
 
 * ``receive``: the upload with an unknown layer kind, refused only after the whole body is received
   (both trees check the kind after receiving the file), so the figure is the cost of taking the body;
-* ``refused``: the same file with ``BLUEPRINT_LAYER_MAX_BYTES`` at a third of it (413 while streaming).
+* ``refused``: the same file with ``BLUEPRINT_LAYER_MAX_BYTES`` at a third of it (413 from the declared
+  Content-Length, before the body is read);
+* ``refused_chunked``: the same, sent chunked (no Content-Length), so the limit is counted while reading.
+
+Beside the peak it prints what the server wrote to disk (``/proc/<pid>/io`` wchar).
 
 The import itself (reading, reprojecting, storing) is the same code in both trees and is not measured
 here (``bench_import.py``). Prints one JSON row per tree and step, and the load average.
@@ -57,13 +61,21 @@ def vm_hwm_kb(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
+def written_mb(pid: int) -> float:
+    """Bytes the process has written with write() calls so far (/proc/<pid>/io wchar), in MB."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1]) / 1024**2
+    raise RuntimeError("no wchar")
+
+
 def measure(root: Path, layer: Path, step: str) -> dict[str, object]:
     data = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(root), "BLUEPRINT_DATA_DIR": str(data),
            "BLUEPRINT_DEV_MODE": "true", "BLUEPRINT_WORKER_IN_PROCESS": "false",
            "BLUEPRINT_RATE_LIMITS_ENABLED": "false"}
-    if step == "refused":
+    if step.startswith("refused"):
         env["BLUEPRINT_LAYER_MAX_BYTES"] = str(layer.stat().st_size // 3)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host",
                              "127.0.0.1", "--port", str(port), "--log-level", "warning"], cwd=root, env=env,
@@ -76,18 +88,28 @@ def measure(root: Path, layer: Path, step: str) -> dict[str, object]:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        before = vm_hwm_kb(proc.pid)
+        before, wrote = vm_hwm_kb(proc.pid), written_mb(proc.pid)
         kind = "no_such_kind" if step == "receive" else "permanent_farmland"
         start = time.perf_counter()
-        with layer.open("rb") as fh:
-            r = httpx.post(f"{base}/api/v1/layers", headers={"X-API-Key": "dev-admin-key"},
-                           files={"file": (layer.name, fh)}, data={"kind": kind}, timeout=600)
+        request = httpx.Request("POST", f"{base}/api/v1/layers", headers={"X-API-Key": "dev-admin-key"},
+                                files={"file": (layer.name, layer.read_bytes())}, data={"kind": kind})
+        if step == "refused_chunked":  # no Content-Length: the limit can only be counted while reading
+            body = request.read()
+            request = httpx.Request("POST", request.url, headers={
+                "X-API-Key": "dev-admin-key", "Content-Type": request.headers["Content-Type"]},
+                content=(body[i:i + 65536] for i in range(0, len(body), 65536)))
+        with httpx.Client(timeout=600) as http:
+            try:
+                r = http.send(request)
+                status = r.status_code
+            except httpx.HTTPError as exc:  # the server may close while the client still sends
+                status = type(exc).__name__
         seconds = time.perf_counter() - start
-        after = vm_hwm_kb(proc.pid)
+        after, wrote = vm_hwm_kb(proc.pid), written_mb(proc.pid) - wrote
     finally:
         proc.kill()
         proc.wait()
-    return {"root": str(root), "step": step, "status": r.status_code,
+    return {"root": str(root), "step": step, "status": status, "disk_written_mb": round(wrote, 1),
             "upload_mb": round(layer.stat().st_size / 1024**2, 1),
             "peak_rss_before_mb": round(before / 1024, 1), "peak_rss_after_mb": round(after / 1024, 1),
             "peak_increase_mb": round((after - before) / 1024, 1), "seconds": round(seconds, 2)}
@@ -102,7 +124,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         layer = make_layer(Path(tmp) / "farmland.gpkg", args.mb)
         for root in roots:
-            for step in ("receive", "refused"):
+            for step in ("receive", "refused", "refused_chunked"):
                 print(json.dumps(measure(root.resolve(), layer, step), ensure_ascii=False), flush=True)
     print(json.dumps({"loadavg": os.getloadavg()}))
 
