@@ -95,3 +95,18 @@ def test_disk_full_is_recognised_through_wrappers() -> None:
     assert is_disk_full(OSError(errno.EDQUOT, "quota"))
     assert not is_disk_full(OSError(errno.EACCES, "denied"))
     assert not is_disk_full(RuntimeError("boom"))
+
+
+def test_ready_says_not_ready_while_the_data_dir_cannot_be_written(
+        city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.routes.health
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(api.routes.health.tempfile, "NamedTemporaryFile", read_only)
+    r = city.client.get("/ready")
+    assert_error(r, 503, "not_ready")
+    assert r.json()["detail"] == "data directory cannot be written: Read-only file system"
+    monkeypatch.undo()
+    assert city.client.get("/ready").status_code == 200, "ready again once it can"
