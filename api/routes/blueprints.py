@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api import upload_jobs
 from api.auth import Admin, Reader
 from api.routes.common import ServicesDep, job_accepted, wants_job
 from api.routes.layers import Prefer
+from runtime import upload_jobs
 
 router = APIRouter(prefix="/api/v1/blueprints", tags=["一张蓝图 blueprints"])
 

@@ -23,7 +23,7 @@ from api.routes.common import (
     received_parcel_form,
     validate,
 )
-from api.services import CheckOutcome
+from runtime.caches import CheckOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["合规检测 checks"])
 

@@ -13,12 +13,12 @@ from shapely.errors import ShapelyError
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import InvalidRequestError, describe_validation
-from api.services import Services
 from api.uploads import ReceivedFile, received_form, refuse_loose_shapefile_part, safe_filename
 from layers.crs import parse_crs
 from layers.errors import OneBlueprintError
 from layers.ingest import parcels_from_geojson, read_parcels
 from layers.model import ParcelSet
+from runtime.services import Services
 
 __all__ = ["refuse_loose_shapefile_part", "safe_filename"]  # re-exported: the routes' one cleaning rule
 

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api import upload_jobs
 from api.auth import Admin, Reader
 from api.errors import InvalidRequestError
 from api.routes.common import (
@@ -23,6 +22,7 @@ from api.routes.common import (
     wants_job,
 )
 from api.uploads import received_form
+from runtime import upload_jobs
 
 router = APIRouter(prefix="/api/v1/layers", tags=["规划图层 layers"])
 
@@ -79,7 +79,8 @@ async def upload_layer(
         options = {"kind": form.kind, "crs": form.crs, "encoding": form.encoding, "layer": form.layer,
                    "name": form.name, "replace": form.replace}
         if wants_job(prefer) or received.size > services.settings.layer_job_bytes:
-            queue = functools.partial(upload_jobs.queue_layer_import, services, received, by=who, **options)
+            queue = functools.partial(upload_jobs.queue_layer_import, services, received.path, by=who,
+                                      **options)
             return job_accepted(await run_in_threadpool(queue))
         store = functools.partial(services.upload_layer, received.path, by=who, **options)
         # malformed geometry makes GEOS/pandas raise while reading: a 422, like parcels, never a 500

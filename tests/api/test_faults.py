@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.db import make_engine
-from api.rescreen import TILES_KIND
 from api.uploads import uploads_root
+from approval.rescreen import TILES_KIND
+from runtime.db import make_engine
 from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, publish_city, settings_for
 from tests.api.test_upload_jobs import patches
 from tests.serving import ServerProcess

@@ -1,11 +1,11 @@
-"""api.upload_jobs: a plan-layer import and a blueprint build as durable jobs (queued, run, resumed).
+"""runtime.upload_jobs: a plan-layer import and a blueprint build as durable jobs (queued, run, resumed).
 
 A large layer upload is streamed to the data dir (api.uploads), moved into the job's input folder and
 queued before the 202; the worker imports it chunk by chunk (layers.stream), recording "features read /
 total, chunk n of m" as the job's progress. The import is one transaction, so a worker killed in the
 middle leaves nothing stored and the next worker starts again; one killed after the commit finds its
 layer stored from the same file (same checksum) and ends the job with it. The input folder goes when the
-job ends (api.jobs). A build job recomputes the merge from the stored layers.
+job ends (approval.jobs). A build job recomputes the merge from the stored layers.
 """
 
 from __future__ import annotations
@@ -16,30 +16,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.jobs import Handler, Progress
-from api.store import Principal
-from api.uploads import ReceivedFile
+from approval.audit import Principal
+from approval.jobs import Handler, Progress
 
 if TYPE_CHECKING:
-    from api.services import Services
+    from runtime.services import Services
 
 LAYER_KIND = "layer_import"
 BUILD_KIND = "build"
 
 
 def queue_layer_import(
-    services: Services, received: ReceivedFile, *, by: Principal, kind: str, crs: str | None = None,
+    services: Services, path: Path, *, by: Principal, kind: str, crs: str | None = None,
     encoding: str | None = None, layer: str | None = None, name: str | None = None, replace: bool = False,
 ) -> dict[str, Any]:
-    """The uploaded file moved (same disk: a rename) into a new job's input folder; the queued job."""
+    """The uploaded file at ``path`` moved (same disk: a rename) into a new job's input folder; the
+    queued job."""
     services.catalogue[kind]  # an unknown kind is the client's error now, not a failed job later
+    size = path.stat().st_size
 
     def keep(folder: Path) -> None:
-        os.replace(received.path, folder / received.filename)
+        os.replace(path, folder / path.name)
 
     job, _ = services.jobs.create(
         LAYER_KIND, by=by, write_input=keep,
-        payload={"file": received.filename, "bytes": received.size, "kind": kind, "crs": crs,
+        payload={"file": path.name, "bytes": size, "kind": kind, "crs": crs,
                  "encoding": encoding, "layer": layer, "name": name, "replace": replace,
                  "by": [by.name, by.role]},
     )
