@@ -291,8 +291,11 @@ class JobStore:
         result_id: str | None = None,
         error_code: str | None = None,
         error_detail: str | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> bool:
-        """End the job if ``worker`` still holds it (a late worker's answer is dropped, never twice)."""
+        """End the job if ``worker`` still holds it (a late worker's answer is dropped, never twice).
+        ``detail``: the last progress detail the handler reported, kept with the ended job."""
+        extra = {"progress_detail": json.dumps(dict(detail), ensure_ascii=False)} if detail else {}
         with write(self.engine) as conn:
             done = conn.execute(
                 jobs.update()
@@ -305,6 +308,7 @@ class JobStore:
                     progress=1.0 if status == "succeeded" else None,
                     lease_until=None,
                     updated_at=now(),
+                    **extra,
                 )
             ).rowcount
             if done:
@@ -469,7 +473,8 @@ class Worker:
 
             result_id = handler(job, folder, report)
         except OneBlueprintError as exc:
-            self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message)
+            self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message,
+                              detail=progress[1])
         except Exception:  # a job must end in a state, whatever happened
             log.exception("job %s failed", job_id)
             self.store.finish(
@@ -480,7 +485,7 @@ class Worker:
                 error_detail=f"internal error while running the job (see the log, job {job_id})",
             )
         else:
-            self.store.finish(job_id, self.name, "succeeded", result_id=result_id)
+            self.store.finish(job_id, self.name, "succeeded", result_id=result_id, detail=progress[1])
         finally:
             beating.set()
             beater.join(timeout=5)

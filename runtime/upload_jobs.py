@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from approval.audit import Principal
 from approval.jobs import Handler, Progress
+from layers.crs import parse_crs
+from layers.stream import open_layer
 
 if TYPE_CHECKING:
     from runtime.services import Services
 
+PREFLIGHT_SUFFIXES = (".gpkg", ".shp", ".fgb", ".zip")
 LAYER_KIND = "layer_import"
 BUILD_KIND = "build"
 
@@ -32,7 +35,7 @@ def queue_layer_import(
 ) -> dict[str, Any]:
     """The uploaded file at ``path`` moved (same disk: a rename) into a new job's input folder; the
     queued job."""
-    services.catalogue[kind]  # an unknown kind is the client's error now, not a failed job later
+    preflight(services, path, kind, crs=crs, encoding=encoding, layer=layer, name=name)
     size = path.stat().st_size
 
     def keep(folder: Path) -> None:
@@ -45,6 +48,21 @@ def queue_layer_import(
                  "by": [by.name, by.role]},
     )
     return job
+
+
+def preflight(services: Services, path: Path, kind: str, *, crs: str | None, encoding: str | None,
+              layer: str | None, name: str | None) -> None:
+    """Refuse now what is known before any feature is read, so it is the client's 4xx and not a failed
+    job later: an unknown kind and, for the formats read in chunks (GeoPackage, Shapefile, FlatGeobuf,
+    zipped too), the file's size, feature count, layer and CRS — opening the layer reads its header only
+    (a zip holding another format is read whole here, as it would be by the job)."""
+    services.catalogue[kind]
+    if path.suffix.lower() not in PREFLIGHT_SUFFIXES:
+        return
+    with open_layer(path, kind, work_crs=services.settings.work_crs, catalogue=services.catalogue,
+                    crs=parse_crs(crs) if crs else None, encoding=encoding, layer=layer, name=name,
+                    limits=services.layer_limits):
+        pass
 
 
 def _by(payload: dict[str, Any]) -> Principal:

@@ -91,6 +91,7 @@ def test_a_layer_import_job_reports_chunks_and_ends_with_its_input_removed(
     done = quiet.get("reviewer", r.headers["Location"]).json()
     assert done["status"] == "succeeded", done
     assert done["result"] == "/api/v1/layers/农田"
+    assert done["progress_detail"]["chunk"] == 3, "the last progress is kept with the ended job"
     assert quiet.get("reviewer", done["result"]).json()["feature_count"] == 1200
     chunks = [(d["status"], d["chunk"], d["chunks"], d["features_read"], d["features_total"]) for d in seen]
     assert chunks == [("running", 1, 3, 500, 1200), ("running", 2, 3, 1000, 1200),
