@@ -22,6 +22,7 @@ from api.auth import require
 from api.errors import add_exception_handlers, error_body
 from api.ratelimit import PublicPathLimit, RateLimits
 from api.tempfiles import sweep_upload_dirs
+from api.uploads import uploads_root
 from layers.model import Limits
 from runtime.keys import DEV_KEYS
 from runtime.services import Services
@@ -156,7 +157,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweep_upload_dirs()  # uploads a killed server left behind
+        # uploads a killed server left behind (old ones in the system temp dir, streamed ones in the
+        # data dir), and job inputs no job will read again
+        sweep_upload_dirs()
+        sweep_upload_dirs(uploads_root(settings.data_dir))
+        services.jobs.sweep_inputs()
         if settings.worker_in_process:
             services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield

@@ -46,9 +46,10 @@ from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
+from layers.errors import OneBlueprintError
 from layers.model import Limits, ParcelSet, Repair
 from layers.stream import open_layer
-from runtime import rescreen
+from runtime import rescreen, upload_jobs
 from runtime.caches import CheckOutcome, LayerCache, PublishedCache
 from runtime.errors import IdempotencyConflictError, InvalidRequestError
 from runtime.geojson import feature_collection
@@ -124,6 +125,7 @@ class Services:
         return {
             "check": self._check_job,
             RESCREEN_KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            **upload_jobs.handlers(self),
             "webhook": self.outbox.run,
             **self.extra_handlers,
         }
@@ -179,10 +181,14 @@ class Services:
         name: str | None = None,
         replace: bool = False,
         fields: Mapping[str, str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Read a department's file into a plan layer and store it (nothing is stored if reading fails).
 
-        ``fields`` names the file's columns for a kind's attribute fields (``{"RJL": "容积率"}``)."""
+        ``fields`` names the file's columns for a kind's attribute fields (``{"RJL": "容积率"}``);
+        ``resume`` (a job run again after its worker died): a layer of that name already stored from
+        this very file was stored by the earlier run, and is returned as it is."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
         # read chunk by chunk into the store: a province-size layer never sits in memory whole
         with open_layer(
@@ -197,7 +203,9 @@ class Services:
             limits=self.layer_limits,
             fields=fields,
         ) as stream:
-            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
+            if resume and (done := self._stored_from(stream.name, stream.checksum)) is not None:
+                return done
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace, progress=progress)
         self.audit.record(
             by,
             "layer.upload",
@@ -207,6 +215,13 @@ class Services:
             detail={"replace": replace, "feature_count": summary["feature_count"]},
         )
         return summary
+
+    def _stored_from(self, name: str, checksum: str) -> dict[str, Any] | None:
+        try:
+            summary = self.stores.layers.summary(name)
+        except OneBlueprintError:  # not stored
+            return None
+        return summary if summary.get("checksum") == checksum else None
 
     def delete_layer(self, name: str, *, by: Principal) -> None:
         before = self.stores.layers.summary(name)

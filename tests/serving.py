@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
@@ -62,3 +69,49 @@ def publish_layers(base: str, admin_key: str, layers: dict[str, BaseGeometry], c
         assert r.status_code == 200, r.text
     return version
 
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServerProcess:
+    """``tests/fault_server.py`` (create_app under uvicorn) in a process of its own, to be SIGKILLed."""
+
+    def __init__(self, env: dict[str, str], *, startup_seconds: float = 60.0) -> None:
+        self.log = tempfile.TemporaryFile()  # a pipe nobody reads could fill up and stall the server
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fault_server", str(self.port)], cwd=ROOT,  # not a path: tests/ on
+            # sys.path would shadow the approval package with tests/approval
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            try:
+                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"the server did not start: {self.stderr()}")
+            time.sleep(0.1)
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler, no rollback but the database's own."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:
+                self.kill()

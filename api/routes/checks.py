@@ -16,11 +16,12 @@ from api.routes.common import (
     ServicesDep,
     UploadFields,
     content_kind,
-    form_upload,
+    job_body,
     json_or_multipart,
     parcels_from_json,
     parcels_from_upload,
     read_json,
+    received_parcel_form,
     validate,
 )
 from checks.errors import InvalidDeclaredError
@@ -104,13 +105,6 @@ def check_response(outcome: CheckOutcome | dict[str, Any]) -> Response:
     )
 
 
-def job_body(job: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in job.items() if k != "input_hash"}
-    if job.get("result_id"):
-        body["result"] = f"/api/v1/checks/{job['result_id']}"
-    return body
-
-
 @router.post(
     "/checks",
     status_code=201,
@@ -131,9 +125,9 @@ async def create_check(
         parcels = await parcels_from_json(services, body.parcels.model_dump(exclude_none=True))
         project_type, version, declared = body.project_type, body.blueprint_version, body.declared
     else:
-        fields, upload = await form_upload(request, services.settings.max_upload_bytes)
-        form = validate(CheckUpload, {**fields, "file": b""})
-        parcels = await parcels_from_upload(services, upload, form)
+        async with received_parcel_form(request, services) as (fields, received):
+            form = validate(CheckUpload, {**fields, "file": b""})
+            parcels = await parcels_from_upload(services, received, form)
         project_type, version = form.project_type, form.blueprint_version
         declared = declared_from_form(form.declared)
     async with services.cpu_gate():

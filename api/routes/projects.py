@@ -19,11 +19,11 @@ from api.routes.common import (
     ServicesDep,
     UploadFields,
     content_kind,
-    form_upload,
     json_or_multipart,
     parcels_from_json,
     parcels_from_upload,
     read_json,
+    received_parcel_form,
     validate,
 )
 from approval.pool import NewProject
@@ -116,9 +116,9 @@ async def create_project(request: Request, services: ServicesDep, who: ProjectWr
         parcels = await parcels_from_json(services, body.parcels.model_dump(exclude_none=True))
         fields: ProjectFields = body
     else:
-        form_fields, upload = await form_upload(request, services.settings.max_upload_bytes)
-        form = validate(ProjectUpload, {**form_fields, "file": b""})
-        parcels = await parcels_from_upload(services, upload, form)
+        async with received_parcel_form(request, services) as (form_fields, received):
+            form = validate(ProjectUpload, {**form_fields, "file": b""})
+            parcels = await parcels_from_upload(services, received, form)
         fields = form
     project = await run_in_threadpool(
         services.create_project, fields.as_new(), parcels, by=who, planning=fields.stage == "planning"
@@ -189,9 +189,9 @@ async def replace_parcels(
         body = validate(ParcelCollection, await read_json(request))
         parcels = await parcels_from_json(services, body.model_dump(exclude_none=True))
     else:
-        form_fields, upload = await form_upload(request, services.settings.max_upload_bytes)
-        form = validate(UploadFields, {**form_fields, "file": b""})
-        parcels = await parcels_from_upload(services, upload, form)
+        async with received_parcel_form(request, services) as (form_fields, received):
+            form = validate(UploadFields, {**form_fields, "file": b""})
+            parcels = await parcels_from_upload(services, received, form)
     project = await run_in_threadpool(services.replace_parcels, code, parcels, by=who)
     return JSONResponse(project)
 
