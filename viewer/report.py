@@ -31,6 +31,7 @@ from viewer.labels import (
     label,
     zh_en,
 )
+from viewer import conditions as planning
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
 from viewer.tiles import UNPLANNED
@@ -294,6 +295,7 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
                       {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
     kinds_seen = sorted({str(k) for k in pieces["kind"]}) if len(pieces) else []
     tolerance = check.get("tolerance") or {}
+    conditions = planning.conditions(check.get("parcels", []))
     return {
         "check": check, "project": project, "reviews": _reviews(project, check),
         "parcels": _parcel_rows(check, catalogue),
@@ -311,6 +313,10 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
         "rules_sha256": info.rules_sha256,
         "rules_version": rules_version_text(check),
         "requirements": requirement_rows(check),
+        # 规划条件 and 区域评估 (empty for checks made without a detailed plan or assessments)
+        "conditions": conditions, "condition_rows": planning.finding_rows(conditions),
+        "assessments": planning.assessments(check.get("parcels", [])),
+        "declared_text": planning.declared_text(check.get("declared")),
         "tolerance_text": f"{tolerance.get('m2', '–')} m² 且 and {tolerance.get('ratio', '–')}",
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "num": stored_number,
