@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -18,6 +17,7 @@ import geopandas as gpd
 import shapely
 from pyproj import CRS
 
+from blueprint.checksum import blueprint_checksum
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS, crs_label
 from viewer.labels import (
@@ -248,15 +248,6 @@ def _check_parcels(check: dict[str, Any]) -> gpd.GeoDataFrame:
     geoms = [p.get("geometry") for p in check.get("parcels", []) if p.get("geometry")]
     return _frame_4326({"type": "FeatureCollection",
                         "features": [{"type": "Feature", "geometry": g} for g in geoms]})
-
-
-def blueprint_checksum(version_meta: Mapping[str, Any]) -> str:
-    """A fingerprint of what the version was built from: its layers' checksums, precedence, tolerance."""
-    layers = sorted((str(ref.get("kind")), str(ref.get("name")), str(ref.get("checksum")))
-                    for ref in version_meta.get("layers") or [])
-    text = json.dumps({"layers": layers, "precedence": version_meta.get("precedence"),
-                       "tolerance_m": version_meta.get("tolerance_m")}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest() if layers else ""
 
 
 def _reviews(project: dict[str, Any], check: dict[str, Any]) -> list[dict[str, Any]]:
