@@ -10,7 +10,6 @@ import typer
 from checks.errors import CheckError
 from cli.common import domain_errors, emit, note
 
-DECLARED_KEYS = ("land_use", "far", "building_density", "green_ratio", "height_m")
 OUT_SUFFIXES = (".docx", ".pdf")
 
 
@@ -18,22 +17,17 @@ def register(app: typer.Typer) -> None:
     app.command("checklist")(checklist)
 
 
-def parse_declare(items: list[str]) -> dict[str, Any] | None:
-    """``["far=2.8", "land_use=0701"]`` → ``{"far": 2.8, "land_use": "0701"}``; a bad item names itself."""
-    declared: dict[str, Any] = {}
+def parse_declare(items: list[str]) -> Any:
+    """``["far=2.8", "land_use=0701"]`` → a ``checks.conditions.Declared``; a bad item names its field."""
+    from checks.conditions import DECLARED_FIELDS, parse_declared
+
+    values: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or key not in DECLARED_KEYS:
-            raise CheckError(f"--declare {item!r}: expected KEY=VALUE with KEY one of {', '.join(DECLARED_KEYS)}")
-        if key == "land_use":
-            declared[key] = value
-            continue
-        try:
-            declared[key] = float(value)
-        except ValueError:
-            raise CheckError(f"--declare {key}: {value!r} is not a number 申报指标 {key} 须为数字") from None
-    return declared or None
+        if not sep:
+            raise CheckError(f"--declare {item!r}: expected KEY=VALUE with KEY one of {', '.join(DECLARED_FIELDS)}")
+        values[key.strip()] = value.strip()
+    return parse_declared(values)
 
 
 def checklist(
@@ -68,8 +62,7 @@ def checklist(
             screener = _screener(settings, stores, catalogue, rules, version)
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
                                       layer=layer, limits=settings.submission_limits("cli"))
-            extra = {"declared": declared} if declared else {}
-            result = screener.screen(parcel_set, project_type, **extra)
+            result = screener.screen(parcel_set, project_type, declared=declared)
             meta = stores.blueprints.summary(str(result["blueprint_version"]))
         finally:
             stores.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from layers.land_use import load_land_use_codes
 from viewer.labels import ASSESSMENT_STATUS, BOUND, CONDITION_OUTCOME, FINDING_OK, INDICATOR, label
 
 # limit key of a condition → (indicator, bound); the order the limits are listed in
@@ -35,6 +36,14 @@ def land_use_text(land_use: Mapping[str, Any] | None) -> str:
     return f"{name}（{code}）" if name and code else str(name or code)
 
 
+def code_text(code: Any) -> str:
+    """A land-use code with its name from the national list: ``城镇住宅用地（0701）``."""
+    if code is None or code == "":
+        return NONE
+    found = load_land_use_codes().get(str(code))
+    return f"{found.name_zh}（{code}）" if found else str(code)
+
+
 def limits_text(limits: Mapping[str, Any] | None) -> str:
     """``容积率不大于 2.5；绿地率不小于 35%``; limits that are null (no limit) are left out."""
     parts = []
@@ -53,8 +62,8 @@ def _finding(f: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "indicator": indicator,
         "indicator_text": label(INDICATOR, indicator)[0],
-        "declared_text": str(declared or NONE) if is_use else value_text(indicator, declared),
-        "limit_text": (str(limit or NONE) if is_use else
+        "declared_text": code_text(declared) if is_use else value_text(indicator, declared),
+        "limit_text": (code_text(limit) if is_use else
                        f"{label(BOUND, f.get('bound'))[0]} {value_text(indicator, limit)}"),
         "margin_text": NONE if is_use or f.get("margin") is None else value_text(indicator, f.get("margin")),
         "ok": ok,
@@ -128,6 +137,6 @@ def declared_text(declared: Mapping[str, Any] | None) -> str:
     for indicator in ("land_use", "far", "building_density", "green_ratio", "height_m"):
         value = (declared or {}).get(indicator)
         if value is not None and value != "":
-            shown = str(value) if indicator == "land_use" else value_text(indicator, value)
+            shown = code_text(value) if indicator == "land_use" else value_text(indicator, value)
             parts.append(f"{label(INDICATOR, indicator)[0]} {shown}")
     return "；".join(parts) or "未申报（仅列出适用的规划条件） none declared"

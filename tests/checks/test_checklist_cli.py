@@ -78,8 +78,10 @@ def test_checklist_writes_word(run, data_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [
-    (("--declare", "far=abc"), "check_error", "far"),
-    (("--declare", "colour=red"), "check_error", "colour"),
+    (("--declare", "far=abc"), "invalid_declared", "declared.far"),
+    (("--declare", "colour=red"), "invalid_declared", "colour"),
+    (("--declare", "land_use=9999"), "invalid_declared", "land_use"),
+    (("--declare", "far"), "check_error", "KEY=VALUE"),
     (("--out", "x.txt"), "check_error", ".docx or .pdf"),
     (("--version", "v9"), "blueprint_not_found", "v9"),
 ])

@@ -30,7 +30,7 @@ def test_limits_and_findings_in_words() -> None:
                                                                                       False)
     assert far["land_use_text"] == "城镇住宅用地（0701）" and far["outcome_text"] == "不符合规划条件"
     assert planning.declared_text({"land_use": "0701", "far": 2.8, "green_ratio": 36.0}) == \
-        "用地性质 0701；容积率 2.8；绿地率 36%"
+        "用地性质 城镇住宅用地（0701）；容积率 2.8；绿地率 36%"
 
 
 def test_checklist_html_has_sections_and_no_raw_status_codes() -> None:
