@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ from blueprint.merge import build_blueprint
 from blueprint.model import Blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError
+from checks.conditions import load_compatibility, parse_declared
 from checks.engine import Screener, result_json
 from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
@@ -129,6 +131,7 @@ class PublishedCache:
                 self._catalogue,
                 tolerance_m2=self._settings.overlap_tolerance_m2,
                 tolerance_ratio=self._settings.overlap_tolerance_ratio,
+                compatibility=load_compatibility(self._settings.land_use_compat_file),
             )
             self._put(version, blueprint, screener)
             return screener
@@ -169,6 +172,9 @@ class LayerCache:
 
 class Services:
     """Everything a request needs, built once per app by :meth:`open` (never at import)."""
+
+    # the day assessment validity is judged on (区域评估 有效期); tests set a fixed day
+    today: Callable[[], dt.date] = staticmethod(dt.date.today)
 
     def __init__(self, settings: Settings, stores: Stores) -> None:
         self.settings = settings
@@ -282,8 +288,11 @@ class Services:
         layer: str | None = None,
         name: str | None = None,
         replace: bool = False,
+        fields: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
+        """Read a department's file into a plan layer and store it (nothing is stored if reading fails).
+
+        ``fields`` names the file's columns for a kind's attribute fields (``{"RJL": "容积率"}``)."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
         # read chunk by chunk into the store: a province-size layer never sits in memory whole
         with open_layer(
@@ -296,6 +305,7 @@ class Services:
             layer=layer,
             name=name,
             limits=self.layer_limits,
+            fields=fields,
         ) as stream:
             summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
         self.audit.record(
@@ -388,13 +398,15 @@ class Services:
         by: Principal,
         idempotency_key: str | None = None,
         check_id: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome:
         """Screen and store; the same Idempotency-Key returns the first stored result unchanged.
 
         ``check_id`` is given by a durable job (derived from the job id), so a job run again after
         its worker died finds its own stored check instead of screening twice.
         """
-        input_hash = self.input_hash(parcels, project_type, version)
+        plan = parse_declared(declared)  # a bad declared value is a 422 before anything is screened
+        input_hash = self.input_hash(parcels, project_type, version, plan.as_dict())
         replay = self.replay(idempotency_key, input_hash)
         if replay is not None:
             return replay
@@ -408,7 +420,8 @@ class Services:
         # one id per submission (the engine's content hash would merge identical submissions into one)
         check_id = check_id or f"chk_{uuid.uuid4().hex[:20]}"
         with self.cpu_slots:
-            result = screener.screen(parcels, project_type, check_id=check_id)
+            result = screener.screen(parcels, project_type, check_id=check_id, declared=plan,
+                                     check_date=self.today())
             text = result_json(result)
         def audit(conn: Any) -> None:  # in the check's own transaction: never a check without its entry
             AuditLog.append(
@@ -464,11 +477,15 @@ class Services:
         return CheckOutcome(stored, check_id, replayed=True)
 
     @staticmethod
-    def input_hash(parcels: ParcelSet, project_type: str, version: str | None) -> str:
-        """What makes two submissions "the same" for idempotency: parcels, project type, version asked."""
+    def input_hash(parcels: ParcelSet, project_type: str, version: str | None,
+                   declared: Mapping[str, Any] | None = None) -> str:
+        """What makes two submissions "the same" for idempotency: parcels, project type, version asked
+        and the declared planning values."""
         digest = hashlib.sha256()
         for part in (project_type, version or "latest"):
             digest.update(part.encode() + b"\0")
+        if declared:
+            digest.update(json.dumps(dict(declared), sort_keys=True).encode() + b"\0")
         for pid, geom in zip(parcels.frame["parcel_id"], parcels.frame.geometry, strict=True):
             digest.update(str(pid).encode() + b"\0" + shapely.to_wkb(geom, output_dimension=2) + b"\0")
         return digest.hexdigest()
@@ -481,14 +498,17 @@ class Services:
         *,
         by: Principal,
         idempotency_key: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome | dict[str, Any]:
         """Screen now, or queue a background job when the submission is large (returns the job): more
         parcels than ``job_threshold`` or more vertices than ``job_vertex_threshold`` (cost admission)."""
         idempotency_key = self.scoped_key(idempotency_key, by)
         vertices = int(shapely.get_num_coordinates(parcels.frame.geometry.values).sum())
         if len(parcels.frame) <= self.job_threshold and vertices <= self.job_vertex_threshold:
-            return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
-        input_hash = self.input_hash(parcels, project_type, version)
+            return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key,
+                               declared=declared)
+        plan = parse_declared(declared).as_dict()
+        input_hash = self.input_hash(parcels, project_type, version, plan)
         replay = self.replay(idempotency_key, input_hash)
         if replay is not None:
             return replay
@@ -502,6 +522,7 @@ class Services:
             input_hash=input_hash,
             idempotency_key=idempotency_key,
             payload={"project_type": project_type, "version": version, "by": [by.name, by.role],
+                     "declared": plan,
                      "source": parcels.source, "crs_in": parcels.crs_in, "checksum": parcels.checksum,
                      "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)},
             write_input=lambda folder: parcels.frame.to_parquet(folder / "parcels.parquet"),
@@ -524,7 +545,7 @@ class Services:
         progress(0.05)
         outcome = self.screen(parcels, str(payload["project_type"]), payload.get("version"),
                               by=Principal(str(name), role), idempotency_key=job.get("idempotency_key"),
-                              check_id="chk_" + str(job["job_id"])[1:21])
+                              check_id="chk_" + str(job["job_id"])[1:21], declared=payload.get("declared"))
         return outcome.check_id
 
     # -------------------------------------------------------------------------------- projects
@@ -560,7 +581,8 @@ class Services:
         )
 
     def screen_project(
-        self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
+        self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome:
         """Screen the project's stored parcels and link the check to the project."""
         idempotency_key = self.scoped_key(idempotency_key, by)
@@ -572,7 +594,7 @@ class Services:
             )
         outcome = self.screen(
             self.project_parcels(code, project), str(project["project_type"]), version, by=by,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, declared=declared,
         )
         if not outcome.replayed:
             meta = self.stores.checks.meta(outcome.check_id)

@@ -472,9 +472,9 @@ class Screener:
             raise NoParcelsError(f"{parcels.source}: no parcels to screen")
         submitted = self._submitted(parcels)
         input_hash = self.input_hash(submitted.ids, submitted.geoms, submitted.names)
-        varies = json.dumps(declared.as_dict(), sort_keys=True) if declared.any() else ""
-        if self.conditions.has_assessments:  # validity depends on the day
-            varies += f"\0{check_date.isoformat()}"
+        # the result states its check date (assessment validity depends on it) and the declared values
+        varies = check_date.isoformat() + ("\0" + json.dumps(declared.as_dict(), sort_keys=True)
+                                           if declared.any() else "")
         check_id = check_id or self.check_id(input_hash, ptype.key, varies)
         clean, repairs = self._repaired(submitted, parcels.source)
         if not clean.ids:

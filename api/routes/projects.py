@@ -79,6 +79,9 @@ class ProjectUpload(ProjectFields, UploadFields):
 
 class ScreenRequest(BaseModel):
     blueprint_version: str | None = Field(default=None, max_length=32)
+    declared: dict[str, Any] | None = Field(
+        default=None, description="the project's own plan (land_use, far, building_density, green_ratio, "
+        "height_m), held against the detailed-plan parcels it overlaps")
 
 
 class StatusChange(BaseModel):
@@ -213,10 +216,11 @@ async def screen_project(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Screen the stored parcels against a published version and link the check; submitted → screened."""
-    version = (body or ScreenRequest()).blueprint_version
+    request = body or ScreenRequest()
     async with services.cpu_gate():
         outcome = await run_in_threadpool(
-            services.screen_project, code, version, by=who, idempotency_key=idempotency_key
+            services.screen_project, code, request.blueprint_version, by=who,
+            idempotency_key=idempotency_key, declared=request.declared,
         )
     return check_response(outcome)
 
