@@ -17,19 +17,6 @@ def register(app: typer.Typer) -> None:
     app.command("checklist")(checklist)
 
 
-def parse_declare(items: list[str]) -> Any:
-    """``["far=2.8", "land_use=0701"]`` → a ``checks.conditions.Declared``; a bad item names its field."""
-    from checks.conditions import DECLARED_FIELDS, parse_declared
-
-    values: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CheckError(f"--declare {item!r}: expected KEY=VALUE with KEY one of {', '.join(DECLARED_FIELDS)}")
-        values[key.strip()] = value.strip()
-    return parse_declared(values)
-
-
 def checklist(
     parcels: Path = typer.Argument(..., help="parcels: shapefile/zip, GeoPackage, GeoJSON, DXF, 部标 TXT…"),
     version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest published)"),
@@ -38,6 +25,8 @@ def checklist(
     declare: list[str] = typer.Option([], "--declare",
                                       help="the project's plan, repeatable: land_use=0701, far=2.8, "
                                            "building_density=30, green_ratio=35, height_m=60"),
+    check_date: str | None = typer.Option(
+        None, "--check-date", help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
     out: Path | None = typer.Option(None, "--out", help="also write the checklist as .docx or .pdf"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527"),
     encoding: str | None = typer.Option(None, "--encoding", help="attribute encoding, e.g. GBK"),
@@ -48,13 +37,15 @@ def checklist(
     from api.settings import get_settings
     from blueprint.checksum import blueprint_checksum
     from checks.checklist import build_checklist
-    from cli.check_cmd import _context, _screener
+    from checks.conditions import parse_declared
+    from cli.check_cmd import _context, _screener, parse_check_date, parse_declare
     from layers.ingest import read_parcels
 
     with domain_errors():
         if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
             raise CheckError(f"--out {out}: the checklist is written as .docx or .pdf")
-        declared = parse_declare(declare)
+        declared = parse_declared(parse_declare(declare))  # a bad value exits 3 before any file is read
+        day = parse_check_date(check_date)
         settings = get_settings()
         stores, catalogue, rules = _context(settings)
         try:
@@ -62,7 +53,7 @@ def checklist(
             screener = _screener(settings, stores, catalogue, rules, version)
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
                                       layer=layer, limits=settings.submission_limits("cli"))
-            result = screener.screen(parcel_set, project_type, declared=declared)
+            result = screener.screen(parcel_set, project_type, declared=declared, check_date=day)
             meta = stores.blueprints.summary(str(result["blueprint_version"]))
         finally:
             stores.close()

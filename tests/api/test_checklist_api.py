@@ -114,11 +114,19 @@ def test_unscreened_project_is_screened_now_and_nothing_stored(planned: Api) -> 
 
 def test_screened_project_uses_its_stored_check(planned: Api) -> None:
     code = _project(planned)
-    check = planned.post("planner", f"/api/v1/projects/{code}/checks").json()
+    declared = {"land_use": "1001", "far": 2.8, "height_m": 24}
+    check = planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": declared}).json()
     sheet = planned.get("planner", f"/api/v1/projects/{code}/checklist",
                         params={"version": planned.version}).json()
     assert sheet["stored"] is True and sheet["check_id"] == check["check_id"]
-    assert sheet["verdict"] == check["verdict"]
+    assert sheet["verdict"] == check["verdict"] == "conflict"
+    assert sheet["declared"] == {"land_use": "1001", "far": 2.8, "height_m": 24.0}
+    (condition,) = sheet["parcels"][0]["conditions"]
+    # FAR 2.8 against a maximum of 2.0: breached by 0.8; 24 m under the 30 m limit
+    assert condition["outcome"] == "conflict" and condition["breaches"] == ["far"]
+    far = next(f for f in condition["findings"] if f["indicator"] == "far")
+    assert far["margin"] == pytest.approx(-0.8) and far["ok"] is False
+    assert sheet["summary"]["conditions_breached"] == 1
 
 
 def test_word_and_pdf(planned: Api) -> None:

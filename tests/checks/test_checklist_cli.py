@@ -81,7 +81,8 @@ def test_checklist_writes_word(run, data_dir, tmp_path):
     (("--declare", "far=abc"), "invalid_declared", "declared.far"),
     (("--declare", "colour=red"), "invalid_declared", "colour"),
     (("--declare", "land_use=9999"), "invalid_declared", "land_use"),
-    (("--declare", "far"), "check_error", "KEY=VALUE"),
+    (("--declare", "far"), "invalid_declared", "NAME=VALUE"),
+    (("--check-date", "tomorrow"), "check_error", "YYYY-MM-DD"),
     (("--out", "x.txt"), "check_error", ".docx or .pdf"),
     (("--version", "v9"), "blueprint_not_found", "v9"),
 ])
