@@ -148,3 +148,24 @@ def test_unknown_project_and_version(planned: Api) -> None:
     code = _project(planned)
     r = planned.get("reviewer", f"/api/v1/projects/{code}/checklist", params={"version": "v99"})
     assert r.status_code == 404 and r.json()["code"] == "blueprint_not_found"
+
+
+def test_review_reports_carry_conditions_and_assessments(planned: Api) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    code = _project(planned)
+    check = planned.post("planner", f"/api/v1/projects/{code}/checks",
+                         json={"declared": {"far": 2.8}}).json()
+    base = f"/api/v1/checks/{check['check_id']}/report"
+    html = planned.get("reviewer", f"{base}.html").text
+    assert "规划条件" in html and "区域评估" in html and 'class="ok-false">超出' in html
+    assert "可复用（免于单独评估）" in html and "部分覆盖（须补充评估）" in html
+    doc = docx.Document(io.BytesIO(planned.get("reviewer", f"{base}.docx").content))
+    text = "\n".join(p.text for p in doc.paragraphs)
+    cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
+    assert "四、规划条件 Planning conditions (detailed plan)" in text and "五、区域评估 Regional assessments" in text
+    assert "容积率" in cells and "不大于 2" in cells and "超出" in cells and "已过期（须重新评估）" in cells
+    book = openpyxl.load_workbook(io.BytesIO(planned.get("reviewer", f"{base}.xlsx").content))
+    rows = list(book["规划条件"].iter_rows(min_row=2, values_only=True))
+    assert rows[0][5] == "容积率" and rows[0][9] == "超出" and rows[0][3] == pytest.approx(10_000, abs=1)
+    statuses = {r[1]: r[2] for r in book["区域评估"].iter_rows(min_row=2, values_only=True)}
+    assert statuses["地质灾害危险性评估"] == "可复用（免于单独评估）" and len(statuses) == 8
