@@ -44,15 +44,26 @@ def condition_features(layers: Sequence[PlanLayer], crs: CRS) -> gpd.GeoDataFram
     frames = []
     for layer in layers:
         frame = layer.frame
-        data = {"kind": layer.kind, "layer": layer.name, "source": layer.source,
-                "feature_id": frame["feature_id"].astype(str).to_numpy()}
+        data = {
+            "kind": layer.kind,
+            "layer": layer.name,
+            "source": layer.source,
+            "feature_id": frame["feature_id"].astype(str).to_numpy(),
+        }
         for column in FIELD_SPECS:
             values = frame[column].to_numpy(dtype=object) if column in frame.columns else [None] * len(frame)
             data[column] = [None if v is None or (isinstance(v, float) and v != v) else v for v in values]
-        frames.append(gpd.GeoDataFrame(pd.DataFrame(data, index=range(len(frame))),
-                                       geometry=gpd.GeoSeries(frame.geometry.values, crs=crs), crs=crs))
+        frames.append(
+            gpd.GeoDataFrame(
+                pd.DataFrame(data, index=range(len(frame))),
+                geometry=gpd.GeoSeries(frame.geometry.values, crs=crs),
+                crs=crs,
+            )
+        )
     if not frames:
-        return gpd.GeoDataFrame({c: [] for c in FEATURE_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        return gpd.GeoDataFrame(
+            {c: [] for c in FEATURE_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs
+        )
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=crs)
 
 
@@ -64,22 +75,41 @@ def check_feature_layers(layers: Sequence[PlanLayer], reference: Any) -> None:
         assert_same_crs(reference, layer.frame, what=f"layer '{layer.name}' and the blueprint")
 
 
-def plan_conflicts(features: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame, precedence: Precedence,
-                   catalogue: Catalogue, line_layers: dict[str, list[str]], tolerance_m: float,
-                   crs: CRS) -> gpd.GeoDataFrame:
+def plan_conflicts(
+    features: gpd.GeoDataFrame,
+    pieces: gpd.GeoDataFrame,
+    precedence: Precedence,
+    catalogue: Catalogue,
+    line_layers: dict[str, list[str]],
+    tolerance_m: float,
+    crs: CRS,
+) -> gpd.GeoDataFrame:
     """The 差异图斑 of detailed-plan parcels against the control lines (conflict columns, no ids)."""
     rows: list[dict[str, Any]] = []
     covered = _covered_sets(pieces)
     for rule in precedence.plan_contradictions:
         if rule.line not in line_layers:
             continue  # no such line in this blueprint: nothing to lie on or outside of
-        rows.extend(_rule_rows(rule, features, pieces, covered, catalogue, line_layers[rule.line], tolerance_m))
-    columns = ["kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule", "resolution", "winner",
-               "area_m2"]
+        rows.extend(
+            _rule_rows(rule, features, pieces, covered, catalogue, line_layers[rule.line], tolerance_m)
+        )
+    columns = [
+        "kind_a",
+        "kind_b",
+        "layer_a",
+        "layer_b",
+        "feature_ids",
+        "rule",
+        "resolution",
+        "winner",
+        "area_m2",
+    ]
     if not rows:
         return gpd.GeoDataFrame({c: [] for c in columns}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     frame = pd.DataFrame(rows)
-    return gpd.GeoDataFrame(frame[columns], geometry=gpd.GeoSeries(frame["geometry"].values, crs=crs), crs=crs)
+    return gpd.GeoDataFrame(
+        frame[columns], geometry=gpd.GeoSeries(frame["geometry"].values, crs=crs), crs=crs
+    )
 
 
 def _covered_sets(pieces: gpd.GeoDataFrame) -> list[frozenset[str]]:
@@ -87,9 +117,15 @@ def _covered_sets(pieces: gpd.GeoDataFrame) -> list[frozenset[str]]:
     return [parsed.setdefault(text, frozenset(json.loads(text))) for text in pieces["covered_by"].astype(str)]
 
 
-def _rule_rows(rule: PlanContradiction, features: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame,
-               covered: list[frozenset[str]], catalogue: Catalogue, line_names: list[str],
-               tolerance_m: float) -> list[dict[str, Any]]:
+def _rule_rows(
+    rule: PlanContradiction,
+    features: gpd.GeoDataFrame,
+    pieces: gpd.GeoDataFrame,
+    covered: list[frozenset[str]],
+    catalogue: Catalogue,
+    line_names: list[str],
+    tolerance_m: float,
+) -> list[dict[str, Any]]:
     codes = load_land_use_codes()
     plans = features[(features["kind"] == rule.kind) & features["land_use"].notna()]
     plans = plans[[codes.in_group(str(c), rule.land_use) for c in plans["land_use"]]]
@@ -116,18 +152,27 @@ def _rule_rows(rule: PlanContradiction, features: gpd.GeoDataFrame, pieces: gpd.
         plan_ids, plan_layers = _owners_of(area, disputed, owners)
         line_ids = _line_ids(area, tree, line_geoms, sources, rule.line) if rule.where == "on" else []
         line = catalogue[rule.line]
-        rows.append({
-            "kind_a": rule.line, "kind_b": rule.kind, "layer_a": "; ".join(line_names),
-            "layer_b": "; ".join(plan_layers),
-            "feature_ids": json.dumps({rule.line: line_ids, rule.kind: plan_ids}, ensure_ascii=False),
-            "rule": rule.rule, "resolution": f"{line.name_zh}优先 {rule.line} prevails", "winner": rule.line,
-            "area_m2": float(area.area), "geometry": area,
-        })
+        rows.append(
+            {
+                "kind_a": rule.line,
+                "kind_b": rule.kind,
+                "layer_a": "; ".join(line_names),
+                "layer_b": "; ".join(plan_layers),
+                "feature_ids": json.dumps({rule.line: line_ids, rule.kind: plan_ids}, ensure_ascii=False),
+                "rule": rule.rule,
+                "resolution": f"{line.name_zh}优先 {rule.line} prevails",
+                "winner": rule.line,
+                "area_m2": float(area.area),
+                "geometry": area,
+            }
+        )
     return rows
 
 
 def _polygonal(geom: Any) -> Any:
-    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon") and p.area > NOISE_M2]
+    parts = [
+        p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon") and p.area > NOISE_M2
+    ]
     return shapely.union_all(parts) if parts else None
 
 
@@ -152,7 +197,9 @@ def _owners_of(area: Any, disputed: list[Any], owners: list[tuple[str, str]]) ->
     return sorted(ids), sorted(layers)
 
 
-def _line_ids(area: Any, tree: shapely.STRtree, geoms: np.ndarray, sources: np.ndarray, kind: str) -> list[str]:
+def _line_ids(
+    area: Any, tree: shapely.STRtree, geoms: np.ndarray, sources: np.ndarray, kind: str
+) -> list[str]:
     ids: set[str] = set()
     for i in tree.query(area, predicate="intersects").tolist():
         if shapely.intersection(area, geoms[i]).area <= NOISE_M2:
@@ -161,9 +208,16 @@ def _line_ids(area: Any, tree: shapely.STRtree, geoms: np.ndarray, sources: np.n
     return sorted(ids)
 
 
-def with_plan_conflicts(conflicts: gpd.GeoDataFrame, features: gpd.GeoDataFrame, pieces: gpd.GeoDataFrame,
-                        precedence: Precedence, catalogue: Catalogue, layers: Sequence[PlanLayer],
-                        tolerance_m: float, crs: CRS) -> gpd.GeoDataFrame:
+def with_plan_conflicts(
+    conflicts: gpd.GeoDataFrame,
+    features: gpd.GeoDataFrame,
+    pieces: gpd.GeoDataFrame,
+    precedence: Precedence,
+    catalogue: Catalogue,
+    layers: Sequence[PlanLayer],
+    tolerance_m: float,
+    crs: CRS,
+) -> gpd.GeoDataFrame:
     """The merge's conflict list with the detailed plans' 差异图斑 appended (ids continuing)."""
     lines: dict[str, list[str]] = {}
     for lay in layers:

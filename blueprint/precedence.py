@@ -120,7 +120,8 @@ def _plan_contradictions(table: Mapping[str, Any], lines: tuple[str, ...], catal
 
     raw = table.get("plan_contradictions", [])
     if not isinstance(raw, list):
-        raise PrecedenceError(f"{origin}: 'plan_contradictions' must be an array of tables [[plan_contradictions]]")
+        raise PrecedenceError(f"{origin}: 'plan_contradictions' must be an array of tables "
+                              "[[plan_contradictions]]")
     groups = load_land_use_codes().groups
     out: list[PlanContradiction] = []
     for i, spec in enumerate(raw, start=1):
@@ -128,7 +129,8 @@ def _plan_contradictions(table: Mapping[str, Any], lines: tuple[str, ...], catal
         if not isinstance(spec, dict) or set(spec) != {"kind", "land_use", "line", "where"}:
             raise PrecedenceError(f"{where} needs exactly the keys kind, land_use, line, where")
         if spec["kind"] not in catalogue or "land_use" not in catalogue[spec["kind"]].field_map:
-            raise PrecedenceError(f"{where}: kind {spec['kind']!r} is not a catalogue kind with a land_use field")
+            raise PrecedenceError(f"{where}: kind {spec['kind']!r} is not a catalogue kind with a "
+                                  "land_use field")
         if spec["land_use"] not in groups:
             raise PrecedenceError(f"{where}: land_use {spec['land_use']!r} is not a group of the land-use "
                                   f"codes ({', '.join(groups)})")

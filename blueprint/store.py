@@ -147,7 +147,8 @@ class BlueprintStore:
             try:
                 layer = store.get(name)
             except LayerNotFoundError:
-                raise BlueprintError(f"blueprint {blueprint.version}: its layer {name!r} is no longer stored; "
+                raise BlueprintError(f"blueprint {blueprint.version}: its layer {name!r} is no longer "
+                                     "stored; "
                                      "build a new version") from None
             if name not in refs or layer.checksum != refs[name].checksum:
                 raise BlueprintError(f"blueprint {blueprint.version}: layer {name!r} was replaced after the "

@@ -1,4 +1,4 @@
-"""checks.conditions: planning conditions (控规地块) and regional assessments (区域评估) of each screened parcel.
+"""checks.conditions: planning conditions (控规地块) and regional assessments (区域评估) of screened parcels.
 
 Result contract (issue #14; each result parcel gets both keys, the result gets ``check_date``)::
 
@@ -67,7 +67,12 @@ LIMITS_OF: dict[str, tuple[tuple[str, str], ...]] = {
     "height_m": (("height_max_m", "max"),),
 }
 LIMIT_KEYS = ("far_max", "far_min", "building_density_max", "green_ratio_min", "height_max_m")
-STATUS_ZH = {"exempt": "可复用（免于单独评估）", "partial": "部分覆盖", "expired": "已过期", "due": "须单独评估"}
+STATUS_ZH = {
+    "exempt": "可复用（免于单独评估）",
+    "partial": "部分覆盖",
+    "expired": "已过期",
+    "due": "须单独评估",
+}
 EPS = 1e-9  # a declared value equal to its limit is within it (floating-point residue aside)
 
 
@@ -98,8 +103,9 @@ def parse_declared(values: Mapping[str, Any] | None, codes: LandUseCodes | None 
     codes = codes or load_land_use_codes()
     unknown = set(values) - set(DECLARED_FIELDS)
     if unknown:
-        raise InvalidDeclaredError(f"declared.{sorted(unknown)[0]}: unknown field; declare "
-                                   f"{', '.join(DECLARED_FIELDS)} 申报字段未知")
+        raise InvalidDeclaredError(
+            f"declared.{sorted(unknown)[0]}: unknown field; declare {', '.join(DECLARED_FIELDS)} 申报字段未知"
+        )
     out: dict[str, Any] = {}
     for name, value in values.items():
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -107,26 +113,34 @@ def parse_declared(values: Mapping[str, Any] | None, codes: LandUseCodes | None 
         if name == "land_use":
             code = LandUseCodes.normalise(value)
             if code is None or codes.get(code) is None:
-                raise InvalidDeclaredError(f"declared.land_use: {value!r} is not a land-use code of the "
-                                           "national classification (e.g. 0701, 1001) 用地代码无效")
+                raise InvalidDeclaredError(
+                    f"declared.land_use: {_short(value)} is not a land-use code of the "
+                    "national classification (e.g. 0701, 1001) 用地代码无效"
+                )
             out[name] = code
             continue
         out[name] = _declared_number(name, value)
     return Declared(**out)
 
 
+def _short(value: Any) -> str:
+    """A submitted value as quoted in an error, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _declared_number(name: str, value: Any) -> float:
     zh = INDICATORS[name][0]
     number: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
-            number = None
+    except (ValueError, OverflowError):  # not a number, or an integer too large for a float
+        number = None
     if number is None or not math.isfinite(number):
-        raise InvalidDeclaredError(f"declared.{name}: {value!r} is not a number {zh}须为数字")
+        raise InvalidDeclaredError(f"declared.{name}: {_short(value)} is not a number {zh}须为数字")
     if number < 0 or (INDICATORS[name][2] == "%" and number > 100):
         span = "0–100 (%)" if INDICATORS[name][2] == "%" else "≥ 0"
         raise InvalidDeclaredError(f"declared.{name}: {number:g} is outside {span} {zh}超出范围")
@@ -160,7 +174,8 @@ class Compatibility:
             return True, "同属一个用地类别", "same land-use class"
         for allow in self.allows:
             if any(project.startswith(p) for p in allow.project) and (
-                    not allow.plan or any(plan.startswith(p) for p in allow.plan)):
+                not allow.plan or any(plan.startswith(p) for p in allow.plan)
+            ):
                 return True, allow.zh, allow.en
         return False, "", ""
 
@@ -170,7 +185,7 @@ def _codes_list(value: Any, where: str) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(v, str) and v for v in items):
-        raise RulesError(f"{where} must be a code, a list of codes or \"*\"")
+        raise RulesError(f'{where} must be a code, a list of codes or "*"')
     return tuple(items)
 
 
@@ -178,8 +193,11 @@ def load_compatibility(path: Path | None = None) -> Compatibility:
     """The compatibility table in ``path`` (default: the built-in ``checks/land_use_compat.toml``)."""
     origin = f"land-use compatibility file {path}" if path else "built-in land-use compatibility"
     try:
-        text = (Path(path).read_text(encoding="utf-8") if path is not None
-                else resources.files("checks").joinpath("land_use_compat.toml").read_text(encoding="utf-8"))
+        text = (
+            Path(path).read_text(encoding="utf-8")
+            if path is not None
+            else resources.files("checks").joinpath("land_use_compat.toml").read_text(encoding="utf-8")
+        )
         doc = tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RulesError(f"{origin}: {exc}") from exc
@@ -190,8 +208,10 @@ def load_compatibility(path: Path | None = None) -> Compatibility:
             raise RulesError(f"{where} needs project, plan, zh and en")
         project = _codes_list(spec["project"], f"{where}.project")
         if not project:
-            raise RulesError(f"{where}.project must name codes, not \"*\"")
-        allows.append(Allow(project, _codes_list(spec["plan"], f"{where}.plan"), str(spec["zh"]), str(spec["en"])))
+            raise RulesError(f'{where}.project must name codes, not "*"')
+        allows.append(
+            Allow(project, _codes_list(spec["plan"], f"{where}.plan"), str(spec["zh"]), str(spec["en"]))
+        )
     return Compatibility(tuple(allows))
 
 
@@ -212,8 +232,9 @@ class _Features:
         self.tree = shapely.STRtree(self.geoms)
         self.rows = self.frame.drop(columns=[self.frame.geometry.name]).to_dict("records")
 
-    def overlaps(self, geoms: NDArray[np.object_], crs: CRS, zones: PlaneZones
-                 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.object_], NDArray[np.float64]]:
+    def overlaps(
+        self, geoms: NDArray[np.object_], crs: CRS, zones: PlaneZones
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.object_], NDArray[np.float64]]:
         """(parcel, feature, overlap geometry, plane area in the parcel's zone) above noise."""
         if len(self.geoms) == 0 or len(geoms) == 0:
             empty = np.empty(0, dtype=np.int64)
@@ -237,14 +258,21 @@ class ConditionIndex:
     ``conditions`` and ``assessments`` (the contract in the module docstring).
     """
 
-    def __init__(self, features: gpd.GeoDataFrame, crs: CRS, catalogue: Catalogue, *,
-                 compatibility: Compatibility | None = None, codes: LandUseCodes | None = None) -> None:
+    def __init__(
+        self,
+        features: gpd.GeoDataFrame,
+        crs: CRS,
+        catalogue: Catalogue,
+        *,
+        compatibility: Compatibility | None = None,
+        codes: LandUseCodes | None = None,
+    ) -> None:
         self.crs = crs
         self.catalogue = catalogue
         self.codes = codes or load_land_use_codes()
         self.compat = compatibility or load_compatibility()
         frame = features if features is not None else gpd.GeoDataFrame(geometry=[], crs=crs)
-        has = (lambda c: c in frame.columns)  # noqa: E731 - a two-word membership test
+        has = lambda c: c in frame.columns  # noqa: E731 - a two-word membership test
         plans = frame[frame["land_use"].notna()] if has("land_use") else frame.iloc[0:0]
         docs = frame[frame["assessment_type"].notna()] if has("assessment_type") else frame.iloc[0:0]
         self.plans = _Features(plans.reset_index(drop=True))
@@ -254,9 +282,15 @@ class ConditionIndex:
     def has_assessments(self) -> bool:
         return len(self.docs.geoms) > 0
 
-    def evaluate(self, geoms: NDArray[np.object_], area: NDArray[np.float64], zones: PlaneZones,
-                 declared: Declared, check_date: dt.date, below: Tolerance
-                 ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    def evaluate(
+        self,
+        geoms: NDArray[np.object_],
+        area: NDArray[np.float64],
+        zones: PlaneZones,
+        declared: Declared,
+        check_date: dt.date,
+        below: Tolerance,
+    ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Per parcel: (conditions, assessments)."""
         out: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [([], []) for _ in range(len(geoms))]
         p, f, _, overlap = self.plans.overlaps(geoms, self.crs, zones)
@@ -264,10 +298,11 @@ class ConditionIndex:
         p, f, overlap = p[keep], f[keep], overlap[keep]
         for i in np.lexsort((f, -overlap, p)).tolist():  # per parcel, largest overlap first
             out[int(p[i])][0].append(self._condition(self.plans.rows[int(f[i])], float(overlap[i]), declared))
-        dp, df, dgeom, _ = self.docs.overlaps(geoms, self.crs, zones)
+        dp, df, _, _ = self.docs.overlaps(geoms, self.crs, zones)  # sorted by parcel
+        cut = np.searchsorted(dp, np.arange(len(geoms) + 1))
         for parcel in range(len(geoms)):
-            mine = np.flatnonzero(dp == parcel)
-            out[parcel][1].extend(self._assessments(parcel, df[mine], geoms, area, zones, check_date, below))
+            mine = df[cut[parcel]:cut[parcel + 1]]
+            out[parcel][1].extend(self._assessments(parcel, mine, geoms, area, zones, check_date, below))
         return out
 
     # --- conditions --------------------------------------------------------------------------------
@@ -277,15 +312,22 @@ class ConditionIndex:
         use = self.codes.get(code)
         limits = {k: _number_or_none(row.get(k)) for k in LIMIT_KEYS}
         findings = self._findings(code, limits, declared) if declared.any() else []
-        outcome = "listed" if not declared.any() else (
-            "conflict" if any(not x["ok"] for x in findings) else "pass")
+        outcome = (
+            "listed" if not declared.any() else ("conflict" if any(not x["ok"] for x in findings) else "pass")
+        )
         return {
-            "layer": str(row["layer"]), "feature_id": str(row["feature_id"]), "overlap_m2": round(overlap, 4),
+            "layer": str(row["layer"]),
+            "feature_id": str(row["feature_id"]),
+            "overlap_m2": round(overlap, 4),
             "land_use": use.as_dict() if use else {"code": code, "name_zh": code, "name_en": code},
-            "limits": limits, "findings": findings, "outcome": outcome,
+            "limits": limits,
+            "findings": findings,
+            "outcome": outcome,
         }
 
-    def _findings(self, code: str, limits: Mapping[str, float | None], declared: Declared) -> list[dict[str, Any]]:
+    def _findings(
+        self, code: str, limits: Mapping[str, float | None], declared: Declared
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         if declared.land_use is not None:
             found.append(self._land_use_finding(declared.land_use, code))
@@ -309,9 +351,18 @@ class ConditionIndex:
         else:
             zh = f"拟建用地性质 {pz} 与控规用地性质 {qz} 不相容。"
             en = f"The declared land use {pe} does not fit the plan's land use {qe}."
-        return {"indicator": "land_use", "name_zh": INDICATORS["land_use"][0], "name_en": INDICATORS["land_use"][1],
-                "declared": project, "limit": plan, "bound": "compatible", "margin": None, "ok": ok,
-                "explanation_zh": zh, "explanation_en": en}
+        return {
+            "indicator": "land_use",
+            "name_zh": INDICATORS["land_use"][0],
+            "name_en": INDICATORS["land_use"][1],
+            "declared": project,
+            "limit": plan,
+            "bound": "compatible",
+            "margin": None,
+            "ok": ok,
+            "explanation_zh": zh,
+            "explanation_en": en,
+        }
 
     def _use_label(self, code: str) -> tuple[str, str]:
         use = self.codes.get(code)
@@ -319,23 +370,37 @@ class ConditionIndex:
 
     # --- assessments -------------------------------------------------------------------------------
 
-    def _assessments(self, parcel: int, feats: NDArray[np.int64], geoms: NDArray[np.object_],
-                     area: NDArray[np.float64], zones: PlaneZones, check_date: dt.date,
-                     below: Tolerance) -> list[dict[str, Any]]:
+    def _assessments(
+        self,
+        parcel: int,
+        feats: NDArray[np.int64],
+        geoms: NDArray[np.object_],
+        area: NDArray[np.float64],
+        zones: PlaneZones,
+        check_date: dt.date,
+        below: Tolerance,
+    ) -> list[dict[str, Any]]:
         rows = self.docs.rows
         out = []
         for key, kind in self.catalogue.assessment_types.items():
             mine = [int(f) for f in feats.tolist() if rows[f]["assessment_type"] == key]
             valid = [f for f in mine if _valid(rows[f], check_date)]
             covered = 0.0
-            if valid:
+            if valid and bool(shapely.contains(self.docs.geoms[valid], geoms[parcel]).any()):
+                covered = float(area[parcel])  # one document covers it all: no overlay needed
+            elif valid:
                 cover = shapely.intersection(geoms[parcel], shapely.union_all(self.docs.geoms[valid]))
-                covered = float(zone_areas(np.asarray([cover], dtype=object), self.crs, zones,
-                                           owner=np.asarray([parcel]))[0])
+                covered = float(
+                    zone_areas(
+                        np.asarray([cover], dtype=object), self.crs, zones, owner=np.asarray([parcel])
+                    )[0]
+                )
             covered = min(covered, float(area[parcel]))
             uncovered = max(float(area[parcel]) - covered, 0.0)
             expired = [f for f in mine if _expired(rows[f], check_date)]
-            if covered > NOISE_M2 and bool(below(np.asarray([uncovered]), np.asarray([uncovered / area[parcel]]))[0]):
+            if covered > NOISE_M2 and bool(
+                below(np.asarray([uncovered]), np.asarray([uncovered / area[parcel]]))[0]
+            ):
                 status = "exempt"
             elif covered > NOISE_M2:
                 status = "partial"
@@ -343,11 +408,23 @@ class ConditionIndex:
                 status = "expired"
             else:
                 status = "due"
-            documents = [_document(rows[f], check_date) for f in sorted(mine, key=lambda f: str(rows[f]["feature_id"]))]
+            documents = [
+                _document(rows[f], check_date) for f in sorted(mine, key=lambda f: str(rows[f]["feature_id"]))
+            ]
             zh, en = _assessment_text(status, kind.name_zh, kind.name_en, covered, uncovered, documents)
-            out.append({"type": key, "name_zh": kind.name_zh, "name_en": kind.name_en, "status": status,
-                        "covered_m2": round(covered, 4), "uncovered_m2": round(uncovered, 4),
-                        "documents": documents, "explanation_zh": zh, "explanation_en": en})
+            out.append(
+                {
+                    "type": key,
+                    "name_zh": kind.name_zh,
+                    "name_en": kind.name_en,
+                    "status": status,
+                    "covered_m2": round(covered, 4),
+                    "uncovered_m2": round(uncovered, 4),
+                    "documents": documents,
+                    "explanation_zh": zh,
+                    "explanation_en": en,
+                }
+            )
         return out
 
 
@@ -371,18 +448,39 @@ def _limit_finding(indicator: str, declared: float, limit: float, bound: str) ->
     ok = margin >= -EPS
     d, lim, gap = _fmt(declared) + unit, _fmt(limit) + unit, _fmt(abs(margin)) + unit
     if bound == "max":
-        zh = (f"{zh_name} {d} 未超过控规上限 {lim}（余量 {gap}）。" if ok
-              else f"{zh_name} {d} 超过控规上限 {lim}（超出 {gap}）。")
-        en = (f"{en_name.capitalize()} {d} is within the plan's maximum {lim} (margin {gap})." if ok
-              else f"{en_name.capitalize()} {d} exceeds the plan's maximum {lim} by {gap}.")
+        zh = (
+            f"{zh_name} {d} 未超过控规上限 {lim}（余量 {gap}）。"
+            if ok
+            else f"{zh_name} {d} 超过控规上限 {lim}（超出 {gap}）。"
+        )
+        en = (
+            f"{en_name.capitalize()} {d} is within the plan's maximum {lim} (margin {gap})."
+            if ok
+            else f"{en_name.capitalize()} {d} exceeds the plan's maximum {lim} by {gap}."
+        )
     else:
-        zh = (f"{zh_name} {d} 不低于控规下限 {lim}（余量 {gap}）。" if ok
-              else f"{zh_name} {d} 低于控规下限 {lim}（不足 {gap}）。")
-        en = (f"{en_name.capitalize()} {d} meets the plan's minimum {lim} (margin {gap})." if ok
-              else f"{en_name.capitalize()} {d} is below the plan's minimum {lim} by {gap}.")
-    return {"indicator": indicator, "name_zh": zh_name, "name_en": en_name, "declared": declared,
-            "limit": limit, "bound": bound, "margin": round(margin, 6), "ok": bool(ok),
-            "explanation_zh": zh, "explanation_en": en}
+        zh = (
+            f"{zh_name} {d} 不低于控规下限 {lim}（余量 {gap}）。"
+            if ok
+            else f"{zh_name} {d} 低于控规下限 {lim}（不足 {gap}）。"
+        )
+        en = (
+            f"{en_name.capitalize()} {d} meets the plan's minimum {lim} (margin {gap})."
+            if ok
+            else f"{en_name.capitalize()} {d} is below the plan's minimum {lim} by {gap}."
+        )
+    return {
+        "indicator": indicator,
+        "name_zh": zh_name,
+        "name_en": en_name,
+        "declared": declared,
+        "limit": limit,
+        "bound": bound,
+        "margin": round(margin, 6),
+        "ok": bool(ok),
+        "explanation_zh": zh,
+        "explanation_en": en,
+    }
 
 
 def _date(value: Any) -> dt.date | None:
@@ -408,10 +506,16 @@ def _expired(row: Mapping[str, Any], on: dt.date) -> bool:
 def _document(row: Mapping[str, Any], on: dt.date) -> dict[str, Any]:
     approved, until = _date(row.get("approved")), _date(row.get("valid_until"))
     number = row.get("document_number")
-    return {"layer": str(row["layer"]), "feature_id": str(row["feature_id"]),
-            "number": None if number is None or (isinstance(number, float) and math.isnan(number)) else str(number),
-            "approved": approved.isoformat() if approved else None,
-            "valid_until": until.isoformat() if until else None, "valid": _valid(row, on)}
+    return {
+        "layer": str(row["layer"]),
+        "feature_id": str(row["feature_id"]),
+        "number": None
+        if number is None or (isinstance(number, float) and math.isnan(number))
+        else str(number),
+        "approved": approved.isoformat() if approved else None,
+        "valid_until": until.isoformat() if until else None,
+        "valid": _valid(row, on),
+    }
 
 
 def _numbers(documents: Sequence[Mapping[str, Any]], valid: bool) -> str:
@@ -419,24 +523,33 @@ def _numbers(documents: Sequence[Mapping[str, Any]], valid: bool) -> str:
     return "、".join(names)
 
 
-def _assessment_text(status: str, zh: str, en: str, covered: float, uncovered: float,
-                     documents: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+def _assessment_text(
+    status: str, zh: str, en: str, covered: float, uncovered: float, documents: Sequence[Mapping[str, Any]]
+) -> tuple[str, str]:
     valid, stale = _numbers(documents, True), _numbers(documents, False)
     if status == "exempt":
-        return (f"{zh}：地块已由有效的区域评估成果（{valid}）全部覆盖，可直接复用，免于单独评估。",
-                f"{en}: the parcel is fully covered by a valid regional assessment ({valid}); the project "
-                "reuses it and is exempt from its own.")
+        return (
+            f"{zh}：地块已由有效的区域评估成果（{valid}）全部覆盖，可直接复用，免于单独评估。",
+            f"{en}: the parcel is fully covered by a valid regional assessment ({valid}); the project "
+            "reuses it and is exempt from its own.",
+        )
     if status == "partial":
-        return (f"{zh}：有效的区域评估成果（{valid}）覆盖 {covered:.2f} 平方米，尚有 {uncovered:.2f} 平方米"
-                "未覆盖，须对未覆盖部分单独评估。",
-                f"{en}: a valid regional assessment ({valid}) covers {covered:.2f} m²; {uncovered:.2f} m² "
-                "are not covered and need their own assessment.")
+        return (
+            f"{zh}：有效的区域评估成果（{valid}）覆盖 {covered:.2f} 平方米，尚有 {uncovered:.2f} 平方米"
+            "未覆盖，须对未覆盖部分单独评估。",
+            f"{en}: a valid regional assessment ({valid}) covers {covered:.2f} m²; {uncovered:.2f} m² "
+            "are not covered and need their own assessment.",
+        )
     if status == "expired":
-        return (f"{zh}：覆盖该地块的区域评估成果（{stale}）已过有效期，须重新评估或单独评估。",
-                f"{en}: the regional assessment covering the parcel ({stale}) has expired; a new or own "
-                "assessment is needed.")
-    return (f"{zh}：该地块无区域评估成果，须单独评估。",
-            f"{en}: no regional assessment covers the parcel; the project needs its own.")
+        return (
+            f"{zh}：覆盖该地块的区域评估成果（{stale}）已过有效期，须重新评估或单独评估。",
+            f"{en}: the regional assessment covering the parcel ({stale}) has expired; a new or own "
+            "assessment is needed.",
+        )
+    return (
+        f"{zh}：该地块无区域评估成果，须单独评估。",
+        f"{en}: no regional assessment covers the parcel; the project needs its own.",
+    )
 
 
 def explain_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -446,9 +559,12 @@ def explain_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[str, st
     zh, en = [], []
     for c in conditions:
         use = c["land_use"]
-        head_zh = f"涉及控规地块 {c['feature_id']}（{use['code']} {use['name_zh']}，重叠 {c['overlap_m2']:.2f} 平方米）"
-        head_en = (f"Detailed-plan parcel {c['feature_id']} ({use['code']} {use['name_en']}, "
-                   f"overlap {c['overlap_m2']:.2f} m²)")
+        head_zh = (f"涉及控规地块 {c['feature_id']}（{use['code']} {use['name_zh']}，"
+                   f"重叠 {c['overlap_m2']:.2f} 平方米）")
+        head_en = (
+            f"Detailed-plan parcel {c['feature_id']} ({use['code']} {use['name_en']}, "
+            f"overlap {c['overlap_m2']:.2f} m²)"
+        )
         if c["outcome"] == "listed":
             zh.append(head_zh + "：未申报规划指标，列出适用的规划条件。")
             en.append(head_en + ": no planning values declared; the applicable conditions are listed.")
@@ -456,7 +572,9 @@ def explain_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[str, st
         bad = [x for x in c["findings"] if not x["ok"]]
         if bad:
             zh.append(head_zh + "：不符合规划条件。" + "".join(x["explanation_zh"] for x in bad))
-            en.append(head_en + ": breaches its planning conditions. " + " ".join(x["explanation_en"] for x in bad))
+            en.append(
+                head_en + ": breaches its planning conditions. " + " ".join(x["explanation_en"] for x in bad)
+            )
         else:
             zh.append(head_zh + "：符合规划条件。")
             en.append(head_en + ": meets its planning conditions.")
@@ -465,4 +583,6 @@ def explain_conditions(conditions: Sequence[Mapping[str, Any]]) -> tuple[str, st
 
 def empty_features(crs: CRS) -> gpd.GeoDataFrame:
     """A blueprint's condition features when it has none."""
-    return gpd.GeoDataFrame({"kind": [], "layer": [], "feature_id": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    return gpd.GeoDataFrame(
+        {"kind": [], "layer": [], "feature_id": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs
+    )

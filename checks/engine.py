@@ -489,7 +489,8 @@ class Screener:
             area = zone_areas(clean.geoms, self.crs, zones)
             hits.area = zone_areas(hits.geometry, self.crs, zones, owner=hits.parcel)
         extra = self.conditions.evaluate(clean.geoms, area, zones, declared, check_date, self.below_tolerance)
-        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones, extra)
+        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones,
+                                extra)
         result["input_hash"] = input_hash
         result["check_date"] = check_date.isoformat()
         if declared.any():
@@ -570,7 +571,8 @@ class Screener:
 
     def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
                   check_id: str, repairs: list[Repair], zones: PlaneZones | None = None,
-                  extra: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None) -> dict[str, Any]:
+                  extra: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
+                  ) -> dict[str, Any]:
         """Build the result dict: parcels in natural id order, hits by severity then kind order."""
         rules, outcomes = self._rule_table(ptype.key)
         outcome = outcomes[hits.kind]

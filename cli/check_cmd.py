@@ -110,7 +110,8 @@ def check(
              "building_density=35 (建筑密度 %), green_ratio=20 (绿地率 %), height_m=24 (建筑高度 m); held "
              "against the detailed-plan parcels (控规地块) the parcels overlap"),
     check_date: str | None = typer.Option(
-        None, "--check-date", help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
+        None, "--check-date",
+        help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
     from api.settings import get_settings

@@ -56,7 +56,9 @@ from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
-FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh", "地块编号", "dkbh")
+# 地块编号 / DKBH: the parcel number of a detailed plan (控规地块)
+FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh", "地块编号",
+                      "dkbh")
 PARCEL_ID_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm", "编号", "bh", "id", "fid", "objectid", "bsm")
 # explicit parcel-number columns: duplicates there are the surveyor's mistake, refused, not renumbered
 # (generic ids such as fid or objectid are still replaced by 1..n when they repeat)

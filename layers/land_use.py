@@ -42,7 +42,9 @@ class LandUseCodes:
             raise CatalogueError(f"unknown land-use group {group!r}; groups: {', '.join(self.groups)}")
         listed = any(code.startswith(p) for p in self.groups[group])
         if group == "urban_construction":
-            listed = listed and not any(code.startswith(p) for p in self.groups.get("outside_urban_allowed", ()))
+            listed = listed and not any(
+                code.startswith(p) for p in self.groups.get("outside_urban_allowed", ())
+            )
         return listed
 
     @staticmethod

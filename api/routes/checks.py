@@ -53,9 +53,9 @@ def declared_from_form(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except ValueError:
-        raise InvalidDeclaredError("declared: not a JSON object, e.g. {\"far\": 2.8} 申报指标须为 JSON") from None
+        value = None
     if not isinstance(value, dict):
-        raise InvalidDeclaredError("declared: not a JSON object, e.g. {\"far\": 2.8} 申报指标须为 JSON")
+        raise InvalidDeclaredError('declared: not a JSON object, e.g. {"far": 2.8} 申报指标须为 JSON')
     return value
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Admin, Reader
-from layers.attributes import parse_field_overrides
 from api.routes.common import ServicesDep, TempDir, guarded, save_upload
+from layers.attributes import parse_field_overrides
 
 router = APIRouter(prefix="/api/v1/layers", tags=["规划图层 layers"])
 
