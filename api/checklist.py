@@ -38,5 +38,10 @@ def project_checklist(services: Any, code: str, version: str | None = None) -> d
         with services.cpu_slots:
             result = screener.screen(services.project_parcels(code, project), str(project["project_type"]))
     meta = services.stores.blueprints.summary(resolved)
-    return build_checklist(result, catalogue=services.catalogue, blueprint_checksum=blueprint_checksum(meta),
-                           project={k: project.get(k) for k in PROJECT_FIELDS}, stored=stored)
+    return build_checklist(
+        result,
+        catalogue=services.catalogue,
+        blueprint_checksum=blueprint_checksum(meta),
+        project={k: project.get(k) for k in PROJECT_FIELDS},
+        stored=stored,
+    )

@@ -103,7 +103,8 @@ def seed_one(client: TestClient, project: dict[str, Any], parcels: gpd.GeoDataFr
             return {"code": code, "verdict": "error", "error": created.json()}
     # a project with a declared plan (申报指标) is screened against the detailed plan's conditions too
     body = {"declared": project["declared"]} if project.get("declared") else None
-    checked = client.post(f"/api/v1/projects/{code}/checks", json=body, headers={"Idempotency-Key": f"demo-{code}"})
+    checked = client.post(f"/api/v1/projects/{code}/checks", json=body,
+                          headers={"Idempotency-Key": f"demo-{code}"})
     if checked.status_code not in (200, 201):
         return {"code": code, "verdict": "error", "error": checked.json()}
     result = checked.json()

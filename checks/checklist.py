@@ -24,9 +24,13 @@ def split_source(text: str) -> dict[str, str]:
 def _hit_item(hit: Mapping[str, Any], group: str, version: str) -> dict[str, Any]:
     """One line, zone or overlay the parcel touches, with where it comes from."""
     return {
-        "kind": hit.get("kind"), "name_zh": hit.get("name_zh"), "name_en": hit.get("name_en"),
-        "group": group, "rule": hit.get("rule"),
-        "overlap_m2": hit.get("overlap_area_m2"), "overlap_ratio": hit.get("overlap_ratio"),
+        "kind": hit.get("kind"),
+        "name_zh": hit.get("name_zh"),
+        "name_en": hit.get("name_en"),
+        "group": group,
+        "rule": hit.get("rule"),
+        "overlap_m2": hit.get("overlap_area_m2"),
+        "overlap_ratio": hit.get("overlap_ratio"),
         "below_tolerance": bool(hit.get("below_tolerance")),
         "sources": [{**split_source(s), "blueprint_version": version} for s in hit.get("feature_ids") or []],
         "piece_ids": list(hit.get("piece_ids") or []),
@@ -38,8 +42,11 @@ def _condition_item(condition: Mapping[str, Any], version: str) -> dict[str, Any
     findings = list(condition.get("findings") or [])
     return {
         **condition,
-        "source": {"layer": condition.get("layer"), "feature_id": condition.get("feature_id"),
-                   "blueprint_version": version},
+        "source": {
+            "layer": condition.get("layer"),
+            "feature_id": condition.get("feature_id"),
+            "blueprint_version": version,
+        },
         "findings": findings,
         "breaches": [f.get("indicator") for f in findings if f.get("ok") is False],
     }
@@ -67,7 +74,9 @@ def _sections(parcel: Mapping[str, Any], catalogue: Catalogue | None, version: s
 def _parcel_summary(entry: Mapping[str, Any]) -> dict[str, int]:
     assessments = entry["assessments"]
     return {
-        "controls": len(entry["controls"]), "zones": len(entry["zones"]), "overlays": len(entry["overlays"]),
+        "controls": len(entry["controls"]),
+        "zones": len(entry["zones"]),
+        "overlays": len(entry["overlays"]),
         "conditions": len(entry["conditions"]),
         "conditions_breached": sum(1 for c in entry["conditions"] if c.get("outcome") == "conflict"),
         "assessments_reusable": sum(1 for a in assessments if a.get("status") == REUSABLE),
@@ -79,24 +88,37 @@ def parcel_checklist(parcel: Mapping[str, Any], catalogue: Catalogue | None, ver
     """The checklist of one screened parcel."""
     assessments = [_assessment_item(a, version) for a in parcel.get("assessments") or []]
     entry: dict[str, Any] = {
-        "parcel_id": parcel.get("parcel_id"), "name": parcel.get("name") or "",
-        "area_m2": parcel.get("area_m2"), "verdict": parcel.get("verdict"),
+        "parcel_id": parcel.get("parcel_id"),
+        "name": parcel.get("name") or "",
+        "area_m2": parcel.get("area_m2"),
+        "verdict": parcel.get("verdict"),
         **_sections(parcel, catalogue, version),
         "conditions": [_condition_item(c, version) for c in parcel.get("conditions") or []],
         "assessments": assessments,
         # reusable (免于单独评估) apart from what is still to be done, as the developer reads it
         "assessments_reusable": [a["type"] for a in assessments if a.get("status") == REUSABLE],
-        "assessments_to_do": [a["type"] for a in sorted(
-            (a for a in assessments if a.get("status") != REUSABLE),
-            key=lambda a: ASSESSMENT_ORDER.index(a["status"]) if a.get("status") in ASSESSMENT_ORDER else 9)],
+        "assessments_to_do": [
+            a["type"]
+            for a in sorted(
+                (a for a in assessments if a.get("status") != REUSABLE),
+                key=lambda a: (
+                    ASSESSMENT_ORDER.index(a["status"]) if a.get("status") in ASSESSMENT_ORDER else 9
+                ),
+            )
+        ],
     }
     entry["summary"] = _parcel_summary(entry)
     return entry
 
 
-def build_checklist(result: Mapping[str, Any], *, catalogue: Catalogue | None = None,
-                    blueprint_checksum: str = "", project: Mapping[str, Any] | None = None,
-                    stored: bool = True) -> dict[str, Any]:
+def build_checklist(
+    result: Mapping[str, Any],
+    *,
+    catalogue: Catalogue | None = None,
+    blueprint_checksum: str = "",
+    project: Mapping[str, Any] | None = None,
+    stored: bool = True,
+) -> dict[str, Any]:
     """The 用地清单 of a screen result (a stored check's JSON, or one screened just now: ``stored=False``).
 
     Nothing is recomputed: every number, limit and status is the result's own, so the checklist and
@@ -104,11 +126,21 @@ def build_checklist(result: Mapping[str, Any], *, catalogue: Catalogue | None = 
     """
     version = str(result.get("blueprint_version") or "")
     parcels = [parcel_checklist(p, catalogue, version) for p in result.get("parcels") or []]
-    totals = {key: sum(p["summary"][key] for p in parcels) for key in
-              ("controls", "zones", "overlays", "conditions", "conditions_breached",
-               "assessments_reusable", "assessments_to_do")}
+    totals = {
+        key: sum(p["summary"][key] for p in parcels)
+        for key in (
+            "controls",
+            "zones",
+            "overlays",
+            "conditions",
+            "conditions_breached",
+            "assessments_reusable",
+            "assessments_to_do",
+        )
+    }
     return {
-        "title_zh": "用地清单", "title_en": "Land checklist",
+        "title_zh": "用地清单",
+        "title_en": "Land checklist",
         "check_id": result.get("check_id") if stored else None,
         "stored": stored,
         "blueprint": {"version": version, "checksum": blueprint_checksum},

@@ -1,4 +1,4 @@
-"""cli.checklist_cmd: `blueprint checklist` — the 用地清单 of parcels (JSON on stdout, Word/PDF with --out)."""
+"""cli.checklist_cmd: `blueprint checklist`, the 用地清单 of parcels (JSON on stdout, Word/PDF with --out)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,23 @@ def register(app: typer.Typer) -> None:
 
 def checklist(
     parcels: Path = typer.Argument(..., help="parcels: shapefile/zip, GeoPackage, GeoJSON, DXF, 部标 TXT…"),
-    version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest published)"),
-    project_type: str = typer.Option("industrial", "--type", "--project-type", "-t",
-                                     help="project type (`blueprint rules` lists them)"),
-    declare: list[str] = typer.Option([], "--declare",
-                                      help="the project's plan, repeatable: land_use=0701, far=2.8, "
-                                           "building_density=30, green_ratio=35, height_m=60"),
+    version: str | None = typer.Option(
+        None, "--version", help="blueprint version (default: latest published)"
+    ),
+    project_type: str = typer.Option(
+        "industrial", "--type", "--project-type", "-t", help="project type (`blueprint rules` lists them)"
+    ),
+    declare: list[str] = typer.Option(
+        [],
+        "--declare",
+        help="the project's plan, repeatable: land_use=0701, far=2.8, "
+        "building_density=30, green_ratio=35, height_m=60",
+    ),
     check_date: str | None = typer.Option(
-        None, "--check-date", help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
+        None,
+        "--check-date",
+        help="YYYY-MM-DD the regional assessments' validity is judged on (default today)",
+    ),
     out: Path | None = typer.Option(None, "--out", help="also write the checklist as .docx or .pdf"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of a file that declares none, e.g. EPSG:4527"),
     encoding: str | None = typer.Option(None, "--encoding", help="attribute encoding, e.g. GBK"),
@@ -51,20 +60,29 @@ def checklist(
         try:
             rules.require_project_type(project_type)
             screener = _screener(settings, stores, catalogue, rules, version)
-            parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
-                                      layer=layer, limits=settings.submission_limits("cli"))
+            parcel_set = read_parcels(
+                parcels,
+                work_crs=settings.work_crs,
+                crs=crs,
+                encoding=encoding,
+                layer=layer,
+                limits=settings.submission_limits("cli"),
+            )
             result = screener.screen(parcel_set, project_type, declared=declared, check_date=day)
             meta = stores.blueprints.summary(str(result["blueprint_version"]))
         finally:
             stores.close()
-        sheet = build_checklist(result, catalogue=catalogue, blueprint_checksum=blueprint_checksum(meta),
-                                stored=False)
+        sheet = build_checklist(
+            result, catalogue=catalogue, blueprint_checksum=blueprint_checksum(meta), stored=False
+        )
         if out is not None:
             _write(sheet, out)
     emit(sheet)
-    note(f"用地清单: {sheet['summary']['parcels']} parcel(s), {sheet['summary']['conditions']} condition(s) "
-         f"({sheet['summary']['conditions_breached']} breached), {sheet['summary']['assessments_reusable']} "
-         f"reusable assessment(s), blueprint {sheet['blueprint']['version']}")
+    note(
+        f"用地清单: {sheet['summary']['parcels']} parcel(s), {sheet['summary']['conditions']} condition(s) "
+        f"({sheet['summary']['conditions_breached']} breached), {sheet['summary']['assessments_reusable']} "
+        f"reusable assessment(s), blueprint {sheet['blueprint']['version']}"
+    )
 
 
 def _write(sheet: dict[str, Any], out: Path) -> None:

@@ -1121,7 +1121,8 @@ def write_planning(city: City, specs: list[ParcelSpec], projects: list[dict[str,
     plan; returns the manifest layer entries and the deliberate plan-vs-boundary conflicts."""
     from layers.land_use import load_land_use_codes
 
-    avoid = shapely.STRtree(np.concatenate([city.redline.geometry.to_numpy(), city.farmland.geometry.to_numpy()]))
+    avoid = shapely.STRtree(np.concatenate([city.redline.geometry.to_numpy(),
+                                            city.farmland.geometry.to_numpy()]))
     seats = [lonlat_to_work(lon, lat) for _name, _district, lon, lat, _radius in SEATS]
     plan = planning.build_detailed_plan(rng_for(seed, "detailed_plan"), city.urban, seats, avoid,
                                         city.zones["agricultural_space"], snap)
@@ -1133,15 +1134,16 @@ def write_planning(city: City, specs: list[ParcelSpec], projects: list[dict[str,
     assessments = planning.build_assessments(city.urban, city.boundary, snap)
     assessments.to_crs(4490).to_file(ldir / "regional_assessments.geojson", driver="GeoJSON",
                                      layer_options={"COORDINATE_PRECISION": 9})
-    entries = [entry("layers/detailed_plan.gpkg", "detailed_plan", "控制性详细规划地块", "GPKG", layer="控规地块"),
+    entries = [entry("layers/detailed_plan.gpkg", "detailed_plan", "控制性详细规划地块", "GPKG",
+                     layer="控规地块"),
                entry("layers/regional_assessments.geojson", "regional_assessment", "区域评估成果", "GeoJSON")]
     codes = load_land_use_codes()
     found = planning.plan_conflicts(plan, city.urban.geometry.union_all(),
                                     lambda code: not codes.in_group(code, "urban_construction"))
-    conflicts = [conflict(f"C{6 + i}", "plan_use_outside_urban_boundary", ["detailed_plan", "urban_boundary"],
-                          f["geometry"], city, f"控规地块 {f['feature_id']}（{codes.get(f['land_use']).name_zh}，"
-                          f"{f['land_use']}）规划为城镇建设用地，却位于城镇开发边界外",
-                          feature_ids=[f["feature_id"]])
+    conflicts = [conflict(f"C{6 + i}", "plan_use_outside_urban_boundary",
+                          ["detailed_plan", "urban_boundary"], f["geometry"], city,
+                          f"控规地块 {f['feature_id']}（{codes.get(f['land_use']).name_zh}，{f['land_use']}）"
+                          "规划为城镇建设用地，却位于城镇开发边界外", feature_ids=[f["feature_id"]])
                  for i, f in enumerate(found)]
     return entries, conflicts
 

@@ -65,7 +65,8 @@ def planning_sections(doc: Document, conditions_no: str, assessments_no: str) ->
     doc.add_heading(f"{conditions_no}、规划条件 Planning conditions (detailed plan)", level=1)
     doc.add_paragraph("申报指标 Declared plan：{{ declared_text }}")
     doc.add_paragraph("{%p if not condition_rows %}")
-    doc.add_paragraph("地块不在控规地块范围内，或蓝图未含控制性详细规划 No detailed-plan parcel under the parcels.")
+    doc.add_paragraph("地块不在控规地块范围内，或蓝图未含控制性详细规划 "
+                      "No detailed-plan parcel under the parcels.")
     doc.add_paragraph("{%p endif %}")
     doc.add_paragraph("{%p if condition_rows %}")
     loop_table(
@@ -73,7 +74,8 @@ def planning_sections(doc: Document, conditions_no: str, assessments_no: str) ->
         ["地块 Parcel", "控规地块 Plan parcel", "用地性质 Land use", "指标 Indicator", "申报值 Declared",
          "规划限值 Limit", "余量 Margin", "结论 Result"],
         "c in condition_rows",
-        ["{{ c.parcel_id }}", "{{ c.layer }}:{{ c.feature_id }} {{ c.outcome_text }}", "{{ c.land_use_text }}",
+        ["{{ c.parcel_id }}", "{{ c.layer }}:{{ c.feature_id }} {{ c.outcome_text }}",
+         "{{ c.land_use_text }}",
          "{{ c.indicator_text }}", "{{ c.declared_text }}", "{{ c.limit_text }}", "{{ c.margin_text }}",
          "{{r c.ok_rich }}"],
         [1.4, 2.8, 2.6, 1.6, 1.6, 3.2, 1.4, 1.4],
@@ -224,7 +226,8 @@ def build_checklist() -> Document:
     key_value_table(doc, [
         ("地块数 Parcels", "{{ summary.parcels }}"),
         ("触及控制线 Control lines touched", "{{ summary.controls }}"),
-        ("规划条件 Planning conditions", "{{ summary.conditions }}（不符合 {{ summary.conditions_breached }}）"),
+        ("规划条件 Planning conditions",
+         "{{ summary.conditions }}（不符合 {{ summary.conditions_breached }}）"),
         ("可复用的区域评估 Reusable assessments", "{{ summary.assessments_reusable }}"),
         ("须开展的评估 Assessments to do", "{{ summary.assessments_to_do }}"),
     ])
@@ -245,8 +248,8 @@ def build_checklist() -> Document:
     doc.add_paragraph("{%p endif %}")
     planning_sections(doc, "四", "五")
     doc.add_heading("六、说明 Notes", level=1)
-    doc.add_paragraph("本清单由“一张蓝图”{{ blueprint.version }} 版自动生成，所列面积、限值与状态均取自依据的检查结果；"
-                      "来源要素以“图层:要素编号”标识，可在蓝图中逐一核对。")
+    doc.add_paragraph("本清单由“一张蓝图”{{ blueprint.version }} 版自动生成，"
+                      "所列面积、限值与状态均取自依据的检查结果；来源要素以“图层:要素编号”标识，可在蓝图中逐一核对。")
     doc.add_paragraph("Generated from blueprint {{ blueprint.version }}; every figure is the check's own. "
                       "Sources are given as layer:feature id.")
     return doc

@@ -21,12 +21,19 @@ def _layer_rows(parcels: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for p in parcels:
         for section in SECTIONS:
             for h in p.get(section) or []:
-                rows.append({
-                    **h, "parcel_id": str(p.get("parcel_id")), "section": section,
-                    "section_text": label(SECTION, section)[0], "rule_text": label(RULE, h.get("rule"))[0],
-                    "sources_text": "、".join(f"{s['layer']}:{s['feature_id']}" for s in h.get("sources") or []),
-                    "pieces_text": "、".join(h.get("piece_ids") or []),
-                })
+                rows.append(
+                    {
+                        **h,
+                        "parcel_id": str(p.get("parcel_id")),
+                        "section": section,
+                        "section_text": label(SECTION, section)[0],
+                        "rule_text": label(RULE, h.get("rule"))[0],
+                        "sources_text": "、".join(
+                            f"{s['layer']}:{s['feature_id']}" for s in h.get("sources") or []
+                        ),
+                        "pieces_text": "、".join(h.get("piece_ids") or []),
+                    }
+                )
     return rows
 
 
@@ -36,8 +43,9 @@ def _check_text(checklist: Mapping[str, Any]) -> str:
     return "即时检测，未存档（项目尚无该版本的检查） screened now, not stored"
 
 
-def checklist_context(checklist: Mapping[str, Any],
-                      project_types: Mapping[str, Label] | None = None) -> dict[str, Any]:
+def checklist_context(
+    checklist: Mapping[str, Any], project_types: Mapping[str, Label] | None = None
+) -> dict[str, Any]:
     """Everything the checklist documents show, from ``checks.checklist.build_checklist``."""
     parcels = list(checklist.get("parcels") or [])
     conditions = planning.conditions(parcels)

@@ -11,8 +11,10 @@ from viewer.labels import ASSESSMENT_STATUS, BOUND, CONDITION_OUTCOME, FINDING_O
 
 # limit key of a condition → (indicator, bound); the order the limits are listed in
 LIMITS: tuple[tuple[str, str, str], ...] = (
-    ("far_max", "far", "max"), ("far_min", "far", "min"),
-    ("building_density_max", "building_density", "max"), ("green_ratio_min", "green_ratio", "min"),
+    ("far_max", "far", "max"),
+    ("far_min", "far", "min"),
+    ("building_density_max", "building_density", "max"),
+    ("green_ratio_min", "green_ratio", "min"),
     ("height_max_m", "height_m", "max"),
 )
 UNIT = {"far": "", "building_density": "%", "green_ratio": "%", "height_m": " m"}
@@ -50,7 +52,9 @@ def limits_text(limits: Mapping[str, Any] | None) -> str:
     for key, indicator, bound in LIMITS:
         value = (limits or {}).get(key)
         if value is not None:
-            parts.append(f"{label(INDICATOR, indicator)[0]}{label(BOUND, bound)[0]} {value_text(indicator, value)}")
+            parts.append(
+                f"{label(INDICATOR, indicator)[0]}{label(BOUND, bound)[0]} {value_text(indicator, value)}"
+            )
     return "；".join(parts) or "无指标限制"
 
 
@@ -63,8 +67,11 @@ def _finding(f: Mapping[str, Any]) -> dict[str, Any]:
         "indicator": indicator,
         "indicator_text": label(INDICATOR, indicator)[0],
         "declared_text": code_text(declared) if is_use else value_text(indicator, declared),
-        "limit_text": (code_text(limit) if is_use else
-                       f"{label(BOUND, f.get('bound'))[0]} {value_text(indicator, limit)}"),
+        "limit_text": (
+            code_text(limit)
+            if is_use
+            else f"{label(BOUND, f.get('bound'))[0]} {value_text(indicator, limit)}"
+        ),
         "margin_text": NONE if is_use or f.get("margin") is None else value_text(indicator, f.get("margin")),
         "ok": ok,
         "ok_text": label(FINDING_OK, str(ok))[0] if ok is not None else NONE,
@@ -77,9 +84,13 @@ def condition_view(parcel_id: Any, c: Mapping[str, Any]) -> dict[str, Any]:
     """One plan parcel's condition for the page: land use, limits, findings, outcome, in words."""
     outcome = str(c.get("outcome") or "")
     return {
-        "parcel_id": str(parcel_id), "layer": c.get("layer") or "", "feature_id": str(c.get("feature_id") or ""),
-        "overlap_m2": c.get("overlap_m2"), "land_use_text": land_use_text(c.get("land_use")),
-        "limits_text": limits_text(c.get("limits")), "outcome": outcome,
+        "parcel_id": str(parcel_id),
+        "layer": c.get("layer") or "",
+        "feature_id": str(c.get("feature_id") or ""),
+        "overlap_m2": c.get("overlap_m2"),
+        "land_use_text": land_use_text(c.get("land_use")),
+        "limits_text": limits_text(c.get("limits")),
+        "outcome": outcome,
         "outcome_text": label(CONDITION_OUTCOME, outcome)[0],
         "findings": [_finding(f) for f in c.get("findings") or []],
     }
@@ -94,12 +105,36 @@ def finding_rows(views: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows for Word and Excel tables: one per finding, or one per condition with none declared."""
     rows = []
     for v in views:
-        base = {k: v[k] for k in ("parcel_id", "layer", "feature_id", "overlap_m2", "land_use_text",
-                                  "limits_text", "outcome_text")}
+        base = {
+            k: v[k]
+            for k in (
+                "parcel_id",
+                "layer",
+                "feature_id",
+                "overlap_m2",
+                "land_use_text",
+                "limits_text",
+                "outcome_text",
+            )
+        }
         for f in v["findings"] or [None]:
-            rows.append({**base, **(f or {"indicator_text": "适用指标", "declared_text": "未申报",
-                                           "limit_text": v["limits_text"], "margin_text": NONE,
-                                           "ok": None, "ok_text": NONE, "explanation_zh": ""})})
+            rows.append(
+                {
+                    **base,
+                    **(
+                        f
+                        or {
+                            "indicator_text": "适用指标",
+                            "declared_text": "未申报",
+                            "limit_text": v["limits_text"],
+                            "margin_text": NONE,
+                            "ok": None,
+                            "ok_text": NONE,
+                            "explanation_zh": "",
+                        }
+                    ),
+                }
+            )
     return rows
 
 
@@ -108,8 +143,10 @@ def documents_text(documents: Iterable[Mapping[str, Any]]) -> str:
     out = []
     for d in documents:
         state = "" if d.get("valid", True) else "，已过期"
-        out.append(f"{d.get('number') or '无文号'}（{d.get('approved') or '–'} 批准，有效期至 "
-                   f"{d.get('valid_until') or '–'}{state}；{d.get('layer') or ''}:{d.get('feature_id') or ''}）")
+        out.append(
+            f"{d.get('number') or '无文号'}（{d.get('approved') or '–'} 批准，有效期至 "
+            f"{d.get('valid_until') or '–'}{state}；{d.get('layer') or ''}:{d.get('feature_id') or ''}）"
+        )
     return "；".join(out)
 
 
@@ -119,15 +156,21 @@ def assessments(parcels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for p in parcels:
         for a in p.get("assessments") or []:
             status = str(a.get("status") or "")
-            rows.append({
-                "parcel_id": str(p.get("parcel_id")), "type": a.get("type"),
-                "name_zh": a.get("name_zh") or str(a.get("type")), "name_en": a.get("name_en") or "",
-                "status": status, "status_text": label(ASSESSMENT_STATUS, status)[0],
-                "status_en": label(ASSESSMENT_STATUS, status)[1],
-                "covered_m2": a.get("covered_m2"), "uncovered_m2": a.get("uncovered_m2"),
-                "documents_text": documents_text(a.get("documents") or []) or "无 none",
-                "explanation_zh": a.get("explanation_zh") or "",
-            })
+            rows.append(
+                {
+                    "parcel_id": str(p.get("parcel_id")),
+                    "type": a.get("type"),
+                    "name_zh": a.get("name_zh") or str(a.get("type")),
+                    "name_en": a.get("name_en") or "",
+                    "status": status,
+                    "status_text": label(ASSESSMENT_STATUS, status)[0],
+                    "status_en": label(ASSESSMENT_STATUS, status)[1],
+                    "covered_m2": a.get("covered_m2"),
+                    "uncovered_m2": a.get("uncovered_m2"),
+                    "documents_text": documents_text(a.get("documents") or []) or "无 none",
+                    "explanation_zh": a.get("explanation_zh") or "",
+                }
+            )
     return rows
 
 

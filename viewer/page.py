@@ -15,8 +15,8 @@ from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from pyproj import CRS
 
 from layers.catalogue import Catalogue
-from layers.land_use import load_land_use_codes
 from layers.crs import crs_label
+from layers.land_use import load_land_use_codes
 from viewer.tiles import CONFLICTS, UNPLANNED
 
 STATIC_URL = "/viewer/static"

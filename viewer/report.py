@@ -20,6 +20,7 @@ from pyproj import CRS
 from blueprint.checksum import blueprint_checksum
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS, crs_label
+from viewer import conditions as planning
 from viewer.labels import (
     DECISION,
     REPAIR_ACTION,
@@ -31,7 +32,6 @@ from viewer.labels import (
     label,
     zh_en,
 )
-from viewer import conditions as planning
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
 from viewer.tiles import UNPLANNED

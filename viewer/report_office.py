@@ -75,7 +75,8 @@ def planning_values(context: dict[str, Any]) -> dict[str, Any]:
     return {
         "condition_rows": [{**r, "ok_rich": ok_rich(r.get("ok"), r["ok_text"])}
                            for r in context.get("condition_rows") or []],
-        "assessments": [{**a, "status_rich": RichText(a["status_text"], color=STATUS_COLOUR.get(a["status"], PLAIN),
+        "assessments": [{**a, "status_rich": RichText(a["status_text"],
+                                                       color=STATUS_COLOUR.get(a["status"], PLAIN),
                                                        bold=a["status"] == "exempt")}
                         for a in context.get("assessments") or []],
     }
@@ -164,14 +165,18 @@ def _requirements_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
             sheet.write_string(row_no, col, str(r.get(key) or ""))
 
 
-CONDITION_COLUMNS = [("地块 Parcel", "parcel_id"), ("图层 Layer", "layer"), ("控规地块 Plan parcel", "feature_id"),
-                     ("重叠面积 m² Overlap", "overlap_m2"), ("用地性质 Land use", "land_use_text"),
-                     ("指标 Indicator", "indicator_text"), ("申报值 Declared", "declared_text"),
-                     ("规划限值 Limit", "limit_text"), ("余量 Margin", "margin_text"), ("结论 Result", "ok_text"),
-                     ("地块结论 Outcome", "outcome_text"), ("说明 Explanation", "explanation_zh")]
-ASSESSMENT_COLUMNS = [("地块 Parcel", "parcel_id"), ("评估事项 Assessment", "name_zh"), ("状态 Status", "status_text"),
-                      ("已覆盖 m² Covered", "covered_m2"), ("未覆盖 m² Uncovered", "uncovered_m2"),
-                      ("成果文件 Documents", "documents_text"), ("说明 Explanation", "explanation_zh")]
+CONDITION_COLUMNS = [
+    ("地块 Parcel", "parcel_id"), ("图层 Layer", "layer"), ("控规地块 Plan parcel", "feature_id"),
+    ("重叠面积 m² Overlap", "overlap_m2"), ("用地性质 Land use", "land_use_text"),
+    ("指标 Indicator", "indicator_text"), ("申报值 Declared", "declared_text"),
+    ("规划限值 Limit", "limit_text"), ("余量 Margin", "margin_text"), ("结论 Result", "ok_text"), ("地块结论 Outcome", "outcome_text"),
+    ("说明 Explanation", "explanation_zh"),
+]
+ASSESSMENT_COLUMNS = [
+    ("地块 Parcel", "parcel_id"), ("评估事项 Assessment", "name_zh"), ("状态 Status", "status_text"),
+    ("已覆盖 m² Covered", "covered_m2"), ("未覆盖 m² Uncovered", "uncovered_m2"),
+    ("成果文件 Documents", "documents_text"), ("说明 Explanation", "explanation_zh"),
+]
 
 
 def _planning_sheets(book: Any, context: dict[str, Any], head: Any, area: Any) -> None:

@@ -34,13 +34,16 @@ def _context(request: Request, checklist: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attachment(code: str, suffix: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="checklist-{code}.{suffix}"',
-            "Cache-Control": "private, no-store"}
+    return {
+        "Content-Disposition": f'attachment; filename="checklist-{code}.{suffix}"',
+        "Cache-Control": "private, no-store",
+    }
 
 
 @router.get("/{code}/checklist", summary="用地清单 What the blueprint says about the project's land")
-async def checklist_json(code: str, services: ServicesDep, who: Reader,
-                         version: str | None = VersionQuery) -> dict[str, Any]:
+async def checklist_json(
+    code: str, services: ServicesDep, who: Reader, version: str | None = VersionQuery
+) -> dict[str, Any]:
     """Per parcel: the control lines, zones and overlays it touches, the planning conditions that apply
     (with the declared plan's findings), the regional assessments reusable or still due — each with
     its source layer, feature id and the blueprint version (and checksum). Uses the project's newest
@@ -48,10 +51,15 @@ async def checklist_json(code: str, services: ServicesDep, who: Reader,
     return await _checklist(services, code, version)
 
 
-@router.get("/{code}/checklist.docx", summary="用地清单（Word）", response_class=Response,
-            responses={200: {"content": {DOCX: {}}}})
-async def checklist_docx(code: str, request: Request, services: ServicesDep, who: Reader,
-                         version: str | None = VersionQuery) -> Response:
+@router.get(
+    "/{code}/checklist.docx",
+    summary="用地清单（Word）",
+    response_class=Response,
+    responses={200: {"content": {DOCX: {}}}},
+)
+async def checklist_docx(
+    code: str, request: Request, services: ServicesDep, who: Reader, version: str | None = VersionQuery
+) -> Response:
     from viewer.checklist_doc import checklist_docx as render
 
     context = _context(request, await _checklist(services, code, version))
@@ -59,10 +67,15 @@ async def checklist_docx(code: str, request: Request, services: ServicesDep, who
     return Response(data, media_type=DOCX, headers=_attachment(code, "docx"))
 
 
-@router.get("/{code}/checklist.pdf", summary="用地清单（PDF）", response_class=Response,
-            responses={200: {"content": {"application/pdf": {}}}})
-async def checklist_pdf(code: str, request: Request, services: ServicesDep, who: Reader,
-                        version: str | None = VersionQuery) -> Response:
+@router.get(
+    "/{code}/checklist.pdf",
+    summary="用地清单（PDF）",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def checklist_pdf(
+    code: str, request: Request, services: ServicesDep, who: Reader, version: str | None = VersionQuery
+) -> Response:
     from viewer.checklist_doc import checklist_pdf as render
     from viewer.report import ReportUnavailable
 

@@ -1,4 +1,4 @@
-"""GET /api/v1/projects/{code}/checklist[.docx|.pdf] on a city with a detailed plan and regional assessments."""
+"""GET /api/v1/projects/{code}/checklist[.docx|.pdf] on a city with a detailed plan and assessments."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ docx = pytest.importorskip("docx")
 
 # the project parcel PASS_PARCEL is [1500,1600] × [400,500] = 10,000 m², inside the urban boundary
 PLAN = {"YDDM": ["1001"], "RJL": [2.0], "JZMD": [40.0], "LDL": [15.0], "JZXG": [30.0]}
-ASSESSMENTS = [  # (type, number, approved, valid until, area): geohazard covers it, flood half, seismic expired
+# (type, number, approved, valid until, area): geohazard covers it, flood half, seismic expired
+ASSESSMENTS = [
     ("geohazard", "铜自然资〔2025〕3号", "2025-01-10", "2099-12-31", (1000, 0, 2000, 1000)),
     ("flood_impact", "铜水〔2025〕8号", "2025-02-01", "2099-12-31", (1000, 0, 1550, 1000)),
     ("seismic_safety", "铜震〔2015〕1号", "2015-05-01", "2020-05-01", (1000, 0, 2000, 1000)),
@@ -39,8 +40,12 @@ ASSESSMENTS = [  # (type, number, approved, valid until, area): geohazard covers
 
 def _upload(api: Api, path: Path, kind: str) -> None:
     with path.open("rb") as fh:
-        r = api.post("admin", "/api/v1/layers", files={"file": (path.name, fh, "application/geo+json")},
-                      data={"kind": kind, "name": kind})
+        r = api.post(
+            "admin",
+            "/api/v1/layers",
+            files={"file": (path.name, fh, "application/geo+json")},
+            data={"kind": kind, "name": kind},
+        )
     assert r.status_code == 201, r.text
 
 
@@ -48,15 +53,22 @@ def _publish(api: Api, tmp: Path) -> str:
     for kind in LAYERS:
         _upload(api, write_layer(tmp, kind), kind)
     plan = tmp / "detailed_plan.geojson"
-    gpd.GeoDataFrame({"编号": ["KG-01"], **PLAN}, geometry=[rect(1400, 300, 1700, 600)],
-                     crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(plan, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {"编号": ["KG-01"], **PLAN}, geometry=[rect(1400, 300, 1700, 600)], crs="EPSG:4548"
+    ).to_crs(OUTPUT_CRS).to_file(plan, driver="GeoJSON")
     _upload(api, plan, "detailed_plan")
     pg = tmp / "regional_assessment.geojson"
-    gpd.GeoDataFrame({"编号": [f"PG-{i}" for i in range(1, 4)], "PGLX": [a[0] for a in ASSESSMENTS],
-                      "WH": [a[1] for a in ASSESSMENTS], "PZRQ": [a[2] for a in ASSESSMENTS],
-                      "YXQZ": [a[3] for a in ASSESSMENTS]},
-                     geometry=[rect(*a[4]) for a in ASSESSMENTS], crs="EPSG:4548").to_crs(OUTPUT_CRS).to_file(
-        pg, driver="GeoJSON")
+    gpd.GeoDataFrame(
+        {
+            "编号": [f"PG-{i}" for i in range(1, 4)],
+            "PGLX": [a[0] for a in ASSESSMENTS],
+            "WH": [a[1] for a in ASSESSMENTS],
+            "PZRQ": [a[2] for a in ASSESSMENTS],
+            "YXQZ": [a[3] for a in ASSESSMENTS],
+        },
+        geometry=[rect(*a[4]) for a in ASSESSMENTS],
+        crs="EPSG:4548",
+    ).to_crs(OUTPUT_CRS).to_file(pg, driver="GeoJSON")
     _upload(api, pg, "regional_assessment")
     version = api.post("admin", "/api/v1/blueprints", json={}).json()["version"]
     assert api.post("admin", f"/api/v1/blueprints/{version}/publish").status_code == 200
@@ -77,8 +89,14 @@ def planned(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def _project(api: Api) -> str:
     from tests.api.conftest import collection
 
-    body = {"code": national_code(), "name": "铜陵新材料厂房", "project_type": "industrial",
-            "applicant": "某公司", "district": "铜官区", "parcels": collection(PASS_PARCEL)}
+    body = {
+        "code": national_code(),
+        "name": "铜陵新材料厂房",
+        "project_type": "industrial",
+        "applicant": "某公司",
+        "district": "铜官区",
+        "parcels": collection(PASS_PARCEL),
+    }
     r = api.post("planner", "/api/v1/projects", json=body)
     assert r.status_code == 201, r.text
     return str(r.json()["code"])
@@ -116,8 +134,9 @@ def test_screened_project_uses_its_stored_check(planned: Api) -> None:
     code = _project(planned)
     declared = {"land_use": "1001", "far": 2.8, "height_m": 24}
     check = planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": declared}).json()
-    sheet = planned.get("planner", f"/api/v1/projects/{code}/checklist",
-                        params={"version": planned.version}).json()
+    sheet = planned.get(
+        "planner", f"/api/v1/projects/{code}/checklist", params={"version": planned.version}
+    ).json()
     assert sheet["stored"] is True and sheet["check_id"] == check["check_id"]
     assert sheet["verdict"] == check["verdict"] == "conflict"
     assert sheet["declared"] == {"land_use": "1001", "far": 2.8, "height_m": 24.0}
@@ -143,8 +162,11 @@ def test_word_and_pdf(planned: Api) -> None:
 
 
 def test_unknown_project_and_version(planned: Api) -> None:
-    assert_error(planned.get("reviewer", "/api/v1/projects/2026-340705-39-03-999999/checklist"), 404,
-                 "project_not_found")
+    assert_error(
+        planned.get("reviewer", "/api/v1/projects/2026-340705-39-03-999999/checklist"),
+        404,
+        "project_not_found",
+    )
     code = _project(planned)
     r = planned.get("reviewer", f"/api/v1/projects/{code}/checklist", params={"version": "v99"})
     assert r.status_code == 404 and r.json()["code"] == "blueprint_not_found"
@@ -153,8 +175,7 @@ def test_unknown_project_and_version(planned: Api) -> None:
 def test_review_reports_carry_conditions_and_assessments(planned: Api) -> None:
     openpyxl = pytest.importorskip("openpyxl")
     code = _project(planned)
-    check = planned.post("planner", f"/api/v1/projects/{code}/checks",
-                         json={"declared": {"far": 2.8}}).json()
+    check = planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": {"far": 2.8}}).json()
     base = f"/api/v1/checks/{check['check_id']}/report"
     html = planned.get("reviewer", f"{base}.html").text
     assert "规划条件" in html and "区域评估" in html and 'class="ok-false">超出' in html
@@ -162,7 +183,10 @@ def test_review_reports_carry_conditions_and_assessments(planned: Api) -> None:
     doc = docx.Document(io.BytesIO(planned.get("reviewer", f"{base}.docx").content))
     text = "\n".join(p.text for p in doc.paragraphs)
     cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
-    assert "四、规划条件 Planning conditions (detailed plan)" in text and "五、区域评估 Regional assessments" in text
+    assert (
+        "四、规划条件 Planning conditions (detailed plan)" in text
+        and "五、区域评估 Regional assessments" in text
+    )
     assert "容积率" in cells and "不大于 2" in cells and "超出" in cells and "已过期（须重新评估）" in cells
     book = openpyxl.load_workbook(io.BytesIO(planned.get("reviewer", f"{base}.xlsx").content))
     rows = list(book["规划条件"].iter_rows(min_row=2, values_only=True))

@@ -11,7 +11,6 @@ from layers.catalogue import load_catalogue
 from tests.checklist_sample import sample_result
 
 
-
 @pytest.fixture
 def result() -> dict[str, Any]:
     return sample_result()
@@ -26,8 +25,10 @@ def test_sections_sort_hits_by_catalogue_group_with_sources(result: dict[str, An
     assert [o["kind"] for o in p1["overlays"]] == ["geohazard_zone"]
     farmland = p1["controls"][0]
     assert farmland["overlap_m2"] == 1000.0
-    assert farmland["sources"] == [{"layer": "农田", "feature_id": "F-9", "blueprint_version": "v3"},
-                                   {"layer": "农田", "feature_id": "F-10", "blueprint_version": "v3"}]
+    assert farmland["sources"] == [
+        {"layer": "农田", "feature_id": "F-9", "blueprint_version": "v3"},
+        {"layer": "农田", "feature_id": "F-10", "blueprint_version": "v3"},
+    ]
     assert farmland["piece_ids"] == ["000012", "000013"]
     assert sheet["blueprint"] == {"version": "v3", "checksum": "abc"}
     assert sheet["check_id"] == "chk_1" and sheet["stored"] is True
@@ -47,8 +48,15 @@ def test_assessments_split_reusable_from_to_do_in_urgency_order(result: dict[str
     p1 = build_checklist(result, catalogue=load_catalogue())["parcels"][0]
     assert p1["assessments_reusable"] == ["geohazard"]
     # five due first (in the result's order), then expired, then partial
-    assert p1["assessments_to_do"] == ["land_survey", "mineral_overlay", "soil_water", "cultural_relics",
-                                       "climate_feasibility", "seismic_safety", "flood_impact"]
+    assert p1["assessments_to_do"] == [
+        "land_survey",
+        "mineral_overlay",
+        "soil_water",
+        "cultural_relics",
+        "climate_feasibility",
+        "seismic_safety",
+        "flood_impact",
+    ]
     geo = next(a for a in p1["assessments"] if a["type"] == "geohazard")
     assert geo["documents"][0]["number"] == "铜自然资〔2025〕12号"
     assert geo["documents"][0]["blueprint_version"] == "v3"
@@ -57,10 +65,24 @@ def test_assessments_split_reusable_from_to_do_in_urgency_order(result: dict[str
 def test_summary_counts(result: dict[str, Any]) -> None:
     sheet = build_checklist(result, catalogue=load_catalogue())
     assert sheet["parcels"][0]["summary"] == {
-        "controls": 1, "zones": 1, "overlays": 1, "conditions": 2, "conditions_breached": 1,
-        "assessments_reusable": 1, "assessments_to_do": 7}
-    assert sheet["summary"] == {"parcels": 2, "controls": 1, "zones": 1, "overlays": 1, "conditions": 2,
-                                "conditions_breached": 1, "assessments_reusable": 1, "assessments_to_do": 7}
+        "controls": 1,
+        "zones": 1,
+        "overlays": 1,
+        "conditions": 2,
+        "conditions_breached": 1,
+        "assessments_reusable": 1,
+        "assessments_to_do": 7,
+    }
+    assert sheet["summary"] == {
+        "parcels": 2,
+        "controls": 1,
+        "zones": 1,
+        "overlays": 1,
+        "conditions": 2,
+        "conditions_breached": 1,
+        "assessments_reusable": 1,
+        "assessments_to_do": 7,
+    }
 
 
 def test_parcel_without_conditions_or_assessments_and_a_fresh_screen(result: dict[str, Any]) -> None:
@@ -70,7 +92,10 @@ def test_parcel_without_conditions_or_assessments_and_a_fresh_screen(result: dic
     assert sheet["check_id"] is None and sheet["stored"] is False and sheet["project"] == {"code": "2026-1"}
     # without a catalogue no group is guessed: every hit but the own-section kinds lands in "other"
     assert [h["kind"] for h in sheet["parcels"][0]["other"]] == [
-        "permanent_farmland", "urban_space", "geohazard_zone"]
+        "permanent_farmland",
+        "urban_space",
+        "geohazard_zone",
+    ]
 
 
 def test_split_source_keeps_colons_in_the_feature_id() -> None:

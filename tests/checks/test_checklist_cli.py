@@ -30,7 +30,8 @@ def data_dir(tmp_path_factory):
         stores.close()
     # A spans red line [50,100], farmland [100,200] and urban [200,250] × [50,150]; B sits in urban only
     parcels(rect(50, 50, 250, 150), rect(210, 10, 260, 60), ids=["A", "B"]).frame.to_file(
-        root / "mixed.geojson", driver="GeoJSON")
+        root / "mixed.geojson", driver="GeoJSON"
+    )
     return root
 
 
@@ -52,9 +53,13 @@ def test_checklist_lists_lines_and_zones_with_sources(run, data_dir):
     lines = {c["kind"]: c for c in a["controls"]}
     # 50 × 100 m on the red line, 100 × 100 on farmland, 50 × 100 inside the urban boundary
     assert {k: round(v["overlap_m2"]) for k, v in lines.items()} == {
-        "ecological_redline": 5000, "permanent_farmland": 10000, "urban_boundary": 5000}
+        "ecological_redline": 5000,
+        "permanent_farmland": 10000,
+        "urban_boundary": 5000,
+    }
     assert lines["permanent_farmland"]["sources"] == [
-        {"layer": "farmland", "feature_id": "P000002-per", "blueprint_version": "v1"}]
+        {"layer": "farmland", "feature_id": "P000002-per", "blueprint_version": "v1"}
+    ]
     assert {z["kind"] for z in a["zones"]} == {"ecological_space", "agricultural_space", "urban_space"}
     b = sheet["parcels"][1]
     assert [c["kind"] for c in b["controls"]] == ["urban_boundary"] and b["overlays"] == []
@@ -77,15 +82,18 @@ def test_checklist_writes_word(run, data_dir, tmp_path):
     assert json.loads(result.stdout)["parcels"][0]["parcel_id"] == "A"
 
 
-@pytest.mark.parametrize(("args", "code", "words"), [
-    (("--declare", "far=abc"), "invalid_declared", "declared.far"),
-    (("--declare", "colour=red"), "invalid_declared", "colour"),
-    (("--declare", "land_use=9999"), "invalid_declared", "land_use"),
-    (("--declare", "far"), "invalid_declared", "NAME=VALUE"),
-    (("--check-date", "tomorrow"), "check_error", "YYYY-MM-DD"),
-    (("--out", "x.txt"), "check_error", ".docx or .pdf"),
-    (("--version", "v9"), "blueprint_not_found", "v9"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("--declare", "far=abc"), "invalid_declared", "declared.far"),
+        (("--declare", "colour=red"), "invalid_declared", "colour"),
+        (("--declare", "land_use=9999"), "invalid_declared", "land_use"),
+        (("--declare", "far"), "invalid_declared", "NAME=VALUE"),
+        (("--check-date", "tomorrow"), "check_error", "YYYY-MM-DD"),
+        (("--out", "x.txt"), "check_error", ".docx or .pdf"),
+        (("--version", "v9"), "blueprint_not_found", "v9"),
+    ],
+)
 def test_checklist_bad_input_exits_3_naming_it(run, data_dir, args, code, words):
     result = run("checklist", data_dir / "mixed.geojson", *args)
     assert result.exit_code == 3, result.output

@@ -34,7 +34,6 @@ from tests.viewer.test_workbench import (  # noqa: E402
     ADMIN,
     BUBIAO,
     LAYERS,
-    PLANNER,
     REVIEWER,
     download,
     open_page,
@@ -44,14 +43,29 @@ from tests.viewer.test_workbench import (  # noqa: E402
 
 CODE = "2026-340705-47-01-000456"
 PLAN = gpd.GeoDataFrame(
-    {"编号": ["KG-A", "KG-B"], "YDDM": ["1001", "0901"], "RJL": [1.5, 3.0], "JZMD": [50.0, 40.0],
-     "LDL": [15.0, 20.0], "JZXG": [24.0, 60.0]},
+    {
+        "编号": ["KG-A", "KG-B"],
+        "YDDM": ["1001", "0901"],
+        "RJL": [1.5, 3.0],
+        "JZMD": [50.0, 40.0],
+        "LDL": [15.0, 20.0],
+        "JZXG": [24.0, 60.0],
+    },
     # KG-A holds TL-A01 (E 512000–512200, N 3421000–3421150) whole; KG-B lies east of it
-    geometry=[b(11900, 900, 12300, 1300), b(12900, 0, 13500, 1000)], crs=WORK)
+    geometry=[b(11900, 900, 12300, 1300), b(12900, 0, 13500, 1000)],
+    crs=WORK,
+)
 ASSESSMENTS = gpd.GeoDataFrame(
-    {"编号": ["PG-1", "PG-2"], "PGLX": ["geohazard", "地震安全性评价"], "WH": ["铜自然资〔2025〕3号", "铜震〔2015〕1号"],
-     "PZRQ": ["2025-01-10", "2015-05-01"], "YXQZ": ["2099-12-31", "2020-05-01"]},
-    geometry=[b(10000, -1000, 15000, 3000), b(10000, -1000, 15000, 3000)], crs=WORK)
+    {
+        "编号": ["PG-1", "PG-2"],
+        "PGLX": ["geohazard", "地震安全性评价"],
+        "WH": ["铜自然资〔2025〕3号", "铜震〔2015〕1号"],
+        "PZRQ": ["2025-01-10", "2015-05-01"],
+        "YXQZ": ["2099-12-31", "2020-05-01"],
+    },
+    geometry=[b(10000, -1000, 15000, 3000), b(10000, -1000, 15000, 3000)],
+    crs=WORK,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +73,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("planning")
     settings = Settings(_env_file=None, data_dir=tmp, dev_mode=True)
     with serving(create_app(settings)) as base:
-        publish_layers(base, ADMIN, {**LAYERS, "detailed_plan": PLAN, "regional_assessment": ASSESSMENTS},
-                       WORK, tmp)
+        publish_layers(
+            base, ADMIN, {**LAYERS, "detailed_plan": PLAN, "regional_assessment": ASSESSMENTS}, WORK, tmp
+        )
         yield base
 
 
@@ -78,7 +93,8 @@ def shot(page: Any, name: str, locator: Any = None) -> None:
 
 
 def test_declared_plan_breach_and_exempt_assessment_in_workbench_and_viewer(
-        chromium: Any, service: str, tmp_path: Path) -> None:
+    chromium: Any, service: str, tmp_path: Path
+) -> None:
     page = workbench(chromium, service, size=(1366, 900))
     uses = page.get_by_label("用地性质").locator("option").all_inner_texts()
     assert "未申报 not declared" in uses and any(u.strip() == "工业用地（1001）" for u in uses)
@@ -103,12 +119,17 @@ def test_declared_plan_breach_and_exempt_assessment_in_workbench_and_viewer(
     assert far.get_attribute("class").split()[-1] == "ob-breach"
     assert "超出" in far.inner_text() and "不大于 1.5" in far.inner_text() and "-0.5" in far.inner_text()
     # the breach is drawn red, the height within its limit green
-    assert far.locator(".ob-result").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(215, 25, 28)"
+    assert (
+        far.locator(".ob-result").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(215, 25, 28)"
+    )
     height = kg_a.locator("tr.ob-finding[data-indicator='height_m']")
     assert "符合" in height.inner_text() and "ob-ok" in (height.get_attribute("class") or "")
     geo = page.locator("#ob-assessments tr[data-type='geohazard']").first
     assert "可复用（免于单独评估）" in geo.inner_text() and "铜自然资〔2025〕3号" in geo.inner_text()
-    assert "已过期（须重新评估）" in page.locator("#ob-assessments tr[data-type='seismic_safety']").first.inner_text()
+    assert (
+        "已过期（须重新评估）"
+        in page.locator("#ob-assessments tr[data-type='seismic_safety']").first.inner_text()
+    )
     text = page.get_by_role("region", name="检测结果").inner_text()
     for raw in ("exempt", "expired", "far_max", "listed"):
         assert raw not in text
