@@ -169,7 +169,8 @@ CONDITION_COLUMNS = [
     ("地块 Parcel", "parcel_id"), ("图层 Layer", "layer"), ("控规地块 Plan parcel", "feature_id"),
     ("重叠面积 m² Overlap", "overlap_m2"), ("用地性质 Land use", "land_use_text"),
     ("指标 Indicator", "indicator_text"), ("申报值 Declared", "declared_text"),
-    ("规划限值 Limit", "limit_text"), ("余量 Margin", "margin_text"), ("结论 Result", "ok_text"), ("地块结论 Outcome", "outcome_text"),
+    ("规划限值 Limit", "limit_text"), ("余量 Margin", "margin_text"), ("结论 Result", "ok_text"),
+    ("地块结论 Outcome", "outcome_text"),
     ("说明 Explanation", "explanation_zh"),
 ]
 ASSESSMENT_COLUMNS = [
