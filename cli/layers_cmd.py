@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Any:
-    from api.settings import get_settings
+    from runtime.settings import get_settings
 
     return get_settings()
 
@@ -98,10 +98,10 @@ def import_layer(
 
     Large GeoPackage, Shapefile and FlatGeobuf layers are read, repaired and stored chunk by chunk.
     """
-    from cli.context import open_stores
     from layers.attributes import parse_field_overrides
     from layers.catalogue import load_catalogue
     from layers.stream import open_layer
+    from runtime.stores import open_stores
 
     settings = _settings()
     values = _raster_values(raster_values)

@@ -23,8 +23,8 @@ from api.routes.common import (
     read_json,
     validate,
 )
-from api.services import CheckOutcome
 from checks.errors import InvalidDeclaredError
+from runtime.caches import CheckOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["合规检测 checks"])
 

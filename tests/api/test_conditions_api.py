@@ -235,3 +235,23 @@ def test_bad_field_mapping_and_unknown_code_are_422(fresh: Api, tmp_path: Path):
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "unknown_land_use_code" and "X-1" in r.json()["detail"]
     assert "0799" in r.json()["detail"]
+
+
+def test_rescreening_after_a_publish_keeps_the_declared_values(planned: Api):
+    """Runs last in this module: it publishes v2 (the same layers) and re-screens a project against it."""
+    from runtime.rescreen import rescreen_project
+
+    code = national_code()
+    r = planned.post("planner", "/api/v1/projects", json={
+        "code": code, "name": "铜陵测试仓库", "project_type": "industrial", "applicant": "测试公司",
+        "district": "铜官区", "parcels": collection(PARCEL)})
+    assert r.status_code == 201, r.text
+    r = planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": {"far": 1.6}})
+    assert r.status_code == 201 and r.json()["verdict"] == "conflict"
+    assert planned.post("admin", "/api/v1/blueprints", json={}).status_code == 201
+    assert planned.post("admin", "/api/v1/blueprints/v2/publish").status_code == 200
+    rescreen_project(planned.services, code, "v2", "job-test")  # None when the in-process worker was first
+    latest = planned.services.projects.get(code)["latest_check_id"]
+    result = json.loads(planned.services.stores.checks.get(latest))
+    assert result["blueprint_version"] == "v2"
+    assert result["declared"] == {"far": 1.6} and result["verdict"] == "conflict"

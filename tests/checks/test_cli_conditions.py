@@ -7,12 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from api.settings import Settings
 from blueprint.merge import build_blueprint
 from blueprint.precedence import load_precedence
-from cli.context import open_stores
 from cli.main import build_app
 from layers.catalogue import load_catalogue
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.checks.conftest import parcels, rect
 from tests.checks.test_conditions import _layer
 

@@ -357,3 +357,15 @@ def test_overlaps_are_plane_areas_in_the_parcels_own_zone():
     seismic = next(a for a in parcel["assessments"] if a["type"] == "seismic_safety")
     assert seismic["status"] == "exempt"
     assert seismic["covered_m2"] == pytest.approx(parcel["area_m2"], abs=1e-3)
+
+
+@pytest.mark.parametrize(("top", "status", "uncovered"), [
+    (100.005, "exempt", 0.5),  # 100 m × 5 mm uncovered: below 1 m² and 0.1 %: fully covered within tolerance
+    (100.5, "partial", 50.0),  # 100 m × 0.5 m uncovered: above 1 m²
+])
+def test_exempt_means_covered_within_the_overlap_tolerance(screener, top, status, uncovered):
+    parcel = screen(screener, rect(150, 20, 250, top))["parcels"][0]
+    geo = next(a for a in parcel["assessments"] if a["type"] == "geohazard")
+    assert geo["status"] == status
+    assert geo["uncovered_m2"] == pytest.approx(uncovered, abs=1e-6)
+    assert geo["covered_m2"] == pytest.approx(8000.0, abs=1e-6)  # 100 m × 80 m below y = 100
