@@ -43,7 +43,7 @@ def checklist(
 ) -> None:
     """用地清单: lines, zones, overlays, planning conditions and regional assessments of the parcels,
     each with its source layer, feature id and blueprint version. Nothing is stored. Exit 3 on bad input."""
-    from api.settings import get_settings
+    from runtime.settings import get_settings
     from blueprint.checksum import blueprint_checksum
     from checks.checklist import build_checklist
     from checks.conditions import parse_declared

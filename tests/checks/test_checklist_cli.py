@@ -9,9 +9,9 @@ import pytest
 from docx import Document
 from typer.testing import CliRunner
 
-from api.settings import Settings
+from runtime.settings import Settings
 from blueprint.checksum import blueprint_checksum
-from cli.context import open_stores
+from runtime.stores import open_stores
 from cli.main import build_app
 from tests.checks.conftest import make_blueprint, parcels, rect
 

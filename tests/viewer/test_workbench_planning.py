@@ -29,7 +29,7 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api")
 docx = pytest.importorskip("docx")
 from api.app import create_app  # noqa: E402
-from api.settings import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from tests.viewer.test_workbench import (  # noqa: E402
     ADMIN,
     BUBIAO,
