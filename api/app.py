@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import (
         admin,
         blueprints,
+        checklist,
         checks,
         events,
         health,
@@ -179,7 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
     app.add_middleware(NoControlCharacters)
     app.add_middleware(PublicPathLimit, limits=app.state.rate_limits)
-    for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, checklist, opinions, reviews, events,
+                   admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)
@@ -253,6 +255,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
     source = StoreViewerSource(services)
     dev_key = next(k for k, role in DEV_KEYS.items() if role == "reviewer") if settings.dev_mode else None
     info = _report_info(services, settings, ReportInfo)
+    app.state.report_info = info  # the checklist documents name project types as the reports do
     read = require("read")
     app.include_router(
         build_router(

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import uvicorn
 from pyproj import CRS
-from shapely.geometry.base import BaseGeometry
 
 from layers.crs import OUTPUT_CRS
 
@@ -47,17 +46,18 @@ def serving(app: Any, *, startup_seconds: float = 60.0) -> Iterator[str]:
         thread.join(timeout=15)
 
 
-def publish_layers(base: str, admin_key: str, layers: dict[str, BaseGeometry], crs: CRS, tmp: Any) -> str:
-    """Upload one single-feature GeoJSON layer per kind, build a draft and publish it, all over HTTP;
-    the published version."""
+def publish_layers(base: str, admin_key: str, layers: dict[str, Any], crs: CRS, tmp: Any) -> str:
+    """Upload one GeoJSON layer per kind (a geometry: one feature; a GeoDataFrame in ``crs``: its
+    features with their attributes), build a draft and publish it, all over HTTP; the published version."""
     import geopandas as gpd
     import httpx
 
     with httpx.Client(base_url=base, timeout=120, headers={"X-API-Key": admin_key}) as http:
         for kind, geom in layers.items():
             path = tmp / f"{kind}.geojson"
-            gpd.GeoDataFrame({"fid_src": ["1"]}, geometry=[geom], crs=crs).to_crs(OUTPUT_CRS).to_file(
-                path, driver="GeoJSON")
+            frame = geom if isinstance(geom, gpd.GeoDataFrame) else gpd.GeoDataFrame(
+                {"fid_src": ["1"]}, geometry=[geom], crs=crs)
+            frame.to_crs(OUTPUT_CRS).to_file(path, driver="GeoJSON")
             with path.open("rb") as fh:
                 r = http.post("/api/v1/layers", data={"kind": kind, "name": kind},
                               files={"file": (path.name, fh, "application/geo+json")})
