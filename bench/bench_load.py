@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,48 @@ def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> 
     raise SystemExit("the server did not become ready within 60 s")
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the server and its worker processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, total = {pid}, 0.0
+    while True:
+        grown = family | {p for p, (ppid, _) in stats.items() if ppid in family}
+        if grown == family:
+            break
+        family = grown
+    for p in family:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def wait_for_jobs(database_url: str, timeout: float = 300.0) -> float:
+    """Wait until the server's worker has finished the publish jobs (tile archive, re-screening): the
+    load is measured on the service at rest, not beside a one-off build. Returns the seconds waited."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            with engine.connect() as conn:
+                busy = conn.execute(sa.text(
+                    "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar_one()
+                if not busy:
+                    break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    return time.monotonic() - started
+
+
 async def client_loop(
     base: str,
     key: str,
@@ -263,6 +307,26 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
     return report
 
 
+@contextlib.contextmanager
+def scratch_postgis(server: str | None) -> Iterator[str | None]:
+    """A fresh database on ``server`` for one run (None when no server is given), dropped afterwards."""
+    if server is None:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    name = f"bench_load_{os.getpid()}"
+    admin = sa.create_engine(f"{server.rstrip('/')}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server.rstrip('/')}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--database-url", default=None, help="default: a fresh SpatiaLite file")
+    parser.add_argument("--postgis", default=None, metavar="SERVER",
+                        help="a scratch database on this PostGIS server (e.g. "
+                        "postgresql://postgres@127.0.0.1:5432), created for the run and dropped after it")
     parser.add_argument("--mix", choices=sorted(MIXES), default="default",
                         help="issue = 70 %% checks, 20 %% OGC items pages, 10 %% viewer tiles")
     parser.add_argument("--health-baseline", action="store_true",
@@ -278,9 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, scratch_postgis(args.postgis) as scratch:
         data_dir = Path(tmp)
-        url = args.database_url or f"sqlite:///{data_dir / 'bench.sqlite'}"
+        url = scratch or args.database_url or f"sqlite:///{data_dir / 'bench.sqlite'}"
         t0 = time.monotonic()
         _admin_key, approval_key = prepare(url, data_dir)
         print(
@@ -291,10 +358,21 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         server = start_server(url, data_dir, port, args.workers)
         try:
+            waited = wait_for_jobs(url)
+            print(f"publish jobs done after {waited:.1f} s; load average {os.getloadavg()[0]:.2f}",
+                  file=sys.stderr)
+            load_before = os.getloadavg()
             base = f"http://127.0.0.1:{port}"
-            baseline = (asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES["health"]))
-                        if args.health_baseline else None)
+            baseline = None
+            if args.health_baseline:
+                cpu0 = server_cpu_seconds(server.pid)
+                baseline = asyncio.run(run_load(base, approval_key, args.clients, args.seconds,
+                                                MIXES["health"]))
+                baseline["server_cpu_s"] = round(server_cpu_seconds(server.pid) - cpu0, 1)
+            cpu0, client0 = server_cpu_seconds(server.pid), time.process_time()
             report = asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES[args.mix]))
+            report["server_cpu_s"] = round(server_cpu_seconds(server.pid) - cpu0, 1)
+            report["client_cpu_s"] = round(time.process_time() - client0, 1)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -304,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     if baseline is not None:
         check = report["operations"].get("check", {})
         check_rps = check.get("ok", 0) / report["seconds"]
-        report["health_baseline"] = {k: baseline[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors")}
+        report["health_baseline"] = {k: baseline[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors",
+                                                              "server_cpu_s")}
         report["check_vs_health"] = round(check_rps / baseline["throughput_rps"], 3)
         report["check_p99_over_p50"] = round(check.get("p99_ms", 0) / max(check.get("p50_ms", 1), 1e-9), 2)
     print(f"{'operation':<12}{'ok':>8}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}")
@@ -318,6 +397,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"/health alone: {baseline['throughput_rps']} req/s; check throughput / health throughput = "
               f"{report['check_vs_health']} (goal ≥ 0.25); check p99/p50 = {report['check_p99_over_p50']} "
               "(goal ≤ 10)")
+    per_request = 1000 * report["server_cpu_s"] / max(report["requests"] - report["errors"], 1)
+    health_cpu = "" if baseline is None else (
+        f"; /health {baseline['server_cpu_s']} s "
+        f"({1000 * baseline['server_cpu_s'] / max(1, baseline['requests']):.2f} ms per request)")
+    print(f"server CPU: {report['server_cpu_s']} s for the mix ({per_request:.1f} ms per request), load "
+          f"generator {report['client_cpu_s']} s{health_cpu}")
     print(f"load average (1, 5, 15 min) before {report['load_average']['before']}, after "
           f"{report['load_average']['after']} on {os.cpu_count()} CPUs")
     print(json.dumps(report, ensure_ascii=False))

@@ -238,20 +238,20 @@ def items(
         ogc_crs.resolve(bbox_crs, work, parameter="bbox-crs")
     if tree is None and pageable(collection):  # only the page's rows are read (SQL LIMIT/OFFSET)
         bounds = tuple(float(v) for v in area.bounds) if area is not None else None
-        found = sql_page(services, collection, bounds, start, page_size)  # type: ignore[arg-type]
-        page, matched = found.frame, found.matched
+        features, matched = sql_page(services, collection, bounds, start, page_size,  # type: ignore[arg-type]
+                                     out_crs, _features)
     else:  # a CQL2 filter is evaluated over the collection's frame (not translated to SQL)
         frame = frame_of(services, collection)
         if area is not None:
             frame = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
         if tree is not None:
             frame = apply_filter(frame, tree, ogc_crs.resolve(filter_crs, work, parameter="filter-crs"), work)
-        page, matched = frame.iloc[start : start + page_size], len(frame)
+        features, matched = _features(frame.iloc[start : start + page_size], out_crs), len(frame)
     body = {
         "type": "FeatureCollection",
-        "features": _features(page, out_crs),
+        "features": features,
         "numberMatched": matched,
-        "numberReturned": len(page),
+        "numberReturned": len(features),
         "timeStamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "links": _page_links(request, collection, start, page_size, matched),
     }

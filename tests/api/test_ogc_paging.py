@@ -25,7 +25,8 @@ from layers.crs import OUTPUT_CRS
 from tests.api.conftest import Api, make_keys, rect, settings_for
 
 # a red line crossing a row of farmland patches inside an urban boundary: a few dozen pieces, conflicts
-FARMLAND = [rect(100 + 150 * i, 100 + 300 * j, 200 + 150 * i, 250 + 300 * j) for i in range(6) for j in range(3)]
+FARMLAND = [rect(100 + 150 * i, 100 + 300 * j, 200 + 150 * i, 250 + 300 * j)
+            for i in range(6) for j in range(3)]
 REDLINE = [rect(50, 150, 1000, 200), rect(300, 650, 420, 900)]
 URBAN = [rect(600, 0, 1000, 1000)]
 BOUNDARY = [rect(0, 0, 1000, 1000)]
@@ -51,7 +52,8 @@ def grid(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         api = Api(app, client, make_keys(app.state.services))
         for kind, name, geoms in (("permanent_farmland", "farmland", FARMLAND),
                                   ("ecological_redline", "redline", REDLINE),
-                                  ("urban_boundary", "urban", URBAN), ("city_boundary", "boundary", BOUNDARY)):
+                                  ("urban_boundary", "urban", URBAN),
+                                  ("city_boundary", "boundary", BOUNDARY)):
             _upload(api, tmp, kind, name, geoms)
         version = api.post("admin", "/api/v1/blueprints", json={}).json()["version"]
         assert api.post("admin", f"/api/v1/blueprints/{version}/publish").status_code == 200
@@ -59,7 +61,8 @@ def grid(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     app.state.services.close()
 
 
-def _frame_page(api: Api, collection_id: str, start: int, size: int, bbox: str | None) -> tuple[list[Any], int]:
+def _frame_page(api: Api, collection_id: str, start: int, size: int,
+                bbox: str | None, crs: str | None = None) -> tuple[list[Any], int]:
     """The page as the whole-frame path computes it (the reference: the path CQL2 filters still take)."""
     services = api.services
     work = services.settings.work_crs
@@ -67,7 +70,7 @@ def _frame_page(api: Api, collection_id: str, start: int, size: int, bbox: str |
     if bbox:
         area = ogc_crs.parse_bbox(bbox, ogc_crs.resolve(None, work, parameter="bbox-crs"), work)
         frame = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
-    out = ogc_crs.resolve(None, work, parameter="crs")
+    out = ogc_crs.resolve(crs, work, parameter="crs")
     # through JSON, as the response is (tuples become lists)
     return json.loads(json.dumps(_features(frame.iloc[start:start + size], out))), len(frame)
 
@@ -108,6 +111,18 @@ def test_sql_pages_equal_the_frame_pages(grid: Api, collection_id: str, boxed: b
     past = grid.get("planner", path, params={**params, "offset": total + 3}).json()
     assert past["features"] == [] and past["numberMatched"] == total
     assert not any(link["rel"] == "next" for link in past["links"])
+
+
+@pytest.mark.parametrize("crs", ["http://www.opengis.net/def/crs/EPSG/0/4490",
+                                 "http://www.opengis.net/def/crs/EPSG/0/4548"])
+def test_sql_pages_in_another_crs(grid: Api, crs: str) -> None:
+    for collection_id in PAGED:
+        page = grid.get("planner", f"/ogc/collections/{collection_id}/items",
+                        params={"limit": 3, "offset": 1, "crs": crs})
+        assert page.status_code == 200 and page.headers["Content-Crs"] == f"<{crs}>"
+        expected, _ = _frame_page(grid, collection_id, 1, 3, None, crs)
+        assert [{k: f[k] for k in ("id", "geometry", "properties")} for f in page.json()["features"]] == [
+            {k: f[k] for k in ("id", "geometry", "properties")} for f in expected]
 
 
 @pytest.mark.parametrize("collection_id", ["blueprint-v1-pieces", "layer-farmland"])
