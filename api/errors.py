@@ -21,9 +21,14 @@ from approval.errors import (
     CalendarError,
     DepartmentsError,
     InvalidAnswerError,
+    InvalidTransitionError,
     InvalidWebhookError,
+    JobNotFoundError,
     NotInPlanningError,
     NoWarningError,
+    PermissionDeniedError,
+    ProjectExistsError,
+    ProjectNotFoundError,
     RoundClosedError,
     RoundNotDueError,
     RoundNotFoundError,
@@ -48,6 +53,7 @@ from checks.errors import (
     CheckError,
     CheckNotFoundError,
     DuplicateParcelIdError,
+    InvalidDeclaredError,
     NoParcelsError,
     ParcelOutsideCityError,
     RulesError,
@@ -64,11 +70,17 @@ from layers.errors import (
 )
 from layers.store import LayerExistsError, LayerInUseError
 from layers.store import LayerNotFoundError as StoredLayerNotFoundError
+from runtime.errors import (
+    BlueprintNotPublishedError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    ServiceError,
+)
 
 log = logging.getLogger("api.errors")
 
 
-# Errors that only the service raises (authentication, the project pool, jobs). They stay web-free
+# Errors that only the web service raises (authentication, routing, OGC parameters). They stay web-free
 # like the core's: a stable ``code`` and a user message; the status lives in the table below.
 class ApiError(OneBlueprintError):
     code = "api_error"
@@ -82,26 +94,8 @@ class InvalidKeyError(AuthenticationError):
     code = "invalid_api_key"
 
 
-class PermissionDeniedError(ApiError):
-    code = "forbidden"
-
-
 class NotFoundError(ApiError, LookupError):
     code = "not_found"
-
-
-class ProjectNotFoundError(NotFoundError):
-    code = "project_not_found"
-
-
-class ProjectNotInPoolError(ProjectNotFoundError):
-    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
-
-    code = "project_not_in_pool"
-
-
-class JobNotFoundError(NotFoundError):
-    code = "job_not_found"
 
 
 class ReviewNotFoundError(NotFoundError):
@@ -116,44 +110,8 @@ class FeatureNotFoundError(NotFoundError):
     code = "feature_not_found"
 
 
-class ProjectExistsError(ApiError):
-    code = "project_exists"
-
-
-class InvalidTransitionError(ApiError):
-    """A project status change the lifecycle does not allow (e.g. submitted → cleared)."""
-
-    code = "invalid_transition"
-
-
-class ReviewRequiredError(InvalidTransitionError):
-    """Clearing a project whose latest check is a conflict needs a joint-review decision with reasons."""
-
-    code = "review_required"
-
-
-class StaleCheckError(InvalidTransitionError):
-    """Clearing on a check against an older blueprint version than the latest published one."""
-
-    code = "check_not_latest"
-
-
-class IdempotencyConflictError(ApiError):
-    """The same Idempotency-Key was sent with a different submission."""
-
-    code = "idempotency_key_reused"
-
-
-class BlueprintNotPublishedError(ApiError):
-    code = "blueprint_not_published"
-
-
 class PayloadTooLargeError(ApiError):
     code = "payload_too_large"
-
-
-class InvalidRequestError(ApiError, ValueError):
-    code = "invalid_request"
 
 
 class NotReadyError(ApiError):
@@ -205,6 +163,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     RulesError: 500,
     DuplicateParcelIdError: 422,
     CheckIdConflictError: 409,
+    InvalidDeclaredError: 422,
     # the approval flow: departments, opinion rounds, webhooks
     ApprovalError: 400,
     DepartmentsError: 500,
@@ -221,17 +180,21 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     InvalidAnswerError: 422,
     InvalidWebhookError: 422,
     WebhookNotFoundError: 404,
-    # the service itself
-    ApiError: 400,
-    AuthenticationError: 401,
     PermissionDeniedError: 403,
-    NotFoundError: 404,
+    ProjectNotFoundError: 404,
+    JobNotFoundError: 404,
     ProjectExistsError: 409,
     InvalidTransitionError: 409,
+    # the application services (runtime)
+    ServiceError: 400,
     IdempotencyConflictError: 409,
     BlueprintNotPublishedError: 409,
-    PayloadTooLargeError: 413,
     InvalidRequestError: 422,
+    # the web service itself
+    ApiError: 400,
+    AuthenticationError: 401,
+    NotFoundError: 404,
+    PayloadTooLargeError: 413,
     InvalidParameterError: 400,
     NotReadyError: 503,
     TooManyRequestsError: 429,
@@ -293,6 +256,12 @@ MESSAGES_ZH: Mapping[str, str] = {
     "no_parcels": "没有可检测的地块：请上传或绘制至少一个地块",
     "parcel_outside_city": "地块位于城市范围之外：请检查坐标系、带号，或确认项目位置",
     "unknown_project_type": "未知的项目类型：请从列表中选择",
+    "invalid_declared": "申报的规划指标有误：容积率、建筑密度、绿地率、建筑高度须为数字，"
+    "用地性质须为用地用海分类代码",
+    "unknown_land_use_code": "控规地块的用地代码不在《国土空间调查、规划、用途管制用地用海分类指南》中："
+    "请核对该地块的用地代码",
+    "invalid_attribute": "图层属性缺失或无法识别：请按提示核对对应要素的属性",
+    "invalid_field_mapping": "字段对应有误：请核对字段名（如 RJL=容积率）",
     "duplicate_parcel_id": "地块编号重复：请为每个地块使用不同的编号",
     "no_published_blueprint": "尚无已发布的蓝图版本：请联系管理员发布蓝图",
     "blueprint_not_found": "蓝图版本不存在：请重新选择蓝图版本",

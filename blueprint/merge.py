@@ -24,6 +24,7 @@ from blueprint.errors import (
     NoLayersError,
     PrecedenceError,
 )
+from blueprint.features import check_feature_layers, condition_features, with_plan_conflicts
 from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
 from layers.catalogue import Catalogue
@@ -528,6 +529,11 @@ def _absorbed_dicts(absorbed: list[tuple[int, Any]], rank: np.ndarray, frame: gp
     return tuple(sorted(out, key=lambda d: (d["piece_id"], d["y"], d["x"])))
 
 
+def attributed_kind(kind: str, catalogue: Catalogue) -> bool:
+    """Kinds with attribute fields are carried per feature (blueprint.features), not partitioned."""
+    return kind in catalogue and bool(catalogue[kind].fields)
+
+
 def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, precedence: Precedence,
                     tolerance_m: float, version: str, created_by: str = "system",
                     boundary: PlanLayer | None = None,
@@ -543,7 +549,11 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
     """
     report: Progress = progress or (lambda _stage, _fraction: None)
     report("检查输入 checking input", 0.0)
+    carried = [attributed_kind(lay.kind, catalogue) for lay in layers]  # 控规地块, 区域评估: per feature
+    feature_layers = [lay for lay, c in zip(layers, carried, strict=True) if c]
+    layers = [lay for lay, c in zip(layers, carried, strict=True) if not c]
     plan, bounds = _check_inputs(layers, boundary, catalogue, precedence, tolerance_m)
+    check_feature_layers(feature_layers, plan[0].frame)
     feats = _flatten(plan, bounds, catalogue)
     crs = CRS.from_user_input(plan[0].frame.crs)
     threads = workers if workers is not None else min(2, os.cpu_count() or 1)
@@ -584,15 +594,20 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
     else:
         check()
         conflicts, frame, rank = assemble()
+    features = condition_features(feature_layers, crs)
+    conflicts = with_plan_conflicts(conflicts, features, frame, precedence, catalogue, feats.layers,
+                                    tolerance_m, crs)
     refs = tuple(LayerRef(lay.kind, lay.name, lay.source, lay.checksum, len(lay.frame))
-                 for lay in feats.layers)
+                 for lay in [*feats.layers, *feature_layers])
     blueprint = Blueprint(
         version=version, crs=crs, pieces=frame, conflicts=conflicts, layers=refs,
         precedence=precedence.order, tolerance_m=tolerance_m, status="draft", created_by=created_by,
         created_at=datetime.now(UTC), absorbed=_absorbed_dicts(absorbed, rank, frame, feats),
         meta={"cells": (len(xs) - 1) * (len(ys) - 1), "stitched_pieces": stitched,
               "city_area_m2": round(reference, 3),
-              "boundary": bounds[0].name if bounds else None},
+              "boundary": bounds[0].name if bounds else None,
+              "feature_layers": [lay.name for lay in feature_layers]},
+        features=features,
     )
     report("完成 done", 1.0)
     return blueprint

@@ -18,9 +18,12 @@ from blueprint.errors import (
     BlueprintNotFoundError,
     NoPublishedBlueprintError,
 )
+from blueprint.features import condition_features
 from blueprint.model import Blueprint, LayerRef
 from layers.store import (
     Bbox,
+    LayerNotFoundError,
+    LayerStore,
     as_utc,
     bbox_filter,
     bulk_insert,
@@ -128,7 +131,30 @@ class BlueprintStore:
             crs = CRS.from_user_input(row["crs"])
             pieces = _frame(conn, PIECES, version, crs)
             conflicts = _frame(conn, CONFLICTS, version, crs)
-        return _blueprint(row, crs, pieces, conflicts)
+        blueprint = _blueprint(row, crs, pieces, conflicts)
+        blueprint.features = self._features(blueprint)
+        return blueprint
+
+    def _features(self, blueprint: Blueprint) -> gpd.GeoDataFrame | None:
+        """The version's 控规地块 / 区域评估 features, read from the layer store by its layer refs."""
+        names = blueprint.meta.get("feature_layers") or []
+        if not names:
+            return None
+        refs = {ref.name: ref for ref in blueprint.layers}
+        store = LayerStore(self.engine)
+        layers = []
+        for name in names:
+            try:
+                layer = store.get(name)
+            except LayerNotFoundError:
+                raise BlueprintError(f"blueprint {blueprint.version}: its layer {name!r} is no longer "
+                                     "stored; "
+                                     "build a new version") from None
+            if name not in refs or layer.checksum != refs[name].checksum:
+                raise BlueprintError(f"blueprint {blueprint.version}: layer {name!r} was replaced after the "
+                                     "version was built; build a new version")
+            layers.append(layer)
+        return condition_features(layers, blueprint.crs)
 
     def latest_published(self) -> Blueprint:
         """The version published last (NoPublishedBlueprintError if there is none), whatever its number."""

@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
 def _context(settings: Any) -> tuple[Any, Any, Any]:
     """(stores, catalogue, rules) for the configured database and policy files."""
     from checks.rules import load_rules
-    from cli.context import open_stores
     from layers.catalogue import load_catalogue
+    from runtime.stores import open_stores
 
     catalogue = load_catalogue(settings.catalogue_file)
     rules = load_rules(settings.rules_file, catalogue)
@@ -46,15 +46,45 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
 
     blueprint = stores.blueprints.get(version) if version else stores.blueprints.latest_published()
     if blueprint.status != "published":
-        from api.errors import BlueprintNotPublishedError
+        from runtime.errors import BlueprintNotPublishedError
 
         # as the API answers (409): results are only ever stored against published versions
         raise BlueprintNotPublishedError(
             f"blueprint {blueprint.version} is a draft; checks use published versions only "
             "仅可对已发布版本检测"
         )
+    from checks.conditions import load_compatibility
+
     return Screener(blueprint, rules, catalogue, tolerance_m2=settings.overlap_tolerance_m2,
-                    tolerance_ratio=settings.overlap_tolerance_ratio)
+                    tolerance_ratio=settings.overlap_tolerance_ratio,
+                    compatibility=load_compatibility(settings.land_use_compat_file))
+
+
+def parse_declare(pairs: list[str] | None) -> dict[str, str]:
+    """``--declare far=2.8 --declare land_use=1001`` as a mapping (checked by checks.conditions)."""
+    from checks.errors import InvalidDeclaredError
+
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidDeclaredError(f"--declare {pair!r}: write NAME=VALUE, e.g. far=2.8 or land_use=1001")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def parse_check_date(text: str | None) -> Any:
+    """``--check-date YYYY-MM-DD`` (default today): the day assessment validity is judged on."""
+    import datetime as dt
+
+    from checks.errors import CheckError
+
+    if not text:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CheckError(f"--check-date {text!r} is not a date YYYY-MM-DD") from None
 
 
 def check(
@@ -74,18 +104,29 @@ def check(
     datum_params: str | None = typer.Option(
         None, "--datum-params",
         help="dx,dy,dz,rx,ry,rz,ds taking Beijing 1954 / Xi'an 1980 input to CGCS2000"),
+    declare: list[str] | None = typer.Option(
+        None, "--declare",
+        help="the project's own plan, repeatable: land_use=1001 (用地代码), far=2.8 (容积率), "
+             "building_density=35 (建筑密度 %), green_ratio=20 (绿地率 %), height_m=24 (建筑高度 m); held "
+             "against the detailed-plan parcels (控规地块) the parcels overlap"),
+    check_date: str | None = typer.Option(
+        None, "--check-date",
+        help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
-    from api.settings import get_settings
+    from checks.conditions import parse_declared
     from checks.engine import result_json
     from checks.errors import CheckError
     from checks.explain import feature_collection
     from layers.crs import parse_datum_params
     from layers.ingest import read_parcels
+    from runtime.settings import get_settings
 
     with domain_errors():
         if fmt not in ("json", "geojson"):  # exit 3 (bad input), not click's 2, which means "conflict" here
             raise CheckError(f"--format must be json or geojson, got {fmt!r}")
+        declared = parse_declared(parse_declare(declare))  # a bad value exits 3 before any file is read
+        day = parse_check_date(check_date)
         settings = get_settings()
         stores, catalogue, rules = _context(settings)
         try:
@@ -95,7 +136,7 @@ def check(
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
                                       layer=layer, limits=settings.submission_limits("cli"),
                                       datum_params=params)
-            result = screener.screen(parcel_set, project_type)
+            result = screener.screen(parcel_set, project_type, declared=declared, check_date=day)
             text = result_json(result)
             if save:
                 text = stores.checks.save(result["check_id"], text,
@@ -159,9 +200,9 @@ def check_batch(
     """Screen many parcels 批量筛查 into a parquet table and print a summary. Exit 0 ran, 3 bad input."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from api.settings import get_settings
     from checks.batch import screen_batch
     from checks.distributed import screen_distributed
+    from runtime.settings import get_settings
 
     started = time.perf_counter()
     with domain_errors():

@@ -27,12 +27,13 @@ def _root() -> None:
 
 def list_kinds() -> None:
     """List the layer catalogue (kinds, Chinese and English names, groups, codes) as JSON."""
-    from api.settings import get_settings
     from layers.catalogue import load_catalogue
+    from runtime.settings import get_settings
 
     with domain_errors():
         catalogue = load_catalogue(get_settings().catalogue_file)
-    emit({"kinds": [vars(kind) for kind in catalogue.values()]})
+    emit({"kinds": [{**vars(kind), "fields": kind.field_map} for kind in catalogue.values()],
+          "assessment_types": [vars(t) for t in catalogue.assessment_types.values()]})
 
 
 EXIT_CRASH = 4  # 0 pass, 1 review, 2 conflict, 3 bad input: a crash must never look like a verdict

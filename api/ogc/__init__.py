@@ -37,7 +37,8 @@ from api.ogc.openapi import (
 )
 from api.ogc.paging import pageable, sql_page
 from api.routes.common import ServicesDep
-from api.services import Services, _plain
+from runtime.geojson import _plain
+from runtime.services import Services
 
 router = APIRouter(prefix="/ogc", tags=["要素服务 OGC API – Features"])
 

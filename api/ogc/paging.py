@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from api.ogc import crs as ogc_crs
 from api.ogc.collections import ID_COLUMN, Collection
-from api.services import Services, _plain
 from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, PIECE_COLUMNS, PIECES
 from layers.store import Bbox, bbox_filter, from_wkb, geom_as_wkb, read_snapshot
+from runtime.geojson import _plain
+from runtime.services import Services
 
 Feature = dict[str, Any]
 ToFeatures = Callable[[gpd.GeoDataFrame, ogc_crs.OfferedCrs], list[Feature]]

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Admin, Reader
 from api.routes.common import ServicesDep, TempDir, guarded, save_upload
+from layers.attributes import parse_field_overrides
 
 router = APIRouter(prefix="/api/v1/layers", tags=["规划图层 layers"])
 
@@ -29,6 +30,9 @@ async def upload_layer(
         str | None, Form(max_length=200, description="stored name (default: from the file)")
     ] = None,
     replace: Annotated[bool, Form(description="replace a stored draft layer of that name")] = False,
+    fields: Annotated[str | None, Form(
+        max_length=2000, description="the file's columns for the kind's attribute fields, NAME=COLUMN "
+        "separated by commas or new lines, e.g. RJL=容积率,JZMD=建筑密度 (控规地块, 区域评估)")] = None,
 ) -> dict[str, Any]:
     """Read the file (repairs reported), reproject to the working CRS and store it.
 
@@ -46,6 +50,7 @@ async def upload_layer(
             layer=layer or None,
             name=name or None,
             replace=replace,
+            fields=parse_field_overrides([fields] if fields else None) or None,
         )
         # malformed geometry makes GEOS/pandas raise while reading: a 422, like parcels, never a 500
         return await run_in_threadpool(guarded, store, "the layer file")

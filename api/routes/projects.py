@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api import rescreen
 from api.auth import Advancer, Decider, ProjectWriter, Reader
 from api.errors import InvalidRequestError
 from api.routes.checks import IdempotencyKey, check_response
@@ -27,7 +26,8 @@ from api.routes.common import (
     read_json,
     validate,
 )
-from api.store import NewProject
+from approval.pool import NewProject
+from runtime import rescreen
 
 router = APIRouter(prefix="/api/v1/projects", tags=["项目库 projects"])
 
@@ -79,6 +79,9 @@ class ProjectUpload(ProjectFields, UploadFields):
 
 class ScreenRequest(BaseModel):
     blueprint_version: str | None = Field(default=None, max_length=32)
+    declared: dict[str, Any] | None = Field(
+        default=None, description="the project's own plan (land_use, far, building_density, green_ratio, "
+        "height_m), held against the detailed-plan parcels it overlaps")
 
 
 class StatusChange(BaseModel):
@@ -213,10 +216,11 @@ async def screen_project(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Screen the stored parcels against a published version and link the check; submitted → screened."""
-    version = (body or ScreenRequest()).blueprint_version
+    request = body or ScreenRequest()
     async with services.cpu_gate():
         outcome = await run_in_threadpool(
-            services.screen_project, code, version, by=who, idempotency_key=idempotency_key
+            services.screen_project, code, request.blueprint_version, by=who,
+            idempotency_key=idempotency_key, declared=request.declared,
         )
     return check_response(outcome)
 

@@ -1,4 +1,4 @@
-"""api.settings: the settings the API and the CLI share (pydantic-settings, BLUEPRINT_ prefix)."""
+"""runtime.settings: the settings the API and the CLI share (pydantic-settings, BLUEPRINT_ prefix)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     catalogue_file: Path | None = None
     precedence_file: Path | None = None
     rules_file: Path | None = None
+    # which project land uses fit which detailed-plan land uses (default checks/land_use_compat.toml)
+    land_use_compat_file: Path | None = None
     tolerance_m: float = Field(default=0.5, ge=0)
     # screening tolerances: overlaps below both are not conflicts
     overlap_tolerance_m2: float = Field(default=1.0, ge=0)

@@ -1,4 +1,4 @@
-"""api.latest: the latest published blueprint version, read from the database at most once a second."""
+"""runtime.latest: the latest published blueprint version, read from the database at most once a second."""
 
 from __future__ import annotations
 
