@@ -7,6 +7,11 @@ clients for ``--seconds``. Prints throughput, p50/p99 latency per operation and 
 
     .venv/bin/python -m bench.bench_load                      # 50 clients × 30 s, SpatiaLite
     .venv/bin/python -m bench.bench_load --clients 10 --seconds 5
+    .venv/bin/python -m bench.bench_load --mix issue --health-baseline \
+        --postgis postgresql://postgres@127.0.0.1:5432      # issue #16's goal run, scratch PostGIS database
+
+The clock starts after the publish jobs are done and the shared httpx client exists; the server's CPU
+seconds per request (from /proc) and the load average are printed beside the rates.
 """
 
 from __future__ import annotations
