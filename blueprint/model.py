@@ -73,17 +73,23 @@ class Blueprint:
     published_at: datetime | None = None
     absorbed: tuple[dict[str, Any], ...] = ()  # slivers/gaps absorbed under the tolerance, reported
     meta: dict[str, Any] = field(default_factory=dict)
+    # an out-of-core build leaves ``pieces`` empty (they are in GeoParquet parts): their count and area
+    # per kind, for the summary
+    piece_totals: tuple[int, dict[str, float]] | None = None
     # 控规地块 and 区域评估 features with their attributes (blueprint.features); None: the version has none
     features: gpd.GeoDataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """Metadata and per-kind totals, as printed by the CLI and returned by the API."""
         by_kind = self.pieces.groupby("kind")["area_m2"].sum().round(2).to_dict() if len(self.pieces) else {}
+        count = len(self.pieces)
+        if self.piece_totals is not None and not count:
+            count, by_kind = self.piece_totals[0], {k: round(v, 2) for k, v in self.piece_totals[1].items()}
         return {
             "version": self.version,
             "status": self.status,
             "crs": self.crs.to_string(),
-            "piece_count": len(self.pieces),
+            "piece_count": count,
             "conflict_count": len(self.conflicts),
             "conflict_area_m2": round(float(self.conflicts["area_m2"].sum()), 2)
             if len(self.conflicts) else 0.0,

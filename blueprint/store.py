@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -80,8 +81,13 @@ class BlueprintStore:
         with self.engine.connect() as conn:
             return f"v{_max_seq(conn) + 1}"
 
-    def save_draft(self, blueprint: Blueprint, *, replace: bool = False) -> Row:
-        """Store ``blueprint`` as a draft in one transaction; returns its summary."""
+    def save_draft(self, blueprint: Blueprint, *, replace: bool = False,
+                   piece_parts: Sequence[Path] = ()) -> Row:
+        """Store ``blueprint`` as a draft in one transaction; returns its summary.
+
+        ``piece_parts``: GeoParquet files holding the pieces of an out-of-core build (its
+        ``blueprint.pieces`` is empty); they are loaded one at a time (PostgreSQL COPY, SpatiaLite one
+        executemany per part), in the same transaction."""
         pieces = _contract_columns(blueprint.pieces, PIECE_COLUMNS, blueprint.version)
         conflicts = _contract_columns(blueprint.conflicts, CONFLICT_COLUMNS, blueprint.version)
         with write_transaction(self.engine) as conn:
@@ -90,6 +96,11 @@ class BlueprintStore:
             seq = self._claim_version(conn, blueprint.version, replace)
             conn.execute(sa.insert(BLUEPRINTS).values(**_blueprint_row(blueprint, seq)))
             bulk_insert(conn, "pieces", pieces, blueprint.pieces.geometry, srid)
+            for path in piece_parts:
+                part = gpd.read_parquet(path)
+                bulk_insert(conn, "pieces", _contract_columns(part, PIECE_COLUMNS, blueprint.version),
+                            part.geometry, srid)
+                del part  # one part in memory at a time
             bulk_insert(conn, "conflicts", conflicts, blueprint.conflicts.geometry, srid)
         return self.summary(blueprint.version)
 

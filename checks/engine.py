@@ -111,7 +111,10 @@ def _column(frame: gpd.GeoDataFrame, columns: list[Any], name: str) -> Any:
 def natural_key(value: str) -> tuple[tuple[int, int, str], ...]:
     """Sort key ordering "2" before "10" and "P2" before "P10"; total over all strings."""
     return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk)
-                 for chunk in re.split(r"(\d+)", value) if chunk)
+                 for chunk in _DIGIT_RUNS(value) if chunk)
+
+
+_DIGIT_RUNS = re.compile(r"(\d+)").split
 
 
 def _round(value: float, decimals: int) -> float:
