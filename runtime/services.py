@@ -54,6 +54,7 @@ from runtime.caches import CheckOutcome, LayerCache, PublishedCache
 from runtime.errors import IdempotencyConflictError, InvalidRequestError
 from runtime.geojson import feature_collection
 from runtime.keys import DEV_KEYS, KeyRing, KeyStore, load_key_file
+from runtime.latest import LatestPublished
 from runtime.settings import Settings
 from runtime.stores import Stores, open_stores
 
@@ -81,6 +82,7 @@ class Services:
         self.projects = ProjectStore(self.engine, settings.work_crs)
         self.jobs = JobStore(self.engine, settings.data_dir, lease_seconds=settings.job_lease_seconds)
         self.published = PublishedCache(stores, self.rules, self.catalogue, settings)
+        self.latest = LatestPublished(stores.blueprints)
         self.layer_cache = LayerCache(stores)
         # CPU-bound work (reading parcels, screening) runs a few at a time: under the GIL, 40 threads
         # screening at once only slow each other down and starve the light requests (reads, searches)
@@ -269,6 +271,7 @@ class Services:
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:
         """Publish a draft; the same transaction records the event and queues the re-screening."""
         summary = self.stores.blueprints.publish(version, by.name, also=on_publish(version, by))
+        self.latest.forget()
         self.audit.record(
             by,
             "blueprint.publish",
@@ -290,7 +293,7 @@ class Services:
         return {**summary, "conflicts": rows}
 
     def resolve_version(self, version: str | None) -> str:
-        return version or self.stores.blueprints.latest_published_version()
+        return version or self.latest.get()
 
     # ---------------------------------------------------------------------------------- checks
 

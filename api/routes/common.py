@@ -168,15 +168,20 @@ def received_parcel_form(request: Request, services: Services) -> Any:
     return received_form(request, services.settings.data_dir, services.limits)
 
 
-async def parcels_from_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
+def read_parcels_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
+    """Parcels from a GeoJSON body, in a worker thread (blocking: call it through the CPU gate)."""
     def read() -> ParcelSet:
         with services.cpu_slots:
             return parcels_from_geojson(
                 collection, work_crs=services.settings.work_crs, limits=services.limits
             )
 
+    return guarded(read)
+
+
+async def parcels_from_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
     async with services.cpu_gate():
-        return await run_in_threadpool(guarded, read)
+        return await run_in_threadpool(read_parcels_json, services, collection)
 
 
 T = TypeVar("T")
