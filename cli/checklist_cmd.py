@@ -43,12 +43,12 @@ def checklist(
 ) -> None:
     """用地清单: lines, zones, overlays, planning conditions and regional assessments of the parcels,
     each with its source layer, feature id and blueprint version. Nothing is stored. Exit 3 on bad input."""
-    from runtime.settings import get_settings
     from blueprint.checksum import blueprint_checksum
     from checks.checklist import build_checklist
     from checks.conditions import parse_declared
     from cli.check_cmd import _context, _screener, parse_check_date, parse_declare
     from layers.ingest import read_parcels
+    from runtime.settings import get_settings
 
     with domain_errors():
         if out is not None and out.suffix.lower() not in OUT_SUFFIXES:

@@ -9,10 +9,10 @@ import pytest
 from docx import Document
 from typer.testing import CliRunner
 
-from runtime.settings import Settings
 from blueprint.checksum import blueprint_checksum
-from runtime.stores import open_stores
 from cli.main import build_app
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
 
 
