@@ -819,7 +819,8 @@
     OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
                 zhEn: zhEn,
                 kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON, call: call,
-                requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion };
+                requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion,
+                warningHtml: warningHtml };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);

@@ -442,6 +442,31 @@
     $("wb-save-msg").innerHTML = html;
   }
 
+  /* the code names a project already in the pool: say so, with its 预警 (a re-screening after a publish
+   * changed its verdict) until a planner acknowledges it here or in the meeting map */
+  function showPoolState() {
+    var code = $("wb-code").value.trim();
+    var box = $("wb-pool");
+    if (!NATIONAL_CODE.test(code)) { box.innerHTML = ""; return Promise.resolve(null); }
+    return call(cfg.api + "/projects/" + encodeURIComponent(code)).then(function (r) {
+      var p = r.body;
+      box.innerHTML = "已在项目库 In the pool：" + U.esc(p.name) + " · " + U.esc((U.STATUS[p.status] || [p.status])[0]) +
+        U.warningHtml(p);
+      var ack = box.querySelector("#ob-ack");
+      if (ack) ack.onclick = function () { acknowledgeWarning(code); };
+      return p;
+    }, function (err) {
+      box.innerHTML = err.status === 404 ? "新项目 New project" : errorHtml(err);
+      return null;
+    });
+  }
+
+  function acknowledgeWarning(code) {
+    call(cfg.api + "/projects/" + encodeURIComponent(code) + "/warning/ack", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    }).then(showPoolState, function (err) { $("wb-pool").innerHTML = errorHtml(err); });
+  }
+
   function save(e) {
     e.preventDefault();
     var code = $("wb-code").value.trim();
@@ -482,6 +507,7 @@
       var project = both[1];
       showResult(both[0], project);
       var n = (project.checks || []).length;
+      showPoolState();
       saveMessage("已保存到项目库：" + U.esc(project.code) + "（" + (existed ? "已更新地块，保留此前 " +
         (project.parcel_revisions || []).length + " 套地块" : "新建项目") + "，共 " + n + " 次检测）。" +
         ' <a href="/viewer?project=' + encodeURIComponent(project.code) + '">在联审地图中查看 Open in the meeting map</a>', true);
@@ -522,6 +548,7 @@
   }
 
   function showUser(me) {
+    OB.me = me; // the 预警 block offers 确认预警 to the roles that may acknowledge
     WB.canScreen = !!MAY_SCREEN[me.role];
     $("wb-user").innerHTML = "当前用户 " + U.esc(me.name) + "（" + U.esc(me.role_zh) + ' <span class="ob-en">' + U.esc(me.role_en) + "</span>）" +
       (WB.canScreen ? "" : '<br><span class="ob-warn">只读：该角色可查看，不能检测或保存 Read only for this role</span>');
@@ -544,6 +571,7 @@
     fillLandUses(cfg.landUses);
     $("wb-form").addEventListener("submit", screen);
     $("wb-save-form").addEventListener("submit", save);
+    $("wb-code").addEventListener("change", showPoolState);
     Promise.all([call(cfg.api + "/me"), call(cfg.api + "/project-types")]).then(function (both) {
       showUser(both[0].body);
       fillSelects(both[1].body);
