@@ -15,6 +15,7 @@ from layers.catalogue import Catalogue, load_catalogue
 from viewer import compare as compare_mod
 from viewer import report as report_mod
 from viewer.archive import Archives
+from viewer.basemap import Basemap, basemap_config
 from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
@@ -49,6 +50,21 @@ def mvt_response(request: Request, body: bytes, published: bool) -> Response:
     elif body:
         body = gzip.decompress(body)  # a client that cannot take gzip gets the plain tile
     return Response(body, media_type=MVT_TYPE, headers=headers)
+
+
+def basemap_response(request: Request, body: bytes, media_type: str) -> Response:
+    """A basemap tile with an ETag; immutable, since its URL carries the file's revision (``?v=``)."""
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if body[:2] == b"\x1f\x8b":  # a gzipped vector tile, as MBTiles and PMTiles usually store them
+        headers["Vary"] = "Accept-Encoding"
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+        else:
+            body = gzip.decompress(body)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def _static_file(path: str) -> FileResponse:
@@ -116,14 +132,15 @@ def _known_version(source: ViewerSource, version: str) -> str:
     return version
 
 
-def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, tile_url: str | None = None,
+def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, basemap: Basemap | None = None,
                  dev_key: str | None = None, catalogue: Catalogue | None = None,
                  report_info: ReportInfo | None = None, tiles_dir: Path | None = None) -> APIRouter:
     """The viewer's routes under /viewer.
 
     Everything but the static assets and the login form depends on ``auth_dependency`` (which
     must accept the ``blueprint_key`` cookie the login form sets). ``dev_key`` is shown pre-filled
-    in the login form and must only be passed in dev mode. ``tile_url`` is an optional basemap.
+    in the login form and must only be passed in dev mode. ``basemap``: the optional basemap
+    (:func:`viewer.basemap.open_basemap`); a local file's tiles are served at ``/viewer/basemap/{z}/{x}/{y}``.
     ``tiles_dir``: where the MVT archives of published versions are kept (none: tiles on demand only).
     """
     catalogue = catalogue or load_catalogue()
@@ -164,9 +181,19 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         chosen = _known_version(source, version) if version else _default_version(source)
         options = PageOptions(version=chosen, versions=source.versions(),
                               bounds_4326=source.city_bounds_4326(), work_crs=source.work_crs(),
-                              tile_url=tile_url, project=_project_code(source, project))
+                              basemap=basemap_config(basemap), project=_project_code(source, project))
         extra = parcels_config(tiles.parcels_revision(), catalogue)
         return HTMLResponse(build_page(options, catalogue, extra=extra))
+
+    @router.get("/basemap/{z}/{x}/{y}", dependencies=auth, summary="One tile of the local basemap")
+    def basemap_tile(request: Request, z: int, x: int, y: int) -> Response:
+        """A tile of the basemap file ``BLUEPRINT_BASEMAP`` names (MBTiles or PMTiles, raster or vector),
+        as stored; 404 where the file has no tile (or no local basemap is set)."""
+        body = basemap.tile(z, x, y) if basemap is not None and valid_tile(z, x, y) else None
+        if body is None:
+            raise HTTPException(status_code=404, detail=f"no basemap tile {z}/{x}/{y}")
+        assert basemap is not None
+        return basemap_response(request, body, basemap.media_type)
 
     @router.get("/tiles/{version}/{z}/{x}/{y}.mvt", dependencies=auth, summary="One MVT tile, every layer")
     def mvt_tile(request: Request, version: str, z: int, x: int, y: int,

@@ -120,6 +120,7 @@
         var fend = pbf.varint() + pbf.pos, feature = { tags: [], geometry: [] };
         pbf.fields(fend, function (f) {
           if (f === 2) feature.tags = pbf.packed();
+          else if (f === 3) feature.type = pbf.varint(); // 1 point, 2 line, 3 polygon
           else if (f === 4) feature.geometry = pbf.packed();
           else return false;
         });
@@ -288,6 +289,66 @@
       });
     },
   });
+
+  /* ---- the optional basemap, under everything: raster tiles, or vector tiles in a neutral style ---- */
+  var BASEMAP_STYLE = {
+    water: { fill: "#d4e3ef", stroke: "#b5cde0" },
+    other: { fill: "#ebebe8", stroke: "#cfcfca" },
+    line: { stroke: "#b9b9b4" },
+  };
+
+  var BasemapVectorTiles = VectorTiles.extend({
+    _draw: function (canvas) {
+      if (!this._map || !canvas._obLayers) return;
+      var ctx = canvas.getContext("2d");
+      var size = this.getTileSize().x, ratio = canvas.width / size, drawn = 0;
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      var layers = canvas._obLayers;
+      Object.keys(layers).forEach(function (name) { // in the file's order: its own bottom-to-top
+        var layer = layers[name], scale = size / layer.extent;
+        var area = /water|river|lake|ocean|水/i.test(name) ? BASEMAP_STYLE.water : BASEMAP_STYLE.other;
+        layer.features.forEach(function (feature) {
+          if (feature.type === 1) return; // points (place names…): the blueprint's own labels are enough
+          tracePath(ctx, feature.geometry, scale);
+          ctx.setLineDash([]);
+          if (feature.type === 3) {
+            ctx.fillStyle = area.fill;
+            ctx.fill("evenodd");
+            ctx.strokeStyle = area.stroke;
+            ctx.lineWidth = 0.5;
+          } else {
+            ctx.strokeStyle = BASEMAP_STYLE.line.stroke;
+            ctx.lineWidth = 1;
+          }
+          ctx.stroke();
+          drawn += 1;
+        });
+      });
+      canvas.setAttribute("data-features", String(drawn));
+      if (!canvas._obCounted) { canvas._obCounted = true; OB.basemapDrawn = (OB.basemapDrawn || 0) + drawn; }
+    },
+  });
+
+  /* the basemap the service names (cfg.basemap): none by default, so nothing leaves the service */
+  function addBasemap(map, cfg) {
+    var b = cfg.basemap;
+    if (!b) return null;
+    map.createPane("obBasemap").style.zIndex = 150; // under the blueprint's tiles (350) and overlays
+    var layer;
+    if (b.vector) { // 512-px cells at map zoom z are the file's tiles of zoom z - 1, as for the blueprint
+      layer = new BasemapVectorTiles(b.url, [], { pane: "obBasemap", tileSize: 512, maxZoom: 20,
+        minNativeZoom: Math.max(1, b.minZoom + 1), maxNativeZoom: b.maxNativeZoom + 1,
+        updateWhenIdle: true, updateWhenZooming: false, keepBuffer: 1 });
+    } else {
+      layer = L.tileLayer(b.url, { pane: "obBasemap", maxZoom: 20, minNativeZoom: b.minZoom,
+        maxNativeZoom: b.maxNativeZoom, subdomains: b.subdomains || "abc", attribution: b.attribution });
+      layer.on("tileload", function () { OB.basemapDrawn = (OB.basemapDrawn || 0) + 1; });
+    }
+    layer.addTo(map);
+    OB.basemap = layer;
+    return layer;
+  }
 
   /* a layer-control entry: switching it shows or hides one named layer of the shared tiles */
   var LayerToggle = L.Layer.extend({
@@ -814,6 +875,7 @@
     map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]],
       { paddingTopLeft: workbench ? [450, 20] : [50, 60], paddingBottomRight: [right, 20], animate: false });
     L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map); // metres only: plans are metric
+    addBasemap(map, cfg);
     if (cfg.version) {
       var byKey = addLayers(map, cfg);
       addLegend(map, cfg, byKey);
