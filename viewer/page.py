@@ -132,6 +132,7 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "report": "/viewer/reports/{check_id}.html",
         "reports": "/api/v1/checks/{check_id}/report.{format}",
         "identify": "/viewer/identify/{version}",
+        "labels": "/viewer/labels/{version}",
         "compare": "/viewer/compare",
         "project": options.project,
         "basemap": options.basemap,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,10 +17,11 @@ from viewer import compare as compare_mod
 from viewer import report as report_mod
 from viewer.archive import Archives
 from viewer.basemap import Basemap, basemap_config
+from viewer.boundary import boundary_labels
 from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
-from viewer.tiles import TileService, valid_tile
+from viewer.tiles import IDENTIFY_MAX_RADIUS_M, LRU, TileService, valid_tile
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "blueprint_key"
@@ -29,6 +31,7 @@ TILE_HEADERS = {"Cache-Control": "private, max-age=86400"}
 MVT_TYPE = "application/vnd.mapbox-vector-tile"
 # a published version never changes: its tiles may be kept for a year without asking again
 IMMUTABLE = "private, max-age=31536000, immutable"
+LABELS_TTL = 3600  # seconds the boundary labels of a published version are kept
 DRAFT = "private, no-cache"  # drafts: revalidate every time (the ETag makes that a 304)
 
 
@@ -185,6 +188,25 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, b
         extra = parcels_config(tiles.parcels_revision(), catalogue)
         return HTMLResponse(build_page(options, catalogue, extra=extra))
 
+    label_cache = LRU(8)
+
+    @router.get("/labels/{version}", dependencies=auth, summary="Names of the boundary layer's areas")
+    def labels(request: Request, version: str) -> Response:
+        """The named areas of the version's boundary layer (districts, or the city): a label point each and
+        their outlines, EPSG:4326, largest first. Empty when the source has no boundary layer to read."""
+        _known_version(source, version)
+        read = getattr(source, "boundary", None)  # optional in ViewerSource
+        published = tiles.status(version) == "published"
+        # the names come from the stored boundary layer, which an administrator may replace: kept an hour
+        body = label_cache.get(version, lambda: json.dumps(
+            boundary_labels(read(version) if read else None), ensure_ascii=False).encode("utf-8"),
+            LABELS_TTL if published else tiles.draft_ttl)
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {"ETag": etag, "Cache-Control": f"private, max-age={LABELS_TTL}" if published else DRAFT}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
     @router.get("/basemap/{z}/{x}/{y}", dependencies=auth, summary="One tile of the local basemap")
     def basemap_tile(request: Request, z: int, x: int, y: int) -> Response:
         """A tile of the basemap file ``BLUEPRINT_BASEMAP`` names (MBTiles or PMTiles, raster or vector),
@@ -228,12 +250,14 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, b
 
     @router.get("/identify/{version}", dependencies=auth, summary="What the blueprint says at a point")
     def identify(version: str, lon: Annotated[float, Query(ge=-180, le=180)],
-                 lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
+                 lat: Annotated[float, Query(ge=-90, le=90)],
+                 r: Annotated[float, Query(ge=0, le=IDENTIFY_MAX_RADIUS_M)] = 0.0) -> dict[str, Any]:
         """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features;
-        and the conflicts there: the two plans, their layers, the area and how precedence resolved it."""
+        and the conflicts there: the two plans, their layers, the area and how precedence resolved it.
+        ``r`` (metres): also small conflicts within that distance, which the map draws as markers."""
         try:
             return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat),
-                    "conflicts": tiles.identify_conflicts(version, lon, lat)}
+                    "conflicts": tiles.identify_conflicts(version, lon, lat, r)}
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}") from None
 

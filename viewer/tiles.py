@@ -31,6 +31,10 @@ MAX_ZOOM = 22
 MARGIN_PX = 4  # clip a little beyond the tile so strokes at the seam are not cut
 SIMPLIFY_PX = 0.5  # simplification tolerance: half a screen pixel is invisible
 MIN_AREA_PX2 = 0.25  # parts below a quarter of a square pixel are dropped at that zoom
+# conflicts are never dropped: one narrower than this many pixels is sent as a square of this size
+# around a point inside it, so a 10 m² 差异图斑 still shows (outlined) on the whole-city view
+MARKER_PX = 6.0
+IDENTIFY_MAX_RADIUS_M = 2000.0  # the most a click may reach out for a conflict drawn as a marker
 WEB_MERCATOR = CRS.from_epsg(3857)
 LONLAT = CRS.from_epsg(4326)
 VERSIONS_TTL = 2.0  # seconds a version list is trusted (a tile burst asks hundreds of times)
@@ -117,10 +121,14 @@ def dissolve(geoms: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LayerIndex:
-    """One layer of one version in EPSG:3857: geometries, their properties and an STRtree."""
+    """One layer of one version in EPSG:3857: geometries, their properties and an STRtree.
+
+    ``markers``: features too small to see at a zoom are drawn as a :data:`MARKER_PX` square instead of
+    being dropped (conflicts); the tree then also finds them by that square."""
 
     geoms: np.ndarray
     props: list[dict[str, Any]]
+    markers: bool = False
     tree: shapely.STRtree = field(init=False)
     _simplified: dict[int, np.ndarray] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -133,9 +141,13 @@ class LayerIndex:
         with self._lock:
             if z not in self._simplified:
                 simple = shapely.simplify(self.geoms, pixel_size(z) * SIMPLIFY_PX, preserve_topology=True)
-                # a part smaller than a quarter pixel cannot be seen at this zoom: do not send it
-                tiny = shapely.area(self.geoms) < MIN_AREA_PX2 * pixel_size(z) ** 2
-                simple[tiny] = shapely.Polygon()
+                if self.markers:
+                    small = _narrower_than(self.geoms, MARKER_PX * pixel_size(z))
+                    simple[small] = _marker_squares(self.geoms[small], MARKER_PX * pixel_size(z))
+                else:
+                    # a part smaller than a quarter pixel cannot be seen at this zoom: do not send it
+                    tiny = shapely.area(self.geoms) < MIN_AREA_PX2 * pixel_size(z) ** 2
+                    simple[tiny] = shapely.Polygon()
                 self._simplified[z] = _valid(simple)
             return self._simplified[z]
 
@@ -144,13 +156,33 @@ class LayerIndex:
         minx, miny, maxx, maxy = tile_bounds(z, x, y)
         pad = pixel_size(z) * MARGIN_PX
         box = (minx - pad, miny - pad, maxx + pad, maxy + pad)
-        hits = self.tree.query(shapely.box(*box), predicate="intersects")
+        query = shapely.box(*box)
+        if self.markers:  # a marker reaches MARKER_PX / 2 beyond its feature
+            query = shapely.box(*shapely.buffer(query, MARKER_PX * pixel_size(z)).bounds)
+        hits = self.tree.query(query, predicate="intersects")
         if len(hits) == 0:
             return []
         hits.sort()  # stable output order: the same tile is byte-identical every time
         clipped = _valid(shapely.clip_by_rect(self.at_zoom(z)[hits], *box))
         keep = ~shapely.is_empty(clipped) & (shapely.area(clipped) > 0)
         return [(g, self.props[i]) for g, i in zip(clipped[keep], hits[keep], strict=True)]
+
+
+def _narrower_than(geoms: np.ndarray, size: float) -> np.ndarray:
+    """Which geometries fit in a ``size`` square (bounding box)."""
+    if len(geoms) == 0:
+        return np.zeros(0, dtype=bool)
+    b = shapely.bounds(geoms)
+    return np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) < size
+
+
+def _marker_squares(geoms: np.ndarray, size: float) -> np.ndarray:
+    """A ``size`` square around a point inside each geometry: how a too-small feature is drawn."""
+    if len(geoms) == 0:
+        return np.empty(0, dtype=object)
+    x, y = shapely.get_coordinates(shapely.point_on_surface(geoms)).T
+    half = size / 2
+    return shapely.box(x - half, y - half, x + half, y + half)
 
 
 def _valid(geoms: np.ndarray) -> np.ndarray:
@@ -177,7 +209,7 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
     src = CRS.from_user_input(frame.crs)
     if layer == CONFLICTS:
         geoms = _transform(frame.geometry.to_numpy(), src, WEB_MERCATOR)
-        return LayerIndex(geoms, [_conflict_props(row) for row in frame.to_dict("records")])
+        return LayerIndex(geoms, [_conflict_props(row) for row in frame.to_dict("records")], markers=True)
     members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
     parts = dissolve(members) if dissolve_kind else members
     geoms = _transform(parts, src, WEB_MERCATOR)
@@ -396,15 +428,25 @@ class TileService:
         layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]
         return tile_mvt(layers, z, x, y)
 
-    def identify_conflicts(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
-        """The conflicts (差异图斑) of ``version`` under a lon/lat point; ``KeyError``: unknown version."""
+    def identify_conflicts(self, version: str, lon: float, lat: float,
+                           radius_m: float = 0.0) -> list[dict[str, Any]]:
+        """The conflicts (差异图斑) of ``version`` under a lon/lat point, or within ``radius_m`` of it (a click
+        on a conflict drawn as a marker at city scale); ``KeyError``: unknown version."""
         if self.status(version) is None:
             raise KeyError(version)
         frame = self._frame(version, CONFLICTS, self._ttl(version))
         if len(frame) == 0:
             return []
         to_work = _transformer(LONLAT, CRS.from_user_input(frame.crs))
-        hits = frame.sindex.query(shapely.Point(*to_work.transform(lon, lat)), predicate="intersects")
+        point = shapely.Point(*to_work.transform(lon, lat))
+        hits = frame.sindex.query(point, predicate="intersects")
+        if len(hits) == 0 and radius_m > 0:
+            near = frame.sindex.query(point, predicate="dwithin", distance=min(radius_m, IDENTIFY_MAX_RADIUS_M))
+            # only conflicts drawn as markers there: small ones, nearest first
+            geoms = frame.geometry.to_numpy()[near]
+            small = near[_narrower_than(geoms, 2 * radius_m)]
+            hits = small[np.argsort(shapely.distance(frame.geometry.to_numpy()[small], point), kind="stable")][:3]
+            return [_conflict_props(row) for row in frame.iloc[hits].to_dict("records")]
         return [_conflict_props(row) for row in frame.iloc[np.sort(hits)].to_dict("records")]
 
     def tile(self, version: str, layer: str, z: int, x: int, y: int) -> bytes:
