@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 300.0  # a build that failed is not tried again for this long
 DEFAULT_ZOOMS = range(6, 15)  # province (6–8) to city blocks (14); closer zooms are tiled on demand
-ARCHIVE_FORMAT = "mvt2"  # mvt2: small conflicts as markers. Bump when the tile content changes, so old archives are not served
+ARCHIVE_FORMAT = "mvt2"  # bump when the tile content changes, so old archives are not served (2: markers)
 
 
 def archive_path(out_dir: Path, version: str) -> Path:

@@ -430,8 +430,8 @@ class TileService:
 
     def identify_conflicts(self, version: str, lon: float, lat: float,
                            radius_m: float = 0.0) -> list[dict[str, Any]]:
-        """The conflicts (差异图斑) of ``version`` under a lon/lat point, or within ``radius_m`` of it (a click
-        on a conflict drawn as a marker at city scale); ``KeyError``: unknown version."""
+        """The conflicts (差异图斑) of ``version`` under a lon/lat point, or within ``radius_m`` of it (a
+        click on a conflict drawn as a marker at city scale); ``KeyError``: unknown version."""
         if self.status(version) is None:
             raise KeyError(version)
         frame = self._frame(version, CONFLICTS, self._ttl(version))
@@ -441,11 +441,12 @@ class TileService:
         point = shapely.Point(*to_work.transform(lon, lat))
         hits = frame.sindex.query(point, predicate="intersects")
         if len(hits) == 0 and radius_m > 0:
-            near = frame.sindex.query(point, predicate="dwithin", distance=min(radius_m, IDENTIFY_MAX_RADIUS_M))
+            radius = min(radius_m, IDENTIFY_MAX_RADIUS_M)
+            near = frame.sindex.query(point, predicate="dwithin", distance=radius)
             # only conflicts drawn as markers there: small ones, nearest first
-            geoms = frame.geometry.to_numpy()[near]
-            small = near[_narrower_than(geoms, 2 * radius_m)]
-            hits = small[np.argsort(shapely.distance(frame.geometry.to_numpy()[small], point), kind="stable")][:3]
+            geoms = frame.geometry.to_numpy()
+            small = near[_narrower_than(geoms[near], 2 * radius)]
+            hits = small[np.argsort(shapely.distance(geoms[small], point), kind="stable")][:3]
             return [_conflict_props(row) for row in frame.iloc[hits].to_dict("records")]
         return [_conflict_props(row) for row in frame.iloc[np.sort(hits)].to_dict("records")]
 

@@ -121,11 +121,13 @@ def test_district_names_are_shown_without_overlap(browser: Any, raster_url: str)
     page.wait_for_function("OneBlueprint.labels && OneBlueprint.labels.length === 3", timeout=20_000)
     for zoom_out in (0, 6):  # the city view, then far out where the names would collide
         if zoom_out:
-            page.evaluate(f"OneBlueprint.map.setZoom(OneBlueprint.map.getZoom() - {zoom_out}, {{animate: false}})")
+            page.evaluate(f"OneBlueprint.map.setZoom(OneBlueprint.map.getZoom() - {zoom_out}, "
+                          "{animate: false})")
             page.wait_for_timeout(300)
         boxes = page.evaluate("""() => [...document.querySelectorAll('.ob-label')]
             .filter(e => e.style.display !== 'none')
-            .map(e => { const r = e.getBoundingClientRect(); return [e.textContent, r.left, r.top, r.right, r.bottom]; })""")
+            .map(e => { const r = e.getBoundingClientRect();
+                        return [e.textContent, r.left, r.top, r.right, r.bottom]; })""")
         assert boxes, "at least the largest area is named"
         for i, a in enumerate(boxes):
             for c in boxes[i + 1:]:
@@ -135,19 +137,22 @@ def test_district_names_are_shown_without_overlap(browser: Any, raster_url: str)
     assert [t[0] for t in boxes] == ["铜官区"], "far out, only the largest area's name is kept"
 
 
-def test_a_sub_pixel_conflict_is_outlined_at_city_zoom_and_named_on_click(browser: Any, raster_url: str) -> None:
+def test_a_sub_pixel_conflict_is_outlined_at_city_zoom_and_named_on_click(browser: Any,
+                                                                          raster_url: str) -> None:
     page = open_page(browser, raster_url)
     page.locator(".leaflet-control-layers-overlays label", has_text="规划冲突").locator("input").check()
     page.wait_for_function("(OneBlueprint.drawn.conflicts || 0) > 0", timeout=20_000)
     lon, lat = to_4326(TINY.centroid)["coordinates"]
     point = page.evaluate(f"""() => {{ const m = OneBlueprint.map;
         return {{p: m.latLngToContainerPoint(L.latLng({lat}, {lon})),
-                 metresPerPx: m.distance(m.containerPointToLatLng([0, 0]), m.containerPointToLatLng([1, 0]))}}; }}""")
+                 metresPerPx: m.distance(m.containerPointToLatLng([0, 0]),
+                                         m.containerPointToLatLng([1, 0]))}}; }}""")
     assert 3 / point["metresPerPx"] < 1, "the conflict itself is below a pixel at this zoom"
     x, y = round(point["p"]["x"]), round(point["p"]["y"])
     shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
     ARTIFACTS.mkdir(exist_ok=True)
-    shot.crop((x - 40, y - 40, x + 40, y + 40)).resize((320, 320)).save(ARTIFACTS / "viewer-conflict-marker.png")
+    zoomed = shot.crop((x - 40, y - 40, x + 40, y + 40)).resize((320, 320))
+    zoomed.save(ARTIFACTS / "viewer-conflict-marker.png")
     near = [shot.getpixel((x + dx, y + dy)) for dx in range(-6, 7) for dy in range(-6, 7)]
     magenta = [p for p in near if abs(p[0] - CONFLICT_RGB[0]) < 40 and abs(p[1] - CONFLICT_RGB[1]) < 60
                and abs(p[2] - CONFLICT_RGB[2]) < 50]

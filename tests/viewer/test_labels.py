@@ -100,8 +100,8 @@ def test_a_conflict_large_enough_keeps_its_shape() -> None:
 
 def test_a_click_near_a_marker_names_that_conflict_and_its_plans() -> None:
     client = signed_in(make_app(TinyConflict()))
-    lon, lat = to_4326(shapely.Point(b(600, 600, 603, 603).centroid.x + 40, b(600, 600, 603, 603).centroid.y))[
-        "coordinates"]
+    centre = b(600, 600, 603, 603).centroid
+    lon, lat = to_4326(shapely.Point(centre.x + 40, centre.y))["coordinates"]
     assert client.get(f"/viewer/identify/v1?lon={lon}&lat={lat}").json()["conflicts"] == []
     found = client.get(f"/viewer/identify/v1?lon={lon}&lat={lat}&r=60").json()["conflicts"]
     assert [c["conflict_id"] for c in found] == ["C000002"]
