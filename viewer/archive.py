@@ -42,10 +42,11 @@ def save_parts(indexes: dict[str, LayerIndex], path: Path) -> None:
     """Write every layer's parts and properties as GeoParquet (atomically): a restarted server reads them in
     seconds instead of dissolving every kind again before it can tile street zooms."""
     # an empty layer is one row without geometry, so that a reader knows it is empty rather than missing
-    frames = [gpd.GeoDataFrame({"layer": name, "props": [json.dumps(p, ensure_ascii=False) for p in ix.props]
-                                or ["null"]},
-                               geometry=gpd.GeoSeries(ix.geoms if len(ix.geoms) else [None], crs=WEB_MERCATOR))
-              for name, ix in indexes.items()]
+    frames = []
+    for name, ix in indexes.items():
+        props = [json.dumps(p, ensure_ascii=False) for p in ix.props] or ["null"]
+        geoms = gpd.GeoSeries(ix.geoms if len(ix.geoms) else [None], crs=WEB_MERCATOR)
+        frames.append(gpd.GeoDataFrame({"layer": name, "props": props}, geometry=geoms))
     frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=WEB_MERCATOR)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     frame.to_parquet(tmp, compression="zstd")

@@ -35,9 +35,7 @@ def _bytes_field(field: int, payload: bytes) -> bytes:
 def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Protobuf varints of non-negative integers, vectorised: (bytes as uint8, byte offset of each value)."""
     v = values.astype(np.uint64)
-    nbytes = np.ones(len(v), dtype=np.int64)
-    for k in range(1, 10):
-        nbytes += v >= np.uint64(1 << (7 * k))
+    nbytes = _varint_len(v)
     starts = np.zeros(len(v) + 1, dtype=np.int64)
     np.cumsum(nbytes, out=starts[1:])
     out = np.empty(int(starts[-1]), dtype=np.uint8)
@@ -176,15 +174,17 @@ def encode_layer(name: str, features: Features, bounds: tuple[float, float, floa
 
 
 def _varint_len(n: np.ndarray) -> np.ndarray:
-    """Bytes of the protobuf varint of each non-negative integer."""
+    """Bytes of the protobuf varint of each non-negative integer (as many passes as the largest needs:
+    a tile's small arrays made ten passes the bulk of the encoding)."""
     out = np.ones(len(n), dtype=np.int64)
-    for k in range(1, 10):
-        out += n >= (1 << (7 * k))
+    top = int(n.max()).bit_length() if len(n) else 0
+    for k in range(1, max(1, -(-top // 7))):
+        out += n >= np.uint64(1 << (7 * k)) if n.dtype == np.uint64 else n >= (1 << (7 * k))
     return out
 
 
 def _gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the runs ``source[starts[i]:starts[i] + lengths[i]]`` one after another, and the run of each."""
+    """Indices of the runs ``source[starts[i]:starts[i] + lengths[i]]`` in turn, and the run of each."""
     run = np.repeat(np.arange(len(lengths)), lengths)
     first = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=first[1:])
