@@ -52,18 +52,20 @@ def child(folder: Path, out: Path) -> None:
     source = BenchSource(gpd.read_parquet(folder / "p.parquet"), gpd.read_parquet(folder / "c.parquet"))
     groups = {k.key: k.group for k in load_catalogue().values()}
     load = lambda: round(os.getloadavg()[0], 2)  # noqa: E731
+    cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # noqa: E731 — user + system seconds
     row: dict[str, object] = {"pieces": len(source.pieces("v1")), "load0": load()}
     service = TileService(source, groups, tile_cache=1)
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), cpu()
     if hasattr(service, "indexes"):
         service.indexes("v1", workers=getattr(archive, "BUILD_WORKERS", 1))
     else:
         for name in service.layer_names():
             service.index("v1", name)
     row["indexes_s"], row["load1"] = round(time.perf_counter() - started, 1), load()
-    started = time.perf_counter()
+    started, cpu1 = time.perf_counter(), cpu()
     path = archive.build_version_tiles(source, "v1", out, groups=groups, service=service)
     row["tiles_s"], row["load2"] = round(time.perf_counter() - started, 1), load()
+    row["cpu_indexes_s"], row["cpu_tiles_s"] = round(cpu1 - cpu0, 1), round(cpu() - cpu1, 1)
     row.update(archive_stats(path))
     started = time.perf_counter()
     if hasattr(archive, "load_parts"):
@@ -107,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     trees = [("this tree", ROOT)]
     if args.baseline_tree:
         trees.append(("baseline", args.baseline_tree.resolve()))
-    print("| tree | pieces | indexes s | tiles s | archive s | tiles | MB | largest gz / raw kB | restart | "
-          "peak MB | load |", flush=True)
+    print("| tree | pieces | indexes s (CPU) | tiles s (CPU) | archive s (CPU) | tiles | MB | largest gz / raw kB "
+          "| restart | peak MB | load |", flush=True)
     for label, tree in trees:
         r = run_tree(tree, folder)
-        print(f"| {label} | {r['pieces']} | {r['indexes_s']} | {r['tiles_s']} | "
-              f"{float(r['indexes_s']) + float(r['tiles_s']):.1f} | {r['tiles']} | "
+        total, total_cpu = float(r["indexes_s"]) + float(r["tiles_s"]), r["cpu_indexes_s"] + r["cpu_tiles_s"]
+        print(f"| {label} | {r['pieces']} | {r['indexes_s']} ({r['cpu_indexes_s']}) | {r['tiles_s']} "
+              f"({r['cpu_tiles_s']}) | {total:.1f} ({total_cpu:.1f}) | {r['tiles']} | "
               f"{int(r['size']) / 1e6:.1f} | "
               f"{int(r['largest_gzip']) / 1e3:.0f} / {int(r['largest_raw']) / 1e3:.0f} | {r['restart']} "
               f"{r['restart_s']} s | {r['peak_mb']} | {r['load0']}→{r['load1']}→{r['load2']}→{r['load3']} |",
