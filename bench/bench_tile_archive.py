@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     trees = [("this tree", ROOT)]
     if args.baseline_tree:
         trees.append(("baseline", args.baseline_tree.resolve()))
-    print("| tree | pieces | indexes s (CPU) | tiles s (CPU) | archive s (CPU) | tiles | MB | largest gz / raw kB "
-          "| restart | peak MB | load |", flush=True)
+    print("| tree | pieces | indexes s (CPU) | tiles s (CPU) | archive s (CPU) | tiles | MB "
+          "| largest gz / raw kB | restart | peak MB | load |", flush=True)
     for label, tree in trees:
         r = run_tree(tree, folder)
         total, total_cpu = float(r["indexes_s"]) + float(r["tiles_s"]), r["cpu_indexes_s"] + r["cpu_tiles_s"]

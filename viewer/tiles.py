@@ -35,7 +35,10 @@ MIN_AREA_PX2 = 0.25  # parts below a quarter of a square pixel are dropped at th
 # conflicts are never dropped: one narrower than this many pixels is sent as a square of this size
 # around a point inside it, so a 10 m² 差异图斑 still shows (outlined) on the whole-city view
 MARKER_PX = 6.0
-IDENTIFY_MAX_RADIUS_M = 2000.0  # the most a click may reach out for a conflict drawn as a marker
+IDENTIFY_MAX_RADIUS_M = 2000.0
+# below this zoom a kind layer's features carry only their kind: the whole-city tile holds tens of thousands
+# of farmland parts, and a distinct area per part was a third of its bytes (a click asks the server anyway)
+FULL_ATTRIBUTES_ZOOM = 12  # the most a click may reach out for a conflict drawn as a marker
 WEB_MERCATOR = CRS.from_epsg(3857)
 LONLAT = CRS.from_epsg(4326)
 VERSIONS_TTL = 2.0  # seconds a version list is trusted (a tile burst asks hundreds of times)
@@ -263,14 +266,16 @@ def tile_geojson(features: list[tuple[shapely.Geometry, dict[str, Any]]]) -> byt
 def tile_mvt(layers: list[tuple[str, list[tuple[shapely.Geometry, dict[str, Any]]]]],
              z: int, x: int, y: int) -> bytes:
     """One gzip-compressed MVT tile carrying every layer given (EPSG:3857 features); an empty tile is b""."""
-    raw = encode_tile([(name, [(g, _mvt_props(p)) for g, p in feats]) for name, feats in layers],
+    low = z < FULL_ATTRIBUTES_ZOOM
+    drops = {name: {"layer", "area_m2"} if low and name != CONFLICTS else {"layer"} for name, _ in layers}
+    raw = encode_tile([(name, [(g, _mvt_props(p, drops[name])) for g, p in feats]) for name, feats in layers],
                       tile_bounds(z, x, y))
     return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
 
 
-def _mvt_props(props: dict[str, Any]) -> dict[str, Any]:
+def _mvt_props(props: dict[str, Any], drop: set[str]) -> dict[str, Any]:
     # the MVT layer name already says which layer a feature is in
-    return {k: v for k, v in props.items() if k != "layer"}
+    return {k: v for k, v in props.items() if k not in drop}
 
 
 def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
