@@ -18,13 +18,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import DEV_KEYS, require
+from api.auth import require
 from api.errors import add_exception_handlers, error_body
-from api.ratelimit import PublicPathLimit
-from api.services import Services
-from api.settings import Settings, get_settings
+from api.ratelimit import PublicPathLimit, RateLimits
 from api.tempfiles import sweep_upload_dirs
 from layers.model import Limits
+from runtime.keys import DEV_KEYS
+from runtime.services import Services
+from runtime.settings import Settings, get_settings
 
 log = logging.getLogger("api.app")
 
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="一张蓝图 One Blueprint", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
+    app.state.rate_limits = RateLimits(settings)  # per app: api.auth and PublicPathLimit share it
     app.state.settings = settings
     add_exception_handlers(app)
     submission = body_cap(settings.submission_limits("api"))
@@ -171,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=submission.max_bytes, detail=submission.detail,
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
     app.add_middleware(NoControlCharacters)
-    app.add_middleware(PublicPathLimit, limits=services.rate_limits)
+    app.add_middleware(PublicPathLimit, limits=app.state.rate_limits)
     for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
@@ -235,11 +237,11 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
     """The review-meeting viewer at /viewer, the workbench, the public list and the report downloads,
     reading through the ViewerSource port."""
     try:
-        from api.viewer_source import StoreViewerSource
         from viewer.basemap import open_basemap
         from viewer.report import ReportInfo
         from viewer.report_routes import build_report_router
         from viewer.routes import build_router, sign_in_dependencies
+        from viewer.store_source import StoreViewerSource, register_tile_jobs
         from viewer.workbench import build_public_router, build_workbench_router
     except ImportError as exc:  # the viewer package is optional for the API
         log.warning("viewer not mounted: %s", exc)
@@ -260,7 +262,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
                                basemap=basemap, max_upload_bytes=settings.max_upload_bytes)
     )
     app.include_router(build_public_router(source))
-    register_viewer_jobs(services, source)
+    register_tile_jobs(services, source)
     app.include_router(build_report_router(source, read, services.catalogue, info))
 
 
@@ -279,25 +281,3 @@ def _report_info(services: Services, settings: Settings, make: Any) -> Any:
              (f"{t.name_zh}（{types[t.group_key].name_zh}）", f"{t.name_en} ({types[t.group_key].name_en})")
              for t in types.values()}
     return make(project_types=names, rules_file=name, rules_sha256=hashlib.sha256(data).hexdigest())
-
-
-def register_viewer_jobs(services: Services, source: Any = None) -> None:
-    """The viewer's durable job kinds: the MVT archive of a version, queued by every publish."""
-    try:
-        from api.rescreen import TILES_KIND
-        from api.viewer_source import StoreViewerSource
-        from viewer.archive import build_version_tiles
-    except ImportError as exc:  # no viewer: tile jobs wait for a worker that has it
-        log.warning("tile jobs not handled here: %s", exc)
-        return
-    source = source or StoreViewerSource(services)
-    groups = {k.key: k.group for k in services.catalogue.values()}
-    out_dir = services.settings.data_dir / "tiles"
-
-    def build_tiles(job: dict[str, Any], folder: Path, progress: Any) -> str:
-        version = str(job["payload"]["version"])
-        build_version_tiles(source, version, out_dir, groups=groups)
-        return f"tiles:{version}"
-
-    services.register_job_handler(TILES_KIND, build_tiles)
-

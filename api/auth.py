@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -20,21 +16,14 @@ from fastapi.security import (
     HTTPBearer,
 )
 
-from api.errors import ApiError, AuthenticationError, InvalidKeyError, PermissionDeniedError
-from api.store import ROLES, KeyStore, Principal, Role
+from api.errors import AuthenticationError, InvalidKeyError
+from approval.audit import ROLES, Principal, Role
+from approval.errors import PermissionDeniedError
 
 log = logging.getLogger("api.auth")
 
 COOKIE_NAME = "blueprint_key"
 BASIC_REALM = "One Blueprint"
-
-# Well-known keys that exist only when settings.dev_mode is on (the app then logs a loud warning).
-DEV_KEYS: Mapping[str, Role] = {
-    "dev-admin-key": "admin",
-    "dev-planner-key": "planner",
-    "dev-reviewer-key": "reviewer",
-    "dev-approval-key": "approval_system",
-}
 
 # Who may do what. Every route names one of these actions; reading is open to every role.
 PERMISSIONS: Mapping[str, frozenset[Role]] = {
@@ -69,70 +58,6 @@ _cookie = APIKeyCookie(
 )
 
 
-class KeyFileError(ApiError):
-    """``settings.api_keys_file`` is unreadable or malformed (a start-up error, never a request's)."""
-
-    code = "invalid_api_keys_file"
-
-
-def key_digest(key: str) -> str:
-    """What an API keys file stores for a key: sha256 of the whole key, hex."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def load_key_file(path: Path) -> dict[str, Principal]:
-    """Keys provisioned by configuration: a JSON list of ``{"name", "role", "sha256"}`` (and
-    ``"department"`` for a ``department`` key: the department it answers for).
-
-    Only digests are in the file (``blueprint keys digest`` style: ``sha256(key)``); the keys themselves
-    are random and long, so an unsalted digest is safe to keep in configuration management.
-    """
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"API keys file {path}: {exc}") from exc
-    if not isinstance(entries, list):
-        raise KeyFileError(f"API keys file {path}: expected a JSON list of {{name, role, sha256}}")
-    ring: dict[str, Principal] = {}
-    for i, entry in enumerate(entries):
-        ok = isinstance(entry, dict) and entry.get("role") in ROLES and isinstance(entry.get("name"), str)
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
-        if not ok or not isinstance(digest, str) or len(digest) != 64:
-            raise KeyFileError(
-                f"API keys file {path}: entry {i + 1} needs name, role (one of "
-                f"{', '.join(ROLES)}) and a 64-hex sha256"
-            )
-        department = entry.get("department")
-        if (entry["role"] == "department") != isinstance(department, str) or department == "":
-            raise KeyFileError(
-                f"API keys file {path}: entry {i + 1}: a department key names its department "
-                "(and only a department key does)"
-            )
-        ring[digest.lower()] = Principal(entry["name"], entry["role"], f"file:{i + 1}", department)
-    return ring
-
-
-class KeyRing:
-    """Checks presented keys: stored (hashed) keys, keys from the configured file, and in dev mode
-    the well-known dev keys."""
-
-    def __init__(self, keys: KeyStore, *, dev_mode: bool, key_file: Path | None = None) -> None:
-        self.keys = keys
-        self.dev_mode = dev_mode
-        self.from_file = load_key_file(key_file) if key_file is not None else {}
-
-    def principal(self, presented: str) -> Principal | None:
-        if self.dev_mode:
-            for dev_key, role in DEV_KEYS.items():
-                if hmac.compare_digest(presented.encode("utf-8", "replace"), dev_key.encode()):
-                    return Principal(f"dev-{role}", role, "dev")
-        if self.from_file:
-            found = self.from_file.get(key_digest(presented))
-            if found is not None:
-                return found
-        return self.keys.verify(presented)
-
-
 def client_address(request: Request) -> str:
     """The peer address (behind a proxy, run uvicorn with --proxy-headers so this is the client's)."""
     return request.client.host if request.client else "unknown"
@@ -149,7 +74,7 @@ def authenticate(
     or the ``blueprint_key`` cookie."""
     presented = header or (bearer.credentials if bearer else None) or (basic.password if basic else None)
     presented = presented or cookie
-    limits = request.app.state.services.rate_limits
+    limits = request.app.state.rate_limits
     if not presented:
         limits.check_address(client_address(request))
         raise AuthenticationError(

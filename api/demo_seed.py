@@ -12,11 +12,11 @@ import pandas as pd
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import DEV_KEYS
-from api.settings import Settings
 from layers.crs import to_output
 from layers.errors import OneBlueprintError
 from layers.ingest import read_parcels
+from runtime.keys import DEV_KEYS
+from runtime.settings import Settings
 
 PLANNER_KEY = next(key for key, role in DEV_KEYS.items() if role == "planner")
 ADMIN_KEY = next(key for key, role in DEV_KEYS.items() if role == "admin")

@@ -21,9 +21,14 @@ from approval.errors import (
     CalendarError,
     DepartmentsError,
     InvalidAnswerError,
+    InvalidTransitionError,
     InvalidWebhookError,
+    JobNotFoundError,
     NotInPlanningError,
     NoWarningError,
+    PermissionDeniedError,
+    ProjectExistsError,
+    ProjectNotFoundError,
     RoundClosedError,
     RoundNotDueError,
     RoundNotFoundError,
@@ -64,11 +69,17 @@ from layers.errors import (
 )
 from layers.store import LayerExistsError, LayerInUseError
 from layers.store import LayerNotFoundError as StoredLayerNotFoundError
+from runtime.errors import (
+    BlueprintNotPublishedError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    ServiceError,
+)
 
 log = logging.getLogger("api.errors")
 
 
-# Errors that only the service raises (authentication, the project pool, jobs). They stay web-free
+# Errors that only the web service raises (authentication, routing, OGC parameters). They stay web-free
 # like the core's: a stable ``code`` and a user message; the status lives in the table below.
 class ApiError(OneBlueprintError):
     code = "api_error"
@@ -82,26 +93,8 @@ class InvalidKeyError(AuthenticationError):
     code = "invalid_api_key"
 
 
-class PermissionDeniedError(ApiError):
-    code = "forbidden"
-
-
 class NotFoundError(ApiError, LookupError):
     code = "not_found"
-
-
-class ProjectNotFoundError(NotFoundError):
-    code = "project_not_found"
-
-
-class ProjectNotInPoolError(ProjectNotFoundError):
-    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
-
-    code = "project_not_in_pool"
-
-
-class JobNotFoundError(NotFoundError):
-    code = "job_not_found"
 
 
 class ReviewNotFoundError(NotFoundError):
@@ -116,44 +109,8 @@ class FeatureNotFoundError(NotFoundError):
     code = "feature_not_found"
 
 
-class ProjectExistsError(ApiError):
-    code = "project_exists"
-
-
-class InvalidTransitionError(ApiError):
-    """A project status change the lifecycle does not allow (e.g. submitted → cleared)."""
-
-    code = "invalid_transition"
-
-
-class ReviewRequiredError(InvalidTransitionError):
-    """Clearing a project whose latest check is a conflict needs a joint-review decision with reasons."""
-
-    code = "review_required"
-
-
-class StaleCheckError(InvalidTransitionError):
-    """Clearing on a check against an older blueprint version than the latest published one."""
-
-    code = "check_not_latest"
-
-
-class IdempotencyConflictError(ApiError):
-    """The same Idempotency-Key was sent with a different submission."""
-
-    code = "idempotency_key_reused"
-
-
-class BlueprintNotPublishedError(ApiError):
-    code = "blueprint_not_published"
-
-
 class PayloadTooLargeError(ApiError):
     code = "payload_too_large"
-
-
-class InvalidRequestError(ApiError, ValueError):
-    code = "invalid_request"
 
 
 class NotReadyError(ApiError):
@@ -221,17 +178,21 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     InvalidAnswerError: 422,
     InvalidWebhookError: 422,
     WebhookNotFoundError: 404,
-    # the service itself
-    ApiError: 400,
-    AuthenticationError: 401,
     PermissionDeniedError: 403,
-    NotFoundError: 404,
+    ProjectNotFoundError: 404,
+    JobNotFoundError: 404,
     ProjectExistsError: 409,
     InvalidTransitionError: 409,
+    # the application services (runtime)
+    ServiceError: 400,
     IdempotencyConflictError: 409,
     BlueprintNotPublishedError: 409,
-    PayloadTooLargeError: 413,
     InvalidRequestError: 422,
+    # the web service itself
+    ApiError: 400,
+    AuthenticationError: 401,
+    NotFoundError: 404,
+    PayloadTooLargeError: 413,
     InvalidParameterError: 400,
     NotReadyError: 503,
     TooManyRequestsError: 429,

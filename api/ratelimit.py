@@ -29,8 +29,8 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import TooManyRequestsError, error_body
-from api.settings import Settings
-from api.store import Principal
+from approval.audit import Principal
+from runtime.settings import Settings
 
 
 class RateLimitedError(TooManyRequestsError):

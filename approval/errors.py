@@ -1,4 +1,4 @@
-"""approval.errors: errors of departments, opinion rounds, calendars and webhooks (no HTTP here)."""
+"""approval.errors: errors of the approval flow (pool, lifecycle, jobs, rounds, webhooks); nothing of HTTP."""
 
 from __future__ import annotations
 
@@ -79,3 +79,46 @@ class NoWarningError(ApprovalError):
     """Acknowledging a warning (预警) on a project that has none open."""
 
     code = "no_warning"
+
+
+# the project pool and its lifecycle (approval.pool), and the durable jobs (approval.jobs)
+class PermissionDeniedError(ApprovalError):
+    """A role acting beyond what it may (e.g. a planner clearing a project)."""
+
+    code = "forbidden"
+
+
+class ProjectNotFoundError(ApprovalError, LookupError):
+    code = "project_not_found"
+
+
+class ProjectNotInPoolError(ProjectNotFoundError):
+    """库外项目不立项: what the national and approval systems are told for a code not in the pool."""
+
+    code = "project_not_in_pool"
+
+
+class ProjectExistsError(ApprovalError):
+    code = "project_exists"
+
+
+class InvalidTransitionError(ApprovalError):
+    """A project status change the lifecycle does not allow (e.g. submitted → cleared)."""
+
+    code = "invalid_transition"
+
+
+class ReviewRequiredError(InvalidTransitionError):
+    """Clearing a project whose latest check is a conflict needs a joint-review decision with reasons."""
+
+    code = "review_required"
+
+
+class StaleCheckError(InvalidTransitionError):
+    """Clearing on a check against an older blueprint version than the latest published one."""
+
+    code = "check_not_latest"
+
+
+class JobNotFoundError(ApprovalError, LookupError):
+    code = "job_not_found"

@@ -1,7 +1,7 @@
 """approval.store: the event feed, opinion rounds and opinions, webhooks and their outbox (SQLAlchemy).
 
 Every write here takes the caller's ``Connection``, so it commits in the same transaction as the change it
-belongs to (a project's status, an audit entry). Mirrors ``api/migrations/versions/0005_opinions.py``.
+belongs to (a project's status, an audit entry). Mirrors ``runtime/migrations/versions/0005_opinions.py``.
 """
 
 from __future__ import annotations

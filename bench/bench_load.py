@@ -72,9 +72,9 @@ def parcel_collection(rng: random.Random) -> dict[str, Any]:
 
 def prepare(database_url: str, data_dir: Path) -> tuple[str, str]:
     """Build and publish the city, create keys; returns (admin key, approval-system key)."""
-    from api.services import Services
-    from api.settings import Settings
-    from api.store import Principal
+    from approval.audit import Principal
+    from runtime.services import Services
+    from runtime.settings import Settings
 
     settings = Settings(_env_file=None, database_url=database_url, data_dir=data_dir)  # type: ignore[call-arg]
     services = Services.open(settings)
@@ -91,7 +91,7 @@ def prepare(database_url: str, data_dir: Path) -> tuple[str, str]:
         admin_key = services.keys.create("bench admin", "admin")[0]
         approval_key = services.keys.create("bench approval", "approval_system")[0]
         for i in range(20):  # a few projects to search and locate
-            from api.store import NewProject
+            from approval.pool import NewProject
             from layers.ingest import parcels_from_geojson
 
             parcels = parcels_from_geojson(parcel_collection(random.Random(i)), work_crs=settings.work_crs)

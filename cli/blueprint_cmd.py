@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def _stores() -> Iterator[Any]:
     """The configured (migrated) database, closed at the end of the command."""
-    from api.settings import get_settings
-    from cli.context import open_stores
+    from runtime.settings import get_settings
+    from runtime.stores import open_stores
 
     stores = open_stores(get_settings())
     try:
@@ -58,9 +58,9 @@ def build(
     by: ByOption = "cli",
 ) -> None:
     """Build a draft blueprint 一张蓝图 from the stored layers and print its conflict summary."""
-    from api.settings import get_settings
     from blueprint.precedence import load_precedence
     from layers.catalogue import load_catalogue
+    from runtime.settings import get_settings
 
     settings = get_settings()
     with domain_errors(), _stores() as stores:
@@ -132,8 +132,8 @@ def conflict_summary(frame: Any) -> dict[str, Any]:
 def publish(version: VersionArgument, by: ByOption = "cli") -> None:
     """Publish a draft version 发布; it becomes immutable and the default for checks. Projects in flight
     are re-screened against it by a worker (`blueprint serve` or `blueprint worker`)."""
-    from api.rescreen import on_publish
-    from api.store import Principal
+    from approval.audit import Principal
+    from approval.rescreen import on_publish
 
     with domain_errors(), _stores() as stores:
         summary = stores.blueprints.publish(version, by, also=on_publish(version, Principal(by, "admin")))

@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
 def _context(settings: Any) -> tuple[Any, Any, Any]:
     """(stores, catalogue, rules) for the configured database and policy files."""
     from checks.rules import load_rules
-    from cli.context import open_stores
     from layers.catalogue import load_catalogue
+    from runtime.stores import open_stores
 
     catalogue = load_catalogue(settings.catalogue_file)
     rules = load_rules(settings.rules_file, catalogue)
@@ -46,7 +46,7 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
 
     blueprint = stores.blueprints.get(version) if version else stores.blueprints.latest_published()
     if blueprint.status != "published":
-        from api.errors import BlueprintNotPublishedError
+        from runtime.errors import BlueprintNotPublishedError
 
         # as the API answers (409): results are only ever stored against published versions
         raise BlueprintNotPublishedError(
@@ -76,12 +76,12 @@ def check(
         help="dx,dy,dz,rx,ry,rz,ds taking Beijing 1954 / Xi'an 1980 input to CGCS2000"),
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
-    from api.settings import get_settings
     from checks.engine import result_json
     from checks.errors import CheckError
     from checks.explain import feature_collection
     from layers.crs import parse_datum_params
     from layers.ingest import read_parcels
+    from runtime.settings import get_settings
 
     with domain_errors():
         if fmt not in ("json", "geojson"):  # exit 3 (bad input), not click's 2, which means "conflict" here
@@ -159,9 +159,9 @@ def check_batch(
     """Screen many parcels 批量筛查 into a parquet table and print a summary. Exit 0 ran, 3 bad input."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from api.settings import get_settings
     from checks.batch import screen_batch
     from checks.distributed import screen_distributed
+    from runtime.settings import get_settings
 
     started = time.perf_counter()
     with domain_errors():

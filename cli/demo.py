@@ -11,9 +11,9 @@ from typing import Any
 import typer
 from sqlalchemy.engine import make_url
 
-from api.settings import Settings, get_settings
 from cli.common import domain_errors, emit, note
 from layers.errors import OneBlueprintError
+from runtime.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "data" / "demo"
@@ -94,7 +94,7 @@ def start_fresh(settings: Settings, keep: bool) -> bool:
 
 def layers_not_by_demo(settings: Settings) -> list[str]:
     """Names of stored layers that another user (not the demo) stored."""
-    from cli.context import open_stores
+    from runtime.stores import open_stores
 
     stores = open_stores(settings)
     try:
@@ -147,8 +147,8 @@ def reuse_stored(row: dict[str, Any], checksum: str, path: Path) -> dict[str, An
 
 def build_and_publish(settings: Settings, stores: Any) -> dict[str, Any]:
     """Build a draft from the stored layers and publish it, unless a published version exists."""
-    from api.rescreen import on_publish
-    from api.store import Principal
+    from approval.audit import Principal
+    from approval.rescreen import on_publish
     from blueprint.errors import NoPublishedBlueprintError
     from blueprint.merge import build_blueprint
     from blueprint.precedence import load_precedence
@@ -205,7 +205,7 @@ def run(farmland: int = DEFAULT_FARMLAND, serve: bool = True, host: str = "127.0
     Each run starts from a fresh demo database (the previous one is removed) unless ``keep``; a kept
     or external database is used only if its layers are the generated files (checksums).
     """
-    from cli.context import open_stores
+    from runtime.stores import open_stores
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -237,17 +237,23 @@ def database_label(settings: Settings) -> str:
 
 
 def screen_demo_projects(settings: Settings, manifest: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Register the demo projects through the API (as the approval system would) and screen them."""
-    from api.demo_seed import seed_projects
+    """Register the demo projects through the API (as the approval system would) and screen them.
 
-    return seed_projects(settings, manifest, root)
+    The seeder drives the real app in process, so it lives with the API; like `blueprint serve` loads the
+    app, it is loaded by its import string and the CLI imports nothing of ``api``."""
+    from uvicorn.importer import import_from_string
+
+    seed_projects = import_from_string("api.demo_seed:seed_projects")
+    return dict(seed_projects(settings, manifest, root))
 
 
 def serve_forever(settings: Settings, host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.importer import import_from_string
 
-    from api.app import create_app
     from cli.serve_cmd import logs_to_stderr
+
+    create_app = import_from_string("api.app:create_app")  # as `blueprint serve` does
 
     note(f"serving API on http://{host}:{port}/docs and the map on http://{host}:{port}/viewer")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=logs_to_stderr())

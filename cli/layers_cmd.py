@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Any:
-    from api.settings import get_settings
+    from runtime.settings import get_settings
 
     return get_settings()
 
@@ -94,9 +94,9 @@ def import_layer(
 
     Large GeoPackage, Shapefile and FlatGeobuf layers are read, repaired and stored chunk by chunk.
     """
-    from cli.context import open_stores
     from layers.catalogue import load_catalogue
     from layers.stream import open_layer
+    from runtime.stores import open_stores
 
     settings = _settings()
     values = _raster_values(raster_values)

@@ -27,8 +27,8 @@ def _root() -> None:
 
 def list_kinds() -> None:
     """List the layer catalogue (kinds, Chinese and English names, groups, codes) as JSON."""
-    from api.settings import get_settings
     from layers.catalogue import load_catalogue
+    from runtime.settings import get_settings
 
     with domain_errors():
         catalogue = load_catalogue(get_settings().catalogue_file)

@@ -104,9 +104,9 @@ def rules_command(
                                            help="only these project types (a group brings its finer types)"),
 ) -> None:
     """The screening policy in force 筛查规则: JSON on stdout, the table on stderr (stdout with --table)."""
-    from api.settings import get_settings
     from checks.rules import load_rules
     from layers.catalogue import load_catalogue
+    from runtime.settings import get_settings
 
     with domain_errors():
         settings = get_settings()

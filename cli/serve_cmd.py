@@ -9,7 +9,7 @@ import typer
 
 from cli.common import emit, note
 
-ROLES = ("planner", "reviewer", "admin", "approval_system", "department")  # as api.store.ROLES
+ROLES = ("planner", "reviewer", "admin", "approval_system", "department")  # as approval.audit.ROLES
 
 
 def register(app: typer.Typer) -> None:
@@ -56,13 +56,17 @@ def worker(
     """
     import signal
 
-    from api.app import register_viewer_jobs
-    from api.jobs import Worker
-    from api.services import Services
-    from api.settings import get_settings
+    from approval.jobs import Worker
+    from runtime.services import Services
+    from runtime.settings import get_settings
 
     services = Services.open(get_settings())
-    register_viewer_jobs(services)
+    try:
+        from viewer.store_source import register_tile_jobs
+    except ImportError as exc:  # no viewer here: tile jobs wait for a worker that has it
+        note(f"tile jobs not handled here: {exc}")
+    else:
+        register_tile_jobs(services)
     runner = Worker(services.jobs, services.job_handlers())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first
@@ -105,10 +109,11 @@ def create_key(
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     if (role == "department") != bool(department):
         raise typer.BadParameter("a department key names its --department; other roles name none")
-    from api.db import open_database
-    from api.settings import get_settings
-    from api.store import KeyStore, Principal
+    from approval.audit import Principal
     from approval.departments import load_departments
+    from runtime.db import open_database
+    from runtime.keys import KeyStore
+    from runtime.settings import get_settings
 
     settings = get_settings()
     known = load_departments(settings.departments_file)
@@ -127,9 +132,9 @@ def create_key(
 
 def list_keys() -> None:
     """List API keys (names, roles, dates; never the keys)."""
-    from api.db import open_database
-    from api.settings import get_settings
-    from api.store import KeyStore
+    from runtime.db import open_database
+    from runtime.keys import KeyStore
+    from runtime.settings import get_settings
 
     engine = open_database(get_settings())
     try:
@@ -140,9 +145,10 @@ def list_keys() -> None:
 
 def revoke_key(key_id: Annotated[str, typer.Argument(help="the key_id shown by `keys list`")]) -> None:
     """Revoke an API key; requests with it are refused from then on."""
-    from api.db import open_database
-    from api.settings import get_settings
-    from api.store import KeyStore, Principal
+    from approval.audit import Principal
+    from runtime.db import open_database
+    from runtime.keys import KeyStore
+    from runtime.settings import get_settings
 
     engine = open_database(get_settings())
     try:
@@ -168,7 +174,7 @@ def file_entry(
         raise typer.BadParameter("a department key names its --department; other roles name none")
     import secrets
 
-    from api.auth import key_digest
+    from runtime.keys import key_digest
 
     key = f"obf_{secrets.token_urlsafe(32)}"
     entry = {"name": name, "role": role, "sha256": key_digest(key)}

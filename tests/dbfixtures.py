@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from psycopg2 import sql
 from sqlalchemy.engine import Engine
 
-from api.db import make_engine, migrate
+from runtime.db import make_engine, migrate
 
 PG_SERVER = os.environ.get("BLUEPRINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 PG_ADMIN_DSN = f"{PG_SERVER}/postgres"

@@ -36,7 +36,8 @@ from api.ogc.openapi import (
     document,
 )
 from api.routes.common import ServicesDep
-from api.services import Services, _plain
+from runtime.geojson import _plain
+from runtime.services import Services
 
 router = APIRouter(prefix="/ogc", tags=["要素服务 OGC API – Features"])
 

@@ -10,8 +10,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from api.errors import CollectionNotFoundError
-from api.services import Services
 from layers.crs import OUTPUT_CRS, transformer
+from runtime.services import Services
 
 ID_COLUMN = "_id"  # the feature id of every collection, as text
 

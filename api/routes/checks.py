@@ -22,7 +22,7 @@ from api.routes.common import (
     read_json,
     validate,
 )
-from api.services import CheckOutcome
+from runtime.caches import CheckOutcome
 
 router = APIRouter(prefix="/api/v1", tags=["合规检测 checks"])
 

@@ -17,13 +17,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
-from api.services import Services
 from api.tempfiles import upload_prefix
 from layers.crs import parse_crs
 from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
 from layers.formats import SHAPEFILE_PARTS
 from layers.ingest import parcels_from_geojson, read_parcels
 from layers.model import Limits, ParcelSet
+from runtime.services import Services
 
 
 def get_services(request: Request) -> Services:

@@ -15,9 +15,9 @@ from alembic.script import ScriptDirectory
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.db import MIGRATIONS_DIR
 from api.errors import error_body
 from api.routes.common import ServicesDep
+from runtime.db import MIGRATIONS_DIR
 
 router = APIRouter(tags=["运行状态 health"])
 

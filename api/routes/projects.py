@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api import rescreen
 from api.auth import Advancer, Decider, ProjectWriter, Reader
 from api.errors import InvalidRequestError
 from api.routes.checks import IdempotencyKey, check_response
@@ -27,7 +26,8 @@ from api.routes.common import (
     read_json,
     validate,
 )
-from api.store import NewProject
+from approval.pool import NewProject
+from runtime import rescreen
 
 router = APIRouter(prefix="/api/v1/projects", tags=["项目库 projects"])
 

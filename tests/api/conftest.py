@@ -27,10 +27,10 @@ from psycopg2 import sql
 from shapely.geometry import box, mapping
 
 from api.app import create_app
-from api.services import Services
-from api.settings import Settings
-from api.store import KeyStore
 from layers.crs import OUTPUT_CRS
+from runtime.keys import KeyStore
+from runtime.services import Services
+from runtime.settings import Settings
 from tests.dbfixtures import PG_ADMIN_DSN, PG_SERVER
 from tests.geoms import X0, Y0
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from api.store import KeyStore
 from cli.main import build_app
+from runtime.keys import KeyStore
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_keys_file(db_url: str, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.auth import KeyFileError
+    from runtime.keys import KeyFileError
     from tests.api.conftest import settings_for
 
     made = CliRunner().invoke(build_app(), ["keys", "file-entry", "--role", "reviewer", "--name", "联审会"])
@@ -73,7 +73,7 @@ def test_department_keys_from_the_cli_and_the_keys_file(run, db_url: str, engine
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.auth import KeyFileError
+    from runtime.keys import KeyFileError
     from tests.api.conftest import settings_for
 
     created = run("keys", "create", "--role", "department", "--name", "水务局经办人", "--department", "water")

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.jobs import JobStore, Worker
-from api.store import write
+from approval.audit import write
+from approval.jobs import JobStore, Worker
 from approval.store import EventLog
 from approval.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.api.conftest import (
@@ -306,9 +306,9 @@ def test_only_admins_manage_webhooks(linked: Api) -> None:
 
 
 WORKER_SCRIPT = """
-from api.jobs import Worker
-from api.services import Services
-from api.settings import Settings
+from approval.jobs import Worker
+from runtime.services import Services
+from runtime.settings import Settings
 
 services = Services.open(Settings(_env_file=None))
 Worker(services.jobs, services.job_handlers(), name="doomed", poll_seconds=0.1).run()

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.jobs import MAX_ATTEMPTS, JobStore, Worker
-from api.store import Principal
+from approval.audit import Principal
+from approval.jobs import MAX_ATTEMPTS, JobStore, Worker
 from tests.api.conftest import (
     PASS_PARCEL,
     REDLINE_PARCEL,
@@ -125,9 +125,9 @@ def test_an_unknown_kind_waits_and_a_failing_handler_ends_failed(quiet: Api) -> 
 WORKER_SCRIPT = """
 import sys, time
 from pathlib import Path
-from api.jobs import Worker
-from api.services import Services
-from api.settings import Settings
+from approval.jobs import Worker
+from runtime.services import Services
+from runtime.settings import Settings
 
 services = Services.open(Settings(_env_file=None))
 real = services.job_handlers()["check"]

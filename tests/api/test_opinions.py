@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.store import KeyStore
+from runtime.keys import KeyStore
 from tests.api.conftest import (
     PASS_PARCEL,
     Api,

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.settings import Settings
+from runtime.settings import Settings
 from tests.api.conftest import Api, make_keys, settings_for
 from tests.api.test_service import assert_error
 
@@ -53,7 +53,7 @@ def test_each_key_has_its_roles_budget(limited: Api) -> None:
 
 
 def test_two_keys_of_one_role_are_counted_apart(limited: Api) -> None:
-    from api.store import KeyStore
+    from runtime.keys import KeyStore
 
     second = KeyStore(limited.services.engine).create("second planner", "planner")[0]
     for _ in range(3):

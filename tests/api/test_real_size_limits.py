@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.settings import LAYER_LIMITS, SUBMISSION_LIMITS, Settings
 from cli.main import build_app
+from runtime.settings import LAYER_LIMITS, SUBMISSION_LIMITS, Settings
 from tests.api.conftest import settings_for
 from tests.api.test_service import assert_error
 from tests.geoms import X0, Y0
@@ -90,7 +90,7 @@ def test_cli_imports_a_60000_patch_layer_with_default_limits(cli, farm_gpkg: Pat
     summary = json.loads(result.stdout)
     assert summary["feature_count"] == PATCHES
     assert summary["area_m2"] == PATCHES * 1600.0
-    from cli.context import open_stores
+    from runtime.stores import open_stores
 
     stores = open_stores(Settings(_env_file=None, data_dir=tmp_path / "var"))  # type: ignore[call-arg]
     try:

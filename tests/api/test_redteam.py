@@ -181,7 +181,7 @@ def test_unclosed_ring_one_rule_for_json_and_multipart(city: Api) -> None:
 
 def test_a_check_and_its_audit_entry_commit_together(city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash between the two used to leave a stored check without its audit entry."""
-    from api.store import AuditLog
+    from approval.audit import AuditLog
 
     with city.services.engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM checks")).scalar_one()

@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api import rescreen
 from api.app import create_app
-from api.jobs import Worker
+from approval.jobs import Worker
 from layers.crs import OUTPUT_CRS
+from runtime import rescreen
 from tests.api.conftest import (
     PASS_PARCEL,
     REDLINE_PARCEL,

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import DEV_KEYS
+from runtime.keys import DEV_KEYS
 from tests.api.conftest import Api, settings_for
 
 

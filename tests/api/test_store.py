@@ -1,4 +1,4 @@
-"""api.store on both backends: the audit log is append-only in the database, keys are stored hashed."""
+"""approval.audit and runtime.keys on both backends: the audit log is append-only, keys are stored hashed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api.store import AuditLog, KeyStore, Principal
+from approval.audit import AuditLog, Principal
+from runtime.keys import KeyStore
 
 
 def test_audit_log_refuses_update_and_delete(engine: Engine) -> None:

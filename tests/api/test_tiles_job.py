@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from api.jobs import Worker
+from approval.jobs import Worker
 from tests.api.conftest import Api
 from viewer.archive import archive_path
 

@@ -1,12 +1,12 @@
-"""The viewer mounted by create_app at /viewer, reading through api.viewer_source (the cookie signs in)."""
+"""The viewer mounted by create_app at /viewer, reading through viewer.store_source (the cookie signs in)."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from api.viewer_source import StoreViewerSource
 from tests.api.conftest import REDLINE_PARCEL, Api, collection, national_code
 from viewer.source import ViewerSource
+from viewer.store_source import StoreViewerSource
 
 
 def signed_in(city: Api, role: str = "reviewer") -> TestClient:

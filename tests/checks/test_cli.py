@@ -8,9 +8,9 @@ import geopandas as gpd
 import pytest
 from typer.testing import CliRunner
 
-from api.settings import Settings
-from cli.context import open_stores
 from cli.main import build_app
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
 
 

@@ -13,10 +13,10 @@ import pytest
 from shapely.geometry import mapping
 from typer.testing import CliRunner
 
-from api.settings import Settings
 from cli import main as cli_main
-from cli.context import open_stores
 from cli.main import build_app
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
 
 

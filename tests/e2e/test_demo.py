@@ -79,10 +79,10 @@ def test_demo_keep_refuses_a_database_built_from_other_data(demo_env, capsys):
 
 @pytest.mark.slow
 def test_demo_never_deletes_a_database_it_did_not_fill(demo_env, capsys):
-    from api.settings import get_settings
-    from cli.context import open_stores
     from layers.catalogue import load_catalogue
     from layers.ingest import read_layer
+    from runtime.settings import get_settings
+    from runtime.stores import open_stores
 
     data = demo_env / "demo"
     demo.ensure_demo_data(data, 120)

@@ -54,8 +54,8 @@ def test_import_stores_the_layer(run, layer_data, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["stored"]["name"] == "红线" and summary["stored"]["status"] == "draft"
-    from api.settings import Settings
-    from cli.context import open_stores
+    from runtime.settings import Settings
+    from runtime.stores import open_stores
 
     stores = open_stores(Settings(data_dir=tmp_path / "var"))
     try:

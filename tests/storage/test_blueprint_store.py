@@ -150,7 +150,7 @@ def test_failure_mid_publish_changes_nothing(engine: sa.Engine, monkeypatch: pyt
 
 CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
-    from api.db import make_engine
+    from runtime.db import make_engine
     from blueprint.store import BlueprintStore
 
     real_mark = BlueprintStore._mark_layers_used

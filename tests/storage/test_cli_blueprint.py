@@ -13,10 +13,10 @@ import pytest
 from pyproj import CRS
 from typer.testing import CliRunner
 
-from api.settings import Settings
-from cli.context import open_stores
 from cli.main import build_app
 from layers.model import PlanLayer
+from runtime.settings import Settings
+from runtime.stores import open_stores
 from tests.geoms import square
 
 WORK = CRS.from_epsg(4548)

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from api.db import MIGRATIONS_DIR, make_engine, migrate, open_database
-from api.settings import Settings
 from layers.errors import CRSMismatchError
+from runtime.db import MIGRATIONS_DIR, make_engine, migrate, open_database
+from runtime.settings import Settings
 from tests.conftest import ROOT
 from tests.dbfixtures import fresh_postgres_database
 
@@ -94,7 +94,7 @@ def test_changing_the_working_crs_of_an_existing_database_is_refused(tmp_path: P
 
 GDAL_AFTER_SPATIALITE = """
 import sys
-from api.db import make_engine
+from runtime.db import make_engine
 engine = make_engine(sys.argv[1])
 with engine.connect() as conn:
     conn.exec_driver_sql("SELECT spatialite_version()")

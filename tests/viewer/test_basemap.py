@@ -11,7 +11,7 @@ import mapbox_vector_tile
 import pytest
 from PIL import Image
 
-from api.settings import Settings
+from runtime.settings import Settings
 from tests.viewer.conftest import MemorySource, make_app, signed_in
 from tests.viewer.test_page import config_of
 from viewer.archive import city_tiles

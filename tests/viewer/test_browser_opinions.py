@@ -30,7 +30,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 httpx = pytest.importorskip("httpx")
 
 from api.app import create_app  # noqa: E402
-from api.settings import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from tests.viewer.test_browser_real_app import ADMIN, PLANNER, seed  # noqa: E402
 
 WARNED, PLANNED = "2026-340705-47-01-000911", "2026-340705-47-01-000912"

@@ -29,7 +29,7 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api")
 httpx = pytest.importorskip("httpx")
 app_module = pytest.importorskip("api.app")
-settings_module = pytest.importorskip("api.settings")
+settings_module = pytest.importorskip("runtime.settings")
 
 ADMIN, PLANNER, REVIEWER = "dev-admin-key", "dev-planner-key", "dev-reviewer-key"  # dev mode only
 LAYERS = {  # metres from the demo origin, EPSG:4548 (see tests/viewer/conftest.py)

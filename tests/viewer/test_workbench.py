@@ -34,7 +34,7 @@ httpx = pytest.importorskip("httpx")
 docx = pytest.importorskip("docx")
 openpyxl = pytest.importorskip("openpyxl")
 from api.app import create_app  # noqa: E402
-from api.settings import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 ADMIN, PLANNER, REVIEWER = "dev-admin-key", "dev-planner-key", "dev-reviewer-key"  # dev mode only
 BUBIAO = Path(__file__).resolve().parents[1] / "data" / "bubiao" / "two_parcels_hole.txt"

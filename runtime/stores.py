@@ -1,4 +1,4 @@
-"""api.stores: the migrated database and its stores (layers, blueprints, checks) on one engine."""
+"""runtime.stores: the migrated database and its stores (layers, blueprints, checks) on one engine."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from api.db import open_database
-from api.settings import Settings
 from blueprint.store import BlueprintStore
 from checks.store import CheckStore
 from layers.store import LayerStore
+from runtime.db import open_database
+from runtime.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""api.outbox: webhooks for linked systems — registration, the outbox sweep and one delivery per job."""
+"""approval.outbox: webhooks for linked systems — registration, the outbox sweep and one delivery per job."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from api.jobs import JobStore
-from api.store import SYSTEM, AuditLog, Principal, write
+from approval.audit import SYSTEM, AuditLog, Principal, write
+from approval.jobs import JobStore
 from approval.store import EventLog, WebhookStore
 from approval.webhooks import deliver, validate_url
 
-log = logging.getLogger("api.outbox")
+log = logging.getLogger("approval.outbox")
 
 KIND = "webhook"
 # outbox rows whose delivery job failed as a job (not a failed POST, which the job records itself)

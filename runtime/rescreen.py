@@ -1,4 +1,4 @@
-"""api.rescreen: after a publish, every project in flight screened again against the new version (a job)."""
+"""runtime.rescreen: the ``rescreen`` job (projects in flight screened against a new version) and 预警."""
 
 from __future__ import annotations
 
@@ -9,49 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from api.jobs import JobStore
-from api.store import AuditLog, Principal, projects, write
+from approval.audit import AuditLog, Principal, write
 from approval.errors import NoWarningError
+from approval.pool import projects
+from approval.rescreen import IN_FLIGHT, RESCREENER, kinds_changed, version_number
 from approval.store import EventLog
 
 if TYPE_CHECKING:
-    from api.services import Services
-
-KIND = "rescreen"
-TILES_KIND = "tiles"
-# Projects still on their way: a submitted one has its parcels (every pooled project does), planning ones
-# are screened when they are submitted, final ones (cleared, rejected) keep the check they were decided on.
-IN_FLIGHT = ("submitted", "screened", "in_review")
-RESCREENER = Principal("rescreen", "admin")
-
-
-def on_publish(version: str, by: Principal) -> Callable[[Connection], None]:
-    """What a publish commits with: the ``blueprint.published`` event and the queued re-screening."""
-
-    def also(conn: Connection) -> None:
-        # read in the publish transaction: a project pooled after it commits is screened on this version
-        waiting = conn.execute(
-            sa.select(sa.func.count()).select_from(projects).where(projects.c.status.in_(IN_FLIGHT))
-        ).scalar_one()
-        job_id = None
-        if waiting:
-            job_id = JobStore.enqueue(
-                conn, KIND, by=by, idempotency_key=f"{KIND}:{version}", payload={"version": version}
-            )
-        # the map's vector-tile archive of the version, built by a worker that has the viewer
-        JobStore.enqueue(conn, TILES_KIND, by=by, idempotency_key=f"{TILES_KIND}:{version}",
-                         payload={"version": version})
-        EventLog.append(
-            conn,
-            "blueprint.published",
-            "blueprint",
-            version,
-            {"version": version, "published_by": by.name, "rescreen_job_id": job_id, "in_flight": waiting},
-        )
-
-    return also
+    from runtime.services import Services
 
 
 def in_flight(services: Services) -> list[str]:
@@ -79,7 +45,7 @@ def rescreen_project(services: Services, code: str, version: str, job_id: str) -
         return None
     revision = project["parcels_revision"]
     checks = services.projects.checks(code)
-    if checks and _number(checks[-1]["blueprint_version"]) > _number(version):
+    if checks and version_number(checks[-1]["blueprint_version"]) > version_number(version):
         return None  # already screened against a newer version (a later publish overtook this job)
     if any(c["blueprint_version"] == version and c["parcels_revision"] == revision for c in checks):
         return None  # screened against this version already (by this job before a restart, or by hand)
@@ -101,38 +67,6 @@ def rescreen_project(services: Services, code: str, version: str, job_id: str) -
         changes={"kinds_changed": kinds_changed(old, new)},
     )
     return check_id
-
-
-def kind_rules(result: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
-    """Per control kind, the strictest rule it triggers in a result: kind → (rule, Chinese name)."""
-    order = ("allowed", "conditional", "forbidden")
-    found: dict[str, tuple[str, str]] = {}
-    for parcel in (result or {}).get("parcels", []):
-        for hit in parcel.get("conflicts", []):
-            if hit.get("below_tolerance"):
-                continue
-            kind, rule = str(hit["kind"]), str(hit["rule"])
-            held = found.get(kind)
-            if held is None or order.index(rule) > order.index(held[0]):
-                found[kind] = (rule, str(hit.get("name_zh", kind)))
-    return found
-
-
-def kinds_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
-    """The control kinds whose rule differs between two results (appeared, gone or changed)."""
-    before, after = kind_rules(old), kind_rules(new)
-    out = []
-    for kind in sorted(set(before) | set(after)):
-        was, now = before.get(kind), after.get(kind)
-        if (was and was[0]) != (now and now[0]):
-            name = (now or was or ("", kind))[1]
-            out.append({"kind": kind, "name_zh": name, "before": was and was[0], "after": now and now[0]})
-    return out
-
-
-def _number(version: str) -> int:
-    digits = "".join(ch for ch in version if ch.isdigit())
-    return int(digits) if digits else 0
 
 
 def warning(services: Services, code: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by api.db.migrate (no alembic.ini)."""
+"""Alembic environment: runs on the connection handed over by runtime.db.migrate (no alembic.ini)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def run_migrations_online() -> None:
     """Upgrade on the caller's connection, inside the caller's transaction."""
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through api.db.migrate(engine)")
+        raise RuntimeError("run migrations through runtime.db.migrate(engine)")
     context.configure(
         connection=connection, target_metadata=None, render_as_batch=connection.dialect.name == "sqlite"
     )
@@ -19,5 +19,5 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("offline (SQL script) migrations are not supported; use api.db.migrate")
+    raise RuntimeError("offline (SQL script) migrations are not supported; use runtime.db.migrate")
 run_migrations_online()

@@ -16,7 +16,7 @@ GEOMETRY_TABLES = ("layer_features", "pieces", "conflicts")
 
 
 def _geom() -> sa.Column:
-    """A spatially indexed geometry column in the working CRS chosen by api.db.migrate."""
+    """A spatially indexed geometry column in the working CRS chosen by runtime.db.migrate."""
     srid = int(op.get_context().config.attributes.get("srid", DEFAULT_SRID))
     return sa.Column("geom", Geometry("GEOMETRY", srid=srid, spatial_index=True), nullable=False)
 

@@ -1,17 +1,22 @@
-"""api.viewer_source: the viewer's read-only storage port (viewer.source.ViewerSource) over the stores."""
+"""viewer.store_source: the viewer's storage port (viewer.source.ViewerSource) over the services, and the
+tile-archive job that the service and the worker both run."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 from pyproj import CRS
 
-from api.services import Services, feature_collection
+from approval.rescreen import TILES_KIND
 from blueprint.errors import BlueprintNotFoundError, NoPublishedBlueprintError
 from checks.errors import CheckNotFoundError
 from layers.crs import OUTPUT_CRS, to_output, transformer
+from runtime.geojson import feature_collection
+from runtime.services import Services
+from viewer.archive import build_version_tiles
 
 
 class StoreViewerSource:
@@ -112,3 +117,18 @@ class StoreViewerSource:
                 for r in self.services.projects.reviews(check_id=check_id)
             ],
         }
+
+
+def register_tile_jobs(services: Services, source: StoreViewerSource | None = None) -> None:
+    """The viewer's durable job kinds: the MVT archive of a version, queued by every publish (the service
+    and ``blueprint worker`` both register them)."""
+    source = source or StoreViewerSource(services)
+    groups = {k.key: k.group for k in services.catalogue.values()}
+    out_dir = services.settings.data_dir / "tiles"
+
+    def build_tiles(job: dict[str, Any], folder: Path, progress: Any) -> str:
+        version = str(job["payload"]["version"])
+        build_version_tiles(source, version, out_dir, groups=groups)
+        return f"tiles:{version}"
+
+    services.register_job_handler(TILES_KIND, build_tiles)

@@ -1,14 +1,9 @@
-"""api.store: projects, parcels, reviews, the append-only audit log, API keys and jobs (SQLAlchemy Core)."""
+"""approval.pool: the project pool — projects, parcels, linked checks, review decisions, the lifecycle."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import secrets
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,7 +14,8 @@ from pyproj import CRS
 from shapely import wkb
 from sqlalchemy.engine import Connection, Engine
 
-from api.errors import (
+from approval.audit import AuditLog, Principal, _iso, now, write
+from approval.errors import (
     InvalidTransitionError,
     ProjectExistsError,
     ProjectNotFoundError,
@@ -27,10 +23,7 @@ from api.errors import (
 )
 from approval.store import EventLog
 from layers.crs import to_output
-from layers.store import WRITE_OPTION
 
-Role = Literal["planner", "reviewer", "admin", "approval_system", "department"]
-ROLES: tuple[Role, ...] = ("planner", "reviewer", "admin", "approval_system", "department")
 STATUSES = ("planning", "submitted", "screened", "in_review", "cleared", "rejected")
 DECISIONS = ("approved", "approved_with_conditions", "rejected", "deferred")
 APPROVING = ("approved", "approved_with_conditions")
@@ -48,21 +41,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key's name and role (the audit log records both)."""
-
-    name: str
-    role: Role
-    key_id: str = ""
-    department: str | None = None  # the department a ``department`` key answers for
-
-
-SYSTEM = Principal("system", "admin")
-
 metadata = sa.MetaData()
 
-# Mirrors api/migrations/versions/0002_api.py; geometry is read and written through ST_AsBinary /
+# Mirrors runtime/migrations/versions/0002_api.py; geometry is read and written through ST_AsBinary /
 # ST_GeomFromWKB so the same statements run on SpatiaLite and PostGIS.
 projects = sa.Table(
     "projects",
@@ -136,243 +117,6 @@ reviews = sa.Table(
     sa.Column("recorded_by", sa.String(200)),
     sa.Column("created_at", sa.DateTime(timezone=True)),
 )
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True)),
-    sa.Column("actor", sa.String(200)),
-    sa.Column("role", sa.String(32)),
-    sa.Column("action", sa.String(64)),
-    sa.Column("subject_type", sa.String(32)),
-    sa.Column("subject_id", sa.String(200)),
-    sa.Column("before", sa.Text),
-    sa.Column("after", sa.Text),
-    sa.Column("detail", sa.Text),
-)
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("key_id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("role", sa.String(32)),
-    sa.Column("salt", sa.String(64)),
-    sa.Column("secret_hash", sa.String(128)),
-    sa.Column("created_by", sa.String(200)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
-    sa.Column("department", sa.String(48)),  # 0005
-)
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(32)),
-    sa.Column("status", sa.String(16)),
-    sa.Column("idempotency_key", sa.String(255)),
-    sa.Column("input_hash", sa.String(128)),
-    sa.Column("parcel_count", sa.Integer),
-    sa.Column("result_id", sa.String(64)),
-    sa.Column("error_code", sa.String(64)),
-    sa.Column("error_detail", sa.Text),
-    sa.Column("created_by", sa.String(200)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-    # 0004: durable jobs (see api/jobs.py)
-    sa.Column("payload", sa.Text),
-    sa.Column("input_dir", sa.String(500)),
-    sa.Column("attempts", sa.Integer),
-    sa.Column("lease_owner", sa.String(100)),
-    sa.Column("lease_until", sa.DateTime(timezone=True)),
-    sa.Column("progress", sa.Float),
-)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
-@contextmanager
-def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (BEGIN IMMEDIATE on SQLite, so concurrent writers queue instead of failing)."""
-    with engine.connect() as conn:
-        conn.execution_options(**{WRITE_OPTION: True})
-        with conn.begin():
-            yield conn
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-# --------------------------------------------------------------------------------------------- audit
-
-
-class AuditLog:
-    """Append-only: there is no update or delete here, and the database refuses them too."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    @staticmethod
-    def append(
-        conn: Connection,
-        who: Principal,
-        action: str,
-        subject_type: str,
-        subject_id: str,
-        *,
-        before: Any = None,
-        after: Any = None,
-        detail: Any = None,
-    ) -> None:
-        """Write one entry on ``conn``, inside the caller's transaction (so it commits with the change)."""
-        conn.execute(
-            audit_log.insert().values(
-                at=now(),
-                actor=who.name,
-                role=who.role,
-                action=action,
-                subject_type=subject_type,
-                subject_id=str(subject_id),
-                before=_json(before),
-                after=_json(after),
-                detail=_json(detail),
-            )
-        )
-
-    def record(self, who: Principal, action: str, subject_type: str, subject_id: str, **kw: Any) -> None:
-        """Write one entry in its own transaction (for changes another store committed)."""
-        with write(self.engine) as conn:
-            self.append(conn, who, action, subject_type, subject_id, **kw)
-
-    def entries(
-        self,
-        *,
-        subject_type: str | None = None,
-        subject_id: str | None = None,
-        action: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        query = sa.select(audit_log).order_by(audit_log.c.id)
-        if subject_type:
-            query = query.where(audit_log.c.subject_type == subject_type)
-        if subject_id:
-            query = query.where(audit_log.c.subject_id == subject_id)
-        if action:
-            query = query.where(audit_log.c.action == action)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
-        return [
-            {
-                "id": r["id"],
-                "at": _iso(r["at"]),
-                "actor": r["actor"],
-                "role": r["role"],
-                "action": r["action"],
-                "subject_type": r["subject_type"],
-                "subject_id": r["subject_id"],
-                "before": json.loads(r["before"]) if r["before"] else None,
-                "after": json.loads(r["after"]) if r["after"] else None,
-                "detail": json.loads(r["detail"]) if r["detail"] else None,
-            }
-            for r in rows
-        ]
-
-
-# ------------------------------------------------------------------------------------------ api keys
-
-KEY_PREFIX = "obk"
-
-
-def _hash_secret(salt: str, secret: str) -> str:
-    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
-
-
-class KeyStore:
-    """API keys ``obk_<key_id>_<secret>``; only ``sha256(salt + secret)`` is stored.
-
-    The secrets are 256-bit random, so one salted sha256 is enough (a slow KDF would only slow every
-    request); ``key_id`` finds the row, ``hmac.compare_digest`` compares the hash.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def create(
-        self, name: str, role: Role, *, by: Principal = SYSTEM, department: str | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        """A new key: returns the key itself (shown once, never stored) and its public record.
-
-        A ``department`` key is bound to one department (the caller checks the key against the
-        configured departments)."""
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-        if (role == "department") != bool(department):
-            raise ValueError("a department key names its department; other roles name none")
-        key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
-        created = now()
-        record: dict[str, Any] = {
-            "key_id": key_id, "name": name, "role": role, "department": department, "created_by": by.name
-        }
-        with write(self.engine) as conn:
-            conn.execute(
-                api_keys.insert().values(
-                    salt=salt, secret_hash=_hash_secret(salt, secret), created_at=created, **record
-                )
-            )
-            AuditLog.append(
-                conn, by, "key.create", "api_key", key_id,
-                after={"name": name, "role": role, "department": department},
-            )
-        return f"{KEY_PREFIX}_{key_id}_{secret}", {**record, "created_at": _iso(created)}
-
-    def verify(self, presented: str) -> Principal | None:
-        """The principal of a presented key, ``None`` if it is unknown, malformed or revoked."""
-        parts = presented.split("_", 2)
-        if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
-            return None
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == parts[1])).mappings().first()
-        if row is None or row["revoked_at"] is not None:
-            return None
-        if not hmac.compare_digest(_hash_secret(row["salt"], parts[2]), row["secret_hash"]):
-            return None
-        return Principal(row["name"], row["role"], row["key_id"], row["department"])
-
-    def revoke(self, key_id: str, *, by: Principal = SYSTEM) -> bool:
-        with write(self.engine) as conn:
-            done = conn.execute(
-                api_keys.update()
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now())
-            ).rowcount
-            if done:
-                AuditLog.append(conn, by, "key.revoke", "api_key", key_id)
-        return bool(done)
-
-    def list(self) -> list[dict[str, Any]]:
-        cols = [
-            api_keys.c.key_id,
-            api_keys.c.name,
-            api_keys.c.role,
-            api_keys.c.department,
-            api_keys.c.created_by,
-            api_keys.c.created_at,
-            api_keys.c.revoked_at,
-        ]
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(*cols).order_by(api_keys.c.created_at)).mappings().all()
-        return [{**r, "created_at": _iso(r["created_at"]), "revoked_at": _iso(r["revoked_at"])} for r in rows]
 
 
 # ------------------------------------------------------------------------------------------ projects

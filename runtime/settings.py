@@ -1,4 +1,4 @@
-"""api.settings: the settings the API and the CLI share (pydantic-settings, BLUEPRINT_ prefix)."""
+"""runtime.settings: the settings the API and the CLI share (pydantic-settings, BLUEPRINT_ prefix)."""
 
 from __future__ import annotations
 

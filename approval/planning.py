@@ -1,4 +1,4 @@
-"""api.planning: opinion rounds (意见征询) on projects in planning, with the pool, audit log and events."""
+"""approval.planning: opinion rounds (意见征询) on projects in planning, with the pool, audit and events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.store import AuditLog, Principal, ProjectStore, write
+from approval.audit import AuditLog, Principal, write
 from approval.calendar import WorkingCalendar
 from approval.departments import Departments
 from approval.errors import (
@@ -27,6 +27,7 @@ from approval.opinions import (
     summary,
     validate_answer,
 )
+from approval.pool import ProjectStore
 from approval.store import EventLog, RoundStore
 
 # Working days and deadlines are counted in the offices' own time zone.

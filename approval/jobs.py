@@ -1,4 +1,4 @@
-"""api.jobs: durable jobs — input stored before the 202, taken by any worker under a lease, resumed.
+"""approval.jobs: durable jobs — input stored before the 202, taken by any worker under a lease, resumed.
 
 Why not a queue library: huey's SQL storage deletes a message when a worker takes it (no acknowledgement,
 no lease), so a SIGKILLed worker loses the task; procrastinate runs on PostgreSQL only, and the embedded
@@ -25,11 +25,37 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from api.errors import JobNotFoundError
-from api.store import SYSTEM, AuditLog, Principal, _iso, jobs, now, write
+from approval.audit import SYSTEM, AuditLog, Principal, _iso, now, write
+from approval.errors import JobNotFoundError
 from layers.errors import OneBlueprintError
 
-log = logging.getLogger("api.jobs")
+log = logging.getLogger("approval.jobs")
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("input_hash", sa.String(128)),
+    sa.Column("parcel_count", sa.Integer),
+    sa.Column("result_id", sa.String(64)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_detail", sa.Text),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # 0004: durable jobs
+    sa.Column("payload", sa.Text),
+    sa.Column("input_dir", sa.String(500)),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("lease_owner", sa.String(100)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("progress", sa.Float),
+)
 
 MAX_ATTEMPTS = 3  # a job whose worker died this many times is failed, not retried forever
 FINAL = ("succeeded", "failed")

@@ -1,4 +1,5 @@
-"""api.services: the app-scoped services (stores, policy, screener cache, jobs) the routes delegate to."""
+"""runtime.services: the application services (stores, policy, screener cache, jobs) the API, the CLI's worker
+and the viewer's source delegate to."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,150 +20,43 @@ import geopandas as gpd
 import shapely
 from shapely.geometry import mapping
 
-from api import parcel_history, rescreen
-from api.auth import DEV_KEYS, KeyRing, load_key_file
-from api.errors import (
-    BlueprintNotPublishedError,
-    IdempotencyConflictError,
-    InvalidRequestError,
+from approval import parcel_history
+from approval.audit import AuditLog, Principal
+from approval.calendar import load_calendar
+from approval.departments import load_departments
+from approval.errors import (
     InvalidTransitionError,
     PermissionDeniedError,
     ProjectNotInPoolError,
     StaleCheckError,
 )
-from api.jobs import Handler, JobStore, Worker
-from api.outbox import Outbox
-from api.planning import Planning
-from api.ratelimit import RateLimits
-from api.settings import Settings
-from api.store import AuditLog, KeyStore, NewProject, Principal, ProjectStore
-from api.stores import Stores, open_stores
-from approval.calendar import load_calendar
-from approval.departments import load_departments
+from approval.jobs import Handler, JobStore, Worker
+from approval.outbox import Outbox
+from approval.planning import Planning
+from approval.pool import NewProject, ProjectStore
+from approval.rescreen import KIND as RESCREEN_KIND
+from approval.rescreen import on_publish
 from blueprint.merge import build_blueprint
-from blueprint.model import Blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError
-from checks.engine import Screener, result_json
+from checks.engine import result_json
 from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
-from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.model import Limits, ParcelSet, Repair
 from layers.stream import open_layer
+from runtime import rescreen
+from runtime.caches import CheckOutcome, LayerCache, PublishedCache
+from runtime.errors import IdempotencyConflictError, InvalidRequestError
+from runtime.geojson import feature_collection
+from runtime.keys import DEV_KEYS, KeyRing, KeyStore, load_key_file
+from runtime.settings import Settings
+from runtime.stores import Stores, open_stores
 
-log = logging.getLogger("api.services")
+log = logging.getLogger("runtime.services")
 
-CACHED_VERSIONS = 4  # published blueprints (and their screeners) kept in memory
 MAX_IDEMPOTENCY_KEY = 200  # stored with a 17-character caller prefix in a 255-character column
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    """A screening answer: the stored JSON text, and whether it was replayed for an Idempotency-Key."""
-
-    text: str
-    check_id: str
-    replayed: bool
-
-
-class PublishedCache:
-    """Published blueprints and their Screeners, loaded once per version and shared by every request.
-
-    Published versions are immutable, so nothing is ever invalidated; the least recently used version
-    leaves when more than ``size`` are held. A per-version lock keeps concurrent first requests from
-    building the same STRtree twice.
-    """
-
-    def __init__(
-        self,
-        stores: Stores,
-        rules: Rules,
-        catalogue: Catalogue,
-        settings: Settings,
-        size: int = CACHED_VERSIONS,
-    ) -> None:
-        self._stores, self._rules, self._catalogue, self._settings = stores, rules, catalogue, settings
-        self._size = size
-        self._items: OrderedDict[str, tuple[Blueprint, Screener | None]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._version_locks: dict[str, threading.Lock] = {}
-
-    def blueprint(self, version: str) -> Blueprint:
-        """A published blueprint from the cache; drafts are read fresh (they may be replaced)."""
-        with self._lock:
-            if version in self._items:
-                self._items.move_to_end(version)
-                return self._items[version][0]
-            version_lock = self._version_locks.setdefault(version, threading.Lock())
-        with version_lock:
-            with self._lock:
-                if version in self._items:
-                    return self._items[version][0]
-            blueprint = self._stores.blueprints.get(version)
-            if blueprint.status == "published":
-                self._put(version, blueprint, None)
-            return blueprint
-
-    def screener(self, version: str) -> Screener:
-        with self._lock:
-            held = self._items.get(version)
-            if held is not None and held[1] is not None:
-                self._items.move_to_end(version)
-                return held[1]
-            version_lock = self._version_locks.setdefault(version, threading.Lock())
-        blueprint = self.blueprint(version)
-        if blueprint.status != "published":
-            raise BlueprintNotPublishedError(
-                f"blueprint {version} is a draft; checks use published versions only 仅可对已发布版本检测"
-            )
-        with version_lock:
-            with self._lock:
-                held = self._items.get(version)
-                if held is not None and held[1] is not None:
-                    return held[1]
-            screener = Screener(
-                blueprint,
-                self._rules,
-                self._catalogue,
-                tolerance_m2=self._settings.overlap_tolerance_m2,
-                tolerance_ratio=self._settings.overlap_tolerance_ratio,
-            )
-            self._put(version, blueprint, screener)
-            return screener
-
-    def _put(self, version: str, blueprint: Blueprint, screener: Screener | None) -> None:
-        with self._lock:
-            self._items[version] = (blueprint, screener)
-            self._items.move_to_end(version)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
-class LayerCache:
-    """Stored layers for the OGC items pages, reloaded only when the stored layer changed (checksum/time)."""
-
-    def __init__(self, stores: Stores, size: int = 8) -> None:
-        self._stores = stores
-        self._size = size
-        self._items: OrderedDict[str, tuple[tuple[Any, ...], PlanLayer]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> PlanLayer:
-        summary = self._stores.layers.summary(name)  # one small query; LayerNotFoundError if gone
-        stamp = (summary["id"], summary["checksum"], summary["created_at"])
-        with self._lock:
-            held = self._items.get(name)
-            if held is not None and held[0] == stamp:
-                self._items.move_to_end(name)
-                return held[1]
-        layer = self._stores.layers.get(name)
-        with self._lock:
-            self._items[name] = (stamp, layer)
-            self._items.move_to_end(name)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return layer
 
 
 class Services:
@@ -196,7 +88,6 @@ class Services:
         self.job_vertex_threshold = settings.job_vertex_threshold
         self.worker: Worker | None = None
         self.extra_handlers: dict[str, Handler] = {}
-        self.rate_limits = RateLimits(settings)
         self.departments = load_departments(settings.departments_file)
         self.planning = Planning(self.projects, self.departments, load_calendar(settings.calendar_file))
         self.outbox = Outbox(self.engine, timeout=settings.webhook_timeout_seconds)
@@ -227,7 +118,7 @@ class Services:
         """Every kind of durable job this service runs (a worker process runs the same ones)."""
         return {
             "check": self._check_job,
-            rescreen.KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            RESCREEN_KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
             "webhook": self.outbox.run,
             **self.extra_handlers,
         }
@@ -353,7 +244,7 @@ class Services:
 
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:
         """Publish a draft; the same transaction records the event and queues the re-screening."""
-        summary = self.stores.blueprints.publish(version, by.name, also=rescreen.on_publish(version, by))
+        summary = self.stores.blueprints.publish(version, by.name, also=on_publish(version, by))
         self.audit.record(
             by,
             "blueprint.publish",
@@ -362,7 +253,7 @@ class Services:
             before={"status": "draft"},
             after={"status": "published"},
         )
-        job = self.jobs.by_idempotency_key(f"{rescreen.KIND}:{version}")
+        job = self.jobs.by_idempotency_key(f"{RESCREEN_KIND}:{version}")
         return {**summary, "rescreen_job_id": job["job_id"] if job else None}
 
     def blueprint_detail(self, version: str) -> dict[str, Any]:
@@ -662,37 +553,6 @@ class Services:
                 out, id_column="parcel_id", properties=("parcel_id", "name", "area_m2")
             ),
         }
-
-
-def feature_collection(
-    frame: gpd.GeoDataFrame, *, id_column: str | None, properties: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of a frame already in EPSG:4326 (``id`` from ``id_column``)."""
-    columns = [c for c in (properties or frame.columns) if c in frame.columns and c != frame.geometry.name]
-    ids = frame[id_column].astype(str).tolist() if id_column is not None else [None] * len(frame)
-    features = []
-    for fid, record, geom in zip(ids, frame[columns].to_dict(orient="records"), frame.geometry, strict=True):
-        feature: dict[str, Any] = {
-            "type": "Feature",
-            "geometry": mapping(geom) if geom is not None else None,
-            "properties": {k: _plain(v) for k, v in record.items()},
-        }
-        if fid is not None:
-            feature["id"] = fid
-        features.append(feature)
-    return {"type": "FeatureCollection", "features": features}
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return None if value != value else value
-    if hasattr(value, "item"):
-        return _plain(value.item())
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def _maybe_json(value: Any) -> Any:

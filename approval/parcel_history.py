@@ -1,4 +1,4 @@
-"""api.parcel_history: new parcels for a pooled project, the replaced set kept as a revision."""
+"""approval.parcel_history: new parcels for a pooled project, the replaced set kept as a revision."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ from typing import Any
 import geopandas as gpd
 import sqlalchemy as sa
 
-from api.errors import InvalidTransitionError
-from api.store import (
-    AuditLog,
-    Principal,
-    ProjectStore,
-    _iso,
-    now,
-    project_parcel_revisions,
-    project_parcels,
-    projects,
-    write,
-)
+from approval.audit import AuditLog, Principal, _iso, now, write
+from approval.errors import InvalidTransitionError
+from approval.pool import ProjectStore, project_parcel_revisions, project_parcels, projects
 from approval.store import EventLog
 from layers.crs import to_output
 

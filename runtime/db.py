@@ -1,4 +1,4 @@
-"""api.db: database engines (SpatiaLite through pysqlite3, or PostGIS) and Alembic migrations."""
+"""runtime.db: database engines (SpatiaLite through pysqlite3, or PostGIS) and Alembic migrations."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from api.settings import Settings
 from layers.crs import DEFAULT_WORK_EPSG
 from layers.errors import CRSMismatchError
 from layers.store import WRITE_OPTION, column_srid
+from runtime.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
