@@ -11,6 +11,9 @@ import shapely
 EXTENT = 4096  # tile units per tile side (the MVT default)
 MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7
 POLYGON = 3  # Feature.GeomType
+# from this many features on, a layer's Feature messages are framed with numpy (3–4× faster on the whole-city
+# tile); below it the plain loop is faster (measured: bench_tile_archive, z9 vs z14 tiles)
+VECTOR_FRAMING_MIN = 64
 
 Features = Sequence[tuple[shapely.Geometry, dict[str, Any]]]
 
@@ -164,7 +167,16 @@ def encode_layer(name: str, features: Features, bounds: tuple[float, float, floa
             tags.append(values.setdefault((type(v), v), len(values)))
         tag_counts[j] = len(tags) - before
     body = bytearray(_bytes_field(1, name.encode("utf-8")))
-    body += _features(data, geom_a[kept], geom_b[kept], np.asarray(tags, dtype=np.int64), tag_counts)
+    if len(kept) >= VECTOR_FRAMING_MIN:
+        body += _features(data, geom_a[kept], geom_b[kept], np.asarray(tags, dtype=np.int64), tag_counts)
+    else:  # a few features: numpy's per-call cost outweighs the loop (most tiles at street zooms)
+        t = 0
+        for j, i in enumerate(kept.tolist()):
+            tag_field = b"".join(_varint(v) for v in tags[t:t + tag_counts[j]])
+            t += int(tag_counts[j])
+            feature = ((_bytes_field(2, tag_field) if tag_field else b"") + _key(3, 0) + _varint(POLYGON)
+                       + _bytes_field(4, data[int(geom_a[i]):int(geom_b[i])].tobytes()))
+            body += _bytes_field(2, feature)
     for k in keys:
         body += _bytes_field(3, k.encode("utf-8"))
     for (_, v) in values:
