@@ -22,6 +22,7 @@ from api.auth import require
 from api.errors import add_exception_handlers, error_body
 from api.ratelimit import PublicPathLimit, RateLimits
 from api.tempfiles import sweep_upload_dirs
+from api.uploads import uploads_root
 from layers.model import Limits
 from runtime.keys import DEV_KEYS
 from runtime.services import Services
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import (
         admin,
         blueprints,
+        checklist,
         checks,
         events,
         health,
@@ -156,7 +158,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweep_upload_dirs()  # uploads a killed server left behind
+        # uploads a killed server left behind (old ones in the system temp dir, streamed ones in the
+        # data dir), and job inputs no job will read again
+        sweep_upload_dirs()
+        sweep_upload_dirs(uploads_root(settings.data_dir))
+        services.jobs.sweep_inputs()
         if settings.worker_in_process:
             services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield
@@ -174,7 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        routes={("POST", "/api/v1/layers"): body_cap(settings.layer_limits("api"))})
     app.add_middleware(NoControlCharacters)
     app.add_middleware(PublicPathLimit, limits=app.state.rate_limits)
-    for module in (health, meta, layers, blueprints, checks, projects, opinions, reviews, events, admin):
+    for module in (health, meta, layers, blueprints, checks, projects, checklist, opinions, reviews, events,
+                   admin):
         app.include_router(module.router)
     app.include_router(ogc.router)
     _mount_viewer(app, services, settings)
@@ -250,6 +257,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
     basemap = open_basemap(settings.basemap)  # a wrong path stops the start-up, naming the setting
     dev_key = next(k for k, role in DEV_KEYS.items() if role == "reviewer") if settings.dev_mode else None
     info = _report_info(services, settings, ReportInfo)
+    app.state.report_info = info  # the checklist documents name project types as the reports do
     read = require("read")
     app.include_router(
         build_router(

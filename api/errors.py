@@ -53,6 +53,7 @@ from checks.errors import (
     CheckError,
     CheckNotFoundError,
     DuplicateParcelIdError,
+    InvalidDeclaredError,
     NoParcelsError,
     ParcelOutsideCityError,
     RulesError,
@@ -162,6 +163,7 @@ STATUS_CODES: Mapping[type[Exception], int] = {
     RulesError: 500,
     DuplicateParcelIdError: 422,
     CheckIdConflictError: 409,
+    InvalidDeclaredError: 422,
     # the approval flow: departments, opinion rounds, webhooks
     ApprovalError: 400,
     DepartmentsError: 500,
@@ -254,6 +256,12 @@ MESSAGES_ZH: Mapping[str, str] = {
     "no_parcels": "没有可检测的地块：请上传或绘制至少一个地块",
     "parcel_outside_city": "地块位于城市范围之外：请检查坐标系、带号，或确认项目位置",
     "unknown_project_type": "未知的项目类型：请从列表中选择",
+    "invalid_declared": "申报的规划指标有误：容积率、建筑密度、绿地率、建筑高度须为数字，"
+    "用地性质须为用地用海分类代码",
+    "unknown_land_use_code": "控规地块的用地代码不在《国土空间调查、规划、用途管制用地用海分类指南》中："
+    "请核对该地块的用地代码",
+    "invalid_attribute": "图层属性缺失或无法识别：请按提示核对对应要素的属性",
+    "invalid_field_mapping": "字段对应有误：请核对字段名（如 RJL=容积率）",
     "duplicate_parcel_id": "地块编号重复：请为每个地块使用不同的编号",
     "no_published_blueprint": "尚无已发布的蓝图版本：请联系管理员发布蓝图",
     "blueprint_not_found": "蓝图版本不存在：请重新选择蓝图版本",

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -55,12 +56,16 @@ jobs = sa.Table(
     sa.Column("lease_owner", sa.String(100)),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("progress", sa.Float),
+    sa.Column("progress_detail", sa.Text),  # 0009: JSON, e.g. {"features_read": .., "chunk": ..}
 )
 
 MAX_ATTEMPTS = 3  # a job whose worker died this many times is failed, not retried forever
 FINAL = ("succeeded", "failed")
+PROGRESS_FILE = "progress.json"
 
-Progress = Callable[[float], None]
+# progress(fraction, detail=None): detail is a small JSON object shown with the job, e.g.
+# {"stage": "importing", "features_read": 200000, "features_total": 1000000, "chunk": 2, "chunks": 5}
+Progress = Callable[..., None]
 # a handler gets the job row, its input directory and a progress callback; returns the result id
 Handler = Callable[[dict[str, Any], Path, Progress], str]
 
@@ -258,12 +263,16 @@ class JobStore:
                 after={"status": "failed"},
                 detail={"reason": "attempts exhausted"},
             )
+        shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
 
-    def heartbeat(self, job_id: str, worker: str, progress: float | None = None) -> bool:
+    def heartbeat(self, job_id: str, worker: str, progress: float | None = None,
+                  detail: Mapping[str, Any] | None = None) -> bool:
         """Extend the lease (and record progress); ``False`` when another worker has taken the job over."""
         values: dict[str, Any] = {"lease_until": now() + self.lease, "updated_at": now()}
         if progress is not None:
             values["progress"] = max(0.0, min(1.0, float(progress)))
+        if detail is not None:
+            values["progress_detail"] = json.dumps(dict(detail), ensure_ascii=False)
         with write(self.engine) as conn:
             return bool(
                 conn.execute(
@@ -282,8 +291,11 @@ class JobStore:
         result_id: str | None = None,
         error_code: str | None = None,
         error_detail: str | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> bool:
-        """End the job if ``worker`` still holds it (a late worker's answer is dropped, never twice)."""
+        """End the job if ``worker`` still holds it (a late worker's answer is dropped, never twice).
+        ``detail``: the last progress detail the handler reported, kept with the ended job."""
+        extra = {"progress_detail": json.dumps(dict(detail), ensure_ascii=False)} if detail else {}
         with write(self.engine) as conn:
             done = conn.execute(
                 jobs.update()
@@ -296,6 +308,7 @@ class JobStore:
                     progress=1.0 if status == "succeeded" else None,
                     lease_until=None,
                     updated_at=now(),
+                    **extra,
                 )
             ).rowcount
             if done:
@@ -308,9 +321,51 @@ class JobStore:
                     before={"status": "running"},
                     after={"status": status, "result_id": result_id, "error_code": error_code},
                 )
-        if done and status == "succeeded":
+        if done:  # the job has ended either way: its input (an uploaded file, parcels) goes
             shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
         return bool(done)
+
+    def write_progress(self, job_id: str, fraction: float, detail: Mapping[str, Any] | None) -> None:
+        """Progress beside the job's input (read by :meth:`get` while it runs): a file, because on SQLite
+        the import's own transaction holds the only write lock until it ends."""
+        folder = self.input_dir(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".progress.{os.getpid()}.{threading.get_ident()}"
+        body = {"progress": fraction, "detail": dict(detail or {})}
+        partial.write_text(json.dumps(body, ensure_ascii=False))
+        os.replace(partial, folder / PROGRESS_FILE)
+
+    def _running_progress(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self.input_dir(job_id) / PROGRESS_FILE).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def sweep_inputs(self, *, orphan_age_s: float = 3600.0) -> list[Path]:
+        """Remove input folders no job will read again: of ended jobs, and half-written or orphaned
+        ones (no row: the process died between writing the input and committing) older than an hour
+        (a younger one may be another live process's job being created). Run at start-up."""
+        if not self.root.is_dir():
+            return []
+        with self.engine.connect() as conn:
+            live = {str(j) for (j,) in conn.execute(
+                sa.select(jobs.c.job_id).where(jobs.c.status.in_(("queued", "running"))))}
+            known = {str(j) for (j,) in conn.execute(sa.select(jobs.c.job_id))}
+        removed: list[Path] = []
+        cutoff = datetime.now(UTC).timestamp() - orphan_age_s
+        for folder in self.root.iterdir():
+            try:
+                if not folder.is_dir() or folder.is_symlink() or folder.name in live:
+                    continue
+                if folder.name not in known and folder.stat().st_mtime > cutoff:
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        if removed:
+            log.warning("removed %d job input folders no job needs", len(removed))
+        return removed
 
     # ---- reads
 
@@ -324,6 +379,7 @@ class JobStore:
             "kind": row["kind"],
             "status": row["status"],
             "progress": row["progress"],
+            "progress_detail": json.loads(row["progress_detail"]) if row["progress_detail"] else None,
             "attempts": row["attempts"] or 0,
             "parcel_count": row["parcel_count"],
             "result_id": row["result_id"],
@@ -335,6 +391,9 @@ class JobStore:
             "created_at": _iso(row["created_at"]),
             "updated_at": _iso(row["updated_at"]),
         }
+        if row["status"] == "running" and (live := self._running_progress(job_id)) is not None:
+            body["progress"] = max(0.0, min(1.0, float(live.get("progress") or 0.0)))
+            body["progress_detail"] = live.get("detail") or body["progress_detail"]
         if raw:
             body["payload"] = json.loads(row["payload"] or "{}")
             body["input_dir"] = row["input_dir"]
@@ -387,20 +446,35 @@ class Worker:
             )
             return
         beating = threading.Event()
-        progress: list[float | None] = [None]
+        progress: list[Any] = [None, None]  # fraction, detail
+        written: list[Any] = [None, None]
 
         def beat() -> None:
+            # progress is written within a second of changing; the lease at least every third of it
             interval = max(0.2, self.store.lease.total_seconds() / 3)
-            while not beating.wait(interval):
-                self.store.heartbeat(job_id, self.name, progress[0])
+            last = 0.0
+            while not beating.wait(min(1.0, interval)):
+                clock = time.monotonic()
+                if progress != written or clock - last >= interval:
+                    snapshot = list(progress)
+                    self.store.heartbeat(job_id, self.name, snapshot[0], snapshot[1])
+                    written[:], last = snapshot, clock
 
         beater = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         beater.start()
         try:
             folder = Path(job["input_dir"]) if job.get("input_dir") else self.store.input_dir(job_id)
-            result_id = handler(job, folder, lambda fraction: progress.__setitem__(0, fraction))
+            def report(fraction: float, detail: Mapping[str, Any] | None = None) -> None:
+                progress[:] = [fraction, dict(detail) if detail is not None else progress[1]]
+                try:
+                    self.store.write_progress(job_id, fraction, progress[1])
+                except OSError:  # progress is a courtesy; a full disk must not fail the job
+                    log.warning("job %s: progress not written", job_id)
+
+            result_id = handler(job, folder, report)
         except OneBlueprintError as exc:
-            self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message)
+            self.store.finish(job_id, self.name, "failed", error_code=exc.code, error_detail=exc.user_message,
+                              detail=progress[1])
         except Exception:  # a job must end in a state, whatever happened
             log.exception("job %s failed", job_id)
             self.store.finish(
@@ -411,7 +485,7 @@ class Worker:
                 error_detail=f"internal error while running the job (see the log, job {job_id})",
             )
         else:
-            self.store.finish(job_id, self.name, "succeeded", result_id=result_id)
+            self.store.finish(job_id, self.name, "succeeded", result_id=result_id, detail=progress[1])
         finally:
             beating.set()
             beater.join(timeout=5)

@@ -7,12 +7,18 @@ clients for ``--seconds``. Prints throughput, p50/p99 latency per operation and 
 
     .venv/bin/python -m bench.bench_load                      # 50 clients × 30 s, SpatiaLite
     .venv/bin/python -m bench.bench_load --clients 10 --seconds 5
+    .venv/bin/python -m bench.bench_load --mix issue --health-baseline \
+        --postgis postgresql://postgres@127.0.0.1:5432      # issue #16's goal run, scratch PostGIS database
+
+The clock starts after the publish jobs are done and the shared httpx client exists; the server's CPU
+seconds per request (from /proc) and the load average are printed beside the rates.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +159,50 @@ def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> 
     raise SystemExit("the server did not become ready within 60 s")
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the server and its worker processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, total = {pid}, 0.0
+    while True:
+        grown = family | {p for p, (ppid, _) in stats.items() if ppid in family}
+        if grown == family:
+            break
+        family = grown
+    for p in family:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def wait_for_jobs(database_url: str, timeout: float = 300.0) -> float:
+    """Wait until the server's worker has finished the publish jobs (tile archive, re-screening): the
+    load is measured on the service at rest, not beside a one-off build. Returns the seconds waited."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            with engine.connect() as conn:
+                busy = conn.execute(sa.text(
+                    "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")).scalar_one()
+                if not busy:
+                    break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    return time.monotonic() - started
+
+
 async def client_loop(
-    base: str,
-    key: str,
+    client: httpx.AsyncClient,
     until: float,
     seed: int,
     samples: dict[str, list[float]],
@@ -166,50 +214,50 @@ async def client_loop(
 ) -> None:
     rng = random.Random(seed)
     ops, weights = zip(*mix, strict=True)
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60) as client:
-        while time.monotonic() < until:
-            op = rng.choices(ops, weights)[0]
-            if op == "get_check" and not check_ids:
-                op = "check"
-            start = time.perf_counter()
-            try:
-                if op == "check":
-                    response = await client.post(
-                        "/api/v1/checks",
-                        json={
-                            "project_type": rng.choice(
-                                ["industrial", "residential", "linear_infrastructure"]
-                            ),
-                            "parcels": rng.choice(pool),
-                        },
-                    )
-                    if response.status_code == 201:
-                        check_ids.append(response.json()["check_id"])
-                elif op == "get_check":
-                    response = await client.get(f"/api/v1/checks/{rng.choice(check_ids)}")
-                elif op == "search":
-                    response = await client.get(
-                        "/api/v1/projects", params={"q": f"BENCH-0{rng.randint(0, 1)}"}
-                    )
-                elif op == "ogc_items":
-                    response = await client.get(
-                        "/ogc/collections/blueprint-v1-pieces/items",
-                        params={"limit": 10, "offset": rng.randint(0, 3)},
-                    )
-                elif op == "tile":
-                    response = await client.get(rng.choice(tiles or ["/health"]))
-                elif op == "health":
-                    response = await client.get("/health")
-                else:
-                    response = await client.get(f"/api/v1/projects/BENCH-{rng.randint(0, 19):03d}/location")
-                ok = response.status_code < 400
-            except httpx.HTTPError:
-                ok = False
-            elapsed = time.perf_counter() - start
-            if ok:
-                samples[op].append(elapsed)
+    # the clients share one httpx client, made before the clock starts (each new one builds an SSL context)
+    while time.monotonic() < until:
+        op = rng.choices(ops, weights)[0]
+        if op == "get_check" and not check_ids:
+            op = "check"
+        start = time.perf_counter()
+        try:
+            if op == "check":
+                response = await client.post(
+                    "/api/v1/checks",
+                    json={
+                        "project_type": rng.choice(
+                            ["industrial", "residential", "linear_infrastructure"]
+                        ),
+                        "parcels": rng.choice(pool),
+                    },
+                )
+                if response.status_code == 201:
+                    check_ids.append(response.json()["check_id"])
+            elif op == "get_check":
+                response = await client.get(f"/api/v1/checks/{rng.choice(check_ids)}")
+            elif op == "search":
+                response = await client.get(
+                    "/api/v1/projects", params={"q": f"BENCH-0{rng.randint(0, 1)}"}
+                )
+            elif op == "ogc_items":
+                response = await client.get(
+                    "/ogc/collections/blueprint-v1-pieces/items",
+                    params={"limit": 10, "offset": rng.randint(0, 3)},
+                )
+            elif op == "tile":
+                response = await client.get(rng.choice(tiles or ["/health"]))
+            elif op == "health":
+                response = await client.get("/health")
             else:
-                errors[op] += 1
+                response = await client.get(f"/api/v1/projects/BENCH-{rng.randint(0, 19):03d}/location")
+            ok = response.status_code < 400
+        except httpx.HTTPError:
+            ok = False
+        elapsed = time.perf_counter() - start
+        if ok:
+            samples[op].append(elapsed)
+        else:
+            errors[op] += 1
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -234,14 +282,18 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
                     for lon in (corner[0], (corner[0] + corner[2]) / 2, corner[2])
                     for lat in (corner[1], corner[3])
                     for x, y in [tile_of(lon, lat, z)]})
-    started = time.monotonic()
-    until = started + seconds
-    await asyncio.gather(
-        *(client_loop(base, key, until, i, samples, errors, check_ids, pool, mix, tiles)
-          for i in range(clients))
-    )
-    wall = time.monotonic() - started
-    report: dict[str, Any] = {"clients": clients, "seconds": round(wall, 2), "operations": {}}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"X-API-Key": key}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as client:
+        started, cpu0 = time.monotonic(), time.process_time()
+        until = started + seconds
+        await asyncio.gather(
+            *(client_loop(client, until, i, samples, errors, check_ids, pool, mix, tiles)
+              for i in range(clients))
+        )
+        wall, client_cpu = time.monotonic() - started, time.process_time() - cpu0
+    report: dict[str, Any] = {"clients": clients, "seconds": round(wall, 2), "operations": {},
+                              "client_cpu_s": round(client_cpu, 1)}
     everything: list[float] = []
     for op, _weight in mix:
         values = samples.get(op, [])
@@ -263,6 +315,27 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
     return report
 
 
+@contextlib.contextmanager
+def scratch_postgis(server: str | None) -> Iterator[str | None]:
+    """A fresh database on ``server`` for one run (None when no server is given), dropped afterwards."""
+    if server is None:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    name = f"bench_load_{os.getpid()}"
+    server = server.rstrip("/").replace("postgresql://", "postgresql+psycopg2://", 1)
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,6 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--database-url", default=None, help="default: a fresh SpatiaLite file")
+    parser.add_argument("--postgis", default=None, metavar="SERVER",
+                        help="a scratch database on this PostGIS server (e.g. "
+                        "postgresql://postgres@127.0.0.1:5432), created for the run and dropped after it")
     parser.add_argument("--mix", choices=sorted(MIXES), default="default",
                         help="issue = 70 %% checks, 20 %% OGC items pages, 10 %% viewer tiles")
     parser.add_argument("--health-baseline", action="store_true",
@@ -278,9 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, scratch_postgis(args.postgis) as scratch:
         data_dir = Path(tmp)
-        url = args.database_url or f"sqlite:///{data_dir / 'bench.sqlite'}"
+        url = scratch or args.database_url or f"sqlite:///{data_dir / 'bench.sqlite'}"
         t0 = time.monotonic()
         _admin_key, approval_key = prepare(url, data_dir)
         print(
@@ -291,10 +367,20 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         server = start_server(url, data_dir, port, args.workers)
         try:
+            waited = wait_for_jobs(url)
+            print(f"publish jobs done after {waited:.1f} s; load average {os.getloadavg()[0]:.2f}",
+                  file=sys.stderr)
+            load_before = os.getloadavg()
             base = f"http://127.0.0.1:{port}"
-            baseline = (asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES["health"]))
-                        if args.health_baseline else None)
+            baseline = None
+            if args.health_baseline:
+                cpu0 = server_cpu_seconds(server.pid)
+                baseline = asyncio.run(run_load(base, approval_key, args.clients, args.seconds,
+                                                MIXES["health"]))
+                baseline["server_cpu_s"] = round(server_cpu_seconds(server.pid) - cpu0, 1)
+            cpu0 = server_cpu_seconds(server.pid)
             report = asyncio.run(run_load(base, approval_key, args.clients, args.seconds, MIXES[args.mix]))
+            report["server_cpu_s"] = round(server_cpu_seconds(server.pid) - cpu0, 1)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -304,7 +390,8 @@ def main(argv: list[str] | None = None) -> None:
     if baseline is not None:
         check = report["operations"].get("check", {})
         check_rps = check.get("ok", 0) / report["seconds"]
-        report["health_baseline"] = {k: baseline[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors")}
+        report["health_baseline"] = {k: baseline[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "errors",
+                                                              "server_cpu_s")}
         report["check_vs_health"] = round(check_rps / baseline["throughput_rps"], 3)
         report["check_p99_over_p50"] = round(check.get("p99_ms", 0) / max(check.get("p50_ms", 1), 1e-9), 2)
     print(f"{'operation':<12}{'ok':>8}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}")
@@ -318,6 +405,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"/health alone: {baseline['throughput_rps']} req/s; check throughput / health throughput = "
               f"{report['check_vs_health']} (goal ≥ 0.25); check p99/p50 = {report['check_p99_over_p50']} "
               "(goal ≤ 10)")
+    per_request = 1000 * report["server_cpu_s"] / max(report["requests"] - report["errors"], 1)
+    health_cpu = "" if baseline is None else (
+        f"; /health {baseline['server_cpu_s']} s "
+        f"({1000 * baseline['server_cpu_s'] / max(1, baseline['requests']):.2f} ms per request)")
+    print(f"server CPU: {report['server_cpu_s']} s for the mix ({per_request:.1f} ms per request), load "
+          f"generator {report['client_cpu_s']} s{health_cpu}")
     print(f"load average (1, 5, 15 min) before {report['load_average']['before']}, after "
           f"{report['load_average']['after']} on {os.cpu_count()} CPUs")
     print(json.dumps(report, ensure_ascii=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -314,30 +315,68 @@ def _insert_after(k: int, a: np.ndarray, b: np.ndarray, axis: int, keys: np.ndar
     return inner if a[1 - axis] < b[1 - axis] else inner[::-1]
 
 
-def stitch_seams(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, int]:
+Seams = dict[int, tuple[np.ndarray, np.ndarray]]  # axis → (packed (line, position) keys, coordinate along)
+
+
+def _origin(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The grid's lower-left corner in grid steps: every piece lies above and right of it."""
+    return np.array([round(xs[0] / GRID_M), round(ys[0] / GRID_M)], dtype=np.int64)
+
+
+def seam_points(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Seams:
+    """Every vertex of ``faces`` lying on an inner cell line, per axis (see :func:`merge_seams`)."""
+    scale = 1.0 / GRID_M
+    inner = [np.round(xs[1:-1] * scale).astype(np.int64), np.round(ys[1:-1] * scale).astype(np.int64)]
+    out: Seams = {}
+    if len(faces) == 0:
+        return out
+    coords = shapely.get_coordinates(faces)
+    grid = np.round(coords * scale).astype(np.int64) - _origin(xs, ys)  # small: (line, position) packs
+    for axis in (0, 1):
+        if len(inner[axis]):
+            out[axis] = _seam_points(grid, coords, axis, inner[axis] - _origin(xs, ys)[axis])
+    return out
+
+
+def merge_seams(parts: Sequence[Seams]) -> Seams:
+    """The seam points of several groups of faces, as :func:`seam_points` of all of them in that order
+    gives (the first copy of a point wins, so a partitioned build inserts the same coordinates)."""
+    out: Seams = {}
+    for axis in (0, 1):
+        found = [p[axis] for p in parts if axis in p]
+        if found:
+            keys, first = np.unique(np.concatenate([k for k, _ in found]), return_index=True)
+            out[axis] = (keys, np.concatenate([a for _, a in found])[first])
+    return out
+
+
+def stitch_seams(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                 seams: Seams | None = None) -> tuple[np.ndarray, int]:
     """Insert into every piece edge lying on a cell line the vertices the piece across it has there.
 
     Each cell is partitioned on its own; a feature poking a fraction of a millimetre across a cell line
     collapses on one side but leaves its crossing vertices on the other. Seams are straight grid lines,
     so adding the missing (exactly collinear) vertices makes both sides match vertex for vertex.
-    Returns the faces and how many were changed.
+    ``seams`` are the seam points of every face of the build (default: of ``faces``; a partitioned
+    build passes those of all its batches). Returns the faces and how many were changed.
     """
     scale = 1.0 / GRID_M
     inner = [np.round(xs[1:-1] * scale).astype(np.int64), np.round(ys[1:-1] * scale).astype(np.int64)]
     if len(faces) == 0 or (len(inner[0]) == 0 and len(inner[1]) == 0):
         return faces, 0
+    if seams is None:
+        seams = seam_points(faces, xs, ys)
     rings, ring_face = shapely.get_rings(faces, return_index=True)
     coords, ring = shapely.get_coordinates(rings, return_index=True)
-    grid = np.round(coords * scale).astype(np.int64)
-    offset = grid.min(axis=0)
-    grid -= offset  # keep positions small so (line, position) packs into one int64
+    offset = _origin(xs, ys)
+    grid = np.round(coords * scale).astype(np.int64) - offset
     same_ring = ring[1:] == ring[:-1]
     extra: dict[int, list[tuple[int, np.ndarray]]] = {}  # coordinate index → seam points after it
     for axis in (0, 1):
-        lines = inner[axis] - offset[axis]
-        keys, along = _seam_points(grid, coords, axis, lines)
-        if len(keys) == 0:
+        if axis not in seams or len(seams[axis][0]) == 0:
             continue
+        keys, along = seams[axis]
+        lines = inner[axis] - offset[axis]
         on_line = (grid[1:, axis] == grid[:-1, axis]) & np.isin(grid[:-1, axis], lines) & same_ring
         for k in np.flatnonzero(on_line).tolist():
             pts = _insert_after(k, grid[k], grid[k + 1], axis, keys, along)

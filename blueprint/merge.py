@@ -24,8 +24,10 @@ from blueprint.errors import (
     NoLayersError,
     PrecedenceError,
 )
+from blueprint.features import check_feature_layers, condition_features, with_plan_conflicts
 from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
+from layers.areas import plane_zones, zone_areas
 from layers.catalogue import Catalogue
 from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs, web_map_offset_fit
 from layers.errors import CRSError, WebMapOffsetError
@@ -187,21 +189,33 @@ def _free_lines(start: float, stop: float, n: int, taken: np.ndarray) -> np.ndar
     return steps / (1.0 / GRID_M)
 
 
-def _grid(extent: tuple[float, float, float, float], n_features: int, margin: float,
-          cell_size_m: float | None, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cell boxes tiling ``extent`` grown by ``margin``, and the x and y positions of the cell lines."""
+def grid_shape(extent: tuple[float, float, float, float], n_features: int, margin: float,
+               cell_size_m: float | None) -> tuple[tuple[float, float, int], tuple[float, float, int]]:
+    """(start, stop, count) of the cell lines along x and along y, before they step off vertices."""
     xmin, ymin, xmax, ymax = extent[0] - margin, extent[1] - margin, extent[2] + margin, extent[3] + margin
     width, height = xmax - xmin, ymax - ymin
     if cell_size_m is None:
         n_cells = max(1, math.ceil(n_features / FEATURES_PER_CELL))
         cell_size_m = math.sqrt(width * height / n_cells)
     nx, ny = max(1, round(width / cell_size_m)), max(1, round(height / cell_size_m))
+    return (xmin, xmax, nx), (ymin, ymax, ny)
+
+
+def cell_boxes(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The cells between the lines ``xs`` and ``ys``, row by row (the order cells are merged in)."""
+    x0, y0 = np.meshgrid(xs[:-1], ys[:-1])
+    x1, y1 = np.meshgrid(xs[1:], ys[1:])
+    return np.asarray(shapely.box(x0.ravel(), y0.ravel(), x1.ravel(), y1.ravel()))
+
+
+def _grid(extent: tuple[float, float, float, float], n_features: int, margin: float,
+          cell_size_m: float | None, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell boxes tiling ``extent`` grown by ``margin``, and the x and y positions of the cell lines."""
+    (xmin, xmax, nx), (ymin, ymax, ny) = grid_shape(extent, n_features, margin, cell_size_m)
     on_grid = np.round(coords / GRID_M).astype(np.int64)
     xs = _free_lines(xmin, xmax, nx, on_grid[:, 0])
     ys = _free_lines(ymin, ymax, ny, on_grid[:, 1])
-    x0, y0 = np.meshgrid(xs[:-1], ys[:-1])
-    x1, y1 = np.meshgrid(xs[1:], ys[1:])
-    return np.asarray(shapely.box(x0.ravel(), y0.ravel(), x1.ravel(), y1.ravel())), xs, ys
+    return cell_boxes(xs, ys), xs, ys
 
 
 def _priority(feats: _Features, precedence: Precedence) -> np.ndarray:
@@ -211,14 +225,19 @@ def _priority(feats: _Features, precedence: Precedence) -> np.ndarray:
     return ranks[feats.kind]  # kind -1 (boundary) picks the last entry
 
 
+def grid_margin(tolerance_m: float) -> float:
+    """How far the grid reaches past the city: an odd margin keeps grid lines off the round coordinates
+    plan edges like to sit on."""
+    return 1.0 / math.pi + 4 * tolerance_m
+
+
 def _partition(feats: _Features, precedence: Precedence, tolerance_m: float, cell_size_m: float | None,
                workers: int, progress: Progress) -> tuple[list[CellPartition], np.ndarray, np.ndarray]:
     bounds = shapely.bounds(feats.geoms)
     src = bounds[feats.is_boundary] if feats.is_boundary.any() else bounds
     extent = (src[:, 0].min(), src[:, 1].min(), src[:, 2].max(), src[:, 3].max())
-    # an odd margin keeps grid lines off the round coordinates plan edges like to sit on
-    cells, xs, ys = _grid(extent, len(feats.geoms), 1.0 / math.pi + 4 * tolerance_m, cell_size_m,
-                            shapely.get_coordinates(feats.geoms))
+    cells, xs, ys = _grid(extent, len(feats.geoms), grid_margin(tolerance_m), cell_size_m,
+                          shapely.get_coordinates(feats.geoms))
     cell_i, feat_i = shapely.STRtree(feats.geoms).query(cells)  # bounding boxes only
     order = np.lexsort((feat_i, cell_i))
     cell_i, feat_i = cell_i[order], feat_i[order]
@@ -315,6 +334,11 @@ def _sources_json(pieces: _Pieces, feats: _Features) -> list[str]:
     return ["[" + ", ".join(texts[starts[i]:starts[i + 1]]) + "]" for i in range(len(pieces.geoms))]
 
 
+def piece_areas(geoms: np.ndarray, crs: CRS) -> np.ndarray:
+    """Plane areas (m²), each in the piece's own 3° zone (unchanged for pieces of the storage CRS's zone)."""
+    return zone_areas(geoms, crs, plane_zones(geoms, crs))
+
+
 def _piece_order(kind: np.ndarray, geoms: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Deterministic order: controlling kind, then representative point (mm), then area."""
     pts = shapely.get_coordinates(points)
@@ -334,7 +358,7 @@ def _pieces_frame(pieces: _Pieces, points: np.ndarray, feats: _Features, combos:
         "kinds": [combos[c].kinds for c in codes],
         "covered_by": [combos[c].covered_by for c in codes],
         "sources": [sources[i] for i in order.tolist()],
-        "area_m2": shapely.area(pieces.geoms[order]),
+        "area_m2": piece_areas(pieces.geoms[order], crs),
     }, geometry=gpd.GeoSeries(pieces.geoms[order], crs=crs), crs=crs)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
@@ -355,7 +379,7 @@ def _json_strings(texts: list[str]) -> list[str]:
 
 
 def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos: dict[int, _Combo],
-                   catalogue: Catalogue) -> dict[str, list[Any]]:
+                   catalogue: Catalogue, crs: CRS) -> dict[str, list[Any]]:
     """The conflict table by column (rows in dispute order, then in dissolve order)."""
     by_dispute: dict[tuple[str, str, str], list[int]] = {}
     for code, combo in combos.items():
@@ -383,7 +407,7 @@ def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos
         for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),
                            ("resolution", _resolution(winner, catalogue)), ("winner", winner)):
             cols[key].extend([value] * n)
-        cols["area_m2"].extend(shapely.area(areas).tolist())
+        cols["area_m2"].extend(piece_areas(areas, crs).tolist())
         cols["geometry"].extend(areas.tolist())
     return cols
 
@@ -528,6 +552,11 @@ def _absorbed_dicts(absorbed: list[tuple[int, Any]], rank: np.ndarray, frame: gp
     return tuple(sorted(out, key=lambda d: (d["piece_id"], d["y"], d["x"])))
 
 
+def attributed_kind(kind: str, catalogue: Catalogue) -> bool:
+    """Kinds with attribute fields are carried per feature (blueprint.features), not partitioned."""
+    return kind in catalogue and bool(catalogue[kind].fields)
+
+
 def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, precedence: Precedence,
                     tolerance_m: float, version: str, created_by: str = "system",
                     boundary: PlanLayer | None = None,
@@ -543,7 +572,11 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
     """
     report: Progress = progress or (lambda _stage, _fraction: None)
     report("检查输入 checking input", 0.0)
+    carried = [attributed_kind(lay.kind, catalogue) for lay in layers]  # 控规地块, 区域评估: per feature
+    feature_layers = [lay for lay, c in zip(layers, carried, strict=True) if c]
+    layers = [lay for lay, c in zip(layers, carried, strict=True) if not c]
     plan, bounds = _check_inputs(layers, boundary, catalogue, precedence, tolerance_m)
+    check_feature_layers(feature_layers, plan[0].frame)
     feats = _flatten(plan, bounds, catalogue)
     crs = CRS.from_user_input(plan[0].frame.crs)
     threads = workers if workers is not None else min(2, os.cpu_count() or 1)
@@ -565,7 +598,7 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
         combos = {c: _combo(c, feats.kinds, catalogue, precedence) for c in np.unique(pieces.code).tolist()}
         report("差异图斑 finding conflicts", 0.88)
         points = shapely.point_on_surface(pieces.geoms)  # one interior point per piece, used twice
-        conflicts = _conflicts_frame(_conflict_rows(pieces, points, feats, combos, catalogue), crs)
+        conflicts = _conflicts_frame(_conflict_rows(pieces, points, feats, combos, catalogue, crs), crs)
         report("整理图斑 assembling pieces", 0.94)
         frame, rank = _pieces_frame(pieces, points, feats, combos, crs)
         return conflicts, frame, rank
@@ -584,15 +617,20 @@ def build_blueprint(layers: Sequence[PlanLayer], *, catalogue: Catalogue, preced
     else:
         check()
         conflicts, frame, rank = assemble()
+    features = condition_features(feature_layers, crs)
+    conflicts = with_plan_conflicts(conflicts, features, frame, precedence, catalogue, feats.layers,
+                                    tolerance_m, crs)
     refs = tuple(LayerRef(lay.kind, lay.name, lay.source, lay.checksum, len(lay.frame))
-                 for lay in feats.layers)
+                 for lay in [*feats.layers, *feature_layers])
     blueprint = Blueprint(
         version=version, crs=crs, pieces=frame, conflicts=conflicts, layers=refs,
         precedence=precedence.order, tolerance_m=tolerance_m, status="draft", created_by=created_by,
         created_at=datetime.now(UTC), absorbed=_absorbed_dicts(absorbed, rank, frame, feats),
         meta={"cells": (len(xs) - 1) * (len(ys) - 1), "stitched_pieces": stitched,
               "city_area_m2": round(reference, 3),
-              "boundary": bounds[0].name if bounds else None},
+              "boundary": bounds[0].name if bounds else None,
+              "feature_layers": [lay.name for lay in feature_layers]},
+        features=features,
     )
     report("完成 done", 1.0)
     return blueprint

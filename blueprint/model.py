@@ -34,6 +34,10 @@ Status = Literal["draft", "published"]
 #   winner      str  the kind that prevails
 #   area_m2     float
 #   geometry         in the working CRS
+#   rule plan_use_on_line / plan_use_outside_line: a detailed-plan construction parcel on a protected line
+#   or outside the urban development boundary (kind_b is the plan kind; see blueprint.features)
+#
+# features: attributed features (控规地块, 区域评估) carried one by one, see blueprint.features
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,23 @@ class Blueprint:
     published_at: datetime | None = None
     absorbed: tuple[dict[str, Any], ...] = ()  # slivers/gaps absorbed under the tolerance, reported
     meta: dict[str, Any] = field(default_factory=dict)
+    # an out-of-core build leaves ``pieces`` empty (they are in GeoParquet parts): their count and area
+    # per kind, for the summary
+    piece_totals: tuple[int, dict[str, float]] | None = None
+    # 控规地块 and 区域评估 features with their attributes (blueprint.features); None: the version has none
+    features: gpd.GeoDataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """Metadata and per-kind totals, as printed by the CLI and returned by the API."""
         by_kind = self.pieces.groupby("kind")["area_m2"].sum().round(2).to_dict() if len(self.pieces) else {}
+        count = len(self.pieces)
+        if self.piece_totals is not None and not count:
+            count, by_kind = self.piece_totals[0], {k: round(v, 2) for k, v in self.piece_totals[1].items()}
         return {
             "version": self.version,
             "status": self.status,
             "crs": self.crs.to_string(),
-            "piece_count": len(self.pieces),
+            "piece_count": count,
             "conflict_count": len(self.conflicts),
             "conflict_area_m2": round(float(self.conflicts["area_m2"].sum()), 2)
             if len(self.conflicts) else 0.0,
@@ -86,6 +98,7 @@ class Blueprint:
             "tolerance_m": self.tolerance_m,
             "layers": [ref.as_dict() for ref in self.layers],
             "absorbed_count": len(self.absorbed),
+            "feature_count": len(self.features) if self.features is not None else 0,
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "published_by": self.published_by,

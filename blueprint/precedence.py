@@ -15,6 +15,8 @@ from layers.catalogue import Catalogue
 RULE_LINES = "three_lines_exclusive"
 RULE_ZONES = "zones_exclusive"
 RULE_LINE_ZONE = "line_contradicts_zone"
+RULE_PLAN_ON_LINE = "plan_use_on_line"  # a detailed-plan construction parcel on a protected line
+RULE_PLAN_OUTSIDE_LINE = "plan_use_outside_line"  # … outside the line it must keep within
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,22 @@ class Contradiction:
 
 
 @dataclass(frozen=True)
+class PlanContradiction:
+    """Features of an attributed kind (控规地块) whose land use is in ``land_use`` (a group of
+    layers/land_use_codes.toml) must not lie ``on`` the line (red line, farmland) or ``outside`` it
+    (urban development boundary); where they do, the line prevails and the area is a 差异图斑."""
+
+    kind: str
+    land_use: str
+    line: str
+    where: str  # "on" | "outside"
+
+    @property
+    def rule(self) -> str:
+        return RULE_PLAN_ON_LINE if self.where == "on" else RULE_PLAN_OUTSIDE_LINE
+
+
+@dataclass(frozen=True)
 class Precedence:
     """Exclusive kinds, highest first: the lines, then the zones; plus the line/zone contradictions."""
 
@@ -34,6 +52,7 @@ class Precedence:
     lines: tuple[str, ...] = ()
     zones: tuple[str, ...] = ()
     contradictions: tuple[Contradiction, ...] = ()
+    plan_contradictions: tuple[PlanContradiction, ...] = ()
 
     def rank(self, kind: str) -> int:
         """Position in ``order`` (0 = highest); unranked kinds are an error."""
@@ -95,6 +114,34 @@ def _contradictions(table: Mapping[str, Any], lines: tuple[str, ...], zones: tup
     return tuple(out)
 
 
+def _plan_contradictions(table: Mapping[str, Any], lines: tuple[str, ...], catalogue: Catalogue,
+                         origin: str) -> tuple[PlanContradiction, ...]:
+    from layers.land_use import load_land_use_codes
+
+    raw = table.get("plan_contradictions", [])
+    if not isinstance(raw, list):
+        raise PrecedenceError(f"{origin}: 'plan_contradictions' must be an array of tables "
+                              "[[plan_contradictions]]")
+    groups = load_land_use_codes().groups
+    out: list[PlanContradiction] = []
+    for i, spec in enumerate(raw, start=1):
+        where = f"{origin}: plan contradiction #{i}"
+        if not isinstance(spec, dict) or set(spec) != {"kind", "land_use", "line", "where"}:
+            raise PrecedenceError(f"{where} needs exactly the keys kind, land_use, line, where")
+        if spec["kind"] not in catalogue or "land_use" not in catalogue[spec["kind"]].field_map:
+            raise PrecedenceError(f"{where}: kind {spec['kind']!r} is not a catalogue kind with a "
+                                  "land_use field")
+        if spec["land_use"] not in groups:
+            raise PrecedenceError(f"{where}: land_use {spec['land_use']!r} is not a group of the land-use "
+                                  f"codes ({', '.join(groups)})")
+        if spec["line"] not in lines:
+            raise PrecedenceError(f"{where}: line {spec['line']!r} is not a ranked line kind")
+        if spec["where"] not in ("on", "outside"):
+            raise PrecedenceError(f"{where}: where must be \"on\" or \"outside\"")
+        out.append(PlanContradiction(spec["kind"], spec["land_use"], spec["line"], spec["where"]))
+    return tuple(out)
+
+
 def load_precedence(path: Path | None, catalogue: Catalogue) -> Precedence:
     """The precedence in ``path`` (default: the built-in ``blueprint/precedence.toml``), checked."""
     if path is None:
@@ -110,10 +157,11 @@ def load_precedence(path: Path | None, catalogue: Catalogue) -> Precedence:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PrecedenceError(f"{origin}: not valid TOML ({exc})") from exc
-    unknown = set(table) - {"lines", "zones", "contradictions"}
+    unknown = set(table) - {"lines", "zones", "contradictions", "plan_contradictions"}
     if unknown:
         raise PrecedenceError(f"{origin}: unknown sections {', '.join(sorted(unknown))}")
     lines = _kind_list(table, "lines", "line", catalogue, origin)
     zones = _kind_list(table, "zones", "zone", catalogue, origin)
     return Precedence(order=lines + zones, lines=lines, zones=zones,
-                      contradictions=_contradictions(table, lines, zones, origin))
+                      contradictions=_contradictions(table, lines, zones, origin),
+                      plan_contradictions=_plan_contradictions(table, lines, catalogue, origin))

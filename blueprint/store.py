@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -18,9 +19,12 @@ from blueprint.errors import (
     BlueprintNotFoundError,
     NoPublishedBlueprintError,
 )
+from blueprint.features import condition_features
 from blueprint.model import Blueprint, LayerRef
 from layers.store import (
     Bbox,
+    LayerNotFoundError,
+    LayerStore,
     as_utc,
     bbox_filter,
     bulk_insert,
@@ -77,8 +81,13 @@ class BlueprintStore:
         with self.engine.connect() as conn:
             return f"v{_max_seq(conn) + 1}"
 
-    def save_draft(self, blueprint: Blueprint, *, replace: bool = False) -> Row:
-        """Store ``blueprint`` as a draft in one transaction; returns its summary."""
+    def save_draft(self, blueprint: Blueprint, *, replace: bool = False,
+                   piece_parts: Sequence[Path] = ()) -> Row:
+        """Store ``blueprint`` as a draft in one transaction; returns its summary.
+
+        ``piece_parts``: GeoParquet files holding the pieces of an out-of-core build (its
+        ``blueprint.pieces`` is empty); they are loaded one at a time (PostgreSQL COPY, SpatiaLite one
+        executemany per part), in the same transaction."""
         pieces = _contract_columns(blueprint.pieces, PIECE_COLUMNS, blueprint.version)
         conflicts = _contract_columns(blueprint.conflicts, CONFLICT_COLUMNS, blueprint.version)
         with write_transaction(self.engine) as conn:
@@ -87,6 +96,11 @@ class BlueprintStore:
             seq = self._claim_version(conn, blueprint.version, replace)
             conn.execute(sa.insert(BLUEPRINTS).values(**_blueprint_row(blueprint, seq)))
             bulk_insert(conn, "pieces", pieces, blueprint.pieces.geometry, srid)
+            for path in piece_parts:
+                part = gpd.read_parquet(path)
+                bulk_insert(conn, "pieces", _contract_columns(part, PIECE_COLUMNS, blueprint.version),
+                            part.geometry, srid)
+                del part  # one part in memory at a time
             bulk_insert(conn, "conflicts", conflicts, blueprint.conflicts.geometry, srid)
         return self.summary(blueprint.version)
 
@@ -128,7 +142,30 @@ class BlueprintStore:
             crs = CRS.from_user_input(row["crs"])
             pieces = _frame(conn, PIECES, version, crs)
             conflicts = _frame(conn, CONFLICTS, version, crs)
-        return _blueprint(row, crs, pieces, conflicts)
+        blueprint = _blueprint(row, crs, pieces, conflicts)
+        blueprint.features = self._features(blueprint)
+        return blueprint
+
+    def _features(self, blueprint: Blueprint) -> gpd.GeoDataFrame | None:
+        """The version's 控规地块 / 区域评估 features, read from the layer store by its layer refs."""
+        names = blueprint.meta.get("feature_layers") or []
+        if not names:
+            return None
+        refs = {ref.name: ref for ref in blueprint.layers}
+        store = LayerStore(self.engine)
+        layers = []
+        for name in names:
+            try:
+                layer = store.get(name)
+            except LayerNotFoundError:
+                raise BlueprintError(f"blueprint {blueprint.version}: its layer {name!r} is no longer "
+                                     "stored; "
+                                     "build a new version") from None
+            if name not in refs or layer.checksum != refs[name].checksum:
+                raise BlueprintError(f"blueprint {blueprint.version}: layer {name!r} was replaced after the "
+                                     "version was built; build a new version")
+            layers.append(layer)
+        return condition_features(layers, blueprint.crs)
 
     def latest_published(self) -> Blueprint:
         """The version published last (NoPublishedBlueprintError if there is none), whatever its number."""

@@ -145,7 +145,9 @@ def _with_parcel_columns(table: pd.DataFrame, ids: NDArray[np.object_], verdict:
 def _dropped_rows(frame: gpd.GeoDataFrame, kept: set[str], repairs: dict[str, list[dict[str, str]]],
                   screener: Screener, ptype: ProjectType) -> pd.DataFrame:
     """Parcels repair_frame dropped (empty, collapsed): an error row each, with the repair."""
-    gone = [str(i) for i in frame["parcel_id"] if str(i) not in kept]
+    every = frame["parcel_id"].astype(str).to_numpy(dtype=object)
+    gone = every[~np.isin(every, np.fromiter(kept, dtype=object, count=len(kept)))].tolist() if len(
+        kept) < len(every) else []
     return pd.DataFrame({
         "parcel_id": gone, "parcel_verdict": "error", "error": NoParcelsError.code,
         "area_m2": 0.0, "ellipsoidal_area_m2": 0.0, "outside_m2": 0.0,
@@ -168,9 +170,13 @@ def _finish(table: pd.DataFrame, screener: Screener) -> gpd.GeoDataFrame:
 
 def order_rows(table: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The one row order of every batch result: natural parcel_id, then hit_rank."""
-    ids = table["parcel_id"].astype(str)
-    rank = {pid: i for i, pid in enumerate(sorted(set(ids), key=natural_key))}
-    key = ids.map(rank).to_numpy(dtype=np.int64)
+    codes, uniq = pd.factorize(table["parcel_id"].astype(str).to_numpy(dtype=object))
+    # the id itself breaks ties of the natural key ("B7" and "B07"), so the order never depends on how
+    # the rows came in (one run or partitions)
+    names = uniq.tolist()
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[sorted(range(len(names)), key=lambda i: (natural_key(names[i]), names[i]))] = np.arange(len(names))
+    key = rank[np.asarray(codes, dtype=np.int64)]
     order = np.lexsort((table["hit_rank"].to_numpy(), key))
     return table.iloc[order].reset_index(drop=True).astype(COLUMNS)
 

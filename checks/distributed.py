@@ -43,7 +43,7 @@ def _screen_partition(part: gpd.GeoDataFrame, screener: Screener, project_type: 
     return screen_rows(screener, part, ptype)
 
 
-def _hilbert_order(frame: gpd.GeoDataFrame) -> np.ndarray:
+def hilbert_order(frame: gpd.GeoDataFrame) -> np.ndarray:
     """Row order along a Hilbert curve over the parcels' extent; empty geometries go first (they are
     reported as errors, and dask-geopandas' spatial_shuffle cannot place them)."""
     geoms = frame.geometry
@@ -73,7 +73,7 @@ def screen_distributed(parcels_gdf: gpd.GeoDataFrame, screener: Screener, projec
         raise NoParcelsError("no parcels to screen")
     work = screener.validated(parcels_gdf, "batch")
     nparts = max(1, min(partitions or 4 * n_workers, len(work)))
-    ordered = work.iloc[_hilbert_order(work)]
+    ordered = work.iloc[hilbert_order(work)]
 
     def run(active: Any) -> gpd.GeoDataFrame:
         # contiguous runs of the Hilbert order are the spatial partitions (no shuffle needed: the

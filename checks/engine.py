@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ from pyproj import CRS
 
 from blueprint.model import Blueprint
 from checks.areas import PlaneZones, ellipsoidal_areas, plane_zones, reproject, zone_areas
+from checks.conditions import Compatibility, ConditionIndex, Declared, empty_features, explain_conditions
 from checks.errors import CheckError, DuplicateParcelIdError, NoParcelsError, ParcelOutsideCityError
 from checks.explain import explain_parcel, explain_submission
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
@@ -109,7 +111,10 @@ def _column(frame: gpd.GeoDataFrame, columns: list[Any], name: str) -> Any:
 def natural_key(value: str) -> tuple[tuple[int, int, str], ...]:
     """Sort key ordering "2" before "10" and "P2" before "P10"; total over all strings."""
     return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk)
-                 for chunk in re.split(r"(\d+)", value) if chunk)
+                 for chunk in _DIGIT_RUNS(value) if chunk)
+
+
+_DIGIT_RUNS = re.compile(r"(\d+)").split
 
 
 def _round(value: float, decimals: int) -> float:
@@ -159,7 +164,8 @@ class Screener:
     """
 
     def __init__(self, blueprint: Blueprint, rules: Rules, catalogue: Catalogue, *,
-                 tolerance_m2: float = 1.0, tolerance_ratio: float = 0.001) -> None:
+                 tolerance_m2: float = 1.0, tolerance_ratio: float = 0.001,
+                 compatibility: Compatibility | None = None) -> None:
         if tolerance_m2 < 0 or not 0 <= tolerance_ratio <= 1:
             raise CheckError(f"tolerances must be ≥ 0 m² and within [0, 1], got {tolerance_m2}, "
                              f"{tolerance_ratio}")
@@ -194,6 +200,10 @@ class Screener:
         self._derive_outside = has_urban and OUTSIDE_URBAN in self._kind_index
         self._combo_plain = self._csr(parsed, outside=False)
         self._combo_urban = self._csr(parsed, outside=self._derive_outside)
+        # 控规地块 and 区域评估 of the version (issue #14): conditions and assessments per parcel
+        self.conditions = ConditionIndex(blueprint.features if blueprint.features is not None
+                                         else empty_features(self.crs), self.crs, catalogue,
+                                         compatibility=compatibility)
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -444,22 +454,31 @@ class Screener:
             digest.update(ids[i].encode() + b"\0" + wkb + b"\0" + named)
         return digest.hexdigest()
 
-    def check_id(self, input_hash: str, project_type: str) -> str:
-        """'chk_' + sha256(input hash, project type, version, tolerances, rules)[:16]: same input, same id."""
+    def check_id(self, input_hash: str, project_type: str, extra: str = "") -> str:
+        """'chk_' + sha256(input hash, project type, version, tolerances, rules[, declared values and check
+        date])[:16]: same input, same id."""
         key = (f"{input_hash}\0{project_type}\0{self.version}\0{self.tolerance_m2!r}"
-               f"\0{self.tolerance_ratio!r}\0{self._rules_digest}")
+               f"\0{self.tolerance_ratio!r}\0{self._rules_digest}" + (f"\0{extra}" if extra else ""))
         return "chk_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     # --- one submission ---------------------------------------------------------------------------
 
-    def screen(self, parcels: ParcelSet, project_type: str, check_id: str | None = None) -> dict[str, Any]:
-        """Screen one submission; the result contract of issue #4 (see docs)."""
+    def screen(self, parcels: ParcelSet, project_type: str, check_id: str | None = None, *,
+               declared: Declared | None = None, check_date: dt.date | None = None) -> dict[str, Any]:
+        """Screen one submission; the result contract of issue #4 (see docs), with each parcel's planning
+        ``conditions`` against ``declared`` values and its ``assessments`` valid on ``check_date``
+        (default today) — the contract of :mod:`checks.conditions`."""
+        declared = declared or Declared()
+        check_date = check_date or dt.date.today()
         ptype = self.rules.require_project_type(project_type)
         if len(parcels.frame) == 0:
             raise NoParcelsError(f"{parcels.source}: no parcels to screen")
         submitted = self._submitted(parcels)
         input_hash = self.input_hash(submitted.ids, submitted.geoms, submitted.names)
-        check_id = check_id or self.check_id(input_hash, ptype.key)
+        # the result states its check date (assessment validity depends on it) and the declared values
+        varies = check_date.isoformat() + ("\0" + json.dumps(declared.as_dict(), sort_keys=True)
+                                           if declared.any() else "")
+        check_id = check_id or self.check_id(input_hash, ptype.key, varies)
         clean, repairs = self._repaired(submitted, parcels.source)
         if not clean.ids:
             raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
@@ -472,8 +491,13 @@ class Screener:
         if zones.foreign.any():  # parcels outside the working zone: plane areas in their own zone
             area = zone_areas(clean.geoms, self.crs, zones)
             hits.area = zone_areas(hits.geometry, self.crs, zones, owner=hits.parcel)
-        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones)
+        extra = self.conditions.evaluate(clean.geoms, area, zones, declared, check_date, self.below_tolerance)
+        result = self._assemble(clean, area, hits, ptype, check_id, [*parcels.repairs, *repairs], zones,
+                                extra)
         result["input_hash"] = input_hash
+        result["check_date"] = check_date.isoformat()
+        if declared.any():
+            result["declared"] = declared.as_dict()
         return result
 
     def _submitted(self, parcels: ParcelSet) -> _Parcels:
@@ -549,7 +573,9 @@ class Screener:
                     f"Declare the CRS as {offset} (CLI: --crs {offset}) to convert them exactly")
 
     def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
-                  check_id: str, repairs: list[Repair], zones: PlaneZones | None = None) -> dict[str, Any]:
+                  check_id: str, repairs: list[Repair], zones: PlaneZones | None = None,
+                  extra: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
+                  ) -> dict[str, Any]:
         """Build the result dict: parcels in natural id order, hits by severity then kind order."""
         rules, outcomes = self._rule_table(ptype.key)
         outcome = outcomes[hits.kind]
@@ -575,6 +601,9 @@ class Screener:
                                          out_geo[len(geoms) + h])
                          for h in by_parcel.get(i, [])]
             worst = max((int(sev[h]) for h in by_parcel.get(i, [])), default=0)
+            conditions, assessments = extra[i] if extra is not None else ([], [])
+            if any(c["outcome"] == "conflict" for c in conditions):
+                worst = 2  # a breached planning condition is a conflict
             entry: dict[str, Any] = {
                 "parcel_id": pid, "area_m2": _round(area[i], AREA_DECIMALS),
                 "ellipsoidal_area_m2": _round(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
@@ -584,7 +613,13 @@ class Screener:
                 entry["plane_zone"] = zones.describe(i, work_label)
             if parcels.names[i]:
                 entry["name"] = parcels.names[i]
+            if extra is not None:
+                entry["conditions"], entry["assessments"] = conditions, assessments
             entry["explanation_zh"], entry["explanation_en"] = explain_parcel(entry, label, tolerance)
+            if conditions:
+                zh, en = explain_conditions(conditions)
+                entry["explanation_zh"] += zh
+                entry["explanation_en"] += " " + en
             entry["geometry"] = out_geo[i]
             entries.append(entry)
         verdict = VERDICTS[max(VERDICTS.index(e["verdict"]) for e in entries)]

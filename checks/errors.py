@@ -33,3 +33,9 @@ class DuplicateParcelIdError(CheckError, ValueError):
     """Two submitted parcels share one parcel_id (results are keyed by it)."""
 
     code = "duplicate_parcel_id"
+
+
+class InvalidDeclaredError(CheckError, ValueError):
+    """A declared planning value (容积率, 建筑密度…) is not a number, or out of its range; names the field."""
+
+    code = "invalid_declared"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,38 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
             f"blueprint {blueprint.version} is a draft; checks use published versions only "
             "仅可对已发布版本检测"
         )
+    from checks.conditions import load_compatibility
+
     return Screener(blueprint, rules, catalogue, tolerance_m2=settings.overlap_tolerance_m2,
-                    tolerance_ratio=settings.overlap_tolerance_ratio)
+                    tolerance_ratio=settings.overlap_tolerance_ratio,
+                    compatibility=load_compatibility(settings.land_use_compat_file))
+
+
+def parse_declare(pairs: list[str] | None) -> dict[str, str]:
+    """``--declare far=2.8 --declare land_use=1001`` as a mapping (checked by checks.conditions)."""
+    from checks.errors import InvalidDeclaredError
+
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidDeclaredError(f"--declare {pair!r}: write NAME=VALUE, e.g. far=2.8 or land_use=1001")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def parse_check_date(text: str | None) -> Any:
+    """``--check-date YYYY-MM-DD`` (default today): the day assessment validity is judged on."""
+    import datetime as dt
+
+    from checks.errors import CheckError
+
+    if not text:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CheckError(f"--check-date {text!r} is not a date YYYY-MM-DD") from None
 
 
 def check(
@@ -74,8 +106,17 @@ def check(
     datum_params: str | None = typer.Option(
         None, "--datum-params",
         help="dx,dy,dz,rx,ry,rz,ds taking Beijing 1954 / Xi'an 1980 input to CGCS2000"),
+    declare: list[str] | None = typer.Option(
+        None, "--declare",
+        help="the project's own plan, repeatable: land_use=1001 (用地代码), far=2.8 (容积率), "
+             "building_density=35 (建筑密度 %), green_ratio=20 (绿地率 %), height_m=24 (建筑高度 m); held "
+             "against the detailed-plan parcels (控规地块) the parcels overlap"),
+    check_date: str | None = typer.Option(
+        None, "--check-date",
+        help="YYYY-MM-DD the regional assessments' validity is judged on (default today)"),
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
+    from checks.conditions import parse_declared
     from checks.engine import result_json
     from checks.errors import CheckError
     from checks.explain import feature_collection
@@ -86,6 +127,8 @@ def check(
     with domain_errors():
         if fmt not in ("json", "geojson"):  # exit 3 (bad input), not click's 2, which means "conflict" here
             raise CheckError(f"--format must be json or geojson, got {fmt!r}")
+        declared = parse_declared(parse_declare(declare))  # a bad value exits 3 before any file is read
+        day = parse_check_date(check_date)
         settings = get_settings()
         stores, catalogue, rules = _context(settings)
         try:
@@ -95,7 +138,7 @@ def check(
             parcel_set = read_parcels(parcels, work_crs=settings.work_crs, crs=crs, encoding=encoding,
                                       layer=layer, limits=settings.submission_limits("cli"),
                                       datum_params=params)
-            result = screener.screen(parcel_set, project_type)
+            result = screener.screen(parcel_set, project_type, declared=declared, check_date=day)
             text = result_json(result)
             if save:
                 text = stores.checks.save(result["check_id"], text,
@@ -114,6 +157,9 @@ def check(
     raise typer.Exit(EXIT_BY_VERDICT[verdict])
 
 
+PARQUET = (".parquet", ".geoparquet")
+
+
 def _parcel_files(path: Path) -> list[Path]:
     """The parcel files of a directory (one level, sorted), or the file itself."""
     from layers.formats import FORMATS
@@ -122,7 +168,7 @@ def _parcel_files(path: Path) -> list[Path]:
         return [path]
     skip = {".tif", ".tiff", ".csv"}  # rasters are not parcels; CSV sidecars are usually attribute tables
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS
-                  and p.suffix.lower() not in skip)
+                  and p.suffix.lower() not in skip and not p.name.startswith("."))
 
 
 def read_batch(path: Path, settings: Any, crs: str | None, encoding: str | None) -> gpd.GeoDataFrame:
@@ -133,37 +179,50 @@ def read_batch(path: Path, settings: Any, crs: str | None, encoding: str | None)
     files = _parcel_files(path)
     if not files:
         raise NoParcelsError(f"{path}: no parcel files found")
+    # a directory of parquet files only is one partitioned (Geo)Parquet dataset: its ids are unique across
+    # the parts (a duplicate is refused by the screener), so they are not prefixed
+    dataset = len(files) > 1 and all(f.suffix.lower() in PARQUET for f in files)
     frames = []
     for file in files:
         parcel_set = read_parcels(file, work_crs=settings.work_crs, crs=crs, encoding=encoding,
                                   limits=BATCH)
         frame = parcel_set.frame[["parcel_id", "geometry"]]
-        if len(files) > 1:  # ids are unique per file only
+        if len(files) > 1 and not dataset:  # ids are unique per file only
             frame = frame.assign(parcel_id=file.name + ":" + frame["parcel_id"].astype(str))
         frames.append(frame)
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=settings.work_crs)
 
 
 def check_batch(
-    parcels: Path = typer.Argument(..., help="a parcel file or a directory of parcel files"),
-    out: Path = typer.Option(..., "--out", help="result table (GeoParquet), one row per parcel × layer"),
+    parcels: Path = typer.Argument(..., help="a parcel file (GeoParquet too) or a directory of parcel files "
+                                            "(a directory of .parquet files is one partitioned dataset)"),
+    out: Path = typer.Option(..., "--out", help="a directory: partitioned parquet (part-NNNNN.parquet) and "
+                                                "manifest.json, resumable; a name ending in .parquet: one "
+                                                "file. One row per parcel × layer"),
     project_type: str = typer.Option("industrial", "--project-type", "-t"),
     version: str | None = typer.Option(None, "--version", help="blueprint version (default: latest)"),
-    use_dask: bool = typer.Option(False, "--dask", help="run on dask-geopandas (local cluster by default)"),
+    use_dask: bool = typer.Option(False, "--dask", help="run on dask (a local cluster by default)"),
     scheduler: str | None = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://h:8786"),
-    partitions: int | None = typer.Option(None, "--partitions", min=1, help="dask partitions"),
+    partitions: int | None = typer.Option(None, "--partitions", min=1,
+                                          help="dask partitions (one-file --out)"),
+    partition_size: int = typer.Option(20_000, "--partition-size", min=1,
+                                       help="parcels per output partition (directory --out)"),
+    restart: bool = typer.Option(False, "--restart", help="discard the finished partitions in --out and "
+                                                          "start again (also when the input changed)"),
     workers: int = typer.Option(2, "--workers", min=1, help="local dask worker processes"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of files that declare none"),
     encoding: str | None = typer.Option(None, "--encoding"),
+    pause: float = typer.Option(0.0, "--pause-after-partition", hidden=True, min=0.0,
+                                help="seconds to wait after each partition (resume tests)"),
 ) -> None:
-    """Screen many parcels 批量筛查 into a parquet table and print a summary. Exit 0 ran, 3 bad input."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Screen many parcels 批量筛查 into parquet and print a summary. Exit 0 ran, 3 bad input.
 
-    from checks.batch import screen_batch
-    from checks.distributed import screen_distributed
+    With a directory as --out the run is resumable: rerun the same command after an interruption and the
+    finished partitions are kept; a changed input, blueprint, rules or option is refused unless --restart."""
     from runtime.settings import get_settings
 
     started = time.perf_counter()
+    distributed = use_dask or bool(scheduler)
     with domain_errors():
         settings = get_settings()
         stores, catalogue, rules = _context(settings)
@@ -174,22 +233,89 @@ def check_batch(
             stores.close()
         frame = read_batch(parcels, settings, crs, encoding)
         note(f"{len(frame):,} parcels, blueprint {screener.version} ({screener.piece_count:,} pieces)")
-        columns = (TextColumn("[bold]筛查 screening"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=stderr, transient=False) as bar:
-            task = bar.add_task("screen", total=len(frame))
-            if use_dask or scheduler:
-                table = screen_distributed(frame, screener, project_type, scheduler=scheduler,
-                                           partitions=partitions, n_workers=workers)
-            else:
-                table = screen_batch(frame, screener, project_type,
-                                     progress=lambda done, _total: bar.update(task, completed=done))
-            bar.update(task, completed=len(frame))
-        _write_parquet(table, out)
+        if out.suffix.lower() == ".parquet":
+            summary = _one_file(frame, screener, project_type, out, distributed, scheduler, partitions,
+                                workers)
+        else:
+            options = json.dumps({"crs": crs, "encoding": encoding}, sort_keys=True)
+            summary = _partitioned(frame, screener, project_type, out, parcels, options, partition_size,
+                                   restart=restart, scheduler=scheduler if distributed else None,
+                                   dask=distributed, workers=workers, pause=pause)
+    emit(summary | {"parcels": len(frame), "blueprint_version": screener.version,
+                    "project_type": project_type, "engine": "dask" if distributed else "in-process",
+                    "seconds": round(time.perf_counter() - started, 2)})
+
+
+def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, distributed: bool,
+              scheduler: str | None, partitions: int | None, workers: int) -> dict[str, Any]:
+    """The whole table in memory, written as one GeoParquet file."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from checks.batch import screen_batch
+    from checks.distributed import screen_distributed
+
+    columns = (TextColumn("[bold]筛查 screening"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=False) as bar:
+        task = bar.add_task("screen", total=len(frame))
+        if distributed:
+            table = screen_distributed(frame, screener, project_type, scheduler=scheduler,
+                                       partitions=partitions, n_workers=workers)
+        else:
+            table = screen_batch(frame, screener, project_type,
+                                 progress=lambda done, _total: bar.update(task, completed=done))
+        bar.update(task, completed=len(frame))
+    _write_parquet(table, out)
     verdicts = table.drop_duplicates("parcel_id")["parcel_verdict"].value_counts().to_dict()
-    emit({"out": str(out), "rows": len(table), "parcels": len(frame), "blueprint_version": screener.version,
-          "project_type": project_type, "verdicts": {str(k): int(v) for k, v in sorted(verdicts.items())},
-          "engine": "dask" if (use_dask or scheduler) else "in-process",
-          "seconds": round(time.perf_counter() - started, 2)})
+    return {"out": str(out), "rows": len(table),
+            "verdicts": {str(k): int(v) for k, v in sorted(verdicts.items())}}
+
+
+def _partitioned(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, source: Path,
+                 options: str, size: int, *, restart: bool, scheduler: str | None, dask: bool, workers: int,
+                 pause: float) -> dict[str, Any]:
+    """Partitioned parquet in ``out`` with a manifest; resumes a killed run of the same input."""
+    from checks.batch_runner import run_batch, run_key, split
+    from checks.batch_store import BatchDir, input_checksum
+
+    work = screener.validated(frame, "batch")
+    parts = split(work, size)
+    key = run_key(screener, project_type, input_checksum(_parcel_files(source)), options, size, len(work))
+    batch = BatchDir.open(out, key, [len(p) for p in parts], restart=restart,
+                          engine="dask" if dask else "in-process")
+    kept = len(parts) - len(batch.pending())
+    if kept:
+        note(f"resuming: {kept} of {len(parts)} partitions already finished in {out} 续跑")
+    with _partition_bar(len(parts), kept, batch.finished_parcels()) as progress:
+        if dask:
+            from checks.distributed import dask_client
+
+            with dask_client(scheduler, workers) as client:
+                run_batch(work, screener, project_type, batch, parts, client=client, progress=progress,
+                          pause=pause)
+        else:
+            run_batch(work, screener, project_type, batch, parts, progress=progress, pause=pause)
+    manifest = batch.finish()
+    return {"out": str(out), "manifest": str(out / "manifest.json"), "partitions": len(parts),
+            "partitions_resumed": kept, "complete": manifest["complete"], "rows": batch.rows(),
+            "verdicts": batch.verdicts()}
+
+
+@contextmanager
+def _partition_bar(total: int, done: int, parcels: int) -> Iterator[Callable[[int, int, int], None]]:
+    """A rich bar on stderr: partitions done / total and parcels per second of this run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]筛查 screening 分区 partitions"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} parcels/s"), TimeElapsedColumn())
+    started, first = time.perf_counter(), parcels
+    with Progress(*columns, console=stderr, transient=False) as bar:
+        task = bar.add_task("screen", total=total, completed=done, rate="–")
+
+        def update(done: int, _total: int, parcels: int) -> None:
+            rate = (parcels - first) / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:,.0f}")
+
+        yield update
 
 
 def _write_parquet(table: gpd.GeoDataFrame, out: Path) -> None:

@@ -18,6 +18,7 @@ from runtime.settings import Settings, get_settings
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "data" / "demo"
 GENERATOR = ROOT / "data" / "generate.py"
+GENERATORS = (GENERATOR, ROOT / "data" / "planning.py")  # the detailed plan and assessments: data.planning
 DEMO_BY = "demo"
 DEFAULT_FARMLAND = 50_000  # 20 s end to end on the quiet 2-core box (5,000: 10 s); README
 
@@ -33,8 +34,11 @@ class DemoStaleError(DemoError):
 
 
 def generator_fingerprint() -> str:
-    """sha256 of the generator source: data made by another generator is regenerated."""
-    return hashlib.sha256(GENERATOR.read_bytes()).hexdigest()
+    """sha256 of the generator sources: data made by another generator is regenerated."""
+    digest = hashlib.sha256()
+    for path in GENERATORS:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def ensure_demo_data(out: Path, farmland: int) -> dict[str, Any]:

@@ -26,6 +26,9 @@ EncodingOption = Annotated[str | None, typer.Option(
     "--encoding", help="attribute text encoding, e.g. GB18030; detected when omitted")]
 LayerOption = Annotated[str | None, typer.Option(
     "--layer", help="layer of a GeoPackage/KML, dataset inside a zip, or CAD layer of a DXF")]
+FieldOption = Annotated[list[str] | None, typer.Option(
+    "--field", help="the file's column for an attribute field of the kind, repeatable: RJL=容积率 "
+                    "(控规地块: YDDM RJL RJLXX JZMD LDL JZXG; 区域评估: PGLX WH PZRQ YXQZ)")]
 RasterOption = Annotated[str | None, typer.Option(
     "--raster-values", help="GeoTIFF cell values forming the zone, comma-separated (default: non-zero)")]
 
@@ -89,11 +92,13 @@ def import_layer(
     raster_values: RasterOption = None,
     replace: Annotated[bool, typer.Option("--replace", help="replace a stored layer of that name")] = False,
     datum_params: DatumOption = None,
+    field: FieldOption = None,
 ) -> None:
     """导入图层 Import a plan layer: read, check CRS, repair, store; prints a JSON summary.
 
     Large GeoPackage, Shapefile and FlatGeobuf layers are read, repaired and stored chunk by chunk.
     """
+    from layers.attributes import parse_field_overrides
     from layers.catalogue import load_catalogue
     from layers.stream import open_layer
     from runtime.stores import open_stores
@@ -102,7 +107,8 @@ def import_layer(
     values = _raster_values(raster_values)
     with domain_errors():
         note(f"reading {path.name} as {kind}")
-        with open_layer(path, kind, work_crs=settings.work_crs,
+        fields = parse_field_overrides(field) or None
+        with open_layer(path, kind, work_crs=settings.work_crs, fields=fields,
                         catalogue=load_catalogue(settings.catalogue_file), crs=crs, encoding=encoding,
                         layer=layer, name=name, limits=settings.layer_limits("cli"),
                         raster_values=values, datum_params=_datum_params(datum_params)) as stream:
@@ -142,8 +148,10 @@ def inspect_layer(
     layer: LayerOption = None,
     raster_values: RasterOption = None,
     datum_params: DatumOption = None,
+    field: FieldOption = None,
 ) -> None:
     """检查图层 Read a layer exactly as import would and print its JSON summary; stores nothing."""
+    from layers.attributes import parse_field_overrides
     from layers.catalogue import load_catalogue
     from layers.ingest import inspect_layer as inspect_file
     from layers.ingest import read_layer
@@ -156,7 +164,8 @@ def inspect_layer(
                   "limits": settings.layer_limits("cli"), "raster_values": values,
                   "datum_params": _datum_params(datum_params)}
         if kind:
-            plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file), **common)
+            plan = read_layer(path, kind, catalogue=load_catalogue(settings.catalogue_file),
+                              fields=parse_field_overrides(field) or None, **common)
         else:
             plan = inspect_file(path, **common)
         _notes(plan.notes)

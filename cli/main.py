@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli import blueprint_cmd, check_cmd, layers_cmd, rules_cmd, serve_cmd
+from cli import blueprint_cmd, check_cmd, checklist_cmd, layers_cmd, rules_cmd, serve_cmd
 from cli.common import domain_errors, emit
 
 
@@ -16,7 +16,7 @@ def build_app() -> typer.Typer:
                       help="One Blueprint 一张蓝图: plan layers, blueprints and project screening.")
     app.callback()(_root)
     app.command("kinds")(list_kinds)
-    for module in (layers_cmd, blueprint_cmd, check_cmd, rules_cmd, serve_cmd):
+    for module in (layers_cmd, blueprint_cmd, check_cmd, checklist_cmd, rules_cmd, serve_cmd):
         module.register(app)
     return app
 
@@ -32,7 +32,8 @@ def list_kinds() -> None:
 
     with domain_errors():
         catalogue = load_catalogue(get_settings().catalogue_file)
-    emit({"kinds": [vars(kind) for kind in catalogue.values()]})
+    emit({"kinds": [{**vars(kind), "fields": kind.field_map} for kind in catalogue.values()],
+          "assessment_types": [vars(t) for t in catalogue.assessment_types.values()]})
 
 
 EXIT_CRASH = 4  # 0 pass, 1 review, 2 conflict, 3 bad input: a crash must never look like a verdict

@@ -29,6 +29,11 @@ try:  # run as a script (python data/generate.py) or imported as data.generate
 except ModuleNotFoundError:  # pragma: no cover - script run from outside the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from layers.bubiao import write_bubiao
+try:
+    from data import planning
+except ModuleNotFoundError:  # pragma: no cover - run as a script with an installed `layers`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from data import planning
 
 WORK_EPSG = 4548  # CGCS2000 / 3-degree GK CM 117E: metres, no zone prefix
 DEFAULT_SEED = 20261123
@@ -1107,6 +1112,42 @@ def make_projects(specs: list[ParcelSpec], city: City) -> list[dict[str, Any]]:
     return projects
 
 
+# ---------------------------------------------------------------- detailed plan, regional assessments
+
+
+def write_planning(city: City, specs: list[ParcelSpec], projects: list[dict[str, Any]], out: Path,
+                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """控规地块 (GeoPackage) and 区域评估 (GeoJSON, EPSG:4490) written, demo projects given their declared
+    plan; returns the manifest layer entries and the deliberate plan-vs-boundary conflicts."""
+    from layers.land_use import load_land_use_codes
+
+    avoid = shapely.STRtree(np.concatenate([city.redline.geometry.to_numpy(),
+                                            city.farmland.geometry.to_numpy()]))
+    seats = [lonlat_to_work(lon, lat) for _name, _district, lon, lat, _radius in SEATS]
+    plan = planning.build_detailed_plan(rng_for(seed, "detailed_plan"), city.urban, seats, avoid,
+                                        city.zones["agricultural_space"], snap)
+    by_id = {s.parcel_id: s.geometry for s in specs}
+    plan = planning.fit_to_projects(plan, by_id, rng_for(seed, "detailed_plan_fit"))
+    planning.declare_projects(projects, plan, by_id)
+    ldir = out / "layers"
+    plan.to_file(ldir / "detailed_plan.gpkg", layer="控规地块", driver="GPKG")
+    assessments = planning.build_assessments(city.urban, city.boundary, snap)
+    assessments.to_crs(4490).to_file(ldir / "regional_assessments.geojson", driver="GeoJSON",
+                                     layer_options={"COORDINATE_PRECISION": 9})
+    entries = [entry("layers/detailed_plan.gpkg", "detailed_plan", "控制性详细规划地块", "GPKG",
+                     layer="控规地块"),
+               entry("layers/regional_assessments.geojson", "regional_assessment", "区域评估成果", "GeoJSON")]
+    codes = load_land_use_codes()
+    found = planning.plan_conflicts(plan, city.urban.geometry.union_all(),
+                                    lambda code: not codes.in_group(code, "urban_construction"))
+    conflicts = [conflict(f"C{6 + i}", "plan_use_outside_urban_boundary",
+                          ["detailed_plan", "urban_boundary"], f["geometry"], city,
+                          f"控规地块 {f['feature_id']}（{codes.get(f['land_use']).name_zh}，{f['land_use']}）"
+                          "规划为城镇建设用地，却位于城镇开发边界外", feature_ids=[f["feature_id"]])
+                 for i, f in enumerate(found)]
+    return entries, conflicts
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -1143,6 +1184,11 @@ def generate(out: Path, *, seed: int = DEFAULT_SEED, farmland: int = DEFAULT_FAR
     conflicts = find_conflicts(city)
     specs = make_parcels(city, seed)
     projects = make_projects(specs, city)
+    planned, plan_found = write_planning(city, specs, projects, out, seed)
+    layers += planned
+    conflicts += plan_found
+    log(f"detailed plan and regional assessments written ({len(plan_found)} plan parcels outside the urban "
+        "boundary)", t0)
     codes = {pid: p["code"] for p in projects for pid in p["parcel_ids"]}
     parcel_entries = write_parcels(specs, city, out, codes)
     (out / "projects.json").write_text(json.dumps(projects, ensure_ascii=False, indent=2) + "\n", "utf-8")

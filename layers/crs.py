@@ -1,4 +1,12 @@
-"""layers.crs: the one place coordinate reference systems are decided."""
+"""layers.crs: the one place coordinate reference systems are decided.
+
+Storage CRS (also at province scale, spanning several 3° zones): one projected working CRS, a single 3°
+Gauss-Krüger zone (default EPSG:4548, CM 117°E — the middle of Anhui's zones 38/39/40). Blueprints are
+merged, snap-rounded to 1 mm and stored in it and never reprojected (a reprojected coverage loses
+validity where edges bend; degrees have no 1 mm grid). Areas are taken per piece or parcel in its own 3°
+zone (``layers.areas``), ellipsoidal areas on CGCS2000 remain the reference; measurements in
+docs/architecture.md ("Storage CRS and areas at province scale").
+"""
 
 from __future__ import annotations
 

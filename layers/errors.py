@@ -123,3 +123,21 @@ class OldDatumError(CRSError):
     """Beijing 1954 / Xi'an 1980 input without the transformation parameters to bring it to CGCS2000."""
 
     code = "crs_old_datum"
+
+
+class UnknownLandUseError(LayerError, ValueError):
+    """A detailed-plan feature carries a land-use code the classification does not know."""
+
+    code = "unknown_land_use_code"
+
+
+class InvalidAttributeError(LayerError, ValueError):
+    """A required attribute is missing or unknown (assessment type, the land-use field itself)."""
+
+    code = "invalid_attribute"
+
+
+class FieldMappingError(LayerError, ValueError):
+    """A ``--field NAME=COLUMN`` override names no field of the kind, or a column the file lacks."""
+
+    code = "invalid_field_mapping"

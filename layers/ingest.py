@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from geopandas.array import from_shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
+from layers.attributes import attributed, normalise_attributes
 from layers.catalogue import Catalogue
 from layers.crs import (
     OFFSET_DATUMS,
@@ -44,6 +45,7 @@ from layers.errors import (
     CRSConflictError,
     DuplicateIdError,
     EmptyLayerError,
+    FieldMappingError,
     FileTooLargeError,
     GeometryTypeError,
     NonFiniteCoordinatesError,
@@ -54,7 +56,9 @@ from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
-FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh")
+# 地块编号 / DKBH: the parcel number of a detailed plan (控规地块)
+FEATURE_ID_COLUMNS = ("feature_id", "fid", "id", "objectid", "bsm", "标识码", "编号", "bh", "地块编号",
+                      "dkbh")
 PARCEL_ID_COLUMNS = ("parcel_id", "地块编号", "dkbh", "dkbm", "编号", "bh", "id", "fid", "objectid", "bsm")
 # explicit parcel-number columns: duplicates there are the surveyor's mistake, refused, not renumbered
 # (generic ids such as fid or objectid are still replaced by 1..n when they repeat)
@@ -80,8 +84,13 @@ class _Loaded:
 def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
                encoding: str | None = None, layer: str | None = None, name: str | None = None,
                limits: Limits = Limits(), raster_values: Sequence[float] | None = None,
-               datum_params: DatumParams | None = None) -> PlanLayer:
+               datum_params: DatumParams | None = None,
+               fields: Mapping[str, str] | None = None) -> PlanLayer:
     """Read a plan layer of catalogue ``kind`` into the working CRS, repaired, with a report.
+
+    A kind with attribute ``fields`` (detailed plans, regional assessments) gets its attributes read
+    and checked (:mod:`layers.attributes`); ``fields`` names the file's columns where they differ
+    from the catalogue's defaults (``{"RJL": "容积率"}``).
 
     ``crs`` declares the CRS of a file that states none; ``encoding`` overrides attribute-encoding
     detection; ``layer`` picks a layer of a GeoPackage/KML, a dataset inside a zip or a CAD layer of a
@@ -92,7 +101,21 @@ def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
     loaded = _load(Path(path), work_crs=work_crs, crs=crs, encoding=encoding, layer=layer, limits=limits,
                    raster_values=raster_values, geometry=spec.geometry, id_column="feature_id",
                    id_candidates=FEATURE_ID_COLUMNS, datum_params=datum_params)
-    return _plan_layer(loaded, kind, name)
+    return with_attributes(_plan_layer(loaded, kind, name), catalogue, fields)
+
+
+def with_attributes(plan: PlanLayer, catalogue: Catalogue, fields: Mapping[str, str] | None) -> PlanLayer:
+    """``plan`` with its canonical attributes added and reported, for kinds that carry them."""
+    spec = catalogue[plan.kind]
+    if not attributed(spec):
+        if fields:
+            raise FieldMappingError(f"{plan.source}: a {plan.kind} layer has no attribute fields to name "
+                                    f"({', '.join(fields)})")
+        return plan
+    frame, repairs, notes = normalise_attributes(plan.frame, spec, catalogue, overrides=fields,
+                                                 source=plan.source)
+    plan.frame, plan.repairs, plan.notes = frame, (*plan.repairs, *repairs), (*plan.notes, *notes)
+    return plan
 
 
 def inspect_layer(path: Path | str, *, work_crs: CRS, crs: CRSInput = None, encoding: str | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import shapely
 from pyproj import CRS
 
 from layers.archive import check_size, sha256
+from layers.attributes import attributed, normalise_attributes
 from layers.catalogue import Catalogue
 from layers.crs import (
     DatumParams,
@@ -29,7 +30,13 @@ from layers.crs import (
     to_work_crs,
 )
 from layers.encoding import check_encoding, shapefile_encoding
-from layers.errors import EmptyLayerError, FileTooLargeError, OneBlueprintError, UnreadableLayerError
+from layers.errors import (
+    EmptyLayerError,
+    FieldMappingError,
+    FileTooLargeError,
+    OneBlueprintError,
+    UnreadableLayerError,
+)
 from layers.formats import (  # the same steps read_source takes, one chunk at a time
     FORMATS,
     _choose_layer,
@@ -96,7 +103,8 @@ def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
                encoding: str | None = None, layer: str | None = None, name: str | None = None,
                limits: Limits = Limits(), raster_values: Sequence[float] | None = None,
                datum_params: DatumParams | None = None,
-               chunk_features: int | None = None) -> Iterator[LayerStream]:
+               chunk_features: int | None = None,
+               fields: Mapping[str, str] | None = None) -> Iterator[LayerStream]:
     """:func:`layers.ingest.read_layer` as a stream of chunks of at most ``chunk_features`` features.
 
     GeoPackage, Shapefile and FlatGeobuf files (also inside a zip) with more features than one chunk
@@ -119,7 +127,7 @@ def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
         check_size(parts, limits, path.name)
         stream = stream_of(path, path.name, layer=layer)
         if stream is not None:
-            yield _named(stream, kind, name, sha256(parts))
+            yield _attributed(_named(stream, kind, name, sha256(parts)), catalogue, fields)
             return
     elif plain and suffix == ".zip":
         check_size([path], limits, path.name)
@@ -127,12 +135,34 @@ def open_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalog
             if FORMATS.get(inner.suffix.lower()) in STREAMED_FORMATS:
                 stream = stream_of(inner, f"{path.name}!{inner.name}", layer=inner_layer)
                 if stream is not None:
-                    yield _named(stream, kind, name, sha256([path]))
+                    yield _attributed(_named(stream, kind, name, sha256([path])), catalogue, fields)
                     return
     plan = read_layer(path, kind, work_crs=work_crs, catalogue=catalogue, crs=crs, encoding=encoding,
                       layer=layer, name=name, limits=limits, raster_values=raster_values,
-                      datum_params=datum_params)
+                      datum_params=datum_params, fields=fields)
     yield whole(plan)
+
+
+def _attributed(stream: LayerStream, catalogue: Catalogue, fields: Mapping[str, str] | None) -> LayerStream:
+    """The stream with each chunk's canonical attributes added and reported (kinds that carry them)."""
+    spec = catalogue[stream.kind]
+    if not attributed(spec):
+        if fields:
+            raise FieldMappingError(f"{stream.source}: a {stream.kind} layer has no attribute fields to "
+                                    f"name ({', '.join(fields)})")
+        return stream
+    chunks = stream.chunks
+
+    def normalised() -> Iterator[LayerChunk]:
+        for i, chunk in enumerate(chunks()):
+            frame, repairs, notes = normalise_attributes(chunk.frame, spec, catalogue, overrides=fields,
+                                                         source=stream.source)
+            if i == 0:
+                stream.notes.extend(notes)
+            yield LayerChunk(frame, [*chunk.repairs, *repairs], read=chunk.read)
+
+    stream.chunks = normalised
+    return stream
 
 
 def whole(plan: PlanLayer) -> LayerStream:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blueprint.model import Blueprint
+from checks.conditions import load_compatibility
 from checks.engine import Screener
 from checks.rules import Rules
 from layers.catalogue import Catalogue
@@ -89,6 +90,7 @@ class PublishedCache:
                 self._catalogue,
                 tolerance_m2=self._settings.overlap_tolerance_m2,
                 tolerance_ratio=self._settings.overlap_tolerance_ratio,
+                compatibility=load_compatibility(self._settings.land_use_compat_file),
             )
             self._put(version, blueprint, screener)
             return screener

@@ -51,12 +51,13 @@ def rescreen_project(services: Services, code: str, version: str, job_id: str) -
         return None  # screened against this version already (by this job before a restart, or by hand)
     # the check id follows from the job, project and parcel set: a re-run finds its stored check
     check_id = "chk_rs_" + hashlib.sha256(f"{job_id}:{code}:{revision}".encode()).hexdigest()[:24]
-    outcome = services.screen(
-        services.project_parcels(code, project), str(project["project_type"]), version, by=RESCREENER,
-        check_id=check_id,
-    )
     before = project["latest_check_id"]
     old = json.loads(services.stores.checks.get(before)) if before else None
+    # the planning values the project declared on its last check are held against the new version too
+    outcome = services.screen(
+        services.project_parcels(code, project), str(project["project_type"]), version, by=RESCREENER,
+        check_id=check_id, declared=(old or {}).get("declared"),
+    )
     new = json.loads(outcome.text)
     services.projects.link_check(
         code,

@@ -4,6 +4,7 @@ and the viewer's source delegate to."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,21 @@ from approval.rescreen import on_publish
 from blueprint.merge import build_blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError
+from checks.conditions import parse_declared
 from checks.engine import result_json
 from checks.errors import NoParcelsError
 from checks.rules import Rules, load_rules
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
+from layers.errors import OneBlueprintError
 from layers.model import Limits, ParcelSet, Repair
 from layers.stream import open_layer
-from runtime import rescreen
+from runtime import rescreen, upload_jobs
 from runtime.caches import CheckOutcome, LayerCache, PublishedCache
 from runtime.errors import IdempotencyConflictError, InvalidRequestError
 from runtime.geojson import feature_collection
 from runtime.keys import DEV_KEYS, KeyRing, KeyStore, load_key_file
+from runtime.latest import LatestPublished
 from runtime.settings import Settings
 from runtime.stores import Stores, open_stores
 
@@ -61,6 +65,9 @@ MAX_IDEMPOTENCY_KEY = 200  # stored with a 17-character caller prefix in a 255-c
 
 class Services:
     """Everything a request needs, built once per app by :meth:`open` (never at import)."""
+
+    # the day assessment validity is judged on (区域评估 有效期); tests set a fixed day
+    today: Callable[[], dt.date] = staticmethod(dt.date.today)
 
     def __init__(self, settings: Settings, stores: Stores) -> None:
         self.settings = settings
@@ -75,6 +82,7 @@ class Services:
         self.projects = ProjectStore(self.engine, settings.work_crs)
         self.jobs = JobStore(self.engine, settings.data_dir, lease_seconds=settings.job_lease_seconds)
         self.published = PublishedCache(stores, self.rules, self.catalogue, settings)
+        self.latest = LatestPublished(stores.blueprints)
         self.layer_cache = LayerCache(stores)
         # CPU-bound work (reading parcels, screening) runs a few at a time: under the GIL, 40 threads
         # screening at once only slow each other down and starve the light requests (reads, searches)
@@ -119,6 +127,7 @@ class Services:
         return {
             "check": self._check_job,
             RESCREEN_KIND: lambda job, folder, progress: rescreen.run(self, job, folder, progress),
+            **upload_jobs.handlers(self),
             "webhook": self.outbox.run,
             **self.extra_handlers,
         }
@@ -173,8 +182,15 @@ class Services:
         layer: str | None = None,
         name: str | None = None,
         replace: bool = False,
+        fields: Mapping[str, str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        """Read a department's file into a plan layer and store it (nothing is stored if reading fails)."""
+        """Read a department's file into a plan layer and store it (nothing is stored if reading fails).
+
+        ``fields`` names the file's columns for a kind's attribute fields (``{"RJL": "容积率"}``);
+        ``resume`` (a job run again after its worker died): a layer of that name already stored from
+        this very file was stored by the earlier run, and is returned as it is."""
         self.catalogue[kind]  # unknown kinds fail before the file is read
         # read chunk by chunk into the store: a province-size layer never sits in memory whole
         with open_layer(
@@ -187,8 +203,11 @@ class Services:
             layer=layer,
             name=name,
             limits=self.layer_limits,
+            fields=fields,
         ) as stream:
-            summary = self.stores.layers.save_stream(stream, by.name, replace=replace)
+            if resume and (done := self._stored_from(stream.name, stream.checksum)) is not None:
+                return done
+            summary = self.stores.layers.save_stream(stream, by.name, replace=replace, progress=progress)
         self.audit.record(
             by,
             "layer.upload",
@@ -198,6 +217,13 @@ class Services:
             detail={"replace": replace, "feature_count": summary["feature_count"]},
         )
         return summary
+
+    def _stored_from(self, name: str, checksum: str) -> dict[str, Any] | None:
+        try:
+            summary = self.stores.layers.summary(name)
+        except OneBlueprintError:  # not stored
+            return None
+        return summary if summary.get("checksum") == checksum else None
 
     def delete_layer(self, name: str, *, by: Principal) -> None:
         before = self.stores.layers.summary(name)
@@ -245,6 +271,7 @@ class Services:
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:
         """Publish a draft; the same transaction records the event and queues the re-screening."""
         summary = self.stores.blueprints.publish(version, by.name, also=on_publish(version, by))
+        self.latest.forget()
         self.audit.record(
             by,
             "blueprint.publish",
@@ -266,7 +293,7 @@ class Services:
         return {**summary, "conflicts": rows}
 
     def resolve_version(self, version: str | None) -> str:
-        return version or self.stores.blueprints.latest_published_version()
+        return version or self.latest.get()
 
     # ---------------------------------------------------------------------------------- checks
 
@@ -279,13 +306,15 @@ class Services:
         by: Principal,
         idempotency_key: str | None = None,
         check_id: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome:
         """Screen and store; the same Idempotency-Key returns the first stored result unchanged.
 
         ``check_id`` is given by a durable job (derived from the job id), so a job run again after
         its worker died finds its own stored check instead of screening twice.
         """
-        input_hash = self.input_hash(parcels, project_type, version)
+        plan = parse_declared(declared)  # a bad declared value is a 422 before anything is screened
+        input_hash = self.input_hash(parcels, project_type, version, plan.as_dict())
         replay = self.replay(idempotency_key, input_hash)
         if replay is not None:
             return replay
@@ -299,7 +328,8 @@ class Services:
         # one id per submission (the engine's content hash would merge identical submissions into one)
         check_id = check_id or f"chk_{uuid.uuid4().hex[:20]}"
         with self.cpu_slots:
-            result = screener.screen(parcels, project_type, check_id=check_id)
+            result = screener.screen(parcels, project_type, check_id=check_id, declared=plan,
+                                     check_date=self.today())
             text = result_json(result)
         def audit(conn: Any) -> None:  # in the check's own transaction: never a check without its entry
             AuditLog.append(
@@ -355,11 +385,15 @@ class Services:
         return CheckOutcome(stored, check_id, replayed=True)
 
     @staticmethod
-    def input_hash(parcels: ParcelSet, project_type: str, version: str | None) -> str:
-        """What makes two submissions "the same" for idempotency: parcels, project type, version asked."""
+    def input_hash(parcels: ParcelSet, project_type: str, version: str | None,
+                   declared: Mapping[str, Any] | None = None) -> str:
+        """What makes two submissions "the same" for idempotency: parcels, project type, version asked
+        and the declared planning values."""
         digest = hashlib.sha256()
         for part in (project_type, version or "latest"):
             digest.update(part.encode() + b"\0")
+        if declared:
+            digest.update(json.dumps(dict(declared), sort_keys=True).encode() + b"\0")
         for pid, geom in zip(parcels.frame["parcel_id"], parcels.frame.geometry, strict=True):
             digest.update(str(pid).encode() + b"\0" + shapely.to_wkb(geom, output_dimension=2) + b"\0")
         return digest.hexdigest()
@@ -372,14 +406,17 @@ class Services:
         *,
         by: Principal,
         idempotency_key: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome | dict[str, Any]:
         """Screen now, or queue a background job when the submission is large (returns the job): more
         parcels than ``job_threshold`` or more vertices than ``job_vertex_threshold`` (cost admission)."""
         idempotency_key = self.scoped_key(idempotency_key, by)
         vertices = int(shapely.get_num_coordinates(parcels.frame.geometry.values).sum())
         if len(parcels.frame) <= self.job_threshold and vertices <= self.job_vertex_threshold:
-            return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key)
-        input_hash = self.input_hash(parcels, project_type, version)
+            return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key,
+                               declared=declared)
+        plan = parse_declared(declared).as_dict()
+        input_hash = self.input_hash(parcels, project_type, version, plan)
         replay = self.replay(idempotency_key, input_hash)
         if replay is not None:
             return replay
@@ -393,6 +430,7 @@ class Services:
             input_hash=input_hash,
             idempotency_key=idempotency_key,
             payload={"project_type": project_type, "version": version, "by": [by.name, by.role],
+                     "declared": plan,
                      "source": parcels.source, "crs_in": parcels.crs_in, "checksum": parcels.checksum,
                      "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)},
             write_input=lambda folder: parcels.frame.to_parquet(folder / "parcels.parquet"),
@@ -415,7 +453,7 @@ class Services:
         progress(0.05)
         outcome = self.screen(parcels, str(payload["project_type"]), payload.get("version"),
                               by=Principal(str(name), role), idempotency_key=job.get("idempotency_key"),
-                              check_id="chk_" + str(job["job_id"])[1:21])
+                              check_id="chk_" + str(job["job_id"])[1:21], declared=payload.get("declared"))
         return outcome.check_id
 
     # -------------------------------------------------------------------------------- projects
@@ -451,7 +489,8 @@ class Services:
         )
 
     def screen_project(
-        self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None
+        self, code: str, version: str | None, *, by: Principal, idempotency_key: str | None = None,
+        declared: Mapping[str, Any] | None = None,
     ) -> CheckOutcome:
         """Screen the project's stored parcels and link the check to the project."""
         idempotency_key = self.scoped_key(idempotency_key, by)
@@ -463,7 +502,7 @@ class Services:
             )
         outcome = self.screen(
             self.project_parcels(code, project), str(project["project_type"]), version, by=by,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, declared=declared,
         )
         if not outcome.replayed:
             meta = self.stores.checks.meta(outcome.check_id)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     catalogue_file: Path | None = None
     precedence_file: Path | None = None
     rules_file: Path | None = None
+    # which project land uses fit which detailed-plan land uses (default checks/land_use_compat.toml)
+    land_use_compat_file: Path | None = None
     tolerance_m: float = Field(default=0.5, ge=0)
     # screening tolerances: overlaps below both are not conflicts
     overlap_tolerance_m2: float = Field(default=1.0, ge=0)
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     # durable jobs: a worker holds a job under a lease it renews; a job whose lease runs out is taken up
     # again by the next worker. `blueprint serve` runs one worker in process unless this is off.
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    # a plan-layer upload larger than this (bytes, streamed to the data dir) is imported by a job (202);
+    # smaller ones are imported in the request (201). A build over more stored features than
+    # build_job_features is a job too. `Prefer: respond-async` asks for a job whatever the size.
+    layer_job_bytes: int = Field(default=8 * 1024**2, ge=0)
+    build_job_features: int = Field(default=200_000, ge=0)
     worker_in_process: bool = True
     # security: dev_mode allows the well-known development keys; never in production
     dev_mode: bool = False

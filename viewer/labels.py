@@ -51,3 +51,32 @@ def zh_en(table: Mapping[str, Label], code: object) -> str:
     """``"通过 Pass"``: the one-string form for reports and tables."""
     zh, en = label(table, code)
     return zh if zh == en else f"{zh} {en}"
+
+# planning conditions (控规) and regional assessments (区域评估) of a check: issue 14
+ASSESSMENT_STATUS: Mapping[str, Label] = {
+    "exempt": ("可复用（免于单独评估）", "Reusable (exempt)"),
+    "partial": ("部分覆盖（须补充评估）", "Partly covered (the rest is due)"),
+    "expired": ("已过期（须重新评估）", "Expired (to be redone)"),
+    "due": ("须单独评估", "Due"),
+}
+CONDITION_OUTCOME: Mapping[str, Label] = {
+    "conflict": ("不符合规划条件", "Breaches the plan"),
+    "pass": ("符合规划条件", "Within the plan"),
+    "listed": ("适用（未申报指标）", "Applies (nothing declared)"),
+}
+INDICATOR: Mapping[str, Label] = {
+    "land_use": ("用地性质", "Land use"),
+    "far": ("容积率", "Floor area ratio"),
+    "building_density": ("建筑密度", "Building density"),
+    "green_ratio": ("绿地率", "Green ratio"),
+    "height_m": ("建筑高度", "Building height"),
+}
+BOUND: Mapping[str, Label] = {"max": ("不大于", "at most"), "min": ("不小于", "at least"),
+                              "compatible": ("兼容", "compatible")}
+FINDING_OK: Mapping[str, Label] = {"True": ("符合", "within"), "False": ("超出", "breach")}
+SECTION: Mapping[str, Label] = {
+    "controls": ("三条控制线", "Control lines"),
+    "zones": ("三区空间", "Zones"),
+    "overlays": ("叠加管控（地质灾害等）", "Overlays (geohazard and others)"),
+    "other": ("其他", "Other"),
+}

@@ -16,6 +16,7 @@ from pyproj import CRS
 
 from layers.catalogue import Catalogue
 from layers.crs import crs_label
+from layers.land_use import load_land_use_codes
 from viewer.tiles import CONFLICTS, UNPLANNED
 
 STATIC_URL = "/viewer/static"
@@ -136,6 +137,9 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "compare": "/viewer/compare",
         "project": options.project,
         "basemap": options.basemap,
+        "checklist": "/api/v1/projects/{code}/checklist.{format}",
+        # the national land-use codes (用地用海分类): names in the panels, the workbench's 用地性质 select
+        "landUses": [[u.code, u.name_zh, u.name_en] for u in load_land_use_codes().codes.values()],
     }
 
 

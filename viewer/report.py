@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -18,8 +17,10 @@ import geopandas as gpd
 import shapely
 from pyproj import CRS
 
+from blueprint.checksum import blueprint_checksum
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS, crs_label
+from viewer import conditions as planning
 from viewer.labels import (
     DECISION,
     REPAIR_ACTION,
@@ -249,15 +250,6 @@ def _check_parcels(check: dict[str, Any]) -> gpd.GeoDataFrame:
                         "features": [{"type": "Feature", "geometry": g} for g in geoms]})
 
 
-def blueprint_checksum(version_meta: Mapping[str, Any]) -> str:
-    """A fingerprint of what the version was built from: its layers' checksums, precedence, tolerance."""
-    layers = sorted((str(ref.get("kind")), str(ref.get("name")), str(ref.get("checksum")))
-                    for ref in version_meta.get("layers") or [])
-    text = json.dumps({"layers": layers, "precedence": version_meta.get("precedence"),
-                       "tolerance_m": version_meta.get("tolerance_m")}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest() if layers else ""
-
-
 def _reviews(project: dict[str, Any], check: dict[str, Any]) -> list[dict[str, Any]]:
     reviews = project.get("reviews") or check.get("reviews") or []
     return [{**r, "decision_label": zh_en(DECISION, r.get("decision"))} for r in reviews]
@@ -294,6 +286,7 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
                       {**{k.key: k.name_zh for k in catalogue.values()}, UNPLANNED: "未规划"})
     kinds_seen = sorted({str(k) for k in pieces["kind"]}) if len(pieces) else []
     tolerance = check.get("tolerance") or {}
+    conditions = planning.conditions(check.get("parcels", []))
     return {
         "check": check, "project": project, "reviews": _reviews(project, check),
         "parcels": _parcel_rows(check, catalogue),
@@ -311,6 +304,10 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
         "rules_sha256": info.rules_sha256,
         "rules_version": rules_version_text(check),
         "requirements": requirement_rows(check),
+        # 规划条件 and 区域评估 (empty for checks made without a detailed plan or assessments)
+        "conditions": conditions, "condition_rows": planning.finding_rows(conditions),
+        "assessments": planning.assessments(check.get("parcels", [])),
+        "declared_text": planning.declared_text(check.get("declared")),
         "tolerance_text": f"{tolerance.get('m2', '–')} m² 且 and {tolerance.get('ratio', '–')}",
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "num": stored_number,

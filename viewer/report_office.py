@@ -9,6 +9,10 @@ from typing import Any
 from viewer.labels import VERDICT, zh_en
 
 DOCX_TEMPLATE = Path(__file__).resolve().parent / "report_templates" / "report.docx"
+CHECKLIST_TEMPLATE = DOCX_TEMPLATE.parent / "checklist.docx"
+# result colours in Word: within / breach, reusable / to do (as on the HTML report)
+GOOD, BAD, WARN, PLAIN = "1A7A33", "D7191C", "B35900", "333333"
+STATUS_COLOUR = {"exempt": GOOD, "partial": WARN, "expired": WARN, "due": BAD}
 MAP_WIDTH_MM = 150
 
 XLSX_COLUMNS: list[tuple[str, str, str]] = [
@@ -55,11 +59,42 @@ def docx_report(context: dict[str, Any], template: Path = DOCX_TEMPLATE) -> byte
                     for r in context["reviews"]],
         "map_image": InlineImage(doc, io.BytesIO(png), width=Mm(MAP_WIDTH_MM)) if png else "无几何",
         "project": context.get("project") or {},
+        **planning_values(context),
     }
+    return _render(doc, values)
+
+
+def planning_values(context: dict[str, Any]) -> dict[str, Any]:
+    """规划条件 rows with the result in colour, 区域评估 rows with the status in colour (docxtpl RichText)."""
+    from docxtpl import RichText
+
+    def ok_rich(ok: Any, text: str) -> Any:
+        colour = PLAIN if ok is None else GOOD if ok else BAD
+        return RichText(text, color=colour, bold=ok is False)
+
+    return {
+        "condition_rows": [{**r, "ok_rich": ok_rich(r.get("ok"), r["ok_text"])}
+                           for r in context.get("condition_rows") or []],
+        "assessments": [{**a, "status_rich": RichText(a["status_text"],
+                                                       color=STATUS_COLOUR.get(a["status"], PLAIN),
+                                                       bold=a["status"] == "exempt")}
+                        for a in context.get("assessments") or []],
+    }
+
+
+def _render(doc: Any, values: dict[str, Any]) -> bytes:
     doc.render(values, autoescape=True)
     out = io.BytesIO()
     doc.save(out)
     return out.getvalue()
+
+
+def checklist_docx(context: dict[str, Any], template: Path = CHECKLIST_TEMPLATE) -> bytes:
+    """The 用地清单 as Word, from ``viewer.checklist_doc.checklist_context``."""
+    from docxtpl import DocxTemplate
+
+    doc = DocxTemplate(str(template))
+    return _render(doc, {**context, "project": context.get("project") or {}, **planning_values(context)})
 
 
 def xlsx_report(context: dict[str, Any]) -> bytes:
@@ -87,6 +122,7 @@ def xlsx_report(context: dict[str, Any]) -> bytes:
     sheet.autofilter(0, 0, max(len(context["rows"]), 1), len(XLSX_COLUMNS) - 1)
     _about_sheet(book.add_worksheet("检查信息"), context, head)
     _requirements_sheet(book.add_worksheet("申请要件"), context, head)
+    _planning_sheets(book, context, head, area)
     book.close()
     return out.getvalue()
 
@@ -127,3 +163,41 @@ def _requirements_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
         sheet.write_number(row_no, 0, r["no"])
         for col, key in enumerate(("zh", "en", "basis", "parcels_text", "kinds_text"), start=1):
             sheet.write_string(row_no, col, str(r.get(key) or ""))
+
+
+CONDITION_COLUMNS = [
+    ("地块 Parcel", "parcel_id"), ("图层 Layer", "layer"), ("控规地块 Plan parcel", "feature_id"),
+    ("重叠面积 m² Overlap", "overlap_m2"), ("用地性质 Land use", "land_use_text"),
+    ("指标 Indicator", "indicator_text"), ("申报值 Declared", "declared_text"),
+    ("规划限值 Limit", "limit_text"), ("余量 Margin", "margin_text"), ("结论 Result", "ok_text"),
+    ("地块结论 Outcome", "outcome_text"),
+    ("说明 Explanation", "explanation_zh"),
+]
+ASSESSMENT_COLUMNS = [
+    ("地块 Parcel", "parcel_id"), ("评估事项 Assessment", "name_zh"), ("状态 Status", "status_text"),
+    ("已覆盖 m² Covered", "covered_m2"), ("未覆盖 m² Uncovered", "uncovered_m2"),
+    ("成果文件 Documents", "documents_text"), ("说明 Explanation", "explanation_zh"),
+]
+
+
+def _planning_sheets(book: Any, context: dict[str, Any], head: Any, area: Any) -> None:
+    """规划条件 (one row per indicator) and 区域评估 (one row per parcel × type); areas as numbers."""
+    red = book.add_format({"font_color": "#D7191C", "bold": True})
+    green = book.add_format({"font_color": "#1A7A33"})
+    for name, columns, rows in (("规划条件", CONDITION_COLUMNS, context.get("condition_rows") or []),
+                                ("区域评估", ASSESSMENT_COLUMNS, context.get("assessments") or [])):
+        sheet = book.add_worksheet(name)
+        for col, (title, _key) in enumerate(columns):
+            sheet.write_string(0, col, title, head)
+            sheet.set_column(col, col, 40 if _key in ("explanation_zh", "documents_text") else 16)
+        for row_no, row in enumerate(rows, start=1):
+            bad = row.get("ok") is False or row.get("status") in ("due", "expired", "partial")
+            good = row.get("ok") is True or row.get("status") == "exempt"
+            for col, (_title, key) in enumerate(columns):
+                value = row.get(key)
+                if key.endswith("_m2") and isinstance(value, int | float):
+                    sheet.write_number(row_no, col, float(value), area)
+                elif key in ("ok_text", "status_text"):
+                    sheet.write_string(row_no, col, str(value or ""), red if bad else green if good else None)
+                else:
+                    sheet.write_string(row_no, col, "" if value is None else str(value))

@@ -35,6 +35,7 @@ from api.ogc.openapi import (
     SCHEMA_JSON,
     document,
 )
+from api.ogc.paging import pageable, sql_page
 from api.routes.common import ServicesDep
 from runtime.geojson import _plain
 from runtime.services import Services
@@ -231,22 +232,29 @@ def items(
     out_crs = ogc_crs.resolve(crs, work, parameter="crs")
     tree = parse_filter(filter, filter_lang) if filter else None
     collection = find(services, collection_id)
-    frame = frame_of(services, collection)
+    area = None
     if bbox:
         area = ogc_crs.parse_bbox(bbox, ogc_crs.resolve(bbox_crs, work, parameter="bbox-crs"), work)
-        frame = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
     elif bbox_crs:
         ogc_crs.resolve(bbox_crs, work, parameter="bbox-crs")
-    if tree is not None:
-        frame = apply_filter(frame, tree, ogc_crs.resolve(filter_crs, work, parameter="filter-crs"), work)
-    page = frame.iloc[start : start + page_size]
+    if tree is None and pageable(collection):  # only the page's rows are read (SQL LIMIT/OFFSET)
+        bounds = tuple(float(v) for v in area.bounds) if area is not None else None
+        features, matched = sql_page(services, collection, bounds, start, page_size,  # type: ignore[arg-type]
+                                     out_crs, _features)
+    else:  # a CQL2 filter is evaluated over the collection's frame (not translated to SQL)
+        frame = frame_of(services, collection)
+        if area is not None:
+            frame = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
+        if tree is not None:
+            frame = apply_filter(frame, tree, ogc_crs.resolve(filter_crs, work, parameter="filter-crs"), work)
+        features, matched = _features(frame.iloc[start : start + page_size], out_crs), len(frame)
     body = {
         "type": "FeatureCollection",
-        "features": _features(page, out_crs),
-        "numberMatched": len(frame),
-        "numberReturned": len(page),
+        "features": features,
+        "numberMatched": matched,
+        "numberReturned": len(features),
         "timeStamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "links": _page_links(request, collection, start, page_size, len(frame)),
+        "links": _page_links(request, collection, start, page_size, matched),
     }
     return JSONResponse(body, media_type=GEOJSON, headers={"Content-Crs": out_crs.header})
 

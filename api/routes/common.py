@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shapely.errors import ShapelyError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from api.errors import InvalidRequestError, PayloadTooLargeError, describe_validation
-from api.tempfiles import upload_prefix
+from api.errors import InvalidRequestError, describe_validation
+from api.uploads import ReceivedFile, received_form, refuse_loose_shapefile_part, safe_filename
 from layers.crs import parse_crs
-from layers.errors import FileTooLargeError, OneBlueprintError, UnreadableLayerError
-from layers.formats import SHAPEFILE_PARTS
+from layers.errors import OneBlueprintError
 from layers.ingest import parcels_from_geojson, read_parcels
-from layers.model import Limits, ParcelSet
+from layers.model import ParcelSet
 from runtime.services import Services
+
+__all__ = ["refuse_loose_shapefile_part", "safe_filename"]  # re-exported: the routes' one cleaning rule
 
 
 def get_services(request: Request) -> Services:
@@ -145,108 +142,46 @@ def content_kind(request: Request) -> Literal["json", "multipart"]:
     raise InvalidRequestError("send application/json or multipart/form-data 请使用 JSON 或 multipart 上传")
 
 
-SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
-
-
-def safe_filename(name: str | None, default: str = "upload") -> str:
-    """The base name of an uploaded file, without directories or odd characters (extension kept)."""
-    base = Path((name or "").replace("\\", "/")).name
-    base = SAFE_NAME.sub("_", base).lstrip(".")
-    return base[:120] or default
-
-
-def refuse_loose_shapefile_part(name: str) -> None:
-    """A Shapefile is several files: one part alone (a bare .shp) cannot be read as the user meant."""
-    if Path(name).suffix.lower() in SHAPEFILE_PARTS:
-        raise UnreadableLayerError(
-            f"{name}: a Shapefile is several files; upload the .shp/.shx/.dbf/.prj together as a .zip"
-        )
-
-
-async def save_upload(upload: StarletteUploadFile, directory: Path, limits: Limits | int) -> Path:
-    """Copy an upload into ``directory`` (a fresh temp dir), refusing more than ``limits.max_bytes``.
-
-    ``limits`` is the set the file is read with (its error names the setting); a bare int is a byte
-    limit that names none.
-    """
-    refuse_loose_shapefile_part(safe_filename(upload.filename))
-    if isinstance(limits, int):
-        limits = Limits(max_bytes=limits)
-    path = directory / safe_filename(upload.filename)
-    size = 0
-    with path.open("wb") as out:
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > limits.max_bytes:
-                found = f"{safe_filename(upload.filename)}: {size:,} bytes or more"
-                raise FileTooLargeError(limits.exceeded("max_bytes", found) + " 文件超过上传上限")
-            out.write(chunk)
-    return path
-
-
-class TempDir:
-    """An upload's private temporary directory, removed whatever happens."""
-
-    def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix=upload_prefix()))  # swept at start-up if we are killed
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-async def form_upload(request: Request, max_bytes: int) -> tuple[dict[str, str], StarletteUploadFile]:
-    """The text fields and the single ``file`` part of a multipart request."""
-    try:
-        form = await request.form(max_files=1, max_fields=32)
-    except OneBlueprintError:
-        raise
-    except Exception as exc:  # malformed multipart bodies come from the client, never a 500
-        if getattr(exc, "status_code", None) == 413:  # the body limit (api.app.BodyLimit) says which
-            detail = getattr(exc, "detail", None)
-            raise PayloadTooLargeError(
-                detail if isinstance(detail, str) else f"request body larger than {max_bytes} bytes"
-            ) from None
-        raise InvalidRequestError(f"malformed multipart body: {getattr(exc, 'detail', exc)}") from None
-    upload = form.get("file")
-    if not isinstance(upload, StarletteUploadFile | UploadFile):
-        raise InvalidRequestError("multipart field 'file' (the parcel or layer file) is required 缺少文件")
-    fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
-    return fields, upload
-
-
 async def parcels_from_upload(
-    services: Services, upload: StarletteUploadFile, fields: UploadFields | Any
+    services: Services, received: ReceivedFile, fields: UploadFields | Any
 ) -> ParcelSet:
-    """Parcels from an uploaded file (read in a private temp dir, in the threadpool)."""
-    with TempDir() as tmp:
-        path = await save_upload(upload, tmp, services.limits)
-        crs = parse_crs(fields.crs) if fields.crs else None
+    """Parcels from an uploaded file already streamed to the data dir (read in the threadpool)."""
+    crs = parse_crs(fields.crs) if fields.crs else None
 
-        def read() -> ParcelSet:
-            with services.cpu_slots:
-                return read_parcels(
-                    path,
-                    work_crs=services.settings.work_crs,
-                    crs=crs,
-                    encoding=fields.encoding,
-                    layer=fields.layer,
-                    limits=services.limits,
-                )
+    def read() -> ParcelSet:
+        with services.cpu_slots:
+            return read_parcels(
+                received.path,
+                work_crs=services.settings.work_crs,
+                crs=crs,
+                encoding=fields.encoding,
+                layer=fields.layer,
+                limits=services.limits,
+            )
 
-        async with services.cpu_gate():
-            return await run_in_threadpool(guarded, read)
+    async with services.cpu_gate():
+        return await run_in_threadpool(guarded, read)
 
 
-async def parcels_from_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
+def received_parcel_form(request: Request, services: Services) -> Any:
+    """``async with`` the fields and the parcel file of a multipart submission (submission limits)."""
+    return received_form(request, services.settings.data_dir, services.limits)
+
+
+def read_parcels_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
+    """Parcels from a GeoJSON body, in a worker thread (blocking: call it through the CPU gate)."""
     def read() -> ParcelSet:
         with services.cpu_slots:
             return parcels_from_geojson(
                 collection, work_crs=services.settings.work_crs, limits=services.limits
             )
 
+    return guarded(read)
+
+
+async def parcels_from_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
     async with services.cpu_gate():
-        return await run_in_threadpool(guarded, read)
+        return await run_in_threadpool(read_parcels_json, services, collection)
 
 
 T = TypeVar("T")
@@ -261,3 +196,27 @@ def guarded(fn: Callable[[], T], what: str = "parcels") -> T:
         raise
     except (ValueError, TypeError, KeyError, IndexError, ShapelyError) as exc:
         raise InvalidRequestError(f"{what} could not be read: {exc}") from None
+
+
+# where a finished job's result is read, by job kind
+RESULT_PATHS = {"check": "/api/v1/checks/{}", "layer_import": "/api/v1/layers/{}",
+                "build": "/api/v1/blueprints/{}"}
+
+
+def job_body(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as clients see it: status, progress (and its detail), and where its result is."""
+    body = {k: v for k, v in job.items() if k != "input_hash"}
+    path = RESULT_PATHS.get(str(job.get("kind")))
+    if job.get("result_id") and path:
+        body["result"] = path.format(job["result_id"])
+    return body
+
+
+def job_accepted(job: dict[str, Any]) -> JSONResponse:
+    """202 with the job and ``Location: /api/v1/jobs/{id}`` to poll."""
+    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/api/v1/jobs/{job['job_id']}"})
+
+
+def wants_job(prefer: str | None) -> bool:
+    """RFC 7240 ``Prefer: respond-async``: the client asks for a job whatever the size of the work."""
+    return prefer is not None and "respond-async" in prefer.lower()

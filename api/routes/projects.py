@@ -19,11 +19,11 @@ from api.routes.common import (
     ServicesDep,
     UploadFields,
     content_kind,
-    form_upload,
     json_or_multipart,
     parcels_from_json,
     parcels_from_upload,
     read_json,
+    received_parcel_form,
     validate,
 )
 from approval.pool import NewProject
@@ -79,6 +79,9 @@ class ProjectUpload(ProjectFields, UploadFields):
 
 class ScreenRequest(BaseModel):
     blueprint_version: str | None = Field(default=None, max_length=32)
+    declared: dict[str, Any] | None = Field(
+        default=None, description="the project's own plan (land_use, far, building_density, green_ratio, "
+        "height_m), held against the detailed-plan parcels it overlaps")
 
 
 class StatusChange(BaseModel):
@@ -113,9 +116,9 @@ async def create_project(request: Request, services: ServicesDep, who: ProjectWr
         parcels = await parcels_from_json(services, body.parcels.model_dump(exclude_none=True))
         fields: ProjectFields = body
     else:
-        form_fields, upload = await form_upload(request, services.settings.max_upload_bytes)
-        form = validate(ProjectUpload, {**form_fields, "file": b""})
-        parcels = await parcels_from_upload(services, upload, form)
+        async with received_parcel_form(request, services) as (form_fields, received):
+            form = validate(ProjectUpload, {**form_fields, "file": b""})
+            parcels = await parcels_from_upload(services, received, form)
         fields = form
     project = await run_in_threadpool(
         services.create_project, fields.as_new(), parcels, by=who, planning=fields.stage == "planning"
@@ -186,9 +189,9 @@ async def replace_parcels(
         body = validate(ParcelCollection, await read_json(request))
         parcels = await parcels_from_json(services, body.model_dump(exclude_none=True))
     else:
-        form_fields, upload = await form_upload(request, services.settings.max_upload_bytes)
-        form = validate(UploadFields, {**form_fields, "file": b""})
-        parcels = await parcels_from_upload(services, upload, form)
+        async with received_parcel_form(request, services) as (form_fields, received):
+            form = validate(UploadFields, {**form_fields, "file": b""})
+            parcels = await parcels_from_upload(services, received, form)
     project = await run_in_threadpool(services.replace_parcels, code, parcels, by=who)
     return JSONResponse(project)
 
@@ -213,10 +216,11 @@ async def screen_project(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Screen the stored parcels against a published version and link the check; submitted → screened."""
-    version = (body or ScreenRequest()).blueprint_version
+    request = body or ScreenRequest()
     async with services.cpu_gate():
         outcome = await run_in_threadpool(
-            services.screen_project, code, version, by=who, idempotency_key=idempotency_key
+            services.screen_project, code, request.blueprint_version, by=who,
+            idempotency_key=idempotency_key, declared=request.declared,
         )
     return check_response(outcome)
 

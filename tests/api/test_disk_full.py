@@ -74,12 +74,12 @@ def test_a_job_whose_input_cannot_be_written_is_507_and_not_queued(
 
 
 def test_an_upload_on_a_full_disk_is_507(city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    import api.routes.common
+    import api.uploads
 
     async def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(api.routes.common, "save_upload", full)
+    monkeypatch.setattr(api.uploads._Receiver, "flush", full)
     r = city.post("planner", "/api/v1/checks", files={"file": ("p.geojson", b"{}")},
                   data={"project_type": "industrial"})
     assert_error(r, 507, "insufficient_storage")
@@ -97,3 +97,18 @@ def test_disk_full_is_recognised_through_wrappers() -> None:
     assert is_disk_full(OSError(errno.EDQUOT, "quota"))
     assert not is_disk_full(OSError(errno.EACCES, "denied"))
     assert not is_disk_full(RuntimeError("boom"))
+
+
+def test_ready_says_not_ready_while_the_data_dir_cannot_be_written(
+        city: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.routes.health
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(api.routes.health.tempfile, "NamedTemporaryFile", read_only)
+    r = city.client.get("/ready")
+    assert_error(r, 503, "not_ready")
+    assert r.json()["detail"] == "data directory cannot be written: Read-only file system"
+    monkeypatch.undo()
+    assert city.client.get("/ready").status_code == 200, "ready again once it can"

@@ -8,6 +8,7 @@ department hands farmland over (layer 永久基本农田, ids in BSM).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -145,10 +146,20 @@ def test_api_imports_a_60000_patch_layer_and_refuses_it_as_a_submission(
         body = farm_gpkg.read_bytes()
         r = client.post("/api/v1/layers", headers={"X-API-Key": admin},
                         files={"file": ("farm.gpkg", body)}, data={"kind": "permanent_farmland"})
-        assert r.status_code == 201, r.text
-        assert r.json()["feature_count"] == PATCHES
+        assert len(body) > app.state.services.settings.layer_job_bytes
+        assert r.status_code == 202, r.text  # imported by the app's worker, a job
+        deadline = time.monotonic() + 300
+        while (job := client.get(r.headers["Location"], headers={"X-API-Key": admin}).json())["status"] in (
+                "queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.5)
+        assert job["status"] == "succeeded", job
+        assert job["progress_detail"]["features_read"] == job["progress_detail"]["features_total"] == PATCHES
+        assert job["progress_detail"]["chunks"] == 3
+        summary = client.get(job["result"], headers={"X-API-Key": admin}).json()
+        assert summary["feature_count"] == PATCHES
         assert app.state.services.stores.layers.count("永久基本农田") == PATCHES
-        assert r.json()["area_m2"] == PATCHES * 1600.0 and r.json()["repairs"] == []
+        assert summary["area_m2"] == PATCHES * 1600.0 and summary["repairs"] == []
         # the same file sent for a check: the submission limit, named with the service's setting
         r = client.post("/api/v1/checks", headers={"X-API-Key": planner},
                         files={"file": ("farm.gpkg", body)}, data={"project_type": "industrial"})

@@ -1,7 +1,8 @@
 """Upload directories a killed server left behind are removed at start-up (issue #16 defect 13).
 
 The fault test SIGKILLs a real server process in the middle of a streamed upload, checks its
-``blueprint-upload-<pid>-*`` directory is still there, starts an app and checks it is gone.
+``<data_dir>/uploads/blueprint-upload-<pid>-*`` directory is still there, starts an app and checks it
+is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.tempfiles import PREFIX, sweep_upload_dirs
+from api.uploads import uploads_root
 from tests.api.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,13 +81,14 @@ def test_upload_dir_of_a_killed_server_is_removed_at_startup(tmp_path: Path) -> 
 
         threading.Thread(target=upload, daemon=True).start()
         pattern = f"{PREFIX}{server.pid}-*"
+        uploads = uploads_root(tmp_path)  # streamed into the data dir (api.uploads)
         deadline = time.monotonic() + 60
-        while not list(Path(tempfile.gettempdir()).glob(pattern)):
+        while not list(uploads.glob(pattern)):
             assert time.monotonic() < deadline, "the server never made an upload directory"
             time.sleep(0.02)
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
-        left = list(Path(tempfile.gettempdir()).glob(pattern))
+        left = list(uploads.glob(pattern))
         assert left, "SIGKILL leaves the directory behind"
     finally:
         if server.poll() is None:

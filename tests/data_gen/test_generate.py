@@ -61,7 +61,8 @@ def test_manifest_lists_existing_files(demo: tuple[Path, dict[str, Any]]) -> Non
         assert (out / entry["path"]).is_file(), entry["path"]
     kinds = {e["kind"] for e in m["layers"]}
     assert kinds == {"ecological_redline", "permanent_farmland", "urban_boundary", "urban_space",
-                     "agricultural_space", "ecological_space", "geohazard_zone"}
+                     "agricultural_space", "ecological_space", "geohazard_zone", "detailed_plan",
+                     "regional_assessment"}
     for name in (m["boundary"], m["districts"], m["projects"]):
         assert (out / name).is_file()
 
@@ -163,8 +164,10 @@ def test_listed_conflicts_exist_and_no_others(demo: tuple[Path, dict[str, Any]])
     urban_space = union(layer(out, m, "urban_space"))
     by_type = {c["type"]: c for c in m["conflicts"]}
     assert set(by_type) == {"farmland_in_urban_boundary", "redline_over_farmland", "sliver_overlap",
-                            "sliver_gap", "zone_contradicts_line"}
+                            "sliver_gap", "zone_contradicts_line", "plan_use_outside_urban_boundary"}
     for c in m["conflicts"]:
+        if c["type"] == "plan_use_outside_urban_boundary":
+            continue  # tested with the detailed plan below
         assert 116.8 < c["lon"] < 118.3 and 30.3 < c["lat"] < 31.2 and c["district"]
     c1 = by_type["farmland_in_urban_boundary"]
     got = union(fl.loc[c1["feature_ids"]]).intersection(urban).area
@@ -181,7 +184,8 @@ def test_listed_conflicts_exist_and_no_others(demo: tuple[Path, dict[str, Any]])
     assert urban_space.intersection(red).area == pytest.approx(c5["area_m2"], rel=1e-4) and c5["area_m2"] > 0
     # beyond what is listed, the lines are clean: no red line in the urban boundary, other farmland free
     assert red.intersection(urban).area < 1e-6
-    listed = {fid for c in m["conflicts"] for fid in c.get("feature_ids", [])}
+    listed = {fid for c in m["conflicts"] for fid in c.get("feature_ids", [])
+              if "permanent_farmland" in c["layers"]}
     rest = union(fl.drop(index=list(listed)))
     assert rest.intersection(red).area < 1e-6 and rest.intersection(urban).area < 1e-6
 
@@ -302,3 +306,73 @@ def test_reproducible_and_seed_sensitive(demo: tuple[Path, dict[str, Any]], tmp_
     assert (out / "projects.json").read_bytes() == (tmp_path / "again" / "projects.json").read_bytes()
     other = generate(tmp_path / "other", seed=SEED + 1, farmland=FARMLAND)
     assert other["checksums"]["farmland"] != m["checksums"]["farmland"]
+
+
+# ---------------------------------------------------------------- detailed plan, regional assessments
+
+
+def test_detailed_plan_codes_limits_and_deliberate_outside_parcels(demo: tuple[Path, dict[str, Any]]) -> None:
+    from layers.land_use import load_land_use_codes
+
+    out, m = demo
+    plan = layer(out, m, "detailed_plan")
+    codes = load_land_use_codes()
+    assert 300 <= len(plan) <= 900 and plan["DKBH"].is_unique
+    assert all(codes.get(c) is not None for c in plan["YDDM"]), set(plan["YDDM"])
+    assert {"0701", "0901", "1001", "0801", "1401"} <= set(plan["YDDM"])
+    homes = plan[plan["YDDM"] == "0701"]
+    assert homes["RJL"].between(1.8, 3.0).all() and (homes["LDL"] >= 30).all() and homes["JZXG"].notna().all()
+    industry = plan[plan["YDDM"] == "1001"]
+    assert (industry["RJLXX"] == 1.0).all() and (industry["RJL"] >= industry["RJLXX"]).all()
+    # no plan parcel on the red line or on permanent farmland
+    red = union(layer(out, m, "ecological_redline", encoding="GBK"))
+    farm = union(layer(out, m, "permanent_farmland"))
+    assert union(plan).intersection(red).area < 1e-6 and union(plan).intersection(farm).area < 1e-6
+    # the deliberate 差异图斑: urban construction uses outside the urban boundary, each listed
+    urban = union(layer(out, m, "urban_boundary"))
+    outside = plan[plan.geometry.difference(urban).area > 1.0].set_index("DKBH")
+    listed = {fid for c in m["conflicts"] if c["type"] == "plan_use_outside_urban_boundary"
+              for fid in c["feature_ids"]}
+    expected = {fid for fid, use in outside["YDDM"].items() if codes.in_group(use, "urban_construction")}
+    assert len(listed) >= 4 and listed == expected
+    assert len(outside) > len(listed)  # rural homesteads and highways may lie outside: not listed
+    for c in m["conflicts"]:
+        if c["type"] == "plan_use_outside_urban_boundary":
+            piece = outside.loc[c["feature_ids"][0]].geometry.difference(urban)
+            assert piece.area == pytest.approx(c["area_m2"], rel=1e-4)
+
+
+def test_regional_assessments_types_dates_and_one_expired(demo: tuple[Path, dict[str, Any]]) -> None:
+    import datetime as dt
+
+    out, m = demo
+    areas = layer(out, m, "regional_assessment")
+    types = load_catalogue(None).assessment_types
+    names = {t.name_zh: key for key, t in types.items()}
+    kinds = {names.get(v, v) for v in areas["PGLX"]}
+    assert kinds <= set(types) and len(kinds) >= 6
+    # GDAL's GeoJSON driver reads the YYYY-MM-DD strings as dates
+    approved = [dt.date.fromisoformat(str(d)[:10]) for d in areas["PZRQ"]]
+    until = [dt.date.fromisoformat(str(d)[:10]) for d in areas["YXQZ"]]
+    assert all(a < u for a, u in zip(approved, until, strict=True))
+    fixed_day = dt.date(2026, 11, 23)  # the generator's production date: the demo's "today"
+    assert sum(u < fixed_day for u in until) >= 1 and sum(u >= fixed_day for u in until) >= 5
+    assert areas["WH"].str.contains("〔20").all()
+
+
+def test_demo_projects_declare_plans_one_beyond_each_limit(demo: tuple[Path, dict[str, Any]],
+                                                           parcels: gpd.GeoDataFrame) -> None:
+    out, m = demo
+    projects = json.loads((out / "projects.json").read_text("utf-8"))
+    plan = layer(out, m, "detailed_plan")
+    declared = [p for p in projects if p.get("declared")]
+    assert len(declared) >= 3
+    geoms = parcels.set_index("parcel_id").geometry
+    beyond = {}
+    for p in declared:
+        under = plan[plan.intersects(union(geoms.loc[p["parcel_ids"]].to_frame()))]
+        d = p["declared"]
+        beyond[p["code"]] = {k for k, over in (("far", d["far"] > under["RJL"].min()),
+                                                ("height_m", d["height_m"] > under["JZXG"].min())) if over}
+        assert d["building_density"] <= under["JZMD"].min() and d["green_ratio"] >= under["LDL"].max()
+    assert sorted(tuple(sorted(v)) for v in beyond.values() if v) == [("far",), ("height_m",)]

@@ -748,7 +748,8 @@
         '<p class="ob-reports"><a href="' + esc(report) + '" target="_blank">审查报告（网页） Report</a> · ' +
         reportLink(check.check_id, "docx", "下载审查报告（Word）") + " · " + reportLink(check.check_id, "xlsx", "下载审查报告（Excel）") +
         " · " + reportLink(check.check_id, "pdf", "下载审查报告（PDF）") + "</p>" +
-        (check.parcels || []).map(parcelHtml).join("");
+        (check.parcels || []).map(parcelHtml).join("") + window.OneBlueprintPlanning.html(check) +
+        checklistLinks(project.code);
     } else {
       html += "<p>尚未审查 Not screened yet</p>";
     }
@@ -810,6 +811,16 @@
   function reportLink(checkId, format, text) {
     var url = OB.cfg.reports.replace("{check_id}", encodeURIComponent(checkId)).replace("{format}", format);
     return '<a href="' + esc(url) + '" download>' + esc(text) + "</a>";
+  }
+
+  /* 用地清单 of the project: what the blueprint says about its land, for the developer */
+  function checklistLinks(code) {
+    function link(format, text) {
+      return '<a href="' + esc(OB.cfg.checklist.replace("{code}", encodeURIComponent(code)).replace("{format}", format)) +
+        '" download>' + esc(text) + "</a>";
+    }
+    return '<p class="ob-reports" id="ob-checklist">用地清单 <span class="ob-en">Land checklist</span>：' +
+      link("docx", "下载用地清单（Word）") + " · " + link("pdf", "下载用地清单（PDF）") + "</p>";
   }
 
   /* every check of the project, with the parcel set it screened (earlier sets are kept) */
@@ -921,6 +932,7 @@
     OB.kinds = {};
     cfg.layers.forEach(function (s) { OB.kinds[s.key] = s; });
     OB.select = select;
+    window.OneBlueprintPlanning.setLandUses(cfg.landUses);
     OB.search = search;
     OB.util = { esc: esc, num: num, VERDICT: VERDICT, RULE: RULE, STATUS: STATUS, DECISION: DECISION, REPAIR: REPAIR,
                 zhEn: zhEn,

@@ -226,8 +226,38 @@
     }
     var form = new FormData();
     sub.form.forEach(function (v, k) { form.append(k, v); });
-    Object.keys(fields).forEach(function (k) { if (fields[k]) form.append(k, fields[k]); });
+    Object.keys(fields).forEach(function (k) {
+      if (fields[k]) form.append(k, typeof fields[k] === "object" ? JSON.stringify(fields[k]) : fields[k]);
+    });
     return { method: "POST", body: form };
+  }
+
+  /* ---- 申报指标: the project's own plan, sent as `declared` (the service checks every value and names a bad one) ---- */
+  var DECLARED_INPUTS = [["land_use", "wb-land-use"], ["far", "wb-far"], ["building_density", "wb-building-density"],
+    ["green_ratio", "wb-green-ratio"], ["height_m", "wb-height"]];
+
+  function declaredValues() {
+    var out = {}, any = false;
+    DECLARED_INPUTS.forEach(function (d) {
+      var v = $(d[1]).value.trim();
+      if (v) { out[d[0]] = v; any = true; }
+    });
+    return any ? out : null;
+  }
+
+  /* 用地性质: the national codes, first-level classes as group headings, finer codes indented */
+  function fillLandUses(list) {
+    var select = $("wb-land-use");
+    var blank = document.createElement("option");
+    blank.value = "";
+    blank.textContent = "未申报 not declared";
+    select.appendChild(blank);
+    (list || []).forEach(function (u) {
+      var opt = document.createElement("option");
+      opt.value = u[0];
+      opt.textContent = (u[0].length > 2 ? "　".repeat(u[0].length / 2 - 1) : "") + u[1] + "（" + u[0] + "）";
+      select.appendChild(opt);
+    });
   }
 
   /* ---- screening ---- */
@@ -260,7 +290,8 @@
     clearInputError();
     setState("screening");
     progress(true, "检测中… Screening…");
-    var fields = { project_type: $("wb-type").value, blueprint_version: $("wb-version").value };
+    var fields = { project_type: $("wb-type").value, blueprint_version: $("wb-version").value,
+      declared: declaredValues() };
     call(cfg.api + "/checks", withFields(sub, fields)).then(function (r) {
       return r.status === 202 ? waitForJob(r.body) : r.body;
     }).then(function (check) {
@@ -280,6 +311,15 @@
     }
     return '<p class="wb-downloads">' + link("docx", "下载审查报告（Word）") + link("xlsx", "下载审查报告（Excel）") +
       link("pdf", "下载审查报告（PDF）") + "</p>";
+  }
+
+  /* the project's 用地清单 (a saved project only: the checklist is of a pooled project) */
+  function checklistLinks(code) {
+    function link(format, text) {
+      var url = cfg.checklist.replace("{code}", encodeURIComponent(code)).replace("{format}", format);
+      return '<a href="' + U.esc(url) + '" download>' + text + "</a>";
+    }
+    return '<p class="wb-downloads" id="wb-checklist">' + link("docx", "下载用地清单（Word）") + link("pdf", "下载用地清单（PDF）") + "</p>";
   }
 
   function resultTable(check) {
@@ -375,14 +415,15 @@
       "<tr><th>规则版本</th><td id=\"wb-rules-version\">" + U.esc(U.rulesVersion(check)) + "</td></tr>" +
       (project ? "<tr><th>项目</th><td>" + U.esc(project.code) + " " + U.esc(project.name) + "</td></tr>" : "") + "</table>" +
       '<p class="ob-expl">' + U.esc(check.explanation_zh) + '</p><p class="ob-expl ob-en">' + U.esc(check.explanation_en) + "</p>" +
-      requirementsSection(check) +
+      requirementsSection(check) + window.OneBlueprintPlanning.html(check) +
       "<h3>重叠分析 <span class=\"ob-en\">Overlaps (click a row to zoom)</span></h3>" + resultTable(check) +
       "<h3>地块说明 <span class=\"ob-en\">Per parcel</span></h3>" + (check.parcels || []).map(function (p) {
         return "<p>地块 " + U.esc(p.parcel_id) + " " + U.verdictBadge(p.verdict) + " 面积 " + U.num(p.area_m2, 2) +
           " m²（椭球 " + U.num(p.ellipsoidal_area_m2, 2) + " m²）：" + U.esc(p.explanation_zh) + "</p>";
       }).join("") +
       "<h3>几何修复 <span class=\"ob-en\">Repairs to the input</span></h3>" + repairsHtml(check) +
-      "<h3>审查报告 <span class=\"ob-en\">Reports</span></h3>" + reportLinks(check.check_id);
+      "<h3>审查报告 <span class=\"ob-en\">Reports</span></h3>" + reportLinks(check.check_id) +
+      (project ? checklistLinks(project.code) : "");
     $("wb-result-body").innerHTML = html;
     $("wb-result").hidden = false;
     $("wb-save").hidden = !WB.canScreen;
@@ -434,7 +475,7 @@
       return call(cfg.api + "/projects", withFields(sub, fields));
     }).then(function () {
       return call(base + "/checks", { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ blueprint_version: $("wb-version").value }) });
+        body: JSON.stringify({ blueprint_version: $("wb-version").value, declared: declaredValues() }) });
     }).then(function (r) {
       return call(base).then(function (p) { return [r.body, p.body]; });
     }).then(function (both) {
@@ -487,6 +528,7 @@
     $("wb-inputs").disabled = !WB.canScreen;
     $("wb-run").disabled = !WB.canScreen;
     $("wb-type").disabled = !WB.canScreen;
+    $("wb-declared").disabled = !WB.canScreen;
   }
 
   WB.init = function (map, config) {
@@ -498,6 +540,8 @@
     wireDraw(map);
     wireCoords();
     wireCrs();
+    window.OneBlueprintPlanning.setLandUses(cfg.landUses);
+    fillLandUses(cfg.landUses);
     $("wb-form").addEventListener("submit", screen);
     $("wb-save-form").addEventListener("submit", save);
     Promise.all([call(cfg.api + "/me"), call(cfg.api + "/project-types")]).then(function (both) {
