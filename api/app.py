@@ -244,6 +244,7 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
     """The review-meeting viewer at /viewer, the workbench, the public list and the report downloads,
     reading through the ViewerSource port."""
     try:
+        from viewer.basemap import open_basemap
         from viewer.report import ReportInfo
         from viewer.report_routes import build_report_router
         from viewer.routes import build_router, sign_in_dependencies
@@ -253,19 +254,20 @@ def _mount_viewer(app: FastAPI, services: Services, settings: Settings) -> None:
         log.warning("viewer not mounted: %s", exc)
         return
     source = StoreViewerSource(services)
+    basemap = open_basemap(settings.basemap)  # a wrong path stops the start-up, naming the setting
     dev_key = next(k for k, role in DEV_KEYS.items() if role == "reviewer") if settings.dev_mode else None
     info = _report_info(services, settings, ReportInfo)
     app.state.report_info = info  # the checklist documents name project types as the reports do
     read = require("read")
     app.include_router(
         build_router(
-            source, read, tile_url=settings.tile_url, dev_key=dev_key, catalogue=services.catalogue,
+            source, read, basemap=basemap, dev_key=dev_key, catalogue=services.catalogue,
             report_info=info, tiles_dir=settings.data_dir / "tiles",
         )
     )
     app.include_router(
         build_workbench_router(source, sign_in_dependencies(read), catalogue=services.catalogue,
-                               tile_url=settings.tile_url, max_upload_bytes=settings.max_upload_bytes)
+                               basemap=basemap, max_upload_bytes=settings.max_upload_bytes)
     )
     app.include_router(build_public_router(source))
     register_tile_jobs(services, source)

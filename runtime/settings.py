@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pyproj import CRS
 
@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     # security: dev_mode allows the well-known development keys; never in production
     dev_mode: bool = False
     api_keys_file: Path | None = None
-    tile_url: str | None = Field(default=None, description="optional basemap tile URL for the viewer")
+    # the map's basemap (viewer.basemap): unset = none, nothing leaves the service; a local .mbtiles or
+    # .pmtiles file (raster or vector tiles, served at /viewer/basemap/{z}/{x}/{y}) or a tile URL template
+    basemap: str | None = Field(
+        default=None, validation_alias=AliasChoices("BLUEPRINT_BASEMAP", "BLUEPRINT_TILE_URL", "basemap"),
+        description="basemap under the map: a .mbtiles/.pmtiles file or an http(s) {z}/{x}/{y} template "
+                    "(BLUEPRINT_TILE_URL, its former name, is still read)")
     # rate limits (api.ratelimit), in the `limits` notation: "600/minute", "20/second;600/minute"
     rate_limits_enabled: bool = True
     rate_limit_storage: str = Field(default="memory://", description="memory:// (per process) or redis://…")

@@ -11,6 +11,9 @@ import shapely
 EXTENT = 4096  # tile units per tile side (the MVT default)
 MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7
 POLYGON = 3  # Feature.GeomType
+# from this many features on, a layer's Feature messages are framed with numpy (3–4× faster on the whole-city
+# tile); below it the plain loop is faster (measured: bench_tile_archive, z9 vs z14 tiles)
+VECTOR_FRAMING_MIN = 64
 
 Features = Sequence[tuple[shapely.Geometry, dict[str, Any]]]
 
@@ -35,9 +38,7 @@ def _bytes_field(field: int, payload: bytes) -> bytes:
 def varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Protobuf varints of non-negative integers, vectorised: (bytes as uint8, byte offset of each value)."""
     v = values.astype(np.uint64)
-    nbytes = np.ones(len(v), dtype=np.int64)
-    for k in range(1, 10):
-        nbytes += v >= np.uint64(1 << (7 * k))
+    nbytes = _varint_len(v)
     starts = np.zeros(len(v) + 1, dtype=np.int64)
     np.cumsum(nbytes, out=starts[1:])
     out = np.empty(int(starts[-1]), dtype=np.uint8)
@@ -149,31 +150,95 @@ def encode_layer(name: str, features: Features, bounds: tuple[float, float, floa
     geoms = np.array([g for g, _ in features], dtype=object)
     ints, starts = geometry_commands(geoms, bounds, extent)
     data, offsets = varints(ints)
+    geom_a, geom_b = offsets[starts[:-1]], offsets[starts[1:]]
+    kept = np.flatnonzero(geom_b > geom_a)  # a feature with nothing left at this zoom is not sent
+    if len(kept) == 0:
+        return b""
     keys: dict[str, int] = {}
     values: dict[tuple[type, Any], int] = {}
-    body = bytearray()
-    body += _bytes_field(1, name.encode("utf-8"))
-    for i, (_, props) in enumerate(features):
-        a, b = int(offsets[starts[i]]), int(offsets[starts[i + 1]])
-        if a == b:
-            continue  # nothing of it is left at this zoom
-        tags = []
-        for k, v in props.items():
+    tags: list[int] = []
+    tag_counts = np.zeros(len(kept), dtype=np.int64)
+    for j, i in enumerate(kept.tolist()):
+        before = len(tags)
+        for k, v in features[i][1].items():
             if v is None:
                 continue
             tags.append(keys.setdefault(k, len(keys)))
             tags.append(values.setdefault((type(v), v), len(values)))
-        feature = (_bytes_field(2, b"".join(_varint(t) for t in tags)) + _key(3, 0) + _varint(POLYGON)
-                   + _bytes_field(4, data[a:b].tobytes()))
-        body += _bytes_field(2, feature)
-    if len(body) == len(_bytes_field(1, name.encode("utf-8"))):
-        return b""
+        tag_counts[j] = len(tags) - before
+    body = bytearray(_bytes_field(1, name.encode("utf-8")))
+    if len(kept) >= VECTOR_FRAMING_MIN:
+        body += _features(data, geom_a[kept], geom_b[kept], np.asarray(tags, dtype=np.int64), tag_counts)
+    else:  # a few features: numpy's per-call cost outweighs the loop (most tiles at street zooms)
+        t = 0
+        for j, i in enumerate(kept.tolist()):
+            tag_field = b"".join(_varint(v) for v in tags[t:t + tag_counts[j]])
+            t += int(tag_counts[j])
+            feature = ((_bytes_field(2, tag_field) if tag_field else b"") + _key(3, 0) + _varint(POLYGON)
+                       + _bytes_field(4, data[int(geom_a[i]):int(geom_b[i])].tobytes()))
+            body += _bytes_field(2, feature)
     for k in keys:
         body += _bytes_field(3, k.encode("utf-8"))
     for (_, v) in values:
         body += _bytes_field(4, _value(v))
     body += _key(5, 0) + _varint(extent) + _key(15, 0) + _varint(2)
     return _bytes_field(3, bytes(body))
+
+
+def _varint_len(n: np.ndarray) -> np.ndarray:
+    """Bytes of the protobuf varint of each non-negative integer (as many passes as the largest needs:
+    a tile's small arrays made ten passes the bulk of the encoding)."""
+    out = np.ones(len(n), dtype=np.int64)
+    top = int(n.max()).bit_length() if len(n) else 0
+    for k in range(1, max(1, -(-top // 7))):
+        out += n >= np.uint64(1 << (7 * k)) if n.dtype == np.uint64 else n >= (1 << (7 * k))
+    return out
+
+
+def _gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the runs ``source[starts[i]:starts[i] + lengths[i]]`` in turn, and the run of each."""
+    run = np.repeat(np.arange(len(lengths)), lengths)
+    first = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=first[1:])
+    return starts[run] + (np.arange(int(first[-1])) - first[:-1][run]), run
+
+
+def _features(data: np.ndarray, geom_a: np.ndarray, geom_b: np.ndarray, tags: np.ndarray,
+              tag_counts: np.ndarray) -> bytes:
+    """Every ``Feature`` field of a layer at once (numpy, no per-feature Python): for each feature
+    ``0x12 len [0x12 len tags] 0x18 0x03 0x22 len geometry`` (tags, type POLYGON, geometry)."""
+    tag_bytes, tag_off = varints(tags)
+    tag_first = np.zeros(len(tag_counts) + 1, dtype=np.int64)
+    np.cumsum(tag_counts, out=tag_first[1:])
+    tag_len = tag_off[tag_first[1:]] - tag_off[tag_first[:-1]]
+    geom_len = geom_b - geom_a
+    tag_field = np.where(tag_len > 0, 1 + _varint_len(tag_len) + tag_len, 0)
+    inner = tag_field + 3 + _varint_len(geom_len) + geom_len  # 3: 0x18 0x03 0x22
+    outer = 1 + _varint_len(inner) + inner
+    start = np.zeros(len(outer) + 1, dtype=np.int64)
+    np.cumsum(outer, out=start[1:])
+    out = np.zeros(int(start[-1]), dtype=np.uint8)
+    pos = start[:-1].copy()
+
+    def put_varints(at: np.ndarray, values: np.ndarray) -> np.ndarray:
+        enc, off = varints(values)
+        idx, run = _gather(off[:-1], off[:-1], off[1:] - off[:-1])
+        out[at[run] + (idx - off[:-1][run])] = enc[idx]
+        return at + (off[1:] - off[:-1])
+
+    out[pos] = 0x12  # Layer.features
+    pos = put_varints(pos + 1, inner)
+    has = tag_len > 0
+    out[pos[has]] = 0x12  # Feature.tags (packed)
+    pos[has] = put_varints(pos[has] + 1, tag_len[has])
+    idx, run = _gather(tag_off[tag_first[:-1]], tag_off[tag_first[:-1]], tag_len)
+    out[pos[run] + (idx - tag_off[tag_first[:-1]][run])] = tag_bytes[idx]
+    pos = pos + tag_len
+    out[pos], out[pos + 1], out[pos + 2] = 0x18, POLYGON, 0x22  # Feature.type, Feature.geometry
+    pos = put_varints(pos + 3, geom_len)
+    idx, run = _gather(geom_a, geom_a, geom_len)
+    out[pos[run] + (idx - geom_a[run])] = data[idx]
+    return out.tobytes()
 
 
 def encode_tile(layers: Sequence[tuple[str, Features]], bounds: tuple[float, float, float, float],

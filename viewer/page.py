@@ -82,7 +82,7 @@ class PageOptions:
     versions: list[dict[str, Any]]
     bounds_4326: tuple[float, float, float, float]
     work_crs: CRS
-    tile_url: str | None = None
+    basemap: dict[str, Any] | None = None  # routes.basemap_config: drawn by viewer.js under everything
     project: str | None = None
     api_base: str = "/api/v1"
 
@@ -133,19 +133,14 @@ def page_config(options: PageOptions, catalogue: Catalogue) -> dict[str, Any]:
         "report": "/viewer/reports/{check_id}.html",
         "reports": "/api/v1/checks/{check_id}/report.{format}",
         "identify": "/viewer/identify/{version}",
+        "labels": "/viewer/labels/{version}",
         "compare": "/viewer/compare",
         "project": options.project,
+        "basemap": options.basemap,
         "checklist": "/api/v1/projects/{code}/checklist.{format}",
         # the national land-use codes (用地用海分类): names in the panels, the workbench's 用地性质 select
         "landUses": [[u.code, u.name_zh, u.name_en] for u in load_land_use_codes().codes.values()],
     }
-
-
-def _add_basemap(fmap: folium.Map, tile_url: str | None) -> None:
-    # no basemap by default: the meeting room may have no internet; an intranet/Tianditu URL can be set
-    if tile_url:
-        folium.TileLayer(tiles=tile_url, attr="底图 Basemap", name="底图 Basemap",
-                         max_zoom=20, control=False).add_to(fmap)
 
 
 def build_page(options: PageOptions, catalogue: Catalogue, *, chrome: str = "chrome.html",
@@ -158,7 +153,6 @@ def build_page(options: PageOptions, catalogue: Catalogue, *, chrome: str = "chr
     w, s, e, n = options.bounds_4326
     fmap = OfflineMap(location=[(s + n) / 2, (w + e) / 2], zoom_start=11, tiles=None,
                       control_scale=False, max_zoom=20)  # viewer.js adds a metric-only scale bar
-    _add_basemap(fmap, options.tile_url)
     fmap.fit_bounds([[s, w], [n, e]])
     OfflineMeasure(position="topleft", primary_length_unit="meters", secondary_length_unit="kilometers",
                    primary_area_unit="sqmeters", secondary_area_unit="hectares",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,10 +16,12 @@ from layers.catalogue import Catalogue, load_catalogue
 from viewer import compare as compare_mod
 from viewer import report as report_mod
 from viewer.archive import Archives
+from viewer.basemap import Basemap, basemap_config
+from viewer.boundary import boundary_labels
 from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
-from viewer.tiles import TileService, valid_tile
+from viewer.tiles import IDENTIFY_MAX_RADIUS_M, LRU, TileService, valid_tile
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "blueprint_key"
@@ -28,6 +31,7 @@ TILE_HEADERS = {"Cache-Control": "private, max-age=86400"}
 MVT_TYPE = "application/vnd.mapbox-vector-tile"
 # a published version never changes: its tiles may be kept for a year without asking again
 IMMUTABLE = "private, max-age=31536000, immutable"
+LABELS_TTL = 3600  # seconds the boundary labels of a published version are kept
 DRAFT = "private, no-cache"  # drafts: revalidate every time (the ETag makes that a 304)
 
 
@@ -49,6 +53,21 @@ def mvt_response(request: Request, body: bytes, published: bool) -> Response:
     elif body:
         body = gzip.decompress(body)  # a client that cannot take gzip gets the plain tile
     return Response(body, media_type=MVT_TYPE, headers=headers)
+
+
+def basemap_response(request: Request, body: bytes, media_type: str) -> Response:
+    """A basemap tile with an ETag; immutable, since its URL carries the file's revision (``?v=``)."""
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if body[:2] == b"\x1f\x8b":  # a gzipped vector tile, as MBTiles and PMTiles usually store them
+        headers["Vary"] = "Accept-Encoding"
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+        else:
+            body = gzip.decompress(body)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def _static_file(path: str) -> FileResponse:
@@ -116,14 +135,15 @@ def _known_version(source: ViewerSource, version: str) -> str:
     return version
 
 
-def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, tile_url: str | None = None,
+def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, basemap: Basemap | None = None,
                  dev_key: str | None = None, catalogue: Catalogue | None = None,
                  report_info: ReportInfo | None = None, tiles_dir: Path | None = None) -> APIRouter:
     """The viewer's routes under /viewer.
 
     Everything but the static assets and the login form depends on ``auth_dependency`` (which
     must accept the ``blueprint_key`` cookie the login form sets). ``dev_key`` is shown pre-filled
-    in the login form and must only be passed in dev mode. ``tile_url`` is an optional basemap.
+    in the login form and must only be passed in dev mode. ``basemap``: the optional basemap
+    (:func:`viewer.basemap.open_basemap`); a local file's tiles are served at ``/viewer/basemap/{z}/{x}/{y}``.
     ``tiles_dir``: where the MVT archives of published versions are kept (none: tiles on demand only).
     """
     catalogue = catalogue or load_catalogue()
@@ -164,9 +184,38 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
         chosen = _known_version(source, version) if version else _default_version(source)
         options = PageOptions(version=chosen, versions=source.versions(),
                               bounds_4326=source.city_bounds_4326(), work_crs=source.work_crs(),
-                              tile_url=tile_url, project=_project_code(source, project))
+                              basemap=basemap_config(basemap), project=_project_code(source, project))
         extra = parcels_config(tiles.parcels_revision(), catalogue)
         return HTMLResponse(build_page(options, catalogue, extra=extra))
+
+    label_cache = LRU(8)
+
+    @router.get("/labels/{version}", dependencies=auth, summary="Names of the boundary layer's areas")
+    def labels(request: Request, version: str) -> Response:
+        """The named areas of the version's boundary layer (districts, or the city): a label point each and
+        their outlines, EPSG:4326, largest first. Empty when the source has no boundary layer to read."""
+        _known_version(source, version)
+        read = getattr(source, "boundary", None)  # optional in ViewerSource
+        published = tiles.status(version) == "published"
+        # the names come from the stored boundary layer, which an administrator may replace: kept an hour
+        body = label_cache.get(version, lambda: json.dumps(
+            boundary_labels(read(version) if read else None), ensure_ascii=False).encode("utf-8"),
+            LABELS_TTL if published else tiles.draft_ttl)
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {"ETag": etag, "Cache-Control": f"private, max-age={LABELS_TTL}" if published else DRAFT}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    @router.get("/basemap/{z}/{x}/{y}", dependencies=auth, summary="One tile of the local basemap")
+    def basemap_tile(request: Request, z: int, x: int, y: int) -> Response:
+        """A tile of the basemap file ``BLUEPRINT_BASEMAP`` names (MBTiles or PMTiles, raster or vector),
+        as stored; 404 where the file has no tile (or no local basemap is set)."""
+        body = basemap.tile(z, x, y) if basemap is not None and valid_tile(z, x, y) else None
+        if body is None:
+            raise HTTPException(status_code=404, detail=f"no basemap tile {z}/{x}/{y}")
+        assert basemap is not None
+        return basemap_response(request, body, basemap.media_type)
 
     @router.get("/tiles/{version}/{z}/{x}/{y}.mvt", dependencies=auth, summary="One MVT tile, every layer")
     def mvt_tile(request: Request, version: str, z: int, x: int, y: int,
@@ -201,12 +250,14 @@ def build_router(source: ViewerSource, auth_dependency: Callable[..., Any], *, t
 
     @router.get("/identify/{version}", dependencies=auth, summary="What the blueprint says at a point")
     def identify(version: str, lon: Annotated[float, Query(ge=-180, le=180)],
-                 lat: Annotated[float, Query(ge=-90, le=90)]) -> dict[str, Any]:
+                 lat: Annotated[float, Query(ge=-90, le=90)],
+                 r: Annotated[float, Query(ge=0, le=IDENTIFY_MAX_RADIUS_M)] = 0.0) -> dict[str, Any]:
         """The pieces under (lon, lat) in EPSG:4326: controlling kind, effective kinds, source features;
-        and the conflicts there: the two plans, their layers, the area and how precedence resolved it."""
+        and the conflicts there: the two plans, their layers, the area and how precedence resolved it.
+        ``r`` (metres): also small conflicts within that distance, which the map draws as markers."""
         try:
             return {"version": version, "lon": lon, "lat": lat, "pieces": tiles.identify(version, lon, lat),
-                    "conflicts": tiles.identify_conflicts(version, lon, lat)}
+                    "conflicts": tiles.identify_conflicts(version, lon, lat, r)}
         except KeyError:
             raise HTTPException(status_code=404, detail=f"unknown blueprint version {version}") from None
 

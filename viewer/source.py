@@ -23,6 +23,9 @@ class ViewerSource(Protocol):
     Optional: ``project_parcels() -> GeoDataFrame`` (``project_code``, ``parcel_id``, ``name``, ``area_m2``,
     working CRS) — every project's current parcels; when present the map's tiles carry them as the
     ``parcels`` layer (see ``viewer/README.md``, *Tiles*).
+    Optional: ``boundary(version) -> GeoDataFrame | None`` — the features of the boundary layer the version
+    was built from (working CRS, with their attributes); their names (``XZQMC``, ``区县``, ``名称``…) label
+    the map at ``/viewer/labels/{version}``.
     """
 
     def work_crs(self) -> CRS:

@@ -50,6 +50,21 @@ class StoreViewerSource:
     def conflicts(self, version: str) -> gpd.GeoDataFrame:
         return self._blueprint(version).conflicts
 
+    def boundary(self, version: str) -> gpd.GeoDataFrame | None:
+        """The features of the boundary layer ``version`` was built from (their names label the map);
+        None when it had none, or the stored layer of that name now holds other data."""
+        from layers.store import LayerNotFoundError
+
+        groups = {k.key: k.group for k in self.services.catalogue.values()}
+        ref = next((r for r in self._blueprint(version).layers if groups.get(r.kind) == "boundary"), None)
+        if ref is None:
+            return None
+        try:
+            layer = self.services.stores.layers.get(ref.name)
+        except LayerNotFoundError:
+            return None
+        return layer.frame if layer.checksum == ref.checksum else None
+
     def project_parcels(self) -> gpd.GeoDataFrame:
         """Every project's current parcels (the pool), working CRS: the map's ``parcels`` layer."""
         return self.services.projects.parcels()

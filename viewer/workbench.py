@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from layers.catalogue import Catalogue
+from viewer.basemap import Basemap, basemap_config
 from viewer.labels import STATUS, zh_en
 from viewer.page import PageOptions, build_page, render_template
 from viewer.source import ViewerSource
@@ -25,7 +26,7 @@ def _published(source: ViewerSource) -> list[dict[str, Any]]:
 
 
 def build_workbench_router(source: ViewerSource, page_dependencies: list[Any], *, catalogue: Catalogue,
-                           tile_url: str | None = None, max_upload_bytes: int | None = None) -> APIRouter:
+                           basemap: Basemap | None = None, max_upload_bytes: int | None = None) -> APIRouter:
     """``/workbench``: upload or draw parcels, screen them through /api/v1, read and save the result."""
     router = APIRouter(tags=["workbench"])
 
@@ -35,7 +36,7 @@ def build_workbench_router(source: ViewerSource, page_dependencies: list[Any], *
         published = _published(source)
         version = str(published[-1]["version"]) if published else None
         options = PageOptions(version=version, versions=published, bounds_4326=source.city_bounds_4326(),
-                              work_crs=source.work_crs(), tile_url=tile_url)
+                              work_crs=source.work_crs(), basemap=basemap_config(basemap))
         return HTMLResponse(build_page(options, catalogue, chrome="workbench.html",
                                        extra={"mode": "workbench", "accept": ACCEPTED_FILES,
                                               "maxUploadBytes": max_upload_bytes}))

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from layers.catalogue import load_catalogue
 from tests.viewer.conftest import MemorySource, make_app, signed_in
+from viewer.basemap import open_basemap
 from viewer.routes import build_router
 
 URL = re.compile(r"(?:https?:)?//[A-Za-z0-9.-]+\.[A-Za-z]{2,}[^\s\"'<>)]*")
@@ -29,7 +30,7 @@ def test_page_has_no_external_url(client: TestClient) -> None:
 
 def test_only_the_configured_basemap_is_external(source: MemorySource) -> None:
     tile_url = "https://t0.example.gov.cn/vec_w/{z}/{x}/{y}.png"
-    html = signed_in(make_app(source, tile_url=tile_url)).get("/viewer").text
+    html = signed_in(make_app(source, basemap=open_basemap(tile_url))).get("/viewer").text
     assert set(URL.findall(html)) == {tile_url}
 
 

@@ -120,6 +120,7 @@
         var fend = pbf.varint() + pbf.pos, feature = { tags: [], geometry: [] };
         pbf.fields(fend, function (f) {
           if (f === 2) feature.tags = pbf.packed();
+          else if (f === 3) feature.type = pbf.varint(); // 1 point, 2 line, 3 polygon
           else if (f === 4) feature.geometry = pbf.packed();
           else return false;
         });
@@ -262,6 +263,13 @@
         var style = spec.style, scale = tileSize / layer.extent;
         layer.features.forEach(function (feature) {
           tracePath(ctx, feature.geometry, scale);
+          if (style.halo) { // a light band under the line: the outline shows on any fill beneath it
+            ctx.globalAlpha = 0.9;
+            ctx.lineWidth = style.weight + 2.5;
+            ctx.strokeStyle = style.halo;
+            ctx.setLineDash([]);
+            ctx.stroke();
+          }
           if (style.fillOpacity > 0) {
             ctx.globalAlpha = style.fillOpacity;
             ctx.fillStyle = style.colour;
@@ -289,6 +297,66 @@
     },
   });
 
+  /* ---- the optional basemap, under everything: raster tiles, or vector tiles in a neutral style ---- */
+  var BASEMAP_STYLE = {
+    water: { fill: "#d4e3ef", stroke: "#b5cde0" },
+    other: { fill: "#ebebe8", stroke: "#cfcfca" },
+    line: { stroke: "#b9b9b4" },
+  };
+
+  var BasemapVectorTiles = VectorTiles.extend({
+    _draw: function (canvas) {
+      if (!this._map || !canvas._obLayers) return;
+      var ctx = canvas.getContext("2d");
+      var size = this.getTileSize().x, ratio = canvas.width / size, drawn = 0;
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      var layers = canvas._obLayers;
+      Object.keys(layers).forEach(function (name) { // in the file's order: its own bottom-to-top
+        var layer = layers[name], scale = size / layer.extent;
+        var area = /water|river|lake|ocean|水/i.test(name) ? BASEMAP_STYLE.water : BASEMAP_STYLE.other;
+        layer.features.forEach(function (feature) {
+          if (feature.type === 1) return; // points (place names…): the blueprint's own labels are enough
+          tracePath(ctx, feature.geometry, scale);
+          ctx.setLineDash([]);
+          if (feature.type === 3) {
+            ctx.fillStyle = area.fill;
+            ctx.fill("evenodd");
+            ctx.strokeStyle = area.stroke;
+            ctx.lineWidth = 0.5;
+          } else {
+            ctx.strokeStyle = BASEMAP_STYLE.line.stroke;
+            ctx.lineWidth = 1;
+          }
+          ctx.stroke();
+          drawn += 1;
+        });
+      });
+      canvas.setAttribute("data-features", String(drawn));
+      if (!canvas._obCounted) { canvas._obCounted = true; OB.basemapDrawn = (OB.basemapDrawn || 0) + drawn; }
+    },
+  });
+
+  /* the basemap the service names (cfg.basemap): none by default, so nothing leaves the service */
+  function addBasemap(map, cfg) {
+    var b = cfg.basemap;
+    if (!b) return null;
+    map.createPane("obBasemap").style.zIndex = 150; // under the blueprint's tiles (350) and overlays
+    var layer;
+    if (b.vector) { // 512-px cells at map zoom z are the file's tiles of zoom z - 1, as for the blueprint
+      layer = new BasemapVectorTiles(b.url, [], { pane: "obBasemap", tileSize: 512, maxZoom: 20,
+        minNativeZoom: Math.max(1, b.minZoom + 1), maxNativeZoom: b.maxNativeZoom + 1,
+        updateWhenIdle: true, updateWhenZooming: false, keepBuffer: 1 });
+    } else {
+      layer = L.tileLayer(b.url, { pane: "obBasemap", maxZoom: 20, minNativeZoom: b.minZoom,
+        maxNativeZoom: b.maxNativeZoom, subdomains: b.subdomains || "abc", attribution: b.attribution });
+      layer.on("tileload", function () { OB.basemapDrawn = (OB.basemapDrawn || 0) + 1; });
+    }
+    layer.addTo(map);
+    OB.basemap = layer;
+    return layer;
+  }
+
   /* a layer-control entry: switching it shows or hides one named layer of the shared tiles */
   var LayerToggle = L.Layer.extend({
     initialize: function (grid, key) { this._grid = grid; this._key = key; },
@@ -299,7 +367,10 @@
   function layerStyle(spec) {
     if (spec.group === "boundary") return { colour: spec.colour, fillOpacity: 0, weight: 2, dash: [6, 4] };
     if (spec.group === "line") return { colour: spec.colour, fillOpacity: 0.45, weight: 1.5 };
-    if (spec.group === "conflict") return { colour: spec.colour, fillOpacity: 0.35, weight: 2, dash: [4, 3] };
+    // conflicts: a 2-px dashed outline over a white halo at every zoom; the server sends a conflict too
+    // small to see as a 6-px square around it (viewer.tiles.MARKER_PX), so none vanishes at city scale
+    if (spec.group === "conflict") return { colour: spec.colour, fillOpacity: 0.35, weight: 2, dash: [4, 2],
+                                            halo: "#ffffff" };
     if (spec.group === "parcels") return { colour: spec.colour, fillOpacity: 0.08, weight: 1.5 };
     if (spec.group === "overlay") return { colour: spec.colour, fillOpacity: 0.3, weight: 1, dash: [2, 2] };
     return { colour: spec.colour, fillOpacity: 0.35, weight: 0.5 };
@@ -335,6 +406,46 @@
     OB.layers = byKey;
     OB.tiles = grid;
     return byKey;
+  }
+
+  /* ---- names without a basemap: the boundary layer's areas (districts, the city), labelled ---- */
+  function addBoundaryLabels(map, cfg) {
+    map.createPane("obLabels").style.zIndex = 460; // above the tiles and the outline, below popups
+    map.getPane("obLabels").style.pointerEvents = "none"; // clicks go through to identify
+    var group = L.layerGroup().addTo(map);
+    var placed = [];
+    OB.labels = placed;
+    function place() {
+      // largest area first (the server's order); a label that would overlap one already shown waits
+      // for a closer zoom — at city scale only names that fit are drawn
+      var boxes = [];
+      placed.forEach(function (item) {
+        var p = map.latLngToLayerPoint(item.latlng);
+        var w = item.width / 2 + 4, h = 12;
+        var box = [p.x - w, p.y - h, p.x + w, p.y + h];
+        var clash = boxes.some(function (o) { return box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]; });
+        item.shown = !clash;
+        item.marker.getElement() && (item.marker.getElement().style.display = clash ? "none" : "");
+        if (!clash) boxes.push(box);
+      });
+      document.body.setAttribute("data-ob-labels", String(boxes.length));
+    }
+    return getJSON(cfg.labels.replace("{version}", encodeURIComponent(cfg.version))).then(function (data) {
+      L.geoJSON(data.outlines, { pane: "obLabels", interactive: false,
+        style: { color: "#444", weight: 1.2, opacity: 0.7, dashArray: "8 3 2 3", fill: false } }).addTo(group);
+      var measure = document.createElement("canvas").getContext("2d");
+      measure.font = "bold 15px \"Noto Sans CJK SC\", \"WenQuanYi Micro Hei\", \"Microsoft YaHei\", sans-serif";
+      data.labels.forEach(function (label) {
+        var width = measure.measureText(label.name).width;
+        var marker = L.marker([label.lat, label.lon], { pane: "obLabels", interactive: false, keyboard: false,
+          icon: L.divIcon({ className: "ob-label", html: esc(label.name), iconSize: [width + 8, 22],
+                            iconAnchor: [(width + 8) / 2, 11] }) }).addTo(group);
+        placed.push({ name: label.name, latlng: L.latLng(label.lat, label.lon), width: width, marker: marker });
+      });
+      place();
+      map.on("zoomend", place);
+      return placed;
+    }).catch(function () { return placed; }); // no names is still a usable map
   }
 
   /* ---- legend: the layers currently shown, Chinese first ---- */
@@ -391,6 +502,13 @@
       "<br>处理 Resolution: " + esc(c.resolution || "") + "<br>面积 Area " + num(c.area_m2, 1) + " m²</div>";
   }
 
+  /* metres covered by 5 screen pixels at the click: a conflict drawn as a marker is found within it */
+  function clickRadius(map, e) {
+    var p = e.containerPoint;
+    var metres = map.distance(map.containerPointToLatLng(p), map.containerPointToLatLng(p.add([5, 0])));
+    return Math.min(2000, metres).toFixed(1);
+  }
+
   function addIdentify(map, cfg) {
     var measuring = false;
     map.on("measurestart", function () { measuring = true; });
@@ -398,7 +516,7 @@
     map.on("click", function (e) {
       if (measuring || OB.drawing || !cfg.version) return;
       var url = cfg.identify.replace("{version}", encodeURIComponent(cfg.version)) +
-        "?lon=" + e.latlng.lng.toFixed(7) + "&lat=" + e.latlng.lat.toFixed(7);
+        "?lon=" + e.latlng.lng.toFixed(7) + "&lat=" + e.latlng.lat.toFixed(7) + "&r=" + clickRadius(map, e);
       getJSON(url).then(function (data) {
         var pieces = data.pieces || [];
         var html = pieces.length ? pieces.map(function (p) {
@@ -827,9 +945,11 @@
     map.fitBounds([[cfg.bounds[1], cfg.bounds[0]], [cfg.bounds[3], cfg.bounds[2]]],
       { paddingTopLeft: workbench ? [450, 20] : [50, 60], paddingBottomRight: [right, 20], animate: false });
     L.control.scale({ imperial: false, maxWidth: 160 }).addTo(map); // metres only: plans are metric
+    addBasemap(map, cfg);
     if (cfg.version) {
       var byKey = addLayers(map, cfg);
       addLegend(map, cfg, byKey);
+      OB.labelsReady = addBoundaryLabels(map, cfg);
     } else if (!workbench) {
       document.getElementById("ob-panel").hidden = false;
       document.getElementById("ob-panel").innerHTML = "<p>尚无蓝图版本 No blueprint version yet</p>";
