@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,17 @@ from tests.geoms import X0, Y0
 from viewer.routes import build_router
 
 WORK = CRS.from_epsg(4548)
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (scripts/setup.sh installs it)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright, one per test module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield browser
+        browser.close()
 
 
 def b(x0: float, y0: float, x1: float, y1: float) -> BaseGeometry:

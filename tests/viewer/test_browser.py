@@ -8,8 +8,6 @@ The test app mounts the viewer router over the in-memory demo source and *fakes*
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException
 from shapely.geometry import mapping
 
+from tests.serving import serving
 from tests.viewer.conftest import (
+    CHROMIUM,
     CONFLICT,
     DEMO_PROJECT,
     PARCEL,
@@ -35,7 +34,6 @@ from tests.viewer.conftest import (
 pytestmark = pytest.mark.browser
 CONFLICT_LATLON = to_4326(CONFLICT.centroid)["coordinates"]
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian chromium is not installed", allow_module_level=True)
@@ -80,40 +78,18 @@ def fake_api(app: FastAPI) -> None:
         return demo_check()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     app = make_app(MemorySource())
     fake_api(app)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()
-def page(browser: Any, base_url: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+def page(chromium: Any, base_url: str) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.requested = []  # every URL the page asks for, to prove nothing leaves localhost
     page.on("request", lambda request: page.requested.append(request.url))

@@ -8,19 +8,17 @@ fixtures in tests/data/basemap.
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from PIL import Image
 
+from tests.serving import serving
 from tests.viewer.conftest import b, make_app, to_4326
 from tests.viewer.test_basemap import RASTER, VECTOR
-from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local, fake_api, free_port, sign_in
+from tests.viewer.test_browser import ARTIFACTS, assert_local, fake_api, sign_in
 from tests.viewer.test_labels import TinyConflict, WithBoundary
 from viewer.basemap import open_basemap
 
@@ -37,17 +35,8 @@ class City(TinyConflict, WithBoundary):
 def serve(basemap: Path) -> Iterator[str]:
     app = make_app(City(), basemap=open_basemap(str(basemap)))
     fake_api(app)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +49,9 @@ def vector_url() -> Iterator[str]:
     yield from serve(VECTOR)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield chromium
-        chromium.close()
 
-
-def open_page(browser: Any, base_url: str) -> Any:
-    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+def open_page(chromium: Any, base_url: str) -> Any:
+    page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
     page.requested = []
     page.on("request", lambda request: page.requested.append(request.url))
     page.errors = []
@@ -79,8 +61,8 @@ def open_page(browser: Any, base_url: str) -> Any:
     return page
 
 
-def test_a_raster_basemap_draws_from_the_local_file(browser: Any, raster_url: str) -> None:
-    page = open_page(browser, raster_url)
+def test_a_raster_basemap_draws_from_the_local_file(chromium: Any, raster_url: str) -> None:
+    page = open_page(chromium, raster_url)
     page.wait_for_function("(OneBlueprint.basemapDrawn || 0) > 0", timeout=20_000)
     page.wait_for_load_state("networkidle")
     images = page.evaluate("""() => [...document.querySelectorAll('.leaflet-obBasemap-pane img')]
@@ -106,8 +88,8 @@ def test_a_raster_basemap_draws_from_the_local_file(browser: Any, raster_url: st
     assert_local(page.requested, raster_url)
 
 
-def test_a_vector_basemap_draws_in_a_neutral_style(browser: Any, vector_url: str) -> None:
-    page = open_page(browser, vector_url)
+def test_a_vector_basemap_draws_in_a_neutral_style(chromium: Any, vector_url: str) -> None:
+    page = open_page(chromium, vector_url)
     page.wait_for_function("(OneBlueprint.basemapDrawn || 0) > 0", timeout=20_000)
     requested = [u for u in page.requested if "/viewer/basemap/" in u]
     assert requested and all(u.startswith(f"{vector_url}/viewer/basemap/") for u in requested)
@@ -116,8 +98,8 @@ def test_a_vector_basemap_draws_in_a_neutral_style(browser: Any, vector_url: str
     assert_local(page.requested, vector_url)
 
 
-def test_district_names_are_shown_without_overlap(browser: Any, raster_url: str) -> None:
-    page = open_page(browser, raster_url)
+def test_district_names_are_shown_without_overlap(chromium: Any, raster_url: str) -> None:
+    page = open_page(chromium, raster_url)
     page.wait_for_function("OneBlueprint.labels && OneBlueprint.labels.length === 3", timeout=20_000)
     for zoom_out in (0, 6):  # the city view, then far out where the names would collide
         if zoom_out:
@@ -137,9 +119,9 @@ def test_district_names_are_shown_without_overlap(browser: Any, raster_url: str)
     assert [t[0] for t in boxes] == ["铜官区"], "far out, only the largest area's name is kept"
 
 
-def test_a_sub_pixel_conflict_is_outlined_at_city_zoom_and_named_on_click(browser: Any,
+def test_a_sub_pixel_conflict_is_outlined_at_city_zoom_and_named_on_click(chromium: Any,
                                                                           raster_url: str) -> None:
-    page = open_page(browser, raster_url)
+    page = open_page(chromium, raster_url)
     page.locator(".leaflet-control-layers-overlays label", has_text="规划冲突").locator("input").check()
     page.wait_for_function("(OneBlueprint.drawn.conflicts || 0) > 0", timeout=20_000)
     lon, lat = to_4326(TINY.centroid)["coordinates"]

@@ -19,8 +19,9 @@ import uvicorn
 from shapely.geometry import mapping
 
 from layers.crs import OUTPUT_CRS
+from tests.serving import free_port
 from tests.viewer.conftest import WORK, b
-from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local, free_port
+from tests.viewer.test_browser import ARTIFACTS, CHROMIUM, assert_local
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -65,13 +65,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield browser
-        browser.close()
-
 
 def open_page(chromium: Any, base: str, key: str, path: str, size: tuple[int, int] = (1366, 768)) -> Any:
     """Sign in through the form as a person would, landing on ``path``."""

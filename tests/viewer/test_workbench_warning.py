@@ -44,13 +44,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield browser
-        browser.close()
-
 
 def project(base: str) -> dict[str, Any]:
     r = httpx.get(f"{base}/api/v1/projects/{CODE}", headers={"X-API-Key": PLANNER}, timeout=60)
