@@ -166,3 +166,31 @@ def test_a_large_build_becomes_a_job_without_asking(db_url: str, tmp_path: Path)
         r = api.post("admin", "/api/v1/blueprints", json={})
         assert r.status_code == 202 and json.loads(r.text)["kind"] == "build"
     app.state.services.close()
+
+
+def plan_with_chinese_columns(tmp: Path) -> Path:
+    """Two 控规地块 whose code and FAR columns carry a department's Chinese names."""
+    path = tmp / "kg.geojson"
+    gpd.GeoDataFrame({"BH": ["KG-1", "KG-2"], "用地代码": ["1001", "0701"], "容积率": [1.5, 2.5]},
+                     geometry=[rect(1200, 0, 1400, 200), rect(1400, 0, 1600, 200)],
+                     crs="EPSG:4548").to_crs("EPSG:4326").to_file(path, driver="GeoJSON")
+    return path
+
+
+def test_field_overrides_reach_a_layer_import_job(quiet: Api, tmp_path: Path) -> None:
+    path = plan_with_chinese_columns(tmp_path)
+    r = upload(quiet, path, "detailed_plan", ASYNC, name="控规", fields="YDDM=用地代码,RJL=容积率")
+    assert r.status_code == 202, r.text
+    run_jobs(quiet)
+    done = quiet.get("admin", r.headers["Location"]).json()
+    assert done["status"] == "succeeded", done
+    frame = quiet.services.stores.layers.get("控规").frame.sort_values("feature_id")
+    assert list(frame["land_use"]) == ["1001", "0701"] and list(frame["far_max"]) == [1.5, 2.5]
+
+
+def test_without_the_overrides_the_same_job_fails_naming_the_field(quiet: Api, tmp_path: Path) -> None:
+    r = upload(quiet, plan_with_chinese_columns(tmp_path), "detailed_plan", ASYNC, name="控规")
+    assert r.status_code == 202, r.text
+    run_jobs(quiet)
+    done = quiet.get("admin", r.headers["Location"]).json()
+    assert done["status"] == "failed" and "YDDM" in json.dumps(done, ensure_ascii=False), done
