@@ -98,16 +98,21 @@ def planning_sections(doc: Document, conditions_no: str, assessments_no: str) ->
     doc.add_paragraph("{%p endif %}")
 
 
-def build() -> Document:
+def titled_document(title_zh: str, subtitle_en: str) -> Document:
+    """2-cm margins, the CJK style and the centred Chinese title with its English line under it."""
     doc = Document()
     for section in doc.sections:
         section.left_margin = section.right_margin = Cm(2)
         section.top_margin = section.bottom_margin = Cm(2)
     cjk_style(doc)
-    title = doc.add_heading("“一张蓝图”建设项目合规审查报告", level=0)
-    title.alignment = WD_ALIGN_PARAGRAPH.CENTER
-    sub = doc.add_paragraph("One Blueprint — compliance review report of a construction project")
-    sub.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    doc.add_heading(title_zh, level=0).alignment = WD_ALIGN_PARAGRAPH.CENTER
+    doc.add_paragraph(subtitle_en).alignment = WD_ALIGN_PARAGRAPH.CENTER
+    return doc
+
+
+def build() -> Document:
+    doc = titled_document("“一张蓝图”建设项目合规审查报告",
+                          "One Blueprint — compliance review report of a construction project")
 
     doc.add_heading("一、基本信息 Basic information", level=1)
     key_value_table(doc, [
@@ -200,15 +205,7 @@ def build() -> Document:
 
 def build_checklist() -> Document:
     """The 用地清单 template: what the land carries, per parcel, for the developer ("交地即开工")."""
-    doc = Document()
-    for section in doc.sections:
-        section.left_margin = section.right_margin = Cm(2)
-        section.top_margin = section.bottom_margin = Cm(2)
-    cjk_style(doc)
-    title = doc.add_heading("用地清单", level=0)
-    title.alignment = WD_ALIGN_PARAGRAPH.CENTER
-    sub = doc.add_paragraph("Land checklist — what the blueprint says about the land handed over")
-    sub.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    doc = titled_document("用地清单", "Land checklist — what the blueprint says about the land handed over")
 
     doc.add_heading("一、基本信息 Basic information", level=1)
     key_value_table(doc, [
