@@ -780,10 +780,16 @@
       (OB.me && MAY_ACK[OB.me.role] ? ' <button type="button" id="ob-ack">确认预警 Acknowledge</button>' : "") + "</div>";
   }
 
+  /* 确认预警: the meeting map and the workbench acknowledge through this one call */
+  function acknowledgeWarning(code) {
+    return call(OB.cfg.api + "/projects/" + encodeURIComponent(code) + "/warning/ack", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    });
+  }
+
   function acknowledge(project) {
-    fetch(OB.cfg.api + "/projects/" + encodeURIComponent(project.code) + "/warning/ack", {
-      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: "{}",
+    acknowledgeWarning(project.code).catch(function (err) {
+      if (err.status === 0) throw err; // refused (already acknowledged elsewhere): show the project as it now is
     }).then(function () { return select(project.code); }).catch(showError);
   }
 
@@ -938,7 +944,7 @@
                 zhEn: zhEn,
                 kindLabel: kindLabel, verdictBadge: verdictBadge, getJSON: getJSON, call: call,
                 requirementsHtml: requirementsHtml, parcelRequirements: parcelRequirements, rulesVersion: rulesVersion,
-                warningHtml: warningHtml };
+                warningHtml: warningHtml, acknowledgeWarning: acknowledgeWarning };
     var workbench = cfg.mode === "workbench";
     // the whole city, clear of the top bar (or the workbench panel) and of the open layer list on the right
     var right = Math.min(460, map.getSize().x * 0.35);

@@ -462,9 +462,7 @@
   }
 
   function acknowledgeWarning(code) {
-    call(cfg.api + "/projects/" + encodeURIComponent(code) + "/warning/ack", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
-    }).then(showPoolState, function (err) { $("wb-pool").innerHTML = errorHtml(err); });
+    U.acknowledgeWarning(code).then(showPoolState, function (err) { $("wb-pool").innerHTML = errorHtml(err); });
   }
 
   function save(e) {
