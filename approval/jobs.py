@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from approval.audit import SYSTEM, AuditLog, Principal, _iso, now, write
 from approval.errors import JobNotFoundError
 from layers.errors import OneBlueprintError
+from layers.store import WRITE_OPTION
 
 log = logging.getLogger("approval.jobs")
 
@@ -78,6 +80,33 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# The job this thread runs (its store, id and worker), for the SQLite lease renewal below.
+_running = threading.local()
+
+
+def _renew_lease_at_commit(conn: Connection) -> None:
+    """SQLite only: renew the running job's lease inside each write transaction its own thread commits.
+
+    SQLite has one writer. While a job's long write (a layer import, a draft's pieces) holds the lock,
+    the heartbeat thread cannot write, so the lease it last wrote runs out; at that commit, another
+    worker's claim waiting for the same lock would find it expired and take the job over. Renewed in
+    the same transaction, the lease is fresh the moment the lock is released (nobody else could write
+    before). Written through the DB-API connection: the transaction is being committed."""
+    held = getattr(_running, "job", None)
+    if held is None or not conn.get_execution_options().get(WRITE_OPTION):
+        return
+    store, job_id, worker = held
+    if conn.engine is not store.engine:
+        return
+    stamp = jobs.c.lease_until.type.bind_processor(conn.dialect)
+    until = now() + store.lease
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        "UPDATE jobs SET lease_until = ?, updated_at = ? "
+        "WHERE job_id = ? AND lease_owner = ? AND status = 'running'",
+        (stamp(until) if stamp else until, stamp(now()) if stamp else now(), job_id, worker),
+    )
+
+
 class JobStore:
     """The jobs table as a queue: create (input first), claim, heartbeat, finish, read."""
 
@@ -85,6 +114,8 @@ class JobStore:
         self.engine = engine
         self.root = Path(data_dir) / "jobs"
         self.lease = timedelta(seconds=lease_seconds)
+        if engine.dialect.name == "sqlite" and not event.contains(engine, "commit", _renew_lease_at_commit):
+            event.listen(engine, "commit", _renew_lease_at_commit)
 
     def input_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -264,6 +295,15 @@ class JobStore:
                 detail={"reason": "attempts exhausted"},
             )
         shutil.rmtree(self.input_dir(job_id), ignore_errors=True)
+
+    @staticmethod
+    def record_result(conn: Connection, job_id: str, result_id: str) -> None:
+        """Note what a running job has made, inside the transaction that made it (a job taken up again
+        after its worker died past that commit reads it from ``result_id`` and does not make it twice).
+        Run it last in that transaction: on PostgreSQL it locks the job's row (and so its heartbeat)
+        until the commit."""
+        conn.execute(jobs.update().where(jobs.c.job_id == job_id, jobs.c.status == "running")
+                     .values(result_id=result_id))
 
     def heartbeat(self, job_id: str, worker: str, progress: float | None = None,
                   detail: Mapping[str, Any] | None = None) -> bool:
@@ -457,11 +497,16 @@ class Worker:
                 clock = time.monotonic()
                 if progress != written or clock - last >= interval:
                     snapshot = list(progress)
-                    self.store.heartbeat(job_id, self.name, snapshot[0], snapshot[1])
+                    try:
+                        self.store.heartbeat(job_id, self.name, snapshot[0], snapshot[1])
+                    except Exception:  # e.g. SQLite busy past its timeout: beat again, never stop beating
+                        log.warning("job %s: heartbeat not written, trying again", job_id, exc_info=True)
+                        continue
                     written[:], last = snapshot, clock
 
         beater = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         beater.start()
+        _running.job = (self.store, job_id, self.name)
         try:
             folder = Path(job["input_dir"]) if job.get("input_dir") else self.store.input_dir(job_id)
             def report(fraction: float, detail: Mapping[str, Any] | None = None) -> None:
@@ -487,6 +532,7 @@ class Worker:
         else:
             self.store.finish(job_id, self.name, "succeeded", result_id=result_id, detail=progress[1])
         finally:
+            _running.job = None
             beating.set()
             beater.join(timeout=5)
 

@@ -82,12 +82,13 @@ class BlueprintStore:
             return f"v{_max_seq(conn) + 1}"
 
     def save_draft(self, blueprint: Blueprint, *, replace: bool = False,
-                   piece_parts: Sequence[Path] = ()) -> Row:
+                   piece_parts: Sequence[Path] = (), also: Callable[[Connection], None] | None = None) -> Row:
         """Store ``blueprint`` as a draft in one transaction; returns its summary.
 
         ``piece_parts``: GeoParquet files holding the pieces of an out-of-core build (its
         ``blueprint.pieces`` is empty); they are loaded one at a time (PostgreSQL COPY, SpatiaLite one
-        executemany per part), in the same transaction."""
+        executemany per part), in the same transaction. ``also`` runs last inside that transaction (a
+        build job records its draft and the audit entry there, so neither commits without the other)."""
         pieces = _contract_columns(blueprint.pieces, PIECE_COLUMNS, blueprint.version)
         conflicts = _contract_columns(blueprint.conflicts, CONFLICT_COLUMNS, blueprint.version)
         with write_transaction(self.engine) as conn:
@@ -102,6 +103,8 @@ class BlueprintStore:
                             part.geometry, srid)
                 del part  # one part in memory at a time
             bulk_insert(conn, "conflicts", conflicts, blueprint.conflicts.geometry, srid)
+            if also is not None:
+                also(conn)
         return self.summary(blueprint.version)
 
     def publish(self, version: str, by: str, *, also: Callable[[Connection], None] | None = None) -> Row:

@@ -19,6 +19,7 @@ from typing import Any
 
 import geopandas as gpd
 import shapely
+from sqlalchemy.engine import Connection
 from shapely.geometry import mapping
 
 from approval import parcel_history
@@ -235,9 +236,13 @@ class Services:
     # ------------------------------------------------------------------------------ blueprints
 
     def build(
-        self, *, by: Principal, layer_names: Sequence[str] | None = None, tolerance_m: float | None = None
+        self, *, by: Principal, layer_names: Sequence[str] | None = None, tolerance_m: float | None = None,
+        on_saved: Callable[[Connection, str], None] | None = None,
     ) -> dict[str, Any]:
-        """Merge stored layers (all, or the named ones) into a new draft version."""
+        """Merge stored layers (all, or the named ones) into a new draft version.
+
+        The draft, its audit entry and ``on_saved(conn, version)`` (a build job recording the version it
+        made) commit in one transaction: a process killed after it leaves all three, never the draft alone."""
         store = self.stores.layers
         layers = [store.get(n) for n in layer_names] if layer_names else store.load_all()
         tolerance = self.settings.tolerance_m if tolerance_m is None else tolerance_m
@@ -249,23 +254,22 @@ class Services:
             version=self.stores.blueprints.next_version(),
             created_by=by.name,
         )
+        def record(conn: Connection) -> None:
+            AuditLog.append(conn, by, "blueprint.build", "blueprint", blueprint.version,
+                            after={"version": blueprint.version, "status": "draft"},
+                            detail={"layers": [ref.as_dict() for ref in blueprint.layers]})
+            if on_saved is not None:
+                on_saved(conn, blueprint.version)
+
         for _attempt in range(5):
             try:
-                summary = self.stores.blueprints.save_draft(blueprint)
+                summary = self.stores.blueprints.save_draft(blueprint, also=record)
                 break
             except BlueprintVersionExistsError:
                 # a concurrent build took this number; the merge result does not depend on it
                 blueprint.version = self.stores.blueprints.next_version()
         else:
             raise BlueprintVersionExistsError("could not claim a version number; build again")
-        self.audit.record(
-            by,
-            "blueprint.build",
-            "blueprint",
-            blueprint.version,
-            after={"version": blueprint.version, "status": "draft"},
-            detail={"layers": [ref.as_dict() for ref in blueprint.layers]},
-        )
         return summary
 
     def publish(self, version: str, *, by: Principal) -> dict[str, Any]:

@@ -5,7 +5,8 @@ queued before the 202; the worker imports it chunk by chunk (layers.stream), rec
 total, chunk n of m" as the job's progress. The import is one transaction, so a worker killed in the
 middle leaves nothing stored and the next worker starts again; one killed after the commit finds its
 layer stored from the same file (same checksum) and ends the job with it. The input folder goes when the
-job ends (approval.jobs). A build job recomputes the merge from the stored layers.
+job ends (approval.jobs). A build job recomputes the merge from the stored layers; the draft it saves is
+recorded on the job in the same transaction, so a retaken build ends with that draft.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from approval.audit import Principal
 from approval.jobs import Handler, Progress
 from layers.crs import parse_crs
+from layers.errors import OneBlueprintError
 from layers.stream import open_layer
 
 if TYPE_CHECKING:
@@ -115,11 +117,28 @@ def queue_build(
 
 
 def run_build(services: Services, job: dict[str, Any], folder: Path, progress: Progress) -> str:
-    payload = job["payload"]
+    """Build a draft; the version is recorded on the job in the draft's own transaction, so a run
+    taken up again after its worker died past that commit ends with that draft instead of a second."""
+    payload, job_id = job["payload"], str(job["job_id"])
+    if (saved := _saved_draft(services, job.get("result_id"))) is not None:
+        progress(1.0, {"stage": "saved", "version": saved})
+        return saved
     progress(0.05, {"stage": "merging"})
-    summary = services.build(by=_by(payload), layer_names=payload.get("layers"),
-                             tolerance_m=payload.get("tolerance_m"))
+    summary = services.build(
+        by=_by(payload), layer_names=payload.get("layers"), tolerance_m=payload.get("tolerance_m"),
+        on_saved=lambda conn, version: services.jobs.record_result(conn, job_id, version),
+    )
     return str(summary["version"])
+
+
+def _saved_draft(services: Services, version: str | None) -> str | None:
+    """The version an earlier run of the job saved, when it is still stored."""
+    if not version:
+        return None
+    try:
+        return str(services.stores.blueprints.summary(version)["version"])
+    except OneBlueprintError:  # deleted since: build again
+        return None
 
 
 def handlers(services: Services) -> dict[str, Handler]:

@@ -3,7 +3,8 @@
 With ``FAULT_PAUSE`` set it stops dead at one point, after writing its pid to ``FAULT_MARKER``, so a test
 can SIGKILL it exactly there: ``publish`` (inside the publish transaction, the version row already
 updated), ``publish_committed`` (after the commit, before the answer), ``import_chunk`` (inside a layer
-import's transaction, after its first chunk is written). Settings come from the BLUEPRINT_* environment.
+import's transaction, after its first chunk is written), ``build_saved`` (a build job's draft committed,
+before the job ends). Settings come from the BLUEPRINT_* environment.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def install(point: str) -> None:
             return save_stream(self, stream, by, **{**kwargs, "progress": first_chunk})
 
         LayerStore.save_stream = paused_save  # type: ignore[method-assign]
+    elif point == "build_saved":
+        from blueprint.store import BlueprintStore
+
+        save_draft = BlueprintStore.save_draft
+
+        def paused_save_draft(self: Any, *args: Any, **kwargs: Any) -> Any:
+            summary = save_draft(self, *args, **kwargs)
+            pause()
+            return summary
+
+        BlueprintStore.save_draft = paused_save_draft  # type: ignore[method-assign]
     elif point:
         raise SystemExit(f"unknown FAULT_PAUSE {point}")
 

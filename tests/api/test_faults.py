@@ -28,7 +28,16 @@ from api.app import create_app
 from api.uploads import uploads_root
 from approval.rescreen import TILES_KIND
 from runtime.db import make_engine
-from tests.api.conftest import PASS_PARCEL, REDLINE_PARCEL, Api, collection, publish_city, settings_for
+from tests.api.conftest import (
+    LAYERS,
+    PASS_PARCEL,
+    REDLINE_PARCEL,
+    Api,
+    collection,
+    publish_city,
+    settings_for,
+    write_layer,
+)
 from tests.api.test_upload_jobs import patches
 from tests.serving import ServerProcess
 
@@ -221,3 +230,43 @@ def test_sigkill_during_an_upload_leaves_no_file_after_restart(db_url: str, tmp_
         assert not list(uploads.iterdir()), "the start-up sweep removed it"
         assert httpx.get(f"{proc.base}/api/v1/layers", headers=ADMIN, timeout=30).json() == []
     assert rows(db_url, "SELECT count(*) FROM jobs")[0][0] == 0
+
+
+def stored_layers(db_url: str, data_dir: Path) -> None:
+    """The city's plan layers stored, nothing built; set up in process."""
+    app = create_app(settings_for(db_url, data_dir, dev_mode=True, worker_in_process=False))
+    with TestClient(app) as client:
+        api = Api(app, client, {"admin": "dev-admin-key"})
+        for kind in LAYERS:
+            path = write_layer(data_dir, kind)
+            with path.open("rb") as fh:
+                r = api.post("admin", "/api/v1/layers", files={"file": (path.name, fh, "application/geo+json")},
+                             data={"kind": kind, "name": kind})
+            assert r.status_code == 201, r.text
+    app.state.services.close()
+
+
+def test_sigkill_after_a_build_job_saved_its_draft_leaves_one_draft(db_url: str, tmp_path: Path) -> None:
+    stored_layers(db_url, tmp_path)
+    marker = tmp_path / "paused"
+    with server(env_for(db_url, tmp_path, FAULT_PAUSE="build_saved", FAULT_MARKER=str(marker))) as proc:
+        r = httpx.post(f"{proc.base}/api/v1/blueprints", headers={**ADMIN, "Prefer": "respond-async"},
+                       json={}, timeout=60)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        wait_for(marker, proc)  # the draft is committed; the job has not ended
+        proc.kill()
+    drafts = rows(db_url, "SELECT version, status FROM blueprints")
+    assert [d.status for d in drafts] == ["draft"], drafts
+
+    with server(env_for(db_url, tmp_path)) as proc, httpx.Client(base_url=proc.base, timeout=60) as http:
+        found = jobs_settle(http, db_url)
+        job = http.get(f"/api/v1/jobs/{job_id}", headers=ADMIN).json()
+        assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert_ended_with_reasons(found)
+    after = rows(db_url, "SELECT version, status FROM blueprints")
+    assert after == drafts, "the retaken job ends with the draft it saved, not a second one"
+    assert job["result_id"] == drafts[0].version
+    audited = rows(db_url, "SELECT count(*) FROM audit_log WHERE action = 'blueprint.build'")[0][0]
+    assert audited == 1, "the draft's audit entry committed with it, once"
+    assert_consistent(db_url)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from approval.audit import Principal
+from approval.audit import AuditLog, Principal, write
 from approval.jobs import MAX_ATTEMPTS, JobStore, Worker
 from tests.api.conftest import (
     PASS_PARCEL,
@@ -120,6 +121,68 @@ def test_an_unknown_kind_waits_and_a_failing_handler_ends_failed(quiet: Api) -> 
     body = store.get(broken["job_id"])
     assert body["status"] == "failed" and body["error"]["code"] == "internal_error"
     assert "disk on fire" not in body["error"]["detail"], "no internals in the API"
+
+
+def claim_elsewhere(store: JobStore, worker: str, kinds: set[str]) -> dict | None:
+    """Another worker's claim, from a thread of its own (not the job's)."""
+    found: list[dict | None] = []
+    thread = threading.Thread(target=lambda: found.append(store.claim(worker, kinds)))
+    thread.start()
+    thread.join(timeout=60)
+    return found[0]
+
+
+def test_a_job_holding_a_long_write_keeps_its_lease(quiet: Api) -> None:
+    """On SQLite the heartbeat cannot write while the job's own write transaction (an import, a draft's
+    pieces) holds the only write lock; when that transaction commits, the lease must be fresh, or the
+    worker waiting for the same lock takes the job over. Holds on PostGIS too (no such lock there)."""
+    services = quiet.app.state.services
+    store = JobStore(services.engine, services.settings.data_dir, lease_seconds=1)
+    other = JobStore(services.engine, services.settings.data_dir, lease_seconds=1)
+    job, _ = store.create("long-write", by=PLANNER)
+    taken: dict[str, dict | None] = {}
+
+    def long_write(job: dict, folder: Path, progress) -> str:
+        with write(services.engine) as conn:
+            AuditLog.append(conn, PLANNER, "test.long_write", "job", job["job_id"])
+            time.sleep(2.5)  # 2.5 leases long
+        taken["at_commit"] = claim_elsewhere(other, "w-other", {"long-write"})
+        time.sleep(1.5)  # the job goes on after its write: the heartbeat holds the lease again
+        taken["later"] = claim_elsewhere(other, "w-other", {"long-write"})
+        return "done"
+
+    worker = Worker(store, {"long-write": long_write}, name="w-long")
+    assert worker.run_once()
+    assert taken == {"at_commit": None, "later": None}, "no other worker took the job over"
+    done = store.get(job["job_id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 1 and done["result_id"] == "done", done
+
+
+def test_a_heartbeat_that_fails_once_keeps_beating(quiet: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat refused once (SQLite busy past its timeout) must not stop the beating for good."""
+    services = quiet.app.state.services
+    store = JobStore(services.engine, services.settings.data_dir, lease_seconds=1.5)
+    other = JobStore(services.engine, services.settings.data_dir, lease_seconds=1.5)
+    job, _ = store.create("beats", by=PLANNER)
+    real, calls = store.heartbeat, []
+
+    def flaky(*args, **kwargs) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "heartbeat", flaky)
+    taken: list[dict | None] = []
+
+    def beats(job: dict, folder: Path, progress) -> str:
+        time.sleep(3.5)  # more than two leases, the first heartbeat refused
+        taken.append(claim_elsewhere(other, "w-other", {"beats"}))
+        return "done"
+
+    assert Worker(store, {"beats": beats}, name="w-beats").run_once()
+    assert len(calls) > 2 and taken == [None]
+    assert store.get(job["job_id"])["attempts"] == 1
 
 
 WORKER_SCRIPT = """
