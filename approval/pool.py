@@ -464,10 +464,15 @@ class ProjectStore:
             )
         return [_project(r) for r in rows], int(total)
 
-    def parcels(self, code: str | None = None, conn: Connection | None = None) -> gpd.GeoDataFrame:
+    def parcels(
+        self, code: str | None = None, conn: Connection | None = None, *,
+        where: Sequence[sa.ColumnElement[Any]] = (), limit: int | None = None, offset: int = 0,
+    ) -> gpd.GeoDataFrame:
         """Parcels of one project (or of every project), in the working CRS, in stored order.
 
         ``conn``: read inside the caller's transaction (which has already found and locked the project).
+        ``where`` (conditions on ``projects`` and ``project_parcels``), ``limit``, ``offset``: one page of
+        them (an OGC items page reads only its rows).
         """
         query = (
             sa.select(
@@ -479,7 +484,10 @@ class ProjectStore:
                 sa.func.ST_AsBinary(sa.literal_column("project_parcels.geom")).label("wkb"),
             )
             .join(projects, projects.c.id == project_parcels.c.project_id)
+            .where(*where)
             .order_by(projects.c.code, project_parcels.c.seq)
+            .limit(limit)
+            .offset(offset)
         )
         if code is not None:
             if conn is None and not self.exists(code):
@@ -501,6 +509,13 @@ class ProjectStore:
             geometry=gpd.GeoSeries(geoms, crs=self.work_crs),
             crs=self.work_crs,
         )
+
+    def count_parcels(self, where: Sequence[sa.ColumnElement[Any]] = ()) -> int:
+        """How many parcels of every project meet ``where`` (as in :meth:`parcels`)."""
+        query = (sa.select(sa.func.count()).select_from(project_parcels)
+                 .join(projects, projects.c.id == project_parcels.c.project_id).where(*where))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def checks(self, code: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -333,25 +333,33 @@ class LayerStore:
         return _plan_layer(row, features)
 
     def features(self, name: str, *, bbox: Bbox | None = None, limit: int | None = None,
-                 offset: int = 0) -> gpd.GeoDataFrame:
-        """A page of a layer's features (as in :meth:`get`), optionally those intersecting ``bbox``."""
+                 offset: int = 0, where: Sequence[sa.ColumnElement[Any]] = ()) -> gpd.GeoDataFrame:
+        """A page of a layer's features (as in :meth:`get`), optionally those intersecting ``bbox`` and
+        meeting the conditions ``where`` (on ``FEATURES``' columns, e.g. a translated filter)."""
         with read_snapshot(self.engine) as conn:
             row = self._row(conn, name)
             stmt = (sa.select(FEATURES.c.feature_id, FEATURES.c.attributes, geom_as_wkb(FEATURES.c.geom))
-                    .where(FEATURES.c.layer_id == row["id"]).order_by(FEATURES.c.seq)
+                    .where(FEATURES.c.layer_id == row["id"], *where).order_by(FEATURES.c.seq)
                     .limit(limit).offset(offset))
             if bbox is not None:
                 stmt = stmt.where(bbox_filter(conn, "layer_features", bbox))
             return _plan_layer(row, conn.execute(stmt).all()).frame
 
-    def count(self, name: str, *, bbox: Bbox | None = None) -> int:
+    def count(self, name: str, *, bbox: Bbox | None = None,
+              where: Sequence[sa.ColumnElement[Any]] = ()) -> int:
         """How many features :meth:`features` would page through."""
         with self.engine.connect() as conn:
             row = self._row(conn, name)
-            stmt = sa.select(sa.func.count()).select_from(FEATURES).where(FEATURES.c.layer_id == row["id"])
+            stmt = (sa.select(sa.func.count()).select_from(FEATURES)
+                    .where(FEATURES.c.layer_id == row["id"], *where))
             if bbox is not None:
                 stmt = stmt.where(bbox_filter(conn, "layer_features", bbox))
             return int(conn.execute(stmt).scalar_one())
+
+    def columns(self, name: str) -> Rows:
+        """The attribute columns of a stored layer, in order, each with its pandas dtype."""
+        with self.engine.connect() as conn:
+            return list(self._row(conn, name)["meta"].get("columns", []))
 
     def load_all(self) -> Layers:
         """Every stored layer (the input of a blueprint build)."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import geopandas as gpd
 import shapely
-from sqlalchemy.engine import Connection
 from shapely.geometry import mapping
+from sqlalchemy.engine import Connection
 
 from approval import parcel_history
 from approval.audit import AuditLog, Principal

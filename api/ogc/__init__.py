@@ -35,7 +35,8 @@ from api.ogc.openapi import (
     SCHEMA_JSON,
     document,
 )
-from api.ogc.paging import pageable, sql_page
+from api.ogc.paging import ItemsQuery, pageable, sql_page
+from api.ogc.sql_filter import Untranslatable
 from api.routes.common import ServicesDep
 from runtime.geojson import _plain
 from runtime.services import Services
@@ -237,16 +238,19 @@ def items(
         area = ogc_crs.parse_bbox(bbox, ogc_crs.resolve(bbox_crs, work, parameter="bbox-crs"), work)
     elif bbox_crs:
         ogc_crs.resolve(bbox_crs, work, parameter="bbox-crs")
-    if tree is None and pageable(collection):  # only the page's rows are read (SQL LIMIT/OFFSET)
+    filter_at = ogc_crs.resolve(filter_crs, work, parameter="filter-crs")
+    try:  # only the page's rows are read (SQL LIMIT/OFFSET, the filter translated to SQL)
+        if not pageable(collection):
+            raise Untranslatable(collection.id)
         bounds = tuple(float(v) for v in area.bounds) if area is not None else None
-        features, matched = sql_page(services, collection, bounds, start, page_size,  # type: ignore[arg-type]
-                                     out_crs, _features)
-    else:  # a CQL2 filter is evaluated over the collection's frame (not translated to SQL)
+        query = ItemsQuery(bbox=bounds, tree=tree, filter_crs=filter_at)  # type: ignore[arg-type]
+        features, matched = sql_page(services, collection, query, start, page_size, out_crs, _features)
+    except Untranslatable:  # a filter on a layer's dates: evaluated over the collection's frame
         frame = frame_of(services, collection)
         if area is not None:
             frame = frame.iloc[np.sort(frame.sindex.query(area, predicate="intersects"))]
         if tree is not None:
-            frame = apply_filter(frame, tree, ogc_crs.resolve(filter_crs, work, parameter="filter-crs"), work)
+            frame = apply_filter(frame, tree, filter_at, work)
         features, matched = _features(frame.iloc[start : start + page_size], out_crs), len(frame)
     body = {
         "type": "FeatureCollection",
@@ -308,11 +312,15 @@ def item(
 ) -> JSONResponse:
     out_crs = ogc_crs.resolve(crs, services.settings.work_crs, parameter="crs")
     collection = find(services, collection_id)
-    frame = frame_of(services, collection)
-    match = frame[frame[ID_COLUMN] == feature_id]
-    if match.empty:
+    if pageable(collection):  # the one row, read by its id
+        found, _ = sql_page(services, collection, ItemsQuery(feature_id=feature_id), 0, 1, out_crs, _features,
+                            count=False)
+    else:
+        frame = frame_of(services, collection)
+        found = _features(frame[frame[ID_COLUMN] == feature_id].iloc[:1], out_crs)
+    if not found:
         raise FeatureNotFoundError(f"no feature {feature_id!r} in {collection_id}")
-    feature = _features(match.iloc[:1], out_crs)[0]
+    feature = found[0]
     path = _path(collection)
     feature["links"] = _links(
         request,

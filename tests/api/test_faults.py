@@ -240,8 +240,8 @@ def stored_layers(db_url: str, data_dir: Path) -> None:
         for kind in LAYERS:
             path = write_layer(data_dir, kind)
             with path.open("rb") as fh:
-                r = api.post("admin", "/api/v1/layers", files={"file": (path.name, fh, "application/geo+json")},
-                             data={"kind": kind, "name": kind})
+                r = api.post("admin", "/api/v1/layers", data={"kind": kind, "name": kind},
+                             files={"file": (path.name, fh, "application/geo+json")})
             assert r.status_code == 201, r.text
     app.state.services.close()
 
