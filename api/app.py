@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweep_upload_dirs()
         sweep_upload_dirs(uploads_root(settings.data_dir))
         services.jobs.sweep_inputs()
+        services.jobs.release_dead_local()  # jobs the killed server was running resume at once
         if settings.worker_in_process:
             services.start_worker()  # queued jobs, and jobs whose worker died, are taken up
         yield

@@ -76,6 +76,29 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+_LIVE_WORKERS: set[str] = set()  # names of the workers running in this process
+
+
+def _gone(owner: str) -> bool:
+    """Whether the worker ``owner`` (``host:pid:tag``) was a process of this host that no longer runs.
+    This process's own pid counts as gone unless one of its live workers has that name (a restarted
+    server in a container often gets the pid its killed predecessor had)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE_WORKERS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
 def _aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -271,6 +294,27 @@ class JobStore:
             if taken == 1:
                 return self.get(job_id, raw=True)
         return None
+
+    def release_dead_local(self) -> list[str]:
+        """End now the leases of running jobs whose worker was a process of this host that is gone (a
+        restart): the next claim takes them up at once instead of after the lease runs out."""
+        host = socket.gethostname()
+        with self.engine.connect() as conn:
+            held = conn.execute(sa.select(jobs.c.job_id, jobs.c.lease_owner).where(
+                jobs.c.status == "running", jobs.c.lease_owner.like(f"{host}:%"))).all()
+        released = []
+        for job_id, owner in held:
+            if not _gone(str(owner)):
+                continue
+            with write(self.engine) as conn:
+                done = conn.execute(jobs.update().where(
+                    jobs.c.job_id == job_id, jobs.c.lease_owner == owner, jobs.c.status == "running")
+                    .values(lease_until=now() - timedelta(seconds=1), updated_at=now())).rowcount
+            if done:
+                released.append(str(job_id))
+        if released:
+            log.warning("released %d jobs whose worker process is gone: %s", len(released), released)
+        return released
 
     def _give_up(self, job_id: str, attempts: int) -> None:
         with write(self.engine) as conn:
@@ -538,14 +582,18 @@ class Worker:
 
     def run(self) -> None:
         """Until :meth:`stop`: run jobs, sleeping ``poll_seconds`` when there is none."""
-        while not self.stopping.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # a database hiccup must not kill the worker
-                log.exception("worker %s: claiming a job failed", self.name)
-                busy = False
-            if not busy:
-                self.stopping.wait(self.poll)
+        _LIVE_WORKERS.add(self.name)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    busy = self.run_once()
+                except Exception:  # a database hiccup must not kill the worker
+                    log.exception("worker %s: claiming a job failed", self.name)
+                    busy = False
+                if not busy:
+                    self.stopping.wait(self.poll)
+        finally:
+            _LIVE_WORKERS.discard(self.name)
 
     def start(self) -> Worker:
         self.thread = threading.Thread(target=self.run, name=f"worker-{self.name}", daemon=True)

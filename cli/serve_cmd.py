@@ -67,6 +67,7 @@ def worker(
         note(f"tile jobs not handled here: {exc}")
     else:
         register_tile_jobs(services)
+    services.jobs.release_dead_local()  # jobs a killed worker of this host was running resume at once
     runner = Worker(services.jobs, services.job_handlers())
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stopping.set())  # the running job finishes first

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,6 +184,31 @@ def test_a_heartbeat_that_fails_once_keeps_beating(quiet: Api, monkeypatch: pyte
     assert Worker(store, {"beats": beats}, name="w-beats").run_once()
     assert len(calls) > 2 and taken == [None]
     assert store.get(job["job_id"])["attempts"] == 1
+
+
+def test_a_restart_takes_up_at_once_the_jobs_its_dead_predecessor_held(quiet: Api) -> None:
+    """Red-team 2: a job whose worker process is gone resumes at once after a restart, not after its
+    lease; a live worker's job, another host's and this process's running worker's are left alone."""
+    services = quiet.app.state.services
+    store = JobStore(services.engine, services.settings.data_dir, lease_seconds=600)
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no process has now
+    owners = {"dead": f"{host}:{dead.pid}:a1", "this_pid_old": f"{host}:{os.getpid()}:old",
+              "live_process": f"{host}:1:b2", "other_host": f"not-{host}:{dead.pid}:c3"}
+    made = {}
+    for label, owner in owners.items():
+        job, _ = store.create("held-elsewhere", by=PLANNER)
+        assert store.claim(owner, {"held-elsewhere"})["job_id"] == job["job_id"]
+        made[label] = job["job_id"]
+    assert store.claim("w-next", {"held-elsewhere"}) is None, "every lease runs for ten minutes"
+    assert sorted(store.release_dead_local()) == sorted([made["dead"], made["this_pid_old"]])
+    taken = {store.claim("w-next", {"held-elsewhere"})["job_id"] for _ in range(2)}
+    assert taken == {made["dead"], made["this_pid_old"]} and store.claim("w-next", {"held-elsewhere"}) is None
+    for label in ("live_process", "other_host"):
+        store.finish(made[label], owners[label], "failed", error_code="test", error_detail="cleaned up")
+    for job_id in taken:
+        store.finish(job_id, "w-next", "succeeded", result_id="r")
 
 
 WORKER_SCRIPT = """
