@@ -1,4 +1,5 @@
-"""api.ogc.filter: CQL2 text filters (OGC API – Features Part 3) evaluated over a collection's frame."""
+"""api.ogc.filter: CQL2 text filters (OGC API – Features Part 3): parsing, and evaluation over a frame (the
+reference api.ogc.sql_filter translates from, and the path of a filter naming a layer's dates or booleans)."""
 
 from __future__ import annotations
 
