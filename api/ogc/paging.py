@@ -11,6 +11,7 @@ import numpy as np
 import sqlalchemy as sa
 from pygeofilter import ast
 
+from api.errors import InvalidParameterError
 from api.ogc import crs as ogc_crs
 from api.ogc.collections import ID_COLUMN, Collection
 from api.ogc.sql_filter import DEFERRED, Bbox, Prop, Source, to_sql
@@ -47,11 +48,17 @@ def sql_page(services: Services, collection: Collection, query: ItemsQuery, star
              ) -> tuple[list[Feature], int]:
     """The GeoJSON features of one page of a pageable collection and its numberMatched (``-1`` when
     ``count`` is off: one feature asked for by id)."""
-    if collection.id.startswith("blueprint-"):
-        return _blueprint_page(services, collection, query, start, size, out_crs, count)
-    if collection.id.startswith("layer-"):
-        return _layer_page(services, collection, query, start, size, out_crs, to_features, count)
-    return _parcels_page(services, collection, query, start, size, out_crs, to_features, count)
+    try:
+        if collection.id.startswith("blueprint-"):
+            return _blueprint_page(services, collection, query, start, size, out_crs, count)
+        if collection.id.startswith("layer-"):
+            return _layer_page(services, collection, query, start, size, out_crs, to_features, count)
+        return _parcels_page(services, collection, query, start, size, out_crs, to_features, count)
+    except (sa.exc.DataError, sa.exc.ProgrammingError) as exc:
+        if query.tree is None:
+            raise
+        # a value the database cannot take as the property's type (the filter, not the service)
+        raise InvalidParameterError("filter cannot be evaluated: a value does not fit its property") from exc
 
 
 def _source(services: Services, table: str, geom: sa.ColumnElement[Any], properties: dict[str, Prop]
@@ -148,7 +155,7 @@ def _attribute(name: str, dtype: str) -> Prop:
         kind = "O" if dtype == "string" else "?"
     if kind in "iuf":
         return Prop(value.as_float(), "number", name)
-    if kind == "O":
+    if kind in "OUS":  # object, or pandas 3's "str"
         return Prop(value.as_string(), "text", name)
     return Prop(value, DEFERRED, name)  # dates, booleans: named in a filter, the frame path answers
 

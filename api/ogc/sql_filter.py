@@ -126,6 +126,7 @@ class SqlEvaluator(FrameEvaluator):
     @on(ast.Between)
     def between(self, node: ast.Between, lhs: Any, low: Any, high: Any) -> Any:
         _same_kind(lhs, low)
+        _same_kind(lhs, high)
         if not isinstance(lhs, Prop):
             inside = bool((lhs >= low) & (lhs <= high))
             return not inside if node.not_ else inside
@@ -138,6 +139,7 @@ class SqlEvaluator(FrameEvaluator):
         prop = _prop(lhs)
         if not isinstance(node.pattern, str):
             raise InvalidParameterError("filter: LIKE needs a text pattern")
+        _value(node.pattern)
         text = prop.expr if prop.kind == "text" else sa.cast(prop.expr, sa.Text)
         parts = _like_parts(node.pattern, node.wildcard, node.singlechar, node.escapechar)
         if self.source.dialect == "postgresql":
@@ -155,7 +157,7 @@ class SqlEvaluator(FrameEvaluator):
     def in_(self, node: ast.In, lhs: Any, *options: Any) -> Any:
         prop = _prop(lhs)
         # a value of the other kind never equals a property's value (pandas' isin): it is left out
-        kept = [o for o in options if _fits(prop.kind, o)]
+        kept = [_value(o) for o in options if _fits(prop.kind, o)]
         hits = _never_null(prop.expr.in_(kept)) if kept else sa.false()
         return Cond(sa.not_(hits) if node.not_ else hits)
 
@@ -199,7 +201,7 @@ class SqlEvaluator(FrameEvaluator):
             if value.kind == "text" and self.source.dialect == "postgresql":
                 return value.expr.collate("C")  # code-point order, as Python compares text
             return value.expr
-        return sa.literal(value)
+        return sa.literal(_value(value))
 
     def _geometry_literal(self, geometry: BaseGeometry) -> sa.ColumnElement[Any]:
         wkb = sa.literal(shapely.to_wkb(geometry), sa.LargeBinary)
@@ -218,6 +220,25 @@ def _geometry(value: Any) -> BaseGeometry:
     raise InvalidParameterError("filter: a spatial predicate needs a geometry literal (WKT or BBOX)")
 
 
+INT64 = 2**63
+
+
+def _value(value: Any) -> Any:
+    """A literal as the database can take it: text without NUL, numbers (a boolean as 0/1, an integer
+    past 64 bits as a float); anything else is refused (pandas would have compared it as never equal)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidParameterError("filter: text may not contain NUL characters")
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if -INT64 <= value < INT64 else float(value)
+    if isinstance(value, float):
+        return value
+    raise InvalidParameterError("filter: a property is compared with text or a number here")
+
+
 def _fits(kind: str, value: Any) -> bool:
     if kind == "text":
         return isinstance(value, str)
@@ -234,7 +255,7 @@ def _same_kind(lhs: Any, rhs: Any) -> None:
         if isinstance(column, Prop) and not isinstance(literal, Prop):
             if column.kind == "number" and isinstance(literal, str):
                 raise InvalidParameterError(f"filter: {column.name} is a number, compared with text")
-            if column.kind == "text" and isinstance(literal, int | float) and not isinstance(literal, bool):
+            if column.kind == "text" and isinstance(literal, int | float):
                 raise InvalidParameterError(f"filter: {column.name} is text, compared with a number")
     if isinstance(lhs, Prop) and isinstance(rhs, Prop) and {lhs.kind, rhs.kind} == {"text", "number"}:
         raise InvalidParameterError(f"filter: {lhs.name} and {rhs.name} are not of one kind")
