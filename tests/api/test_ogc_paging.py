@@ -346,9 +346,10 @@ def test_a_filter_on_a_layers_boolean_takes_the_frame_path(grid: Api, tmp_path: 
     ("kind = TIMESTAMP('2020-01-01T00:00:00Z')", 400),
 ])
 def test_odd_filters_are_answered_or_refused_never_a_500(grid: Api, cql: str, status: int) -> None:
-    for collection_id in ("blueprint-v1-pieces", "layer-farmland", "project-parcels"):
-        cql_here = cql.replace("kind", {"layer-farmland": "fid_src", "project-parcels": "name"}.get(
-            collection_id, "kind")).replace("area_m2", "rank" if collection_id == "layer-farmland" else "area_m2")
+    names = {"blueprint-v1-pieces": ("kind", "area_m2"), "layer-farmland": ("fid_src", "rank"),
+             "project-parcels": ("name", "area_m2")}  # a text and a number property of each
+    for collection_id, (text, number) in names.items():
+        cql_here = cql.replace("kind", text).replace("area_m2", number)
         r = grid.get("planner", f"/ogc/collections/{collection_id}/items", params={"filter": cql_here})
         assert r.status_code == status, (collection_id, cql_here, r.text)
         if status == 400:
