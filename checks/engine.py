@@ -28,6 +28,7 @@ from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, R
 from layers.catalogue import Catalogue
 from layers.crs import CGCS2000, OFFSET_DATUMS, OUTPUT_CRS, crs_label, to_work_crs, undo_offset
 from layers.errors import WebMapOffsetError
+from layers.geojson_rows import ParcelRows
 from layers.geometry import polygonal_part, repair_geometries
 from layers.model import ParcelSet, Repair
 
@@ -189,6 +190,7 @@ class Screener:
         self._big = self._prepare_big(self._geoms)
         self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
         self._rules_by_type: dict[str, tuple[list[Rule], NDArray[np.int64]]] = {}
+        self._same_crs: dict[int, tuple[CRS, bool]] = {}
         codes, combos = pd.factorize(pieces["kinds"], sort=True)
         self._piece_combo = np.asarray(codes, dtype=np.int64)
         self.kinds = self._kind_vocabulary()
@@ -256,12 +258,14 @@ class Screener:
         state["_geoms"] = shapely.to_wkb(self._geoms)
         state["_source_cache"] = {}
         state["_rules_by_type"] = {}
+        state["_same_crs"] = {}
         del state["_big"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_rules_by_type", {})
+        self.__dict__.setdefault("_same_crs", {})
         self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
         self._tree = shapely.STRtree(self._geoms)
         self._big = self._prepare_big(self._geoms)
@@ -471,7 +475,7 @@ class Screener:
         declared = declared or Declared()
         check_date = check_date or dt.date.today()
         ptype = self.rules.require_project_type(project_type)
-        if len(parcels.frame) == 0:
+        if parcel_count(parcels) == 0:
             raise NoParcelsError(f"{parcels.source}: no parcels to screen")
         submitted = self._submitted(parcels)
         input_hash = self.input_hash(submitted.ids, submitted.geoms, submitted.names)
@@ -502,6 +506,10 @@ class Screener:
 
     def _submitted(self, parcels: ParcelSet) -> _Parcels:
         """The submission as plain arrays in the blueprint CRS, ids checked (pandas kept off the hot path)."""
+        if isinstance(parcels, ParcelRows) and self._is_work_crs(parcels.work_crs):
+            ids = list(parcels.ids)  # read without a frame, in this CRS already (layers.geojson_rows)
+            _require_unique(ids, parcels.source)
+            return _Parcels(ids, list(parcels.names), np.asarray(parcels.geoms, dtype=object))
         frame = parcels.frame
         columns = list(frame.columns)
         if "parcel_id" not in columns:
@@ -520,14 +528,19 @@ class Screener:
         if missing:
             raise CheckError(f"{parcels.source}: {missing} parcel(s) have no parcel_id")
         ids = [str(v) for v in raw]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i, n in Counter(ids).items() if n > 1)
-            raise DuplicateParcelIdError(
-                f"{parcels.source}: parcel_id '{dup}' is used by more than one parcel")
+        _require_unique(ids, parcels.source)
         names: list[str | None] = [None] * len(ids)
         if "name" in columns:
             names = [v if isinstance(v, str) else None for v in _column(frame, columns, "name").tolist()]
         return _Parcels(ids, names, np.asarray(geometry, dtype=object))
+
+    def _is_work_crs(self, crs: CRS) -> bool:
+        """Whether ``crs`` is this Screener's CRS (asked once per CRS object: pyproj's equals is slow)."""
+        known = self._same_crs.get(id(crs))
+        if known is None or known[0] is not crs:
+            known = self._same_crs[id(crs)] = (crs, crs is self.crs or crs.equals(self.crs,
+                                                                                  ignore_axis_order=True))
+        return known[1]
 
     def _repaired(self, parcels: _Parcels, source: str) -> tuple[_Parcels, list[Repair]]:
         """Parcels repaired by layers.geometry.repair_frame (skipped when nothing needs it), sorted."""
@@ -655,6 +668,17 @@ class Screener:
             "requirements": [r.as_dict() for r in rule.requirements],
             "piece_ids": sorted({str(self._piece_ids[p]) for p in pieces}),  # fixed-width ids
         }
+
+
+def parcel_count(parcels: ParcelSet) -> int:
+    """How many parcels a submission holds (without building the frame of a fast-path read)."""
+    return len(parcels.ids) if isinstance(parcels, ParcelRows) else len(parcels.frame)
+
+
+def _require_unique(ids: list[str], source: str) -> None:
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
+        raise DuplicateParcelIdError(f"{source}: parcel_id '{dup}' is used by more than one parcel")
 
 
 def collect_requirements(parcels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
