@@ -27,8 +27,9 @@ def collection(geoms: list[Any], props: list[dict[str, Any]] | None = None, crs:
                member: bool = False) -> dict[str, Any]:
     frame = gpd.GeoSeries(geoms, crs="EPSG:4548").to_crs(crs)
     props = props or [{"parcel_id": str(i + 1)} for i in range(len(geoms))]
-    body: dict[str, Any] = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": p, "geometry": mapping(g)} for p, g in zip(props, frame, strict=True)]}
+    features = [{"type": "Feature", "properties": p, "geometry": mapping(g)}
+                for p, g in zip(props, frame, strict=True)]
+    body: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     if member:
         body["crs"] = {"type": "name", "properties": {"name": crs}}
     return json.loads(json.dumps(body))
