@@ -41,9 +41,10 @@ from blueprint.merge import build_blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError
 from checks.conditions import parse_declared
-from checks.engine import parcel_count, result_json
 from checks.errors import NoParcelsError
+from checks.results import result_json
 from checks.rules import Rules, load_rules
+from checks.submission import parcel_count
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
 from layers.errors import OneBlueprintError
