@@ -17,7 +17,12 @@ from layers.ingest import parcels_from_geojson
 from runtime.caches import PublishedCache
 from runtime.keys import KeyStore
 from runtime.services import Services
-from tests.api.conftest import OUTSIDE_PARCEL, Api, collection, rect
+from tests.api.conftest import (
+    OUTSIDE_PARCEL,
+    Api,
+    collection,
+    rect,
+)
 from tests.geoms import BOW_TIE, MULTIPART, SLIVER, WITH_HOLE
 
 WHO = Principal("test", "approval_system")
@@ -138,4 +143,5 @@ def test_no_cache_reads_the_database_every_time(city: Api) -> None:
     assert here.verify(key) is not None and here.cached(key) is None
     elsewhere.revoke(record["key_id"])
     assert here.verify(key) is None
+
 
