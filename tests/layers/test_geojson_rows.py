@@ -16,7 +16,7 @@ from layers.errors import OneBlueprintError
 from layers.geojson_rows import ParcelRows, parcel_rows_from_geojson
 from layers.ingest import parcels_from_geojson
 from layers.model import ParcelSet
-from tests.geoms import BOW_TIE, MULTIPART, SLIVER, WITH_HOLE, X0, Y0, square
+from tests.geoms import BOW_TIE, MULTIPART, SLIVER, WITH_HOLE, square
 
 WORK = CRS.from_epsg(4548)
 AWKWARD = {"bow_tie": BOW_TIE, "hole": WITH_HOLE, "multipart": MULTIPART, "sliver": SLIVER,
@@ -113,6 +113,3 @@ def test_duplicate_parcel_numbers_refused_alike() -> None:
 def test_far_away_parcels_read_alike() -> None:  # the screener refuses them (tests/api/test_check_rows.py)
     assert_same(collection([square(50_000, 80_000, 50)]))
 
-
-def test_x0_y0_is_the_test_city() -> None:  # the geometries above lie where the test city is
-    assert (X0, Y0) == (500_000.0, 3_420_000.0)
