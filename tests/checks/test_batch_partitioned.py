@@ -18,9 +18,14 @@ from pandas.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from bench.bench_check import direct_blueprint
+from checks import batch_pieces, batch_sources
 from checks.batch import screen_batch
 from checks.batch_store import read_results
+from checks.engine import Screener
+from checks.errors import CheckError
+from checks.rules import load_rules
 from cli.main import build_app
+from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
@@ -96,12 +101,40 @@ def test_a_partitioned_parquet_dataset_is_one_input(run, data_dir, single, tmp_p
     assert_frame_equal(read_results(tmp_path / "parts"), single)  # ids not prefixed by part file
 
 
-def test_partitioned_on_dask_equals_in_process(run, data_dir, single, tmp_path):
+def test_partitioned_on_dask_equals_in_process(run, data_dir, single, tmp_path, monkeypatch):
+    """The workers read the version's pieces from the data dir: the driver never pickles its Screener."""
+    def refuse(self):
+        raise AssertionError("the screener was pickled for the workers")
+
+    monkeypatch.setattr(Screener, "__getstate__", refuse)
     result = run("check-batch", data_dir / "parcels.parquet", "--out", tmp_path / "parts", "--version", "v1",
                  "--partition-size", 60, "--dask", "--workers", 1)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["engine"] == "dask"
     assert_frame_equal(read_results(tmp_path / "parts"), single)
+    kept = data_dir / "versions" / "v1" / "screening"
+    assert {"pieces.parquet", *batch_sources.NAMES} <= {p.name for p in kept.iterdir()}
+
+
+def test_a_screener_read_from_the_piece_file_screens_the_same(data_dir, single, tmp_path):
+    """What a worker builds from pieces.parquet gives the driver's table exactly; another version's
+    file is refused, not used."""
+    stores = open_stores(Settings(data_dir=data_dir))
+    try:
+        blueprint = stores.blueprints.get("v1")
+    finally:
+        stores.close()
+    catalogue = load_catalogue()
+    driver = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    source = batch_pieces.piece_file(driver, blueprint, tmp_path / "screening")
+    worker = batch_pieces.screener_for(source)
+    assert worker is not driver and worker.piece_count == driver.piece_count
+    assert batch_pieces.screener_for(source) is worker  # built once per process
+    frame = gpd.read_parquet(data_dir / "parcels.parquet")
+    assert_frame_equal(screen_batch(frame, worker, "industrial"), single)
+    stale = batch_pieces.PieceFile(source.directory, "0" * 64, "other", *list(vars(source).values())[3:])
+    with pytest.raises(CheckError, match="other pieces"):
+        batch_pieces.screener_for(stale)
 
 
 def _cli(data_dir: Path, *args: object) -> list[str]:

@@ -18,7 +18,8 @@ def src(kind, layer, fid, **extra):
 
 
 TEXTS = [
-    json.dumps([src("permanent_farmland", "永久基本农田", "F9"), src("permanent_farmland", "永久基本农田", "F10"),
+    json.dumps([src("permanent_farmland", "永久基本农田", "F9"),
+                src("permanent_farmland", "永久基本农田", "F10"),
                 src("permanent_farmland", "永久基本农田", "F9"), src("urban_space", "zones", "z1")],
                ensure_ascii=False),
     json.dumps([src("ecological_redline", "redline", "r:1", note=[1, 2])]),  # extra fields ignored
@@ -46,7 +47,8 @@ def test_columnar_parse_equals_python_parse():
 def test_feature_sets_per_piece_and_kind():
     ids = np.asarray([f"P{i}" for i in range(len(TEXTS) + 1)], dtype=object)
     sets = build(ids, np.asarray([*TEXTS, TEXTS[1]], dtype=object))
-    assert sets_of(sets, 0, "permanent_farmland") == ("永久基本农田:F10", "永久基本农田:F9")  # code-point order
+    # code-point order, as sorted()
+    assert sets_of(sets, 0, "permanent_farmland") == ("永久基本农田:F10", "永久基本农田:F9")
     assert sets_of(sets, 4, "urban_space") == ("B:1", "a:10", "b:2")
     assert sets_of(sets, 1, "ecological_redline") == ("redline:r:1",)
     assert sets_of(sets, 6, "ecological_redline") == ("redline:r:1",)  # a repeated text: the same codes
