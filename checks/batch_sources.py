@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ class FeatureSets:
     kinds: list[str]  # kind names, indexed as in text_kind
     texts: list[str]  # per set id: the batch table's JSON text of the sorted feature ids
     fingerprint: str  # sha256 of the piece ids: the pieces these codes belong to
-    _values: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    names: list[str]  # every 'layer:feature_id', sorted: a feature's code is its position
+    set_start: NDArray[np.int64]  # set s holds the codes set_codes[set_start[s]:set_start[s + 1]]
+    set_codes: NDArray[np.int64]
 
     def sets_of(self, pieces: NDArray[np.int64], kinds: NDArray[np.int64], kind_names: list[str]
                 ) -> NDArray[np.int64]:
@@ -61,12 +64,17 @@ class FeatureSets:
             found &= self.text_kind[at] == key
         return np.where(found, self.text_set[at] if len(self.text_kind) else 0, 0)
 
-    def values(self, set_id: int) -> tuple[str, ...]:
-        """The feature ids of one set (read back from its JSON text: exactly the strings it was made of)."""
-        found = self._values.get(set_id)
-        if found is None:
-            found = self._values[set_id] = tuple(json.loads(self.texts[set_id]))
-        return found
+    def unions(self, owner: NDArray[np.int64], set_ids: NDArray[np.int64], n: int) -> list[str]:
+        """For each of ``n`` owners, the JSON text of the union of its sets (``owner`` sorted)."""
+        sizes = self.set_start[set_ids + 1] - self.set_start[set_ids]
+        first = self.set_start[set_ids]
+        at = np.repeat(first - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+        u = max(len(self.names), 1)
+        pair = np.unique(np.repeat(owner, sizes) * u + self.set_codes[at])  # sorted codes: sorted names
+        who, code = pair // u, pair % u
+        cut = np.searchsorted(who, np.arange(n + 1))
+        names = self.names
+        return [dumps([names[c] for c in code[a:b].tolist()]) for a, b in itertools.pairwise(cut.tolist())]
 
 
 def fingerprint(piece_ids: NDArray[np.object_]) -> str:
@@ -83,14 +91,14 @@ def build(piece_ids: NDArray[np.object_], sources: NDArray[np.object_]) -> Featu
     parent, kind, feature = flat
     kind_codes, kind_names = pd.factorize(kind, sort=True)
     kinds = [str(k) for k in np.asarray(kind_names, dtype=object).tolist()]
-    text_kind, text_set, set_texts = _intern(parent * max(len(kinds), 1) + np.asarray(kind_codes, np.int64),
-                                             feature)
+    text_kind, text_set, set_texts, names, set_start, set_codes = _intern(
+        parent * max(len(kinds), 1) + np.asarray(kind_codes, np.int64), feature)
     return FeatureSets(np.asarray(codes, dtype=np.int64), text_kind, text_set, kinds, set_texts,
-                       fingerprint(piece_ids))
+                       fingerprint(piece_ids), names, set_start, set_codes)
 
 
-def _intern(key: NDArray[np.int64], feature: NDArray[np.object_]
-            ) -> tuple[NDArray[np.int64], NDArray[np.int64], list[str]]:
+def _intern(key: NDArray[np.int64], feature: NDArray[np.object_]) -> tuple[
+        NDArray[np.int64], NDArray[np.int64], list[str], list[str], NDArray[np.int64], NDArray[np.int64]]:
     """Group the features by key into sorted, de-duplicated tuples and give each distinct tuple an id
     (0: the empty set; 1…U: one feature; then the larger sets)."""
     fcode, funiq = pd.factorize(feature, sort=True)  # sorted: code order = code-point order, as sorted()
@@ -99,20 +107,29 @@ def _intern(key: NDArray[np.int64], feature: NDArray[np.object_]
     pair = np.unique(key * u + np.asarray(fcode, dtype=np.int64))
     pkey, pfeat = pair // u, pair % u
     if not len(pair):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), ["[]"]
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), ["[]"], names, np.zeros(2, np.int64), np.zeros(
+            0, np.int64)
     starts = np.flatnonzero(np.r_[True, pkey[1:] != pkey[:-1]])
     sizes = np.diff(np.r_[starts, len(pair)])
     set_id = 1 + pfeat[starts]
     texts = ["[]"] + [dumps((name,)) for name in names]
     interned: dict[tuple[int, ...], int] = {}
+    multi: list[int] = []
+    multi_sizes: list[int] = []
     for i in np.flatnonzero(sizes > 1).tolist():
         members = tuple(pfeat[starts[i]:starts[i] + sizes[i]].tolist())
         found = interned.get(members)
         if found is None:
             found = interned[members] = len(texts)
             texts.append(dumps([names[m] for m in members]))
+            multi.extend(members)
+            multi_sizes.append(len(members))
         set_id[i] = found
-    return pkey[starts], set_id.astype(np.int64), texts
+    # members of every set: 0 none, 1…U one feature each (its code), then the larger sets
+    set_start = np.concatenate([[0, 0], np.arange(1, len(names) + 1), len(names) + np.cumsum(multi_sizes)])
+    set_codes = np.concatenate([np.arange(len(names)), np.asarray(multi, dtype=np.int64)])
+    return (pkey[starts], set_id.astype(np.int64), texts, names, set_start.astype(np.int64),
+            set_codes.astype(np.int64))
 
 
 def _flat_python(texts: list[str]) -> tuple[NDArray[np.int64], NDArray[np.object_], NDArray[np.object_]]:
@@ -179,11 +196,15 @@ def _tables(sets: FeatureSets) -> tuple[Any, Any, Any]:
     pieces = pa.table({"source": pa.array(sets.source_code, pa.int32())}).replace_schema_metadata(meta)
     keys = pa.table({"text_kind": pa.array(sets.text_kind, pa.int64()),
                      "set": pa.array(sets.text_set, pa.int32())})
-    texts = pa.table({"text": pa.array(sets.texts, pa.string())})
-    return pieces, keys, texts
+    texts = pa.table({"text": pa.array(sets.texts, pa.string()),
+                      "start": pa.array(sets.set_start[:-1], pa.int64())})
+    names = pa.table({"name": pa.array(sets.names, pa.string())})
+    codes = pa.table({"code": pa.array(sets.set_codes, pa.int64())})
+    return pieces, keys, texts, names, codes
 
 
-NAMES = ("piece_sources.parquet", "source_sets.parquet", "feature_sets.parquet")
+NAMES = ("piece_sources.parquet", "source_sets.parquet", "feature_sets.parquet", "features.parquet",
+         "set_members.parquet")
 
 
 def save(sets: FeatureSets, directory: Path) -> None:
@@ -221,13 +242,17 @@ def load(directory: Path, piece_ids: NDArray[np.object_] | None = None, *,
         if expect is not None and found != expect:
             return None
         keys = pq.read_table(directory / NAMES[1])
-        texts = pq.read_table(directory / NAMES[2]).column("text").to_pylist()
+        sets = pq.read_table(directory / NAMES[2])
+        names = pq.read_table(directory / NAMES[3]).column("name").to_pylist()
+        codes = pq.read_table(directory / NAMES[4]).column("code").to_numpy().astype(np.int64)
         kinds = json.loads(meta[b"kinds"])
     except (OSError, KeyError, ValueError, pa.ArrowException):
         return None
+    start = np.append(sets.column("start").to_numpy().astype(np.int64), len(codes))
     return FeatureSets(pieces.column("source").to_numpy().astype(np.int64),
                        keys.column("text_kind").to_numpy().astype(np.int64),
-                       keys.column("set").to_numpy().astype(np.int64), kinds, texts, found)
+                       keys.column("set").to_numpy().astype(np.int64), kinds, sets.column("text").to_pylist(),
+                       found, names, start, codes)
 
 
 def load_or_build(directory: Path | None, piece_ids: NDArray[np.object_], sources: NDArray[np.object_]

@@ -35,7 +35,10 @@ def as_lists(flat):
 
 
 def sets_of(sets, piece, kind):
-    return sets.values(int(sets.sets_of(np.asarray([piece]), np.asarray([KINDS.index(kind)]), KINDS)[0]))
+    found = sets.sets_of(np.asarray([piece]), np.asarray([KINDS.index(kind)]), KINDS)
+    text = sets.texts[int(found[0])]
+    assert sets.unions(np.zeros(1, dtype=np.int64), found, 1) == [text]  # the members agree with the text
+    return tuple(json.loads(text))
 
 
 def test_columnar_parse_equals_python_parse():
@@ -58,6 +61,11 @@ def test_feature_sets_per_piece_and_kind():
     assert same[0] == same[1] != 0
     # the text of a set is the batch table's JSON, the same as json.dumps
     assert sets.texts[int(same[0])] == json.dumps(["zones:z1"])
+    # unions of several sets: their features once each, sorted (two owners at once)
+    farm, urban4, urban0 = (sets.sets_of(np.asarray([p]), np.asarray([KINDS.index(k)]), KINDS)[0]
+                            for p, k in ((0, "permanent_farmland"), (4, "urban_space"), (0, "urban_space")))
+    assert sets.unions(np.asarray([0, 0, 0, 1, 1]), np.asarray([urban4, urban0, 0, farm, farm]), 2) == [
+        json.dumps(["B:1", "a:10", "b:2", "zones:z1"]), json.dumps(["永久基本农田:F10", "永久基本农田:F9"])]
 
 
 def test_texts_pyarrow_would_read_differently_fall_back_to_python():
@@ -81,8 +89,8 @@ def test_saved_sets_are_read_back_for_the_same_pieces_only(tmp_path, monkeypatch
     monkeypatch.setattr(batch_sources, "build", lambda *a: calls.append(a) or built)
     again = load_or_build(tmp_path, ids, sources)
     assert calls == []  # read back, not parsed
-    assert again.texts == built.texts and again.kinds == built.kinds
-    for name in ("source_code", "text_kind", "text_set"):
+    assert again.texts == built.texts and again.kinds == built.kinds and again.names == built.names
+    for name in ("source_code", "text_kind", "text_set", "set_start", "set_codes"):
         assert np.array_equal(getattr(again, name), getattr(built, name))
     other = ids.copy()
     other[0] = "Q0"
