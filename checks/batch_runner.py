@@ -94,6 +94,7 @@ def _run_on_dask(client: Any, work: gpd.GeoDataFrame, screener: Screener, projec
     results); results come back to the driver, which writes them, so workers need no shared output disk."""
     from dask.distributed import as_completed
 
+    task: Callable[..., tuple[gpd.GeoDataFrame, float]]
     if pieces is not None and visible_to_workers(client, pieces):
         task, shared = screen_part_from, client.scatter(pieces, broadcast=True)
     else:  # workers without the data dir: the screener goes to each worker, once

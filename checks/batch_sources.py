@@ -188,7 +188,7 @@ def _flat_arrow(texts: list[str]) -> Flat | None:
 
 # --- beside the version in the data directory ------------------------------------------------------
 
-def _tables(sets: FeatureSets) -> tuple[Any, Any, Any]:
+def _tables(sets: FeatureSets) -> tuple[Any, ...]:
     import pyarrow as pa
 
     meta = {b"format": FORMAT.encode(), b"fingerprint": sets.fingerprint.encode(),
