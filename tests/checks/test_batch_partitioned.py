@@ -230,3 +230,35 @@ def test_row_order_does_not_depend_on_the_input_order(screener):
     backward = screen_batch(parcels(*shapes[::-1], ids=ids[::-1]).frame, screener, "industrial")
     assert list(dict.fromkeys(forward["parcel_id"])) == ["B07", "B7", "B10"]
     assert_frame_equal(forward, backward)
+
+
+def test_workers_without_the_piece_file_get_the_screener(data_dir, single, tmp_path, monkeypatch):
+    """A cluster that cannot see the data dir (a remote one without shared storage) still runs: the
+    screener is sent to its workers as before; one that sees it reads the pieces itself."""
+    from dask.distributed import Client
+
+    from checks.batch_runner import run_batch, run_key, split
+    from checks.batch_store import BatchDir
+
+    stores = open_stores(Settings(data_dir=data_dir))
+    try:
+        blueprint = stores.blueprints.get("v1")
+    finally:
+        stores.close()
+    catalogue = load_catalogue()
+    screener = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    seen = batch_pieces.piece_file(screener, blueprint, tmp_path / "seen")
+    unseen = batch_pieces.PieceFile(str(tmp_path / "nowhere"), *list(vars(seen).values())[1:])
+    work = screener.validated(gpd.read_parquet(data_dir / "parcels.parquet"), "batch")
+    parts = split(work, 100)
+    loaded: list[str] = []
+    real = batch_pieces.read_blueprint
+    monkeypatch.setattr(batch_pieces, "read_blueprint", lambda d, e: loaded.append(str(d)) or real(d, e))
+    monkeypatch.setattr(batch_pieces, "_cache", {})
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        for name, source in (("unseen", unseen), ("seen", seen)):
+            key = run_key(screener, "industrial", name, "{}", 100, len(work))
+            batch = BatchDir.open(tmp_path / name / "out", key, [len(p) for p in parts])
+            run_batch(work, screener, "industrial", batch, parts, client=client, pieces=source)
+            assert_frame_equal(read_results(tmp_path / name / "out"), single)
+    assert loaded == [seen.directory]  # only the visible file was read, once
