@@ -155,10 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partition-size", type=int, default=20_000)
     parser.add_argument("--dask", action="store_true", help="the partitioned run on a LocalCluster")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--blueprint-cache", type=Path,
+                        help="pickle of the direct blueprint: read if there, else made and written (saves "
+                             "minutes when run again; the same seed makes the same pieces)")
     args = parser.parse_args(argv)
 
     print(load(f"bench_batch_scale: {args.parcels:,} parcels × ≈{args.pieces:,} pieces"))
-    blueprint, took, _ = timed(lambda: direct_blueprint(args.pieces))
+    blueprint, took, _ = timed(lambda: cached_blueprint(args.pieces, args.blueprint_cache))
     print(f"direct blueprint: {len(blueprint.pieces):,} pieces in {took:.1f} s")
     parcels = gpd.GeoDataFrame({"parcel_id": [f"B{i}" for i in range(args.parcels)]},
                                geometry=query_parcels(args.parcels, seed=11, margin=0.0), crs=WORK)
@@ -192,6 +195,22 @@ def main(argv: list[str] | None = None) -> None:
               f"core); {pg / (ours + prep):.1f}× counting the preparation; CPU (PostGIS serial, scaled): "
               f"{pg_cpu / ours_cpu:.1f}×  (goal ≥ 2×)")
         print("  areas: " + compare(table, theirs))
+
+
+def cached_blueprint(pieces: int, cache: Path | None) -> Any:
+    """direct_blueprint(pieces), through a pickle file when given (bench only: a file of our own making)."""
+    import pickle
+
+    if cache is not None and cache.is_file():
+        with cache.open("rb") as handle:
+            found = pickle.load(handle)  # a file this script wrote
+        if found.version == f"direct-{len(found.pieces)}" and abs(len(found.pieces) - pieces) < pieces * 0.01:
+            return found
+    made = direct_blueprint(pieces)
+    if cache is not None:
+        with cache.open("wb") as handle:
+            pickle.dump(made, handle)
+    return made
 
 
 def overlay_baseline(args: argparse.Namespace, parcels: gpd.GeoDataFrame, blueprint: Any, ours: float,
