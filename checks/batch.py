@@ -132,7 +132,9 @@ def _with_parcel_columns(table: pd.DataFrame, ids: NDArray[np.object_], verdict:
     table = table.drop(columns="parcel")
     table.insert(0, "parcel_id", ids[p])
     table.insert(1, "parcel_verdict", verdict[p])
-    table.insert(2, "error", np.where(error[p], ParcelOutsideCityError.code, None).astype(object))
+    codes = np.full(len(p), None, dtype=object)
+    codes[error[p]] = ParcelOutsideCityError.code
+    table.insert(2, "error", codes)
     table.insert(3, "area_m2", np.round(area[p], AREA_DECIMALS))
     table.insert(4, "ellipsoidal_area_m2", np.round(ell[p], AREA_DECIMALS))
     table.insert(5, "outside_m2", np.round(outside[p], AREA_DECIMALS))
