@@ -237,13 +237,12 @@ def check_batch(
         finally:
             stores.close()
         frame = read_batch(parcels, settings, crs, encoding)
-        pieces = _prepare_pieces(settings, screener, kept[0],
-                                 write=distributed and out.suffix.lower() != ".parquet")
+        pieces = _prepare_pieces(settings, screener, kept[0], write=distributed)
         kept.clear()  # the screener holds what the batch needs: free the frames
         note(f"{len(frame):,} parcels, blueprint {screener.version} ({screener.piece_count:,} pieces)")
         if out.suffix.lower() == ".parquet":
             summary = _one_file(frame, screener, project_type, out, distributed, scheduler, partitions,
-                                workers)
+                                workers, pieces)
         else:
             options = json.dumps({"crs": crs, "encoding": encoding}, sort_keys=True)
             summary = _partitioned(frame, screener, project_type, out, parcels, options, partition_size,
@@ -279,7 +278,8 @@ def version_dir(settings: Any, version: str) -> Path:
 
 
 def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, distributed: bool,
-              scheduler: str | None, partitions: int | None, workers: int) -> dict[str, Any]:
+              scheduler: str | None, partitions: int | None, workers: int,
+              pieces: Any = None) -> dict[str, Any]:
     """The whole table in memory, written as one GeoParquet file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -291,7 +291,7 @@ def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Pa
         task = bar.add_task("screen", total=len(frame))
         if distributed:
             table = screen_distributed(frame, screener, project_type, scheduler=scheduler,
-                                       partitions=partitions, n_workers=workers)
+                                       partitions=partitions, n_workers=workers, pieces=pieces)
         else:
             table = screen_batch(frame, screener, project_type,
                                  progress=lambda done, _total: bar.update(task, completed=done))

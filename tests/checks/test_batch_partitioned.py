@@ -262,3 +262,15 @@ def test_workers_without_the_piece_file_get_the_screener(data_dir, single, tmp_p
             run_batch(work, screener, "industrial", batch, parts, client=client, pieces=source)
             assert_frame_equal(read_results(tmp_path / name / "out"), single)
     assert loaded == [seen.directory]  # only the visible file was read, once
+
+
+def test_one_file_dask_run_reads_the_piece_file(run, data_dir, single, tmp_path, monkeypatch):
+    """`check-batch --out x.parquet --dask`: workers build their screener from the version's pieces."""
+    def refuse(self):
+        raise AssertionError("the screener was pickled for the workers")
+
+    monkeypatch.setattr(Screener, "__getstate__", refuse)
+    result = run("check-batch", data_dir / "parcels.parquet", "--out", tmp_path / "all.parquet", "--version",
+                 "v1", "--dask", "--workers", 1, "--partitions", 3)
+    assert result.exit_code == 0, result.output
+    assert_frame_equal(gpd.read_parquet(tmp_path / "all.parquet"), single)
