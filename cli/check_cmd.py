@@ -267,8 +267,12 @@ def _prepare_pieces(settings: Any, screener: Any, blueprint: Any, *, write: bool
     from checks.batch_pieces import piece_file
     from checks.conditions import load_compatibility
 
-    return piece_file(screener, blueprint, directory,
-                      compatibility=load_compatibility(settings.land_use_compat_file))
+    try:
+        return piece_file(screener, blueprint, directory,
+                          compatibility=load_compatibility(settings.land_use_compat_file))
+    except OSError as exc:  # a read-only data dir: the workers are sent the screener instead
+        note(f"cannot write the pieces for the dask workers to {directory} ({exc}); sending the screener")
+        return None
 
 
 def version_dir(settings: Any, version: str) -> Path:
