@@ -25,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     _, parse, _ = timed(lambda: batch_sources.save(
         batch_sources.build(screener._piece_ids, screener._sources), sets_dir))
     _, reload, _ = timed(lambda: feature_sets(screener, sets_dir))  # what a second run (or a worker) does
+    shutil.rmtree(sets_dir, ignore_errors=True)
     print(f"  piece feature sets, once per version: parsed + saved {parse:6.1f} s; read back {reload:6.1f} s")
     prep += reload
 
@@ -261,9 +263,13 @@ def partitioned(args: argparse.Namespace, parcels: gpd.GeoDataFrame, screener: S
             from checks.batch_pieces import piece_file
             from checks.distributed import dask_client
 
-            source = piece_file(screener, blueprint, Path(tempfile.mkdtemp(prefix="bench_batch_pieces_")))
-            with dask_client(None, args.workers) as client:  # workers read the pieces themselves
-                run_batch(work, screener, PROJECT_TYPE, batch, parts, client=client, pieces=source)
+            pieces_dir = Path(tempfile.mkdtemp(prefix="bench_batch_pieces_"))
+            try:
+                source = piece_file(screener, blueprint, pieces_dir)
+                with dask_client(None, args.workers) as client:  # workers read the pieces themselves
+                    run_batch(work, screener, PROJECT_TYPE, batch, parts, client=client, pieces=source)
+            finally:
+                shutil.rmtree(pieces_dir, ignore_errors=True)
         else:
             run_batch(work, screener, PROJECT_TYPE, batch, parts)
         batch.finish()
