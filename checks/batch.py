@@ -106,13 +106,17 @@ def _hit_rows(screener: Screener, hits: AreaHits, outcome: NDArray[np.int64], ra
     first = np.r_[True, parcel[1:] != parcel[:-1]] if len(order) else np.zeros(0, dtype=bool)
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0)) if len(order) else order
     labels = screener.kinds
-    kinds = [labels[int(k)] for k in hits.kind[order]]
+    kind = hits.kind[order]
+
+    def by_kind(values: list[str]) -> NDArray[np.object_]:  # indexing, not a Python step per hit
+        return np.asarray(values, dtype=object)[kind]
+
     return pd.DataFrame({
         "parcel": parcel,
         "hit_rank": np.arange(len(order)) - group_start,
-        "kind": [k.key for k in kinds], "name_zh": [k.name_zh for k in kinds],
-        "name_en": [k.name_en for k in kinds],
-        "rule": [OUTCOMES[int(o)] for o in outcome[order]],
+        "kind": by_kind([k.key for k in labels]), "name_zh": by_kind([k.name_zh for k in labels]),
+        "name_en": by_kind([k.name_en for k in labels]),
+        "rule": np.asarray(list(OUTCOMES), dtype=object)[outcome[order]],
         "below_tolerance": below[order],
         "overlap_area_m2": np.round(hits.area[order], AREA_DECIMALS),
         "overlap_ellipsoidal_area_m2": np.round(hits.ellipsoidal_area[order], AREA_DECIMALS),
@@ -129,7 +133,9 @@ def _with_parcel_columns(table: pd.DataFrame, ids: NDArray[np.object_], verdict:
     table = table.drop(columns="parcel")
     table.insert(0, "parcel_id", ids[p])
     table.insert(1, "parcel_verdict", verdict[p])
-    table.insert(2, "error", [ParcelOutsideCityError.code if e else None for e in error[p]])
+    codes = np.full(len(p), None, dtype=object)
+    codes[error[p]] = ParcelOutsideCityError.code
+    table.insert(2, "error", codes)
     table.insert(3, "area_m2", np.round(area[p], AREA_DECIMALS))
     table.insert(4, "ellipsoidal_area_m2", np.round(ell[p], AREA_DECIMALS))
     table.insert(5, "outside_m2", np.round(outside[p], AREA_DECIMALS))

@@ -21,26 +21,23 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
   the whole parcel reports the parcel's own areas, as the engine does.
 
 Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays, and
-the source feature ids per (distinct ``sources`` text, kind).
+the pieces' feature sets (checks.batch_sources: parsed once per version, or read from the data dir).
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import threading
 import weakref
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
 from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas
+from checks.batch_sources import FeatureSets, load_or_build
 from checks.engine import NOISE_M2, Screener
 from layers.crs import CGCS2000, transformer
 
@@ -70,15 +67,7 @@ class BatchIndex:
     coord_start: NDArray[np.int64]  # ring r's vertices (no closing one): coord_start[r]:coord_start[r + 1]
     xy: NDArray[np.float64]  # (n, 2) ring vertices
     weight: NDArray[np.float64]  # per ring: ±1 so weight × signed shoelace is +area (exterior) / −area (hole)
-    source_code: NDArray[np.int64]  # per piece: index of its distinct `sources` text
-    source_text: NDArray[np.object_]
-    features: dict[int, tuple[str, ...]]  # (source code × n kinds + kind) → sorted 'layer:feature_id'
-    # distinct feature sets: many pieces (of different `sources` texts) share one set for a kind (a zone
-    # feature cut into many pieces), so a hit's pieces are compared by set, not by source text
-    set_of: dict[int, int]  # (source code × n kinds + kind) → feature set id
-    set_ids: dict[tuple[str, ...], int]
-    set_values: list[tuple[str, ...]]
-    set_texts: list[str]  # the same as batch-table JSON text
+    sets: FeatureSets | None = None  # each piece's kind → source feature set (checks.batch_sources)
 
 
 _indexes: weakref.WeakKeyDictionary[Screener, BatchIndex] = weakref.WeakKeyDictionary()
@@ -92,6 +81,16 @@ def batch_index(screener: Screener) -> BatchIndex:
         if found is None:
             found = _indexes[screener] = _build_index(screener)
         return found
+
+
+def feature_sets(screener: Screener, directory: Path | None = None) -> FeatureSets:
+    """The screener's piece feature sets: loaded from ``directory`` (the version's directory in the data
+    dir) when saved there for these pieces, else parsed once in this process (and saved there)."""
+    index = batch_index(screener)
+    with _lock:
+        if index.sets is None:
+            index.sets = load_or_build(directory, screener._piece_ids, screener._sources)
+        return index.sets
 
 
 def _build_index(screener: Screener) -> BatchIndex:
@@ -116,9 +115,7 @@ def _build_index(screener: Screener) -> BatchIndex:
     exterior[part_rings[:-1][np.diff(part_rings) > 0]] = True
     weight = np.where(signed >= 0, 1.0, -1.0) * np.where(exterior, 1.0, -1.0)
     ring_start = np.searchsorted(ring_piece, np.arange(len(geoms) + 1)).astype(np.int64)
-    codes, texts = pd.factorize(pd.Series(screener._sources, dtype=object).fillna("[]"))
-    return BatchIndex(ring_start, coord_start, xy, weight, np.asarray(codes, dtype=np.int64),
-                      np.asarray(texts, dtype=object), {}, {}, {}, [], [])
+    return BatchIndex(ring_start, coord_start, xy, weight)
 
 
 def _shoelace(x: NDArray[np.float64], y: NDArray[np.float64], ring: NDArray[np.int64],
@@ -359,129 +356,26 @@ def overlap_areas(screener: Screener, geoms: NDArray[np.object_], parcel_ell: ND
 
 def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]) -> list[str]:
     """json.dumps(Screener.feature_ids(pieces of hit, kind)) for each hit in ``rows``."""
-    index = batch_index(screener)
-    nk = len(screener.kinds)
+    sets = feature_sets(screener)
     sizes = np.diff(hits.member_bounds)[rows]
     hit_of = np.repeat(np.arange(len(rows)), sizes)
     starts = hits.member_bounds[rows]
     member = np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
-    pieces = hits.member_piece[member]
-    keys = index.source_code[pieces] * nk + hits.kind[rows][hit_of]
-    codes, uniq = pd.factorize(keys)  # hashing, no sort
-    ukeys = np.asarray(uniq, dtype=np.int64)
-    _parse(screener, index, ukeys, nk)
-    set_of = index.set_of
-    sets = np.fromiter((set_of[k] for k in ukeys.tolist()), dtype=np.int64, count=len(ukeys))
-    member_set = sets[np.asarray(codes, dtype=np.int64)]
+    member_set = sets.sets_of(hits.member_piece[member], hits.kind[rows][hit_of],
+                              [label.key for label in screener.kinds])
     # hits whose members all share one feature set take its text; the others union their sets
-    nsets = max(len(index.set_values), 1)
+    nsets = max(len(sets.texts), 1)
     pair = np.unique(hit_of * nsets + member_set)
     pair_hit, pair_set = pair // nsets, pair % nsets
     distinct = np.bincount(pair_hit, minlength=len(rows))
     first = np.searchsorted(pair_hit, np.arange(len(rows)))
-    values, texts = index.set_values, index.set_texts
-    out: list[str] = []
-    for nd, f in zip(distinct.tolist(), first.tolist(), strict=True):
-        if nd == 1:
-            out.append(texts[int(pair_set[f])])
-        elif nd == 0:
-            out.append("[]")
-        else:
-            feats = {x for u in pair_set[f:f + nd].tolist() for x in values[u]}
-            out.append(_dumps(sorted(feats)))
-    return out
-
-
-def _features_python(texts: list[str], codes: list[int], kind_index: dict[str, int],
-                     nk: int) -> dict[int, tuple[str, ...]]:
-    """(code × nk + kind) → sorted 'layer:feature_id' of the sources of that kind: one json.loads."""
-    parsed: list[Any] = json.loads("[" + ",".join(texts) + "]")
-    features: dict[int, tuple[str, ...]] = {}
-    for code, sources in zip(codes, parsed, strict=True):
-        grouped: dict[str, set[str]] = {}
-        for src in sources:
-            grouped.setdefault(str(src.get("kind")), set()).add(
-                f"{src.get('layer', '')}:{src.get('feature_id', '')}")
-        for kind, found in grouped.items():
-            k = kind_index.get(kind)
-            if k is not None:
-                features[code * nk + k] = tuple(found) if len(found) == 1 else tuple(sorted(found))
-    return features
-
-
-@functools.cache
-def _sources_schema() -> Any:
-    """The part of a piece's `sources` JSON the feature ids need, all text."""
-    import pyarrow as pa
-
-    fields = [(f, pa.string()) for f in ("kind", "layer", "feature_id")]
-    return pa.schema([("s", pa.list_(pa.struct(fields)))])
-
-
-def _features_arrow(texts: list[str], codes: list[int], kind_index: dict[str, int],
-                    nk: int) -> dict[int, tuple[str, ...]] | None:
-    """What _features_python gives, parsed by pyarrow's JSON reader and grouped in columns (a Python
-    step per (code, kind), not per source). None — use _features_python — for any text it would not
-    read the same way: numbers or nulls where text is expected, missing fields, line breaks."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as paj
-
-    if any("\n" in t for t in texts):
-        return None
-    body = ("\n".join('{"s":' + t + "}" for t in texts) + "\n").encode()
-    try:
-        table = paj.read_json(pa.py_buffer(body), parse_options=paj.ParseOptions(
-            explicit_schema=_sources_schema(), unexpected_field_behavior="ignore"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    column = table.column("s").combine_chunks()
-    if table.num_rows != len(texts) or column.null_count:
-        return None
-    flat = pc.list_flatten(column)
-    layer, feature = flat.field("layer"), flat.field("feature_id")
-    if flat.null_count or layer.null_count or feature.null_count:
-        return None  # Python reads a missing field as '' but an explicit null as 'None'
-    parent = np.asarray(pc.list_parent_indices(column).to_numpy(), dtype=np.int64)
-    names = list(kind_index)
-    position = pc.index_in(flat.field("kind"), value_set=pa.array(names, pa.string())).fill_null(-1)
-    position = np.asarray(position.to_numpy(), dtype=np.int64)
-    known = position >= 0  # other kinds (and a missing kind, 'None' in Python) are not blueprint kinds
-    kind_of = np.asarray([kind_index[n] for n in names], dtype=np.int64)
-    key = np.asarray(codes, dtype=np.int64)[parent[known]] * nk + kind_of[position[known]]
-    text = pc.binary_join_element_wise(layer, feature, ":").to_numpy(zero_copy_only=False)[known]
-    frame = pd.DataFrame({"key": key, "text": text}).drop_duplicates()
-    order = np.lexsort((frame["text"].to_numpy(dtype=object), frame["key"].to_numpy()))
-    key, text = frame["key"].to_numpy()[order], frame["text"].to_numpy(dtype=object)[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], len(key)]
-    return {k: tuple(text[a:b].tolist())
-            for k, a, b in zip(key[starts].tolist(), starts.tolist(), ends.tolist(), strict=True)}
-
-
-def _dumps(values: tuple[str, ...] | list[str]) -> str:
-    """json.dumps(list(values)) with its defaults (ensure_ascii, ", "), via the C string encoder."""
-    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
-
-
-def _parse(screener: Screener, index: BatchIndex, keys: NDArray[np.int64], nk: int) -> None:
-    """Fill index.features for the (source code, kind) keys not parsed yet (one columnar parse)."""
-    todo = [int(k) for k in keys.tolist() if int(k) not in index.features]
-    if not todo:
-        return
-    codes = sorted({k // nk for k in todo})
-    kind_index = {label.key: k for k, label in enumerate(screener.kinds)}
-    texts = [str(index.source_text[c]) or "[]" for c in codes]
-    features = index.features
-    found = _features_arrow(texts, codes, kind_index, nk)
-    features.update(found if found is not None else _features_python(texts, codes, kind_index, nk))
-    for key in todo:  # kinds a piece has without a source entry (engine: no feature ids)
-        if key not in features:
-            features[key] = ()
-        feature_set = features[key]
-        set_id = index.set_ids.get(feature_set)
-        if set_id is None:
-            set_id = index.set_ids[feature_set] = len(index.set_values)
-            index.set_values.append(feature_set)
-            index.set_texts.append(_dumps(feature_set))
-        index.set_of[key] = set_id
+    texts = np.asarray(sets.texts, dtype=object)
+    single = distinct == 1
+    out = np.full(len(rows), "[]", dtype=object)  # no member at all: no feature ids
+    out[single] = texts[pair_set[first[single]]]
+    several = np.flatnonzero(distinct > 1)
+    if len(several):  # the union of their sets' features, in one vectorised pass
+        pick = np.isin(pair_hit, several)
+        owner = np.searchsorted(several, pair_hit[pick])
+        out[several] = sets.unions(owner, pair_set[pick], len(several))
+    return out.tolist()

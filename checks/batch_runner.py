@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from checks.batch import CHUNK, screen_rows
+from checks.batch_pieces import PieceFile, screener_for, visible_to_workers
 from checks.batch_store import BatchDir, RunKey
 from checks.distributed import hilbert_order
 from checks.engine import Screener
@@ -52,12 +53,20 @@ def screen_part(screener: Screener, part: gpd.GeoDataFrame, project_type: str,
     return table, time.perf_counter() - started
 
 
+def screen_part_from(source: PieceFile, part: gpd.GeoDataFrame, project_type: str,
+                     chunk: int = CHUNK) -> tuple[gpd.GeoDataFrame, float]:
+    """``screen_part`` on a worker that reads the pieces itself (checks.batch_pieces)."""
+    return screen_part(screener_for(source), part, project_type, chunk)
+
+
 def run_batch(work: gpd.GeoDataFrame, screener: Screener, project_type: str, batch: BatchDir,
               parts: list[NDArray[np.int64]], *, client: Any = None, progress: PartProgress | None = None,
-              pause: float = 0.0) -> None:
+              pause: float = 0.0, pieces: PieceFile | None = None) -> None:
     """Screen the partitions ``batch`` has not finished (``work``: ``Screener.validated`` parcels); each
-    finished partition is written and recorded before the next result is taken. ``pause`` (seconds after
-    each partition) exists for the resume tests only."""
+    finished partition is written and recorded before the next result is taken. On dask, workers that
+    see ``pieces`` (the version's pieces written in the data dir) read them themselves; otherwise the
+    screener is sent to each worker. ``pause`` (seconds after each partition) exists for the resume
+    tests only."""
     total = len(parts)
     done = total - len(batch.pending())
     parcels = batch.finished_parcels()
@@ -75,23 +84,27 @@ def run_batch(work: gpd.GeoDataFrame, screener: Screener, project_type: str, bat
         for index in batch.pending():
             finished(index, *screen_part(screener, work.iloc[parts[index]], project_type))
     else:
-        _run_on_dask(client, work, screener, project_type, batch.pending(), parts, finished)
+        _run_on_dask(client, work, screener, project_type, batch.pending(), parts, finished, pieces)
 
 
 def _run_on_dask(client: Any, work: gpd.GeoDataFrame, screener: Screener, project_type: str,
                  pending: list[int], parts: list[NDArray[np.int64]],
-                 finished: Callable[[int, gpd.GeoDataFrame, float], None]) -> None:
+                 finished: Callable[[int, gpd.GeoDataFrame, float], None], pieces: PieceFile | None) -> None:
     """Partitions as dask tasks, a bounded number in flight (the driver holds at most that many inputs and
-    results); results come back to the driver, which writes them, so workers need no shared disk."""
+    results); results come back to the driver, which writes them, so workers need no shared output disk."""
     from dask.distributed import as_completed
 
-    shared = client.scatter(screener, broadcast=True)  # once per worker, not once per task
+    task: Callable[..., tuple[gpd.GeoDataFrame, float]]
+    if pieces is not None and visible_to_workers(client, pieces):
+        task, shared = screen_part_from, client.scatter(pieces, broadcast=True)
+    else:  # workers without the data dir: the screener goes to each worker, once
+        task, shared = screen_part, client.scatter(screener, broadcast=True)
     window = 2 * max(1, len(client.scheduler_info().get("workers", {})) or 1)
     todo = iter(pending)
     index_of: dict[Any, int] = {}
 
     def submit(index: int) -> Any:
-        future = client.submit(screen_part, shared, work.iloc[parts[index]], project_type, pure=False)
+        future = client.submit(task, shared, work.iloc[parts[index]], project_type, pure=False)
         index_of[future] = index
         return future
 

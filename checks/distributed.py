@@ -11,6 +11,7 @@ import numpy as np
 import shapely
 
 from checks.batch import empty_rows, order_rows, screen_rows
+from checks.batch_pieces import PieceFile, screener_for, visible_to_workers
 from checks.engine import Screener
 from checks.errors import CheckError, NoParcelsError
 
@@ -43,6 +44,11 @@ def _screen_partition(part: gpd.GeoDataFrame, screener: Screener, project_type: 
     return screen_rows(screener, part, ptype)
 
 
+def _screen_partition_from(part: gpd.GeoDataFrame, source: PieceFile, project_type: str) -> gpd.GeoDataFrame:
+    """``_screen_partition`` on a worker that reads the version's pieces itself (checks.batch_pieces)."""
+    return _screen_partition(part, screener_for(source), project_type)
+
+
 def hilbert_order(frame: gpd.GeoDataFrame) -> np.ndarray:
     """Row order along a Hilbert curve over the parcels' extent; empty geometries go first (they are
     reported as errors, and dask-geopandas' spatial_shuffle cannot place them)."""
@@ -57,13 +63,15 @@ def hilbert_order(frame: gpd.GeoDataFrame) -> np.ndarray:
 
 def screen_distributed(parcels_gdf: gpd.GeoDataFrame, screener: Screener, project_type: str, *,
                        scheduler: str | None = None, partitions: int | None = None,
-                       n_workers: int = 2, client: Any = None) -> gpd.GeoDataFrame:
+                       n_workers: int = 2, client: Any = None,
+                       pieces: PieceFile | None = None) -> gpd.GeoDataFrame:
     """Screen ``parcels_gdf`` on dask-geopandas, spatially partitioned along a Hilbert curve so each
     partition queries a compact part of the STRtree.
 
     Runs on ``client``, else on the dask.distributed ``scheduler`` address, else on a fresh LocalCluster
-    of ``n_workers`` processes. The screener is broadcast once per worker (its tree is rebuilt there on
-    unpickling). Rows come back in the in-process order (``order_rows``), so the table equals
+    of ``n_workers`` processes. Workers that see ``pieces`` (the version's pieces in the data dir) build
+    their screener from that file; otherwise the screener is broadcast once per worker (its tree is
+    rebuilt there on unpickling). Rows come back in the in-process order (``order_rows``), so the table equals
     ``screen_batch`` on the same input exactly.
     """
     import dask_geopandas
@@ -79,8 +87,12 @@ def screen_distributed(parcels_gdf: gpd.GeoDataFrame, screener: Screener, projec
         # contiguous runs of the Hilbert order are the spatial partitions (no shuffle needed: the
         # parcels are in this process already); sort=False keeps that order
         ddf = dask_geopandas.from_geopandas(ordered, npartitions=nparts, sort=False)
-        shared = active.scatter(screener, broadcast=True)
-        rows = ddf.map_partitions(_screen_partition, shared, project_type, meta=empty_rows(screener.crs))
+        if pieces is not None and visible_to_workers(active, pieces):
+            task: Any = _screen_partition_from
+            shared = active.scatter(pieces, broadcast=True)
+        else:
+            task, shared = _screen_partition, active.scatter(screener, broadcast=True)
+        rows = ddf.map_partitions(task, shared, project_type, meta=empty_rows(screener.crs))
         return active.compute(rows).result()
 
     if client is not None:

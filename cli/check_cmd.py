@@ -43,10 +43,14 @@ def _context(settings: Any) -> tuple[Any, Any, Any]:
     return open_stores(settings), catalogue, rules
 
 
-def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: str | None) -> Any:
+def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: str | None,
+              keep: list[Any] | None = None) -> Any:
+    """The Screener of ``version`` (latest published by default); ``keep`` receives the blueprint."""
     from checks.engine import Screener
 
     blueprint = stores.blueprints.get(version) if version else stores.blueprints.latest_published()
+    if keep is not None:
+        keep.append(blueprint)
     if blueprint.status != "published":
         from runtime.errors import BlueprintNotPublishedError
 
@@ -228,26 +232,58 @@ def check_batch(
         stores, catalogue, rules = _context(settings)
         try:
             rules.require_project_type(project_type)
-            screener = _screener(settings, stores, catalogue, rules, version)
+            kept: list[Any] = []
+            screener = _screener(settings, stores, catalogue, rules, version, kept)
         finally:
             stores.close()
         frame = read_batch(parcels, settings, crs, encoding)
+        pieces = _prepare_pieces(settings, screener, kept[0], write=distributed)
+        kept.clear()  # the screener holds what the batch needs: free the frames
         note(f"{len(frame):,} parcels, blueprint {screener.version} ({screener.piece_count:,} pieces)")
         if out.suffix.lower() == ".parquet":
             summary = _one_file(frame, screener, project_type, out, distributed, scheduler, partitions,
-                                workers)
+                                workers, pieces)
         else:
             options = json.dumps({"crs": crs, "encoding": encoding}, sort_keys=True)
             summary = _partitioned(frame, screener, project_type, out, parcels, options, partition_size,
                                    restart=restart, scheduler=scheduler if distributed else None,
-                                   dask=distributed, workers=workers, pause=pause)
+                                   dask=distributed, workers=workers, pause=pause, pieces=pieces)
     emit(summary | {"parcels": len(frame), "blueprint_version": screener.version,
                     "project_type": project_type, "engine": "dask" if distributed else "in-process",
                     "seconds": round(time.perf_counter() - started, 2)})
 
 
+def _prepare_pieces(settings: Any, screener: Any, blueprint: Any, *, write: bool) -> Any:
+    """The version's piece feature sets, read from (or, the first time, saved to) the data dir; with
+    ``write`` also the pieces themselves for dask workers to read (checks.batch_pieces)."""
+    from checks.batch_fast import feature_sets
+
+    directory = version_dir(settings, screener.version)
+    started = time.perf_counter()
+    feature_sets(screener, directory)
+    note(f"piece feature sets ready in {time.perf_counter() - started:.1f} s ({directory})")
+    if not write:
+        return None
+    from checks.batch_pieces import piece_file
+    from checks.conditions import load_compatibility
+
+    try:
+        return piece_file(screener, blueprint, directory,
+                          compatibility=load_compatibility(settings.land_use_compat_file))
+    except OSError as exc:  # a read-only data dir: the workers are sent the screener instead
+        note(f"cannot write the pieces for the dask workers to {directory} ({exc}); sending the screener")
+        return None
+
+
+def version_dir(settings: Any, version: str) -> Path:
+    """data_dir/versions/<version>/screening: what the batch keeps per published version."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in version).lstrip(".") or "_"
+    return Path(settings.data_dir) / "versions" / safe / "screening"
+
+
 def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, distributed: bool,
-              scheduler: str | None, partitions: int | None, workers: int) -> dict[str, Any]:
+              scheduler: str | None, partitions: int | None, workers: int,
+              pieces: Any = None) -> dict[str, Any]:
     """The whole table in memory, written as one GeoParquet file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -259,7 +295,7 @@ def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Pa
         task = bar.add_task("screen", total=len(frame))
         if distributed:
             table = screen_distributed(frame, screener, project_type, scheduler=scheduler,
-                                       partitions=partitions, n_workers=workers)
+                                       partitions=partitions, n_workers=workers, pieces=pieces)
         else:
             table = screen_batch(frame, screener, project_type,
                                  progress=lambda done, _total: bar.update(task, completed=done))
@@ -272,7 +308,7 @@ def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Pa
 
 def _partitioned(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, source: Path,
                  options: str, size: int, *, restart: bool, scheduler: str | None, dask: bool, workers: int,
-                 pause: float) -> dict[str, Any]:
+                 pause: float, pieces: Any = None) -> dict[str, Any]:
     """Partitioned parquet in ``out`` with a manifest; resumes a killed run of the same input."""
     from checks.batch_runner import run_batch, run_key, split
     from checks.batch_store import BatchDir, input_checksum
@@ -291,7 +327,7 @@ def _partitioned(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out:
 
             with dask_client(scheduler, workers) as client:
                 run_batch(work, screener, project_type, batch, parts, client=client, progress=progress,
-                          pause=pause)
+                          pause=pause, pieces=pieces)
         else:
             run_batch(work, screener, project_type, batch, parts, progress=progress, pause=pause)
     manifest = batch.finish()

@@ -18,9 +18,14 @@ from pandas.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from bench.bench_check import direct_blueprint
+from checks import batch_pieces, batch_sources
 from checks.batch import screen_batch
 from checks.batch_store import read_results
+from checks.engine import Screener
+from checks.errors import CheckError
+from checks.rules import load_rules
 from cli.main import build_app
+from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
@@ -96,12 +101,40 @@ def test_a_partitioned_parquet_dataset_is_one_input(run, data_dir, single, tmp_p
     assert_frame_equal(read_results(tmp_path / "parts"), single)  # ids not prefixed by part file
 
 
-def test_partitioned_on_dask_equals_in_process(run, data_dir, single, tmp_path):
+def test_partitioned_on_dask_equals_in_process(run, data_dir, single, tmp_path, monkeypatch):
+    """The workers read the version's pieces from the data dir: the driver never pickles its Screener."""
+    def refuse(self):
+        raise AssertionError("the screener was pickled for the workers")
+
+    monkeypatch.setattr(Screener, "__getstate__", refuse)
     result = run("check-batch", data_dir / "parcels.parquet", "--out", tmp_path / "parts", "--version", "v1",
                  "--partition-size", 60, "--dask", "--workers", 1)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["engine"] == "dask"
     assert_frame_equal(read_results(tmp_path / "parts"), single)
+    kept = data_dir / "versions" / "v1" / "screening"
+    assert {"pieces.parquet", *batch_sources.NAMES} <= {p.name for p in kept.iterdir()}
+
+
+def test_a_screener_read_from_the_piece_file_screens_the_same(data_dir, single, tmp_path):
+    """What a worker builds from pieces.parquet gives the driver's table exactly; another version's
+    file is refused, not used."""
+    stores = open_stores(Settings(data_dir=data_dir))
+    try:
+        blueprint = stores.blueprints.get("v1")
+    finally:
+        stores.close()
+    catalogue = load_catalogue()
+    driver = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    source = batch_pieces.piece_file(driver, blueprint, tmp_path / "screening")
+    worker = batch_pieces.screener_for(source)
+    assert worker is not driver and worker.piece_count == driver.piece_count
+    assert batch_pieces.screener_for(source) is worker  # built once per process
+    frame = gpd.read_parquet(data_dir / "parcels.parquet")
+    assert_frame_equal(screen_batch(frame, worker, "industrial"), single)
+    stale = batch_pieces.PieceFile(source.directory, "0" * 64, "other", *list(vars(source).values())[3:])
+    with pytest.raises(CheckError, match="other pieces"):
+        batch_pieces.screener_for(stale)
 
 
 def _cli(data_dir: Path, *args: object) -> list[str]:
@@ -197,3 +230,47 @@ def test_row_order_does_not_depend_on_the_input_order(screener):
     backward = screen_batch(parcels(*shapes[::-1], ids=ids[::-1]).frame, screener, "industrial")
     assert list(dict.fromkeys(forward["parcel_id"])) == ["B07", "B7", "B10"]
     assert_frame_equal(forward, backward)
+
+
+def test_workers_without_the_piece_file_get_the_screener(data_dir, single, tmp_path, monkeypatch):
+    """A cluster that cannot see the data dir (a remote one without shared storage) still runs: the
+    screener is sent to its workers as before; one that sees it reads the pieces itself."""
+    from dask.distributed import Client
+
+    from checks.batch_runner import run_batch, run_key, split
+    from checks.batch_store import BatchDir
+
+    stores = open_stores(Settings(data_dir=data_dir))
+    try:
+        blueprint = stores.blueprints.get("v1")
+    finally:
+        stores.close()
+    catalogue = load_catalogue()
+    screener = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    seen = batch_pieces.piece_file(screener, blueprint, tmp_path / "seen")
+    unseen = batch_pieces.PieceFile(str(tmp_path / "nowhere"), *list(vars(seen).values())[1:])
+    work = screener.validated(gpd.read_parquet(data_dir / "parcels.parquet"), "batch")
+    parts = split(work, 100)
+    loaded: list[str] = []
+    real = batch_pieces.read_blueprint
+    monkeypatch.setattr(batch_pieces, "read_blueprint", lambda d, e: loaded.append(str(d)) or real(d, e))
+    monkeypatch.setattr(batch_pieces, "_cache", {})
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        for name, source in (("unseen", unseen), ("seen", seen)):
+            key = run_key(screener, "industrial", name, "{}", 100, len(work))
+            batch = BatchDir.open(tmp_path / name / "out", key, [len(p) for p in parts])
+            run_batch(work, screener, "industrial", batch, parts, client=client, pieces=source)
+            assert_frame_equal(read_results(tmp_path / name / "out"), single)
+    assert loaded == [seen.directory]  # only the visible file was read, once
+
+
+def test_one_file_dask_run_reads_the_piece_file(run, data_dir, single, tmp_path, monkeypatch):
+    """`check-batch --out x.parquet --dask`: workers build their screener from the version's pieces."""
+    def refuse(self):
+        raise AssertionError("the screener was pickled for the workers")
+
+    monkeypatch.setattr(Screener, "__getstate__", refuse)
+    result = run("check-batch", data_dir / "parcels.parquet", "--out", tmp_path / "all.parquet", "--version",
+                 "v1", "--dask", "--workers", 1, "--partitions", 3)
+    assert result.exit_code == 0, result.output
+    assert_frame_equal(gpd.read_parquet(tmp_path / "all.parquet"), single)
