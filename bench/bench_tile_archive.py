@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_city(n: int, cache: Path) -> Path:
-    folder = cache / f"city{n}"
+    folder = cache / f"city{n}-noded"  # edge strips noded (bench_check._edge_strips)
     if not (folder / "p.parquet").exists():
         from bench.bench_check import direct_blueprint
 

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 300.0  # a build that failed is not tried again for this long
 DEFAULT_ZOOMS = range(6, 15)  # province (6–8) to city blocks (14); closer zooms are tiled on demand
 BUILD_WORKERS = 2  # threads for the layer dissolves and the tiles (the service's box has two cores)
-ARCHIVE_FORMAT = "mvt2"  # bump when the tile content changes, so old archives are not served (2: markers)
+# bump when the tile content changes, so old archives are not served (2: markers; 3: low zooms drawn from the
+# merged coverage, no per-layer simplification above them)
+ARCHIVE_FORMAT = "mvt3"
 
 
 def archive_path(out_dir: Path, version: str) -> Path:
@@ -60,7 +62,7 @@ def load_parts(path: Path) -> dict[str, LayerIndex]:
     for name, rows in frame.groupby("layer", sort=False):
         rows = rows[rows.geometry.notna()]
         out[str(name)] = LayerIndex(rows.geometry.to_numpy(), [json.loads(p) for p in rows["props"]],
-                                    markers=name == CONFLICTS)
+                                    markers=name == CONFLICTS, exact=name != CONFLICTS)
     return out
 
 
