@@ -9,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import shapely
 
-# at and below this zoom a tile draws the merged, coverage-simplified layers: the whole city sits in a few
-# tiles there, and tens of thousands of farmland parts of a pixel or two made the largest tile (842 kB at 10⁶)
-LOW_ZOOM_MAX = 11
+# up to this zoom a tile may draw the merged, coverage-simplified layers: the whole city sits in a few tiles
+# there, and tens of thousands of farmland parts of a pixel or two made the largest tile (842 kB at 10⁶)
+LOW_ZOOM_MAX = 12
+# zooms up to this one are always merged; above it (to LOW_ZOOM_MAX) only where many parts are sub-pixel:
+# elsewhere merging removes nothing, and simplifying the whole coverage there costs seconds per zoom
+LOW_ZOOM_ALWAYS = 10
+SMALL_SHARE = 0.2  # "many": this share of the atoms under MERGE_PX2 square pixels
 # a hole smaller than this many square pixels is filled by the shape around it and the parts inside it are
 # dropped: what is under a 2 × 2 px dot is drawn in the colour of its surroundings, with no gap
 MERGE_PX2 = 4.0
@@ -65,6 +69,15 @@ def merge_small(geoms: np.ndarray, codes: np.ndarray, min_area: float) -> tuple[
     keep = np.ones(len(geoms), dtype=bool)
     keep[inside] = False
     return out[keep], codes[keep]
+
+
+def low_zoom_top(areas: np.ndarray, ground_pixel: Callable[[int], float]) -> int:
+    """The closest zoom drawn from the merged coverage: the highest up to :data:`LOW_ZOOM_MAX` where at
+    least :data:`SMALL_SHARE` of the atoms (areas in ground m²) are under :data:`MERGE_PX2` pixels."""
+    for z in range(LOW_ZOOM_MAX, LOW_ZOOM_ALWAYS, -1):
+        if len(areas) and float(np.mean(areas < MERGE_PX2 * ground_pixel(z) ** 2)) >= SMALL_SHARE:
+            return z
+    return LOW_ZOOM_ALWAYS
 
 
 def low_zoom_layers(geoms: np.ndarray, codes: np.ndarray, names: Sequence[str], zooms: Sequence[int],

@@ -22,7 +22,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
-from viewer.coverage import LOW_ZOOM_MAX, atoms, low_zoom_layers
+from viewer.coverage import LOW_ZOOM_MAX, atoms, low_zoom_layers, low_zoom_top
 from viewer.mvt import encode_tile
 
 log = logging.getLogger(__name__)
@@ -457,12 +457,14 @@ class TileService:
         return self._indexes.get((version, "*atoms"), make, ttl)
 
     def low_zooms(self, version: str) -> dict[int, dict[str, LayerIndex]]:
-        """Every kind layer at every zoom up to :data:`LOW_ZOOM_MAX`, from the merged, simplified coverage."""
+        """Every kind layer at every zoom up to :func:`viewer.coverage.low_zoom_top` (10–12), from the merged,
+        coverage-simplified atoms."""
         ttl = self._ttl(version)
 
         def make() -> dict[int, dict[str, LayerIndex]]:
             geoms, codes, src, lat = self.atoms(version)
-            zooms = range(0, LOW_ZOOM_MAX + 1)
+            top = low_zoom_top(shapely.area(geoms), lambda z: ground_pixel(z, lat))
+            zooms = range(0, top + 1)
             by_zoom = low_zoom_layers(geoms, codes, self.kind_names(), [z for z in zooms if z >= 5],
                                       lambda z: ground_pixel(z, lat), dissolve)
             coarsest = by_zoom[min(by_zoom)]
@@ -476,8 +478,9 @@ class TileService:
         """The features of one layer in tile z/x/y: from the merged coverage at low zooms, else the layer."""
         if layer not in self.layer_names():
             raise KeyError(layer)
-        if layer != CONFLICTS and z <= LOW_ZOOM_MAX:
-            return self.low_zooms(version)[z][layer].tile(z, x, y)
+        low = self.low_zooms(version) if layer != CONFLICTS and z <= LOW_ZOOM_MAX else {}
+        if z in low:
+            return low[z][layer].tile(z, x, y)
         return self.index(version, layer).tile(z, x, y)
 
     def indexes(self, version: str, workers: int = 1) -> dict[str, LayerIndex]:
