@@ -140,7 +140,8 @@ def _edge_strips(cell: float, nx: int, ny: int) -> list[shapely.Polygon]:
     x0, y0 = XMIN + nx * cell, YMIN + ny * cell
     ys = [YMIN + k * cell for k in range(ny + 1)]
     xs = [XMIN + k * cell for k in range(nx + 1)]
-    right = shapely.Polygon([(x0, YMIN), (XMAX, YMIN), (XMAX, YMAX), (x0, YMAX), *[(x0, y) for y in ys[::-1]]])
+    right = shapely.Polygon([(x0, YMIN), (XMAX, YMIN), (XMAX, YMAX), (x0, YMAX),
+                             *[(x0, y) for y in ys[::-1]]])
     top = shapely.Polygon([*[(x, y0) for x in xs], (x0, YMAX), (XMIN, YMAX)])
     return [shapely.normalize(right), shapely.normalize(top)]
 

@@ -101,8 +101,8 @@ def run_blueprint_build(farmland: int) -> dict[str, object]:
             "spec = importlib.util.spec_from_file_location('bench_tile_archive_child', sys.argv[1]); "
             "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
             "mod.blueprint_child(int(sys.argv[2]))")
-    proc = subprocess.run([sys.executable, "-c", code, __file__, str(farmland)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-c", code, __file__, str(farmland)], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     rows = [line[4:] for line in proc.stdout.splitlines() if line.startswith("ROW ")]
     if proc.returncode != 0 or not rows:
         raise SystemExit(f"blueprint build failed\n{proc.stderr[-3000:]}")

@@ -232,7 +232,8 @@ def punch_holes(faces: np.ndarray, keep: np.ndarray, pieces: np.ndarray) -> np.n
     return out
 
 
-def _between_boundary_features(faces: np.ndarray, in_city: np.ndarray, bounds_clipped: np.ndarray) -> np.ndarray:
+def _between_boundary_features(faces: np.ndarray, in_city: np.ndarray,
+                               bounds_clipped: np.ndarray) -> np.ndarray:
     """Faces in no boundary feature that still lie inside the city: where two boundary features (districts)
     share an edge, each was snapped to the grid on its own, and the noding can leave a face a fraction of
     a millimetre wide between the two copies of the edge. Such a face is city, not a hole: it is taken when

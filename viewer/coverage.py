@@ -1,5 +1,5 @@
-"""viewer.coverage: a version's pieces as one coverage of "atoms" (pieces dissolved by the layers they are in),
-from which every layer is drawn at low zooms with sub-pixel parts merged and shared edges kept shared."""
+"""viewer.coverage: the pieces as one coverage of "atoms" (pieces dissolved by the layers they are in), from
+which every layer is drawn at low zooms with sub-pixel parts merged and shared edges kept shared."""
 
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ def city() -> tuple[Any, TileService]:
 
 def drawn(service: TileService, bounds_4326: tuple[float, float, float, float],
           z: int) -> tuple[dict[str, list[shapely.Geometry]], int]:
-    """Every layer's decoded features at zoom ``z`` (EPSG:3857, each cut to its own tile: what the page shows),
-    and the largest raw tile in bytes."""
+    """Every layer's decoded features at zoom ``z`` (EPSG:3857, each cut to its own tile: what the page
+    shows), and the largest raw tile in bytes."""
     out: dict[str, list[shapely.Geometry]] = {}
     largest = 0
     for _, x, y in city_tiles(bounds_4326, [z]):
