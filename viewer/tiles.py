@@ -285,15 +285,13 @@ def tile_mvt(layers: list[tuple[str, list[tuple[shapely.Geometry, dict[str, Any]
              z: int, x: int, y: int) -> bytes:
     """One gzip-compressed MVT tile carrying every layer given (EPSG:3857 features); an empty tile is b""."""
     low = z < FULL_ATTRIBUTES_ZOOM
-    drops = {name: {"layer", "area_m2"} if low and name != CONFLICTS else {"layer"} for name, _ in layers}
-    raw = encode_tile([(name, [(g, _mvt_props(p, drops[name])) for g, p in feats]) for name, feats in layers],
-                      tile_bounds(z, x, y))
+    # the MVT layer name already says which layer a feature is in
+    drops = {name: _LOW_DROP if low and name != CONFLICTS else _DROP for name, _ in layers}
+    raw = encode_tile(layers, tile_bounds(z, x, y), skip=drops)
     return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
 
 
-def _mvt_props(props: dict[str, Any], drop: set[str]) -> dict[str, Any]:
-    # the MVT layer name already says which layer a feature is in
-    return {k: v for k, v in props.items() if k not in drop}
+_DROP, _LOW_DROP = frozenset({"layer"}), frozenset({"layer", "area_m2"})
 
 
 def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
