@@ -62,7 +62,7 @@ def load_parts(path: Path) -> dict[str, LayerIndex]:
     for name, rows in frame.groupby("layer", sort=False):
         rows = rows[rows.geometry.notna()]
         out[str(name)] = LayerIndex(rows.geometry.to_numpy(), [json.loads(p) for p in rows["props"]],
-                                    markers=name == CONFLICTS, exact=name != CONFLICTS)
+                                    markers=name == CONFLICTS, exact=name != CONFLICTS)  # low zooms: "kind@z"
     return out
 
 
@@ -122,7 +122,9 @@ def build_version_tiles(source: Any, version: str, out_dir: Path, zooms: Iterabl
     bounds = _bounds_4326(service, version)
     indexes = service.indexes(version, workers=BUILD_WORKERS)
     parts = parts_path(out_dir, version)
-    save_parts(indexes, parts)  # before the archive appears: a server that sees it finds the parts too
+    # before the archive appears: a server that sees it finds the parts too (with the low zooms: zooms below
+    # the archive's are tiled on demand from them)
+    save_parts({**indexes, **service.saved_low_zooms(version)}, parts)
     db = _create(tmp)
     stored = 0
     try:

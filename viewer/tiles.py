@@ -492,10 +492,26 @@ class TileService:
             return dict(zip(names, pool.map(lambda name: self.index(version, name), names), strict=True))
 
     def preload(self, version: str, indexes: dict[str, LayerIndex]) -> None:
-        """Adopt indexes saved beside a published version's archive (no dissolving after a restart)."""
-        for name, index in indexes.items():
-            if name in self.layer_names():
+        """Adopt indexes saved beside a published version's archive (no dissolving after a restart); keys
+        ``layer@z`` are that layer at low zoom ``z`` (:meth:`low_zooms`; zooms below the lowest saved one
+        draw the lowest)."""
+        low: dict[int, dict[str, LayerIndex]] = {}
+        for key, index in indexes.items():
+            name, _, zoom = key.partition("@")
+            if name in self.layer_names() and zoom:
+                low.setdefault(int(zoom), {})[name] = index
+            elif name in self.layer_names():
                 self._indexes.get((version, name), lambda index=index: index, self._ttl(version))
+        if low and all(set(layers) == set(self.kind_names()) for layers in low.values()):
+            coarsest = low[min(low)]
+            whole = {z: low.get(z, coarsest) for z in range(0, max(low) + 1)}
+            self._indexes.get((version, "*low"), lambda: whole, self._ttl(version))
+
+    def saved_low_zooms(self, version: str) -> dict[str, LayerIndex]:
+        """The low-zoom layers as ``layer@z`` entries for :func:`viewer.archive.save_parts` (zooms ≥ 5: below,
+        the same layers are drawn)."""
+        return {f"{name}@{z}": index for z, layers in self.low_zooms(version).items() if z >= 5
+                for name, index in layers.items()}
 
     def identify(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
         """The pieces of ``version`` under a lon/lat point; ``KeyError`` for an unknown version."""
