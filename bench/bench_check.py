@@ -109,9 +109,7 @@ def direct_blueprint(target_pieces: int, seed: int = 1) -> Blueprint:
     assert shapely.contains(cells[cells_of_patch], patches).all(), "synthetic grid changed"
     complement = cells.copy()
     complement[cells_of_patch] = shapely.difference(cells[cells_of_patch], patches)
-    edges = [shapely.box(XMIN + nx * cell, YMIN, XMAX, YMAX), shapely.box(XMIN, YMIN + ny * cell,
-                                                                           XMIN + nx * cell, YMAX)]
-    edges = [e for e in edges if e.area > 0]
+    edges = [e for e in _edge_strips(cell, nx, ny) if e.area > 0]
     geoms = np.concatenate([patches, complement, np.asarray(edges, dtype=object)])
     px, py = shapely.get_coordinates(shapely.point_on_surface(geoms)).T
     kinds = _zone_kinds([layer for layer in layers if layer.kind != "permanent_farmland"], px, py)
@@ -134,6 +132,19 @@ def direct_blueprint(target_pieces: int, seed: int = 1) -> Blueprint:
     return Blueprint(version=f"direct-{len(geoms)}", crs=WORK, pieces=pieces, conflicts=conflicts,
                      layers=refs, precedence=("ecological_redline", "permanent_farmland", "urban_boundary"),
                      tolerance_m=0.5, status="published")
+
+
+def _edge_strips(cell: float, nx: int, ny: int) -> list[shapely.Polygon]:
+    """The strips right of and above the grid, noded like a built blueprint: every grid corner on their
+    shared edges is a vertex of the strip too (no T-junctions, so the pieces form a valid coverage that
+    ``shapely.coverage_union_all`` accepts, as a real build's pieces do)."""
+    x0, y0 = XMIN + nx * cell, YMIN + ny * cell
+    ys = [YMIN + k * cell for k in range(ny + 1)]
+    xs = [XMIN + k * cell for k in range(nx + 1)]
+    right = shapely.Polygon([(x0, YMIN), (XMAX, YMIN), (XMAX, YMAX), (x0, YMAX),
+                             *[(x0, y) for y in ys[::-1]]])
+    top = shapely.Polygon([*[(x, y0) for x in xs], (x0, YMAX), (XMIN, YMAX)])
+    return [shapely.normalize(right), shapely.normalize(top)]
 
 
 # --- queries ---------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@ own ``viewer``: layer indexes (the dissolves), then ``build_version_tiles`` at z
 restarted server does before it can tile street zooms — this tree reads the saved layer parts
 (``viewer.archive.load_parts``), a tree without them dissolves every layer again. The 1-minute load
 average is printed before → after each step.
+
+The goal is an archive build no slower than the blueprint build, so the same run also builds a blueprint
+(``blueprint.merge.build_blueprint`` on ``bench.synthetic.scaled_layers``, as bench_build does) of about the
+same number of pieces (``--blueprint-farmland``, default N: 10⁶ farmland patches give ≈ 1.07 × 10⁶ pieces)
+in a subprocess of its own, and prints its wall and CPU seconds beside the archive's.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_city(n: int, cache: Path) -> Path:
-    folder = cache / f"city{n}"
+    folder = cache / f"city{n}-noded"  # edge strips noded (bench_check._edge_strips)
     if not (folder / "p.parquet").exists():
         from bench.bench_check import direct_blueprint
 
@@ -82,6 +87,28 @@ def child(folder: Path, out: Path) -> None:
     print("ROW " + json.dumps(row), flush=True)
 
 
+def blueprint_child(farmland: int) -> None:
+    """The blueprint build of about the same pieces (run in a subprocess: its own peak memory and CPU)."""
+    from bench.bench_build import run_blueprint
+
+    load0 = round(os.getloadavg()[0], 2)
+    row = run_blueprint(farmland, seed=1, tolerance=0.5, workers=None)
+    print("ROW " + json.dumps({**row, "load0": load0, "load1": round(os.getloadavg()[0], 2)}), flush=True)
+
+
+def run_blueprint_build(farmland: int) -> dict[str, object]:
+    code = ("import importlib.util, sys; "
+            "spec = importlib.util.spec_from_file_location('bench_tile_archive_child', sys.argv[1]); "
+            "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); "
+            "mod.blueprint_child(int(sys.argv[2]))")
+    proc = subprocess.run([sys.executable, "-c", code, __file__, str(farmland)], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    rows = [line[4:] for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    if proc.returncode != 0 or not rows:
+        raise SystemExit(f"blueprint build failed\n{proc.stderr[-3000:]}")
+    return json.loads(rows[-1])
+
+
 def run_tree(tree: Path, folder: Path) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = Path(tempfile.mkdtemp(prefix="bench_archive_"))
@@ -104,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="≈ N pieces (bench.bench_check.direct_blueprint)")
     ap.add_argument("--baseline-tree", type=Path, help="another checkout to compare with (e.g. main)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bench_tile_archive")
+    ap.add_argument("--blueprint-farmland", type=int, default=None,
+                    help="farmland patches of the blueprint build printed beside (default: N; 0 = skip)")
     args = ap.parse_args(argv)
     folder = make_city(args.direct, args.cache)
     trees = [("this tree", ROOT)]
@@ -111,6 +140,12 @@ def main(argv: list[str] | None = None) -> None:
         trees.append(("baseline", args.baseline_tree.resolve()))
     print("| tree | pieces | indexes s (CPU) | tiles s (CPU) | archive s (CPU) | tiles | MB "
           "| largest gz / raw kB | restart | peak MB | load |", flush=True)
+    farmland = args.direct if args.blueprint_farmland is None else args.blueprint_farmland
+    if farmland:
+        bp = run_blueprint_build(farmland)
+        print(f"| blueprint build ({farmland} farmland patches) | {bp['pieces']} | – | – | "
+              f"**{float(bp['seconds']):.1f} ({float(bp['cpu_seconds']):.1f})** | – | – | – | – | "
+              f"{float(bp['peak_mb']):.0f} | {bp['load0']}→{bp['load1']} |", flush=True)
     for label, tree in trees:
         r = run_tree(tree, folder)
         total, total_cpu = float(r["indexes_s"]) + float(r["tiles_s"]), r["cpu_indexes_s"] + r["cpu_tiles_s"]

@@ -232,6 +232,24 @@ def punch_holes(faces: np.ndarray, keep: np.ndarray, pieces: np.ndarray) -> np.n
     return out
 
 
+def _between_boundary_features(faces: np.ndarray, in_city: np.ndarray,
+                               bounds_clipped: np.ndarray) -> np.ndarray:
+    """Faces in no boundary feature that still lie inside the city: where two boundary features (districts)
+    share an edge, each was snapped to the grid on its own, and the noding can leave a face a fraction of
+    a millimetre wide between the two copies of the edge. Such a face is city, not a hole: it is taken when
+    most of its area is inside the boundary features' union (which closes that gap)."""
+    out = np.zeros(len(faces), dtype=bool)
+    candidates = np.flatnonzero(~in_city)
+    if len(bounds_clipped) < 2 or len(candidates) == 0:
+        return out
+    city = shapely.union_all(bounds_clipped, grid_size=GRID_M)
+    near = candidates[shapely.intersects(city, faces[candidates])]
+    if len(near):
+        inside = shapely.area(shapely.intersection(faces[near], city)) > 0.5 * shapely.area(faces[near])
+        out[near[inside]] = True
+    return out
+
+
 def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: np.ndarray, *,
                    is_boundary: np.ndarray, priority: np.ndarray, tolerance_m: float) -> CellPartition:
     """Partition the city inside ``cell`` into faces, each with the plan features covering it.
@@ -255,6 +273,8 @@ def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: 
     has_boundary = bool(is_boundary.any())
     in_city = np.zeros(len(faces), dtype=bool)
     in_city[face_i[on_boundary] if has_boundary else face_i] = True
+    if has_boundary:
+        in_city |= _between_boundary_features(faces, in_city, clipped[rest_i][is_boundary[kept[rest_i]]])
     face_i, feat_g = face_i[~on_boundary], feat_g[~on_boundary]  # the boundary is extent, not a control
 
     face_priority = np.full(len(faces), np.iinfo(np.int64).max, dtype=np.int64)
@@ -278,10 +298,12 @@ def partition_cell(cell: Polygon, feats: np.ndarray, geoms: np.ndarray, bounds: 
         iso_in_city[iso_pair_pos[is_boundary[kept[iso_pair_feat]]]] = True
     else:
         iso_in_city[:] = True
-    iso_in_city &= ~is_boundary[iso_g]
+    # a boundary part meeting nothing (an island district, a small enclave) is city too: a face covered by
+    # its containers only — dropping it left a hole in the face around it (a gap in the coverage)
+    iso_in_city |= is_boundary[iso_g]
     merged = punch_holes(merged, keep, iso_geoms)
     iso_new = np.cumsum(iso_in_city) - 1 + int(keep.sum())
-    own = np.flatnonzero(iso_in_city)
+    own = np.flatnonzero(iso_in_city & ~is_boundary[iso_g])  # the boundary is extent, not a control
     cont = iso_in_city[iso_pair_pos] & ~is_boundary[kept[iso_pair_feat]]
     pair_face = np.concatenate([new_index[face_i[pair_keep]], iso_new[own], iso_new[iso_pair_pos[cont]]])
     pair_feature = np.concatenate([feat_g[pair_keep], iso_g[own], kept[iso_pair_feat[cont]]])

@@ -122,7 +122,9 @@ def import_layers(settings: Settings, stores: Any, manifest: dict[str, Any],
     stored = {row["name"]: row for row in stores.layers.list()}
     rasters = [{**entry, "raster_values": [entry["zone_value"]]} for entry in manifest.get("rasters", [])]
     entries = [*manifest["layers"], *rasters,
-               {"path": manifest["boundary"], "kind": "city_boundary", "name": "铜陵市行政区域"}]
+               # the four 区县 (together exactly the city outline): the map names them from this layer
+               {"path": manifest.get("districts") or manifest["boundary"], "kind": "city_boundary",
+                "name": "铜陵市行政区域"}]
     summaries = []
     for entry in entries:
         name = entry.get("name") or Path(entry["path"]).stem

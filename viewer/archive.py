@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 300.0  # a build that failed is not tried again for this long
 DEFAULT_ZOOMS = range(6, 15)  # province (6–8) to city blocks (14); closer zooms are tiled on demand
 BUILD_WORKERS = 2  # threads for the layer dissolves and the tiles (the service's box has two cores)
-ARCHIVE_FORMAT = "mvt2"  # bump when the tile content changes, so old archives are not served (2: markers)
+# bump when the tile content changes, so old archives are not served (2: markers; 3: low zooms drawn from the
+# merged coverage, no per-layer simplification above them)
+ARCHIVE_FORMAT = "mvt3"
 
 
 def archive_path(out_dir: Path, version: str) -> Path:
@@ -60,7 +62,7 @@ def load_parts(path: Path) -> dict[str, LayerIndex]:
     for name, rows in frame.groupby("layer", sort=False):
         rows = rows[rows.geometry.notna()]
         out[str(name)] = LayerIndex(rows.geometry.to_numpy(), [json.loads(p) for p in rows["props"]],
-                                    markers=name == CONFLICTS)
+                                    markers=name == CONFLICTS, exact=name != CONFLICTS)  # low zooms: "kind@z"
     return out
 
 
@@ -120,7 +122,9 @@ def build_version_tiles(source: Any, version: str, out_dir: Path, zooms: Iterabl
     bounds = _bounds_4326(service, version)
     indexes = service.indexes(version, workers=BUILD_WORKERS)
     parts = parts_path(out_dir, version)
-    save_parts(indexes, parts)  # before the archive appears: a server that sees it finds the parts too
+    # before the archive appears: a server that sees it finds the parts too (with the low zooms: zooms below
+    # the archive's are tiled on demand from them)
+    save_parts({**indexes, **service.saved_low_zooms(version)}, parts)
     db = _create(tmp)
     stored = 0
     try:

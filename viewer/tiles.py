@@ -18,9 +18,11 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import CRS, Transformer
 
+from viewer.coverage import LOW_ZOOM_MAX, atoms, low_zoom_layers, low_zoom_top
 from viewer.mvt import encode_tile
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,10 @@ def _names(pieces: gpd.GeoDataFrame, column: str, key: str) -> np.ndarray:
     if column not in pieces:
         return np.zeros(len(pieces), dtype=bool)
     quoted = json.dumps(key)
-    return np.fromiter((isinstance(v, str) and quoted in v for v in pieces[column]), dtype=bool,
-                       count=len(pieces))
+    # a city has a few dozen distinct lists: test each once (iterating 10⁶ arrow strings per layer took 7 s)
+    codes, uniques = pd.factorize(pieces[column])
+    found = np.fromiter((isinstance(v, str) and quoted in v for v in uniques), dtype=bool, count=len(uniques))
+    return np.append(found, False)[codes]  # code -1 (a missing list) → False
 
 
 def dissolve(geoms: np.ndarray) -> np.ndarray:
@@ -137,11 +141,14 @@ class LayerIndex:
     """One layer of one version in EPSG:3857: geometries, their properties and an STRtree.
 
     ``markers``: features too small to see at a zoom are drawn as a :data:`MARKER_PX` square instead of
-    being dropped (conflicts); the tree then also finds them by that square."""
+    being dropped (conflicts); the tree then also finds them by that square. ``exact``: drawn as they are
+    at every zoom (the kind layers of a :class:`TileService` above :data:`LOW_ZOOM_MAX`: simplifying each
+    layer on its own would open gaps between neighbouring layers; below it they come from the coverage)."""
 
     geoms: np.ndarray
     props: list[dict[str, Any]]
     markers: bool = False
+    exact: bool = False
     tree: shapely.STRtree = field(init=False)
     _simplified: dict[int, np.ndarray] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -151,6 +158,8 @@ class LayerIndex:
 
     def at_zoom(self, z: int) -> np.ndarray:
         """The geometries simplified for zoom ``z`` (computed once per zoom, validity kept)."""
+        if self.exact and not self.markers:
+            return self.geoms
         with self._lock:
             if z not in self._simplified:
                 simple = shapely.simplify(self.geoms, pixel_size(z) * SIMPLIFY_PX, preserve_topology=True)
@@ -229,13 +238,22 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
         geoms = _transform(frame.geometry.to_numpy(), src, WEB_MERCATOR)
         return LayerIndex(geoms, [_conflict_props(row) for row in frame.to_dict("records")], markers=True)
     members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
-    parts = dissolve(members) if dissolve_kind else members
+    return kind_index(dissolve(members) if dissolve_kind else members, layer, src)
+
+
+def kind_index(parts: np.ndarray, layer: str, src: CRS, *, exact: bool = False) -> LayerIndex:
+    """The tile index of a kind layer from its parts in the working CRS ``src``."""
     geoms = _transform(parts, src, WEB_MERCATOR)
     # area in the working CRS (metres), before the reprojection to web mercator
     # whole square metres (a 3–4-byte varint in the tile, not a 9-byte double; the panel's figures come
     # from identify, to the centimetre)
     areas = np.round(shapely.area(parts)).astype(np.int64) if len(parts) else np.empty(0, dtype=np.int64)
-    return LayerIndex(geoms, [{"layer": layer, "kind": layer, "area_m2": int(a)} for a in areas])
+    return LayerIndex(geoms, [{"layer": layer, "kind": layer, "area_m2": int(a)} for a in areas], exact=exact)
+
+
+def ground_pixel(z: int, lat: float) -> float:
+    """Metres on the ground (a conformal working CRS) per screen pixel at zoom ``z`` and latitude ``lat``."""
+    return pixel_size(z) * math.cos(math.radians(lat))
 
 
 def _conflict_props(row: dict[str, Any]) -> dict[str, Any]:
@@ -267,15 +285,13 @@ def tile_mvt(layers: list[tuple[str, list[tuple[shapely.Geometry, dict[str, Any]
              z: int, x: int, y: int) -> bytes:
     """One gzip-compressed MVT tile carrying every layer given (EPSG:3857 features); an empty tile is b""."""
     low = z < FULL_ATTRIBUTES_ZOOM
-    drops = {name: {"layer", "area_m2"} if low and name != CONFLICTS else {"layer"} for name, _ in layers}
-    raw = encode_tile([(name, [(g, _mvt_props(p, drops[name])) for g, p in feats]) for name, feats in layers],
-                      tile_bounds(z, x, y))
+    # the MVT layer name already says which layer a feature is in
+    drops = {name: _LOW_DROP if low and name != CONFLICTS else _DROP for name, _ in layers}
+    raw = encode_tile(layers, tile_bounds(z, x, y), skip=drops)
     return gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
 
 
-def _mvt_props(props: dict[str, Any], drop: set[str]) -> dict[str, Any]:
-    # the MVT layer name already says which layer a feature is in
-    return {k: v for k, v in props.items() if k not in drop}
+_DROP, _LOW_DROP = frozenset({"layer"}), frozenset({"layer", "area_m2"})
 
 
 def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
@@ -395,32 +411,107 @@ class TileService:
         read = self.source.conflicts if what == CONFLICTS else self.source.pieces
         return self._frames.get((version, what), lambda: read(version), ttl)
 
+    def kind_names(self) -> list[str]:
+        """The layers drawn from the pieces (each a bit of an atom's code, in this order)."""
+        return [*self.groups, UNPLANNED]
+
     def index(self, version: str, layer: str) -> LayerIndex:
         """The (cached) index of one layer; ``KeyError`` for an unknown layer or version."""
         if layer not in self.layer_names():
             raise KeyError(layer)
         ttl = self._ttl(version)
-        what = CONFLICTS if layer == CONFLICTS else "pieces"
-        return self._indexes.get(
-            (version, layer),
-            lambda: build_index(self._frame(version, what, ttl), layer, self.groups.get(layer)),
-            ttl,
-        )
+        if layer == CONFLICTS:
+            return self._indexes.get((version, layer), lambda: build_index(
+                self._frame(version, CONFLICTS, ttl), layer, None), ttl)
+        return self._indexes.get((version, layer), lambda: self._kind_index(version, layer), ttl)
+
+    def _kind_index(self, version: str, layer: str) -> LayerIndex:
+        """A kind layer dissolved from the atoms holding it (fewer, larger inputs than its pieces)."""
+        geoms, codes, src, _ = self.atoms(version)
+        bit = self.kind_names().index(layer)
+        members = geoms[(codes >> bit) & 1 == 1]
+        return kind_index(dissolve(members) if len(members) else members, layer, src, exact=True)
+
+    def atoms(self, version: str, workers: int = 1) -> tuple[np.ndarray, np.ndarray, CRS, float]:
+        """(atoms in the working CRS, their layer codes, that CRS, the city's middle latitude), cached: the
+        pieces dissolved by the set of layers they are in (:func:`viewer.coverage.atoms`)."""
+        ttl = self._ttl(version)
+
+        def make() -> tuple[np.ndarray, np.ndarray, CRS, float]:
+            pieces = self._frame(version, "pieces", ttl)
+            if pieces.crs is None:
+                raise ValueError(f"version {version}: pieces have no CRS")
+            src = CRS.from_user_input(pieces.crs)
+            codes = np.zeros(len(pieces), dtype=np.int64)
+            for bit, name in enumerate(self.kind_names()):
+                codes |= layer_members(pieces, name, self.groups.get(name)).astype(np.int64) << bit
+            parts, part_codes = atoms(pieces.geometry.to_numpy(), codes, dissolve, workers)
+            lat = 0.0
+            if len(pieces):
+                w, s, e, n = pieces.total_bounds
+                lat = float(_transformer(src, LONLAT).transform((w + e) / 2, (s + n) / 2)[1])
+            return parts, part_codes, src, lat
+
+        return self._indexes.get((version, "*atoms"), make, ttl)
+
+    def low_zooms(self, version: str) -> dict[int, dict[str, LayerIndex]]:
+        """Every kind layer at every zoom up to :func:`viewer.coverage.low_zoom_top` (10–12), from the merged,
+        coverage-simplified atoms."""
+        ttl = self._ttl(version)
+
+        def make() -> dict[int, dict[str, LayerIndex]]:
+            geoms, codes, src, lat = self.atoms(version)
+            top = low_zoom_top(shapely.area(geoms), lambda z: ground_pixel(z, lat))
+            zooms = range(0, top + 1)
+            by_zoom = low_zoom_layers(geoms, codes, self.kind_names(), [z for z in zooms if z >= 5],
+                                      lambda z: ground_pixel(z, lat), dissolve)
+            coarsest = by_zoom[min(by_zoom)]
+            return {z: {name: kind_index(parts, name, src, exact=True)
+                        for name, parts in by_zoom.get(z, coarsest).items()} for z in zooms}
+
+        return self._indexes.get((version, "*low"), make, ttl)
+
+    def kind_tile(self, version: str, layer: str, z: int, x: int, y: int) -> list[tuple[shapely.Geometry,
+                                                                                           dict[str, Any]]]:
+        """The features of one layer in tile z/x/y: from the merged coverage at low zooms, else the layer."""
+        if layer not in self.layer_names():
+            raise KeyError(layer)
+        low = self.low_zooms(version) if layer != CONFLICTS and z <= LOW_ZOOM_MAX else {}
+        if z in low:
+            return low[z][layer].tile(z, x, y)
+        return self.index(version, layer).tile(z, x, y)
 
     def indexes(self, version: str, workers: int = 1) -> dict[str, LayerIndex]:
         """Every layer's index of ``version``, built on ``workers`` threads (GEOS releases the GIL while
         it dissolves, so two layers build at once on two cores)."""
         names = self.layer_names()
+        self.atoms(version, workers)  # once, its groups on ``workers`` threads; every kind layer needs it
         if workers <= 1:
             return {name: self.index(version, name) for name in names}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tile-index") as pool:
             return dict(zip(names, pool.map(lambda name: self.index(version, name), names), strict=True))
 
     def preload(self, version: str, indexes: dict[str, LayerIndex]) -> None:
-        """Adopt indexes saved beside a published version's archive (no dissolving after a restart)."""
-        for name, index in indexes.items():
-            if name in self.layer_names():
+        """Adopt indexes saved beside a published version's archive (no dissolving after a restart); keys
+        ``layer@z`` are that layer at low zoom ``z`` (:meth:`low_zooms`; zooms below the lowest saved one
+        draw the lowest)."""
+        low: dict[int, dict[str, LayerIndex]] = {}
+        for key, index in indexes.items():
+            name, _, zoom = key.partition("@")
+            if name in self.layer_names() and zoom:
+                low.setdefault(int(zoom), {})[name] = index
+            elif name in self.layer_names():
                 self._indexes.get((version, name), lambda index=index: index, self._ttl(version))
+        if low and all(set(layers) == set(self.kind_names()) for layers in low.values()):
+            coarsest = low[min(low)]
+            whole = {z: low.get(z, coarsest) for z in range(0, max(low) + 1)}
+            self._indexes.get((version, "*low"), lambda: whole, self._ttl(version))
+
+    def saved_low_zooms(self, version: str) -> dict[str, LayerIndex]:
+        """The low-zoom layers as ``layer@z`` entries for :func:`viewer.archive.save_parts` (zooms ≥ 5: below,
+        the same layers are drawn)."""
+        return {f"{name}@{z}": index for z, layers in self.low_zooms(version).items() if z >= 5
+                for name, index in layers.items()}
 
     def identify(self, version: str, lon: float, lat: float) -> list[dict[str, Any]]:
         """The pieces of ``version`` under a lon/lat point; ``KeyError`` for an unknown version."""
@@ -462,7 +553,7 @@ class TileService:
         return encode_tile([(PARCELS, [(g, p) for g, p in found[0].tile(z, x, y)])], tile_bounds(z, x, y))
 
     def _build_mvt(self, version: str, z: int, x: int, y: int) -> bytes:
-        layers = [(name, self.index(version, name).tile(z, x, y)) for name in self.layer_names()]
+        layers = [(name, self.kind_tile(version, name, z, x, y)) for name in self.layer_names()]
         return tile_mvt(layers, z, x, y)
 
     def identify_conflicts(self, version: str, lon: float, lat: float,
@@ -496,7 +587,7 @@ class TileService:
         ttl = self._ttl(version)
         return self._tiles.get(
             (version, layer, z, x, y),
-            lambda: tile_geojson(self.index(version, layer).tile(z, x, y)),
+            lambda: tile_geojson(self.kind_tile(version, layer, z, x, y)),
             ttl,
         )
 
