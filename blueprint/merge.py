@@ -378,37 +378,65 @@ def _json_strings(texts: list[str]) -> list[str]:
     return ['"' + t + '"' if plain(t) else json.dumps(t, ensure_ascii=False) for t in texts]
 
 
-def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos: dict[int, _Combo],
-                   catalogue: Catalogue, crs: CRS) -> dict[str, list[Any]]:
-    """The conflict table by column (rows in dispute order, then in dissolve order)."""
+def dispute_codes(combos: dict[int, _Combo]) -> list[tuple[tuple[str, str, str], list[int]]]:
+    """(winner, loser, rule) → the piece codes in that dispute, in dispute order."""
     by_dispute: dict[tuple[str, str, str], list[int]] = {}
     for code, combo in combos.items():
         for dispute in combo.disputes:
             by_dispute.setdefault(dispute, []).append(code)
-    cols: dict[str, list[Any]] = {c: [] for c in CONFLICT_COLUMNS[1:]}
-    for (winner, loser, rule), codes in sorted(by_dispute.items()):
-        members = np.flatnonzero(np.isin(pieces.code, codes))
-        areas = _dissolve(pieces.geoms[members])
-        # each area prepared once against a tree of points (a point-within test per point would walk a
-        # large area's whole outline every time)
-        area_i, member_i = shapely.STRtree(points[members]).query(areas, predicate="contains")
-        component = np.full(len(pieces.geoms), -1, dtype=np.int64)
-        component[members[member_i]] = area_i
-        (ids_w, names_w), (ids_l, names_l) = (
-            _side(component, feats.kinds.index(kind), pieces, feats, len(areas)) for kind in (winner, loser))
-        n = len(areas)
-        # json.dumps({winner: ids_w, loser: ids_l}, ensure_ascii=False), assembled from encoded parts
-        head_w, head_l = (json.dumps(k, ensure_ascii=False) + ": [" for k in (winner, loser))
-        cols["feature_ids"].extend(
-            "{" + head_w + ", ".join(_json_strings(w)) + "], " + head_l + ", ".join(_json_strings(lo)) + "]}"
-            for w, lo in zip(ids_w, ids_l, strict=True))
-        cols["layer_a"].extend("; ".join(x) for x in names_w)
-        cols["layer_b"].extend("; ".join(x) for x in names_l)
-        for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),
-                           ("resolution", _resolution(winner, catalogue)), ("winner", winner)):
-            cols[key].extend([value] * n)
-        cols["area_m2"].extend(piece_areas(areas, crs).tolist())
-        cols["geometry"].extend(areas.tolist())
+    return sorted(by_dispute.items())
+
+
+Sides = tuple[tuple[list[list[str]], list[list[str]]], tuple[list[list[str]], list[list[str]]]]
+
+
+def dispute_areas(pieces: _Pieces, points: np.ndarray, feats: _Features, codes: list[int], winner: str,
+                  loser: str) -> tuple[np.ndarray, Sides]:
+    """The dissolved areas of the pieces with ``codes`` and, per area, the (feature ids, layer names)
+    of the winner's then the loser's features covering it."""
+    members = np.flatnonzero(np.isin(pieces.code, codes))
+    areas = _dissolve(pieces.geoms[members])
+    # each area prepared once against a tree of points (a point-within test per point would walk a
+    # large area's whole outline every time)
+    area_i, member_i = shapely.STRtree(points[members]).query(areas, predicate="contains")
+    component = np.full(len(pieces.geoms), -1, dtype=np.int64)
+    component[members[member_i]] = area_i
+    won, lost = (_side(component, feats.kinds.index(kind), pieces, feats, len(areas))
+                 for kind in (winner, loser))
+    return areas, (won, lost)
+
+
+def new_conflict_columns() -> dict[str, list[Any]]:
+    return {c: [] for c in CONFLICT_COLUMNS[1:]}
+
+
+def add_conflict_rows(cols: dict[str, list[Any]], dispute: tuple[str, str, str], areas: np.ndarray,
+                      sides: Sides, area_m2: list[float], catalogue: Catalogue) -> None:
+    """Append one dispute's areas to the conflict columns."""
+    winner, loser, rule = dispute
+    (ids_w, names_w), (ids_l, names_l) = sides
+    n = len(areas)
+    # json.dumps({winner: ids_w, loser: ids_l}, ensure_ascii=False), assembled from encoded parts
+    head_w, head_l = (json.dumps(k, ensure_ascii=False) + ": [" for k in (winner, loser))
+    cols["feature_ids"].extend(
+        "{" + head_w + ", ".join(_json_strings(w)) + "], " + head_l + ", ".join(_json_strings(lo)) + "]}"
+        for w, lo in zip(ids_w, ids_l, strict=True))
+    cols["layer_a"].extend("; ".join(x) for x in names_w)
+    cols["layer_b"].extend("; ".join(x) for x in names_l)
+    for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),
+                       ("resolution", _resolution(winner, catalogue)), ("winner", winner)):
+        cols[key].extend([value] * n)
+    cols["area_m2"].extend(area_m2)
+    cols["geometry"].extend(areas.tolist())
+
+
+def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos: dict[int, _Combo],
+                   catalogue: Catalogue, crs: CRS) -> dict[str, list[Any]]:
+    """The conflict table by column (rows in dispute order, then in dissolve order)."""
+    cols = new_conflict_columns()
+    for dispute, codes in dispute_codes(combos):
+        areas, sides = dispute_areas(pieces, points, feats, codes, dispute[0], dispute[1])
+        add_conflict_rows(cols, dispute, areas, sides, piece_areas(areas, crs).tolist(), catalogue)
     return cols
 
 
@@ -452,12 +480,15 @@ def _grouped(group: np.ndarray, item: np.ndarray, labels: list[str], n: int) -> 
     return [sorted_text[starts[i]:starts[i + 1]] for i in range(n)]
 
 
-def _conflicts_frame(cols: dict[str, list[Any]], crs: CRS) -> gpd.GeoDataFrame:
+def _conflicts_frame(cols: dict[str, list[Any]], crs: CRS,
+                     points: np.ndarray | None = None) -> gpd.GeoDataFrame:
+    """The conflict table in its order; ``points``: each area's interior point (x, y) if known already."""
     n = len(cols["geometry"])
     if n == 0:
         return gpd.GeoDataFrame({c: [] for c in CONFLICT_COLUMNS[:-1]},
                                 geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    pts = shapely.get_coordinates(shapely.point_on_surface(np.asarray(cols["geometry"], dtype=object)))
+    pts = points if points is not None else shapely.get_coordinates(
+        shapely.point_on_surface(np.asarray(cols["geometry"], dtype=object)))
     # order: rule, kind_a, kind_b, then the interior point (y, x) rounded to the millimetre
     disputes = list(zip(cols["rule"], cols["kind_a"], cols["kind_b"], strict=True))
     rank = {d: i for i, d in enumerate(sorted(set(disputes)))}
