@@ -26,7 +26,7 @@ from blueprint.merge import (
     _sources_json,
     cell_boxes,
     edges_match,
-    piece_areas,
+    piece_area_columns,
 )
 from blueprint.precedence import Precedence
 from layers.catalogue import Catalogue
@@ -214,7 +214,7 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
             "kinds": [combos[c].kinds for c in code.tolist()],
             "covered_by": [combos[c].covered_by for c in code.tolist()],
             "sources": _sources_json(pieces, feats) if len(faces) else [],
-            "area_m2": piece_areas(faces, plan.crs),
+            **piece_area_columns(faces, plan.crs),
         },
         geometry=gpd.GeoSeries(faces, crs=plan.crs),
         crs=plan.crs,
@@ -286,5 +286,7 @@ def write_part(plan: Plan, b: int, rank: np.ndarray, out: Path) -> dict[str, Any
     frame = frame.iloc[np.argsort(rank, kind="stable")]
     path = out / "pieces" / f"part-{b:05d}.parquet"
     frame.reset_index(drop=True)[PIECE_COLUMNS].to_parquet(path)
-    return {"path": path, "count": len(frame), "by_kind": frame.groupby("kind")["area_m2"].sum().to_dict()}
+    sums = frame.groupby("kind")[["area_m2", "ellipsoidal_area_m2"]].sum()
+    return {"path": path, "count": len(frame), "by_kind": sums["area_m2"].to_dict(),
+            "ellipsoidal_by_kind": sums["ellipsoidal_area_m2"].to_dict()}
 

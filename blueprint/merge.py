@@ -27,7 +27,7 @@ from blueprint.errors import (
 from blueprint.features import check_feature_layers, condition_features, with_plan_conflicts
 from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
-from layers.areas import plane_zones, zone_areas
+from layers.areas import plane_zones, zone_and_ellipsoidal_areas, zone_areas
 from layers.catalogue import Catalogue
 from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs, web_map_offset_fit
 from layers.errors import CRSError, WebMapOffsetError
@@ -39,7 +39,8 @@ FEATURES_PER_CELL = 1500
 AREA_RTOL = 1e-9
 GEOS_CHECK_MAX = 20_000  # above this many pieces the linear edge test replaces coverage_is_valid
 UNPLANNED = "unplanned"
-PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "geometry"]
+PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "ellipsoidal_area_m2",
+                 "geometry"]
 CONFLICT_COLUMNS = ["conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule",
                     "resolution", "winner", "area_m2", "geometry"]
 
@@ -339,6 +340,12 @@ def piece_areas(geoms: np.ndarray, crs: CRS) -> np.ndarray:
     return zone_areas(geoms, crs, plane_zones(geoms, crs))
 
 
+def piece_area_columns(geoms: np.ndarray, crs: CRS) -> dict[str, np.ndarray]:
+    """``area_m2`` (own-zone plane area, as :func:`piece_areas`) and ``ellipsoidal_area_m2`` per piece."""
+    plane, ellipsoidal = zone_and_ellipsoidal_areas(geoms, crs, plane_zones(geoms, crs))
+    return {"area_m2": plane, "ellipsoidal_area_m2": ellipsoidal}
+
+
 def _piece_order(kind: np.ndarray, geoms: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Deterministic order: controlling kind, then representative point (mm), then area."""
     pts = shapely.get_coordinates(points)
@@ -358,7 +365,7 @@ def _pieces_frame(pieces: _Pieces, points: np.ndarray, feats: _Features, combos:
         "kinds": [combos[c].kinds for c in codes],
         "covered_by": [combos[c].covered_by for c in codes],
         "sources": [sources[i] for i in order.tolist()],
-        "area_m2": piece_areas(pieces.geoms[order], crs),
+        **piece_area_columns(pieces.geoms[order], crs),
     }, geometry=gpd.GeoSeries(pieces.geoms[order], crs=crs), crs=crs)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))

@@ -267,6 +267,9 @@ def build_partitioned(
         },
     )
     blueprint.piece_totals = (sum(w["count"] for w in written), by_kind)
+    for w in written:
+        for k, v in w["ellipsoidal_by_kind"].items():
+            blueprint.ellipsoidal_totals[k] = blueprint.ellipsoidal_totals.get(k, 0.0) + float(v)
     report("完成 done", 1.0)
     return PartitionedBuild(
         blueprint, [w["path"] for w in written if w["count"]], sum(w["count"] for w in written), by_kind
