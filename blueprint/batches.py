@@ -152,6 +152,7 @@ def partition_batch(plan: Plan, b: int) -> dict[str, Any]:
         ],
         "reference": sum(p.reference_area for p in parts),
     }
+    plan.batch_dir(b).mkdir(parents=True, exist_ok=True)  # a band no feature reaches has no spill
     with open(plan.batch_dir(b) / "raw.pickle", "wb") as fh:
         pickle.dump(raw, fh, protocol=pickle.HIGHEST_PROTOCOL)
     return {"batch": b, "faces": len(faces), "seams": seam_points(faces, plan.xs, plan.ys)}
