@@ -179,7 +179,7 @@ def build_partitioned(
     shape = grid_shape(_extent(ordered, is_boundary), n_features, grid_margin(tolerance_m), cell_size_m)
     nx, ny = shape[0][2], shape[1][2]
     rows_per_batch = max(1, min(ny, round(batch_features / max(n_features / ny, 1.0))))
-    taken_x, taken_y, n_batches = _spill(ordered, plan_count, work, shape, rows_per_batch, report)
+    taken_x, taken_y, n_batches = _spill(ordered, plan_count, work, shape, rows_per_batch, report, run)
     xs, ys = _placed(*shape[0], taken_x), _placed(*shape[1], taken_y)
     kinds = _layer_kinds(ordered, plan_count, catalogue)
     layers = tuple(_bare(s.layer, i >= plan_count) for i, s in enumerate(ordered))
