@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from api.ogc import crs as ogc_crs
 from api.ogc.collections import ID_COLUMN, Collection
-from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, PIECE_COLUMNS, PIECES
+from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, FLOAT_COLUMNS, PIECE_COLUMNS, PIECES
 from layers.store import Bbox, bbox_filter, from_wkb, geom_as_wkb, read_snapshot
 from runtime.geojson import _plain
 from runtime.services import Services
@@ -59,7 +59,8 @@ def _blueprint_page(services: Services, collection: Collection, bbox: Bbox | Non
     geometries = ogc_crs.reproject(geoms, out_crs)
     features = []
     for row, geometry in zip(rows, geometries, strict=True):
-        properties = {c: float(v) if c == "area_m2" else str(v)
+        # ellipsoidal_area_m2 is NULL in versions stored before migration 0010: null, not "None"
+        properties = {c: (None if v is None else float(v)) if c in FLOAT_COLUMNS else str(v)
                       for c, v in zip(columns, row[:-1], strict=True)}
         features.append({"type": "Feature", "id": properties[collection.id_column], "geometry": geometry,
                          "properties": {k: _plain(v) for k, v in properties.items()}})
