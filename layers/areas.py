@@ -135,19 +135,25 @@ def plane_zones(geoms: NDArray[np.object_], crs: CRS, declared_zone: int | None 
     if work is None or n == 0:
         return PlaneZones(work, np.full(n, work or 0, dtype=np.int64), ("centroid",) * n, {})
     b = shapely.bounds(geoms)
-    if declared_zone is None and bool(np.all(np.abs(b[:, [0, 2]] - false_easting) < SURELY_INSIDE_M)):
-        return PlaneZones(work, np.full(n, work, dtype=np.int64), ("centroid",) * n, {})
-    tr = transformer(crs, CGCS2000)
-    centre = shapely.get_coordinates(shapely.centroid(geoms))
-    xs = np.concatenate([b[:, 0], b[:, 2], b[:, 0], b[:, 2], centre[:, 0]])
-    ys = np.concatenate([b[:, 1], b[:, 1], b[:, 3], b[:, 3], centre[:, 1]])
-    lon = np.asarray(tr.transform(xs, ys)[0], dtype=np.float64).reshape(5, n)
-    zone = zone3_of_longitude(lon[4])
-    low, high = zone3_of_longitude(lon[:4].min(axis=0)), zone3_of_longitude(lon[:4].max(axis=0))
+    zone = np.full(n, work, dtype=np.int64)
     chosen = ["centroid"] * n
     crossing: dict[int, dict[int, float]] = {}
-    for i in np.flatnonzero(low != high).tolist():
-        parts = _zone_parts(geoms[i], tr, int(low[i]), int(high[i]))
+    # only parcels not surely inside the working zone need their corners and centroid in lon/lat
+    unsure = (np.flatnonzero(~np.all(np.abs(b[:, [0, 2]] - false_easting) < SURELY_INSIDE_M, axis=1))
+              if declared_zone is None else np.arange(n))
+    if len(unsure) == 0:
+        return PlaneZones(work, zone, tuple(chosen), crossing)
+    tr = transformer(crs, CGCS2000)
+    bu, m = b[unsure], len(unsure)
+    centre = shapely.get_coordinates(shapely.centroid(geoms[unsure]))
+    xs = np.concatenate([bu[:, 0], bu[:, 2], bu[:, 0], bu[:, 2], centre[:, 0]])
+    ys = np.concatenate([bu[:, 1], bu[:, 1], bu[:, 3], bu[:, 3], centre[:, 1]])
+    lon = np.asarray(tr.transform(xs, ys)[0], dtype=np.float64).reshape(5, m)
+    zone[unsure] = zone3_of_longitude(lon[4])
+    low, high = zone3_of_longitude(lon[:4].min(axis=0)), zone3_of_longitude(lon[:4].max(axis=0))
+    for j in np.flatnonzero(low != high).tolist():
+        i = int(unsure[j])
+        parts = _zone_parts(geoms[i], tr, int(low[j]), int(high[j]))
         if len(parts) > 1:
             zone[i] = max(parts, key=lambda z: (parts[z], -abs(z - work)))
             chosen[i] = "larger_part"
@@ -183,6 +189,12 @@ def _work_zone(crs: CRS) -> tuple[int | None, float]:
 def _zone_parts(geom: Any, tr: Transformer, low: int, high: int) -> dict[int, float]:
     """Ellipsoidal area of the part of ``geom`` in each zone from ``low`` to ``high`` (non-empty only)."""
     lonlat = reproject_with(np.asarray([geom], dtype=object), tr)[0]
+    lons = shapely.get_coordinates(lonlat)[:, 0]
+    one = zone3_of_longitude(np.array([lons.min(), lons.max()])) if len(lons) else None
+    if one is not None and one[0] == one[1] and low <= one[0] <= high:
+        # every vertex in one zone (its box only reached across the line): the polygon, straight between
+        # its vertices in lon/lat here, lies in that zone; the intersections below would find just it
+        return {int(one[0]): 1.0} if shapely.area(geom) > 0 else {}
     if not lonlat.is_valid:  # a blueprint piece with many holes may touch itself once its edges bend
         lonlat = shapely.make_valid(lonlat)
     parts: dict[int, float] = {}
