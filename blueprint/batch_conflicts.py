@@ -16,20 +16,18 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from blueprint.coverage import GRID_M
-from blueprint.merge import (
+from blueprint.conflicts import (
     Sides,
-    _Combo,
     _conflicts_frame,
     _dissolve,
-    _Features,
-    _Pieces,
     add_conflict_rows,
     dispute_areas,
     dispute_codes,
     new_conflict_columns,
     piece_areas,
 )
+from blueprint.coverage import GRID_M
+from blueprint.merge import _Combo, _Features, _Pieces
 from layers.catalogue import Catalogue
 
 Dispute = tuple[str, str, str]
