@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from blueprint.checksum import blueprint_checksum
@@ -11,12 +12,16 @@ from checks.checklist import build_checklist
 PROJECT_FIELDS = ("code", "name", "applicant", "district", "project_type", "status")
 
 
-def _stored_check(services: Any, code: str, project: dict[str, Any], version: str) -> dict[str, Any] | None:
-    """The project's newest check against ``version`` of its current parcel set, or None."""
+def _stored_check(
+    services: Any, code: str, project: dict[str, Any], version: str
+) -> tuple[dict[str, Any], str | None] | None:
+    """The project's newest check against ``version`` of its current parcel set and when it ran, or None."""
     revision = project.get("parcels_revision")
     for row in reversed(services.projects.checks(code)):
         if str(row["blueprint_version"]) == version and row.get("parcels_revision") == revision:
-            return json.loads(services.stores.checks.get(row["check_id"]))
+            check_id = row["check_id"]
+            result = json.loads(services.stores.checks.get(check_id))
+            return result, services.stores.checks.meta(check_id).get("created_at")
     return None
 
 
@@ -31,9 +36,12 @@ def project_checklist(services: Any, code: str, version: str | None = None) -> d
     """
     project = services.projects.get(code)  # project_not_found before any work
     resolved = services.resolve_version(version)
-    result = _stored_check(services, code, project, resolved)
-    stored = result is not None
-    if result is None:
+    found = _stored_check(services, code, project, resolved)
+    stored = found is not None
+    if found is not None:
+        result, checked_at = found
+    else:
+        checked_at = datetime.now(UTC).isoformat()
         screener = services.published.screener(resolved)  # refuses drafts and unknown versions
         with services.cpu_slots:
             result = screener.screen(services.project_parcels(code, project), str(project["project_type"]))
@@ -44,4 +52,5 @@ def project_checklist(services: Any, code: str, version: str | None = None) -> d
         blueprint_checksum=blueprint_checksum(meta),
         project={k: project.get(k) for k in PROJECT_FIELDS},
         stored=stored,
+        checked_at=checked_at,
     )

@@ -118,8 +118,11 @@ def build_checklist(
     blueprint_checksum: str = "",
     project: Mapping[str, Any] | None = None,
     stored: bool = True,
+    checked_at: str | None = None,
 ) -> dict[str, Any]:
     """The 用地清单 of a screen result (a stored check's JSON, or one screened just now: ``stored=False``).
+
+    ``checked_at`` is when the check ran (ISO 8601): the stored check's time, or now for ``stored=False``.
 
     Nothing is recomputed: every number, limit and status is the result's own, so the checklist and
     the check it came from always agree.
@@ -143,6 +146,7 @@ def build_checklist(
         "title_en": "Land checklist",
         "check_id": result.get("check_id") if stored else None,
         "stored": stored,
+        "checked_at": checked_at,
         "blueprint": {"version": version, "checksum": blueprint_checksum},
         "project": dict(project) if project else None,
         "project_type": result.get("project_type"),

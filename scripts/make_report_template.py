@@ -130,6 +130,7 @@ def build() -> Document:
         ("容差 Tolerance", "{{ tolerance_text }}"),
         ("坐标系 CRS", "{{ crs_label }}"),
         ("面积计算方法 Area method", "{{ area_method[0] }}"),
+        ("检测时间 Screened", "{{ checked_at }}"),
         ("生成时间 Generated", "{{ generated_at }}"),
     ])
 
@@ -217,6 +218,7 @@ def build_checklist() -> Document:
         ("蓝图版本 Blueprint version", "{{ blueprint.version }}"),
         ("蓝图校验和 Blueprint checksum", "{{ blueprint.checksum or '–' }}"),
         ("申报指标 Declared plan", "{{ declared_text }}"),
+        ("检测时间 Screened", "{{ checked_at }}"),
         ("生成时间 Generated", "{{ generated_at }}"),
     ])
     doc.add_heading("二、清单摘要 Summary", level=1)

@@ -61,7 +61,8 @@ def checklist_context(
         "conditions": conditions,
         "condition_rows": planning.finding_rows(conditions),
         "assessments": planning.assessments(parcels),
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "checked_at": report_mod.time_text(checklist.get("checked_at")),
+        "generated_at": report_mod.time_text(datetime.now(UTC).isoformat()),
         "num": report_mod.stored_number,
     }
 

@@ -309,9 +309,26 @@ def report_context(source: ViewerSource, check_id: str, catalogue: Catalogue,
         "assessments": planning.assessments(check.get("parcels", [])),
         "declared_text": planning.declared_text(check.get("declared")),
         "tolerance_text": f"{tolerance.get('m2', '–')} m² 且 and {tolerance.get('ratio', '–')}",
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "checked_at": time_text(_check_time(source, check_id)),
+        "generated_at": time_text(datetime.now(UTC).isoformat()),
         "num": stored_number,
     }
+
+
+def time_text(iso: str | None) -> str:
+    """An ISO 8601 instant as the reports print it (minutes, UTC); ``–`` when unknown."""
+    if not iso:
+        return "–"
+    moment = datetime.fromisoformat(str(iso))
+    if moment.tzinfo is None:  # stored instants are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _check_time(source: ViewerSource, check_id: str) -> str | None:
+    """When the check ran, from the optional ``check_created_at`` of the source (``None`` without it)."""
+    created_at = getattr(source, "check_created_at", None)
+    return created_at(check_id) if callable(created_at) else None
 
 
 def report_html(source: ViewerSource, check_id: str, catalogue: Catalogue,

@@ -143,6 +143,7 @@ def _about_sheet(sheet: Any, context: dict[str, Any], head: Any) -> None:
         ("坐标系 CRS", context["crs_label"]),
         ("面积计算方法 Area method", context["area_method"][0]),
         ("审查说明 Explanation", check.get("explanation_zh", "")),
+        ("检测时间 Screened", context["checked_at"]),
         ("生成时间 Generated", context["generated_at"]),
     ]
     sheet.set_column(0, 0, 28)

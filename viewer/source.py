@@ -23,6 +23,8 @@ class ViewerSource(Protocol):
     Optional: ``project_parcels() -> GeoDataFrame`` (``project_code``, ``parcel_id``, ``name``, ``area_m2``,
     working CRS) — every project's current parcels; when present the map's tiles carry them as the
     ``parcels`` layer (see ``viewer/README.md``, *Tiles*).
+    Optional: ``check_created_at(check_id) -> str | None`` — when the check was stored (ISO 8601); the
+    reports print it as 检测时间 beside the time they are generated.
     Optional: ``boundary(version) -> GeoDataFrame | None`` — the features of the boundary layer the version
     was built from (working CRS, with their attributes); their names (``XZQMC``, ``区县``, ``名称``…) label
     the map at ``/viewer/labels/{version}``.

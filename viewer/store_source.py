@@ -102,6 +102,14 @@ class StoreViewerSource:
             return None
         return result
 
+    def check_created_at(self, check_id: str) -> str | None:
+        """When the check was stored (ISO 8601, UTC), ``None`` if unknown."""
+        try:
+            created: str | None = self.services.stores.checks.meta(check_id).get("created_at")
+        except CheckNotFoundError:
+            return None
+        return created
+
     def project_for_check(self, check_id: str) -> dict[str, Any] | None:
         project = self.services.projects.project_for_check(check_id)
         if project is None:

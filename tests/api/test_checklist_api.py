@@ -138,6 +138,9 @@ def test_screened_project_uses_its_stored_check(planned: Api) -> None:
         "planner", f"/api/v1/projects/{code}/checklist", params={"version": planned.version}
     ).json()
     assert sheet["stored"] is True and sheet["check_id"] == check["check_id"]
+    # the time the stored check ran, not the time the checklist was asked for
+    stored_at = planned.services.stores.checks.meta(check["check_id"])["created_at"]
+    assert sheet["checked_at"] == stored_at is not None
     assert sheet["verdict"] == check["verdict"] == "conflict"
     assert sheet["declared"] == {"land_use": "1001", "far": 2.8, "height_m": 24.0}
     (condition,) = sheet["parcels"][0]["conditions"]

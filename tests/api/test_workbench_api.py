@@ -4,6 +4,7 @@ parcels for a pooled project (earlier set kept), Chinese messages, and the Word/
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import pytest
 
@@ -120,3 +121,25 @@ def test_rules_endpoint_lists_the_policy_with_citations(city: Api) -> None:
                if r["kind"] == "permanent_farmland" and r["project_type"] == "military_facility")
     assert row["outcome"] == "conditional" and row["regulation"]["article"].startswith("第三十五条")
     assert {"state_council_approval", "farmland_replacement_plan"} <= {n["key"] for n in row["requirements"]}
+
+
+def test_reports_print_when_the_check_ran_not_only_when_downloaded(
+    city: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checks.store
+
+    ran = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+    monkeypatch.setattr(checks.store, "utcnow", lambda: ran)
+    code = create(city, REDLINE_PARCEL, code=national_code()).json()["code"]
+    check = city.post("planner", f"/api/v1/projects/{code}/checks").json()
+    monkeypatch.undo()
+    base = f"/api/v1/checks/{check['check_id']}/report"
+    document = docx.Document(io.BytesIO(city.get("reviewer", f"{base}.docx").content))
+    rows = {r.cells[0].text: r.cells[1].text for t in document.tables for r in t.rows if len(r.cells) > 1}
+    assert rows["检测时间 Screened"] == "2026-03-04 05:06 UTC"
+    assert rows["生成时间 Generated"] != rows["检测时间 Screened"]
+    sheet = openpyxl.load_workbook(io.BytesIO(city.get("reviewer", f"{base}.xlsx").content))
+    info = {r[0]: r[1] for r in sheet["检查信息"].iter_rows(values_only=True) if r and r[0]}
+    assert info["检测时间 Screened"] == "2026-03-04 05:06 UTC"
+    html = city.get("reviewer", f"{base}.html").text
+    assert 'id="checked-at">2026-03-04 05:06 UTC<' in html
