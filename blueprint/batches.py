@@ -282,12 +282,18 @@ def _kind_names(plan: Plan) -> list[str]:
 
 def write_part(plan: Plan, b: int, rank: np.ndarray, out: Path) -> dict[str, Any]:
     """Pass 4 task: the batch's pieces with their ids, in id order, as ``out/pieces/part-NNNNN.parquet``."""
-    frame = gpd.read_parquet(plan.batch_dir(b) / "pieces.parquet")
-    frame.insert(0, "piece_id", [f"P{i:06d}" for i in (rank + 1).tolist()])
-    frame = frame.iloc[np.argsort(rank, kind="stable")]
+    # arrow, not geopandas: the geometry column's WKB is reordered, never decoded and encoded again
+    table = pq.read_table(plan.batch_dir(b) / "pieces.parquet")
+    order = np.argsort(rank, kind="stable")
+    ids = pa.array([f"P{i:06d}" for i in (rank[order] + 1).tolist()], pa.string())
+    table = table.take(pa.array(order)).add_column(0, "piece_id", ids).select(PIECE_COLUMNS)
+    # the GeoParquet "geo" metadata holds; the pandas one described the columns before piece_id
+    table = table.replace_schema_metadata(
+        {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
+    )
     path = out / "pieces" / f"part-{b:05d}.parquet"
-    frame.reset_index(drop=True)[PIECE_COLUMNS].to_parquet(path)
-    sums = frame.groupby("kind")[["area_m2", "ellipsoidal_area_m2"]].sum()
-    return {"path": path, "count": len(frame), "by_kind": sums["area_m2"].to_dict(),
+    pq.write_table(table, path)
+    sums = table.select(["kind", "area_m2", "ellipsoidal_area_m2"]).to_pandas().groupby("kind").sum()
+    return {"path": path, "count": table.num_rows, "by_kind": sums["area_m2"].to_dict(),
             "ellipsoidal_by_kind": sums["ellipsoidal_area_m2"].to_dict()}
 
