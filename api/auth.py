@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -15,6 +15,7 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import AuthenticationError, InvalidKeyError
 from approval.audit import ROLES, Principal, Role
@@ -63,7 +64,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     header: Annotated[str | None, Security(_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
@@ -81,7 +82,12 @@ def authenticate(
             "an API key is required (X-API-Key header, Authorization: Bearer, HTTP Basic with the key "
             "as password, or the blueprint_key cookie) 需要 API 密钥"
         )
-    principal: Principal | None = request.app.state.services.keyring.principal(presented)
+    keyring = request.app.state.services.keyring
+    # a dev, file or recently verified key is answered on the event loop (no thread hop, which under
+    # load costs more than the check itself); a key read from the database is read in a worker thread
+    principal: Principal | None = keyring.quick(presented)
+    if principal is None:
+        principal = await run_in_threadpool(keyring.principal, presented)
     if principal is None:
         limits.check_address(client_address(request))  # key guessing is slowed down, then refused
         raise InvalidKeyError("unknown or revoked API key 密钥无效或已吊销")
@@ -90,11 +96,12 @@ def authenticate(
     return principal
 
 
-def require(action: str) -> Callable[[Principal], Principal]:
+def require(action: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting the roles allowed to do ``action`` (see :data:`PERMISSIONS`)."""
     roles = PERMISSIONS[action]
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        # async: a sync dependency costs a threadpool hop per request for a dictionary lookup
         if principal.role not in roles:
             raise PermissionDeniedError(
                 f"role '{principal.role}' may not do this ({action}); needs one of "

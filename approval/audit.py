@@ -46,6 +46,7 @@ audit_log = sa.Table(
     sa.Column("after", sa.Text),
     sa.Column("detail", sa.Text),
 )
+INSERT_ENTRY = audit_log.insert()
 
 
 def now() -> datetime:
@@ -96,17 +97,18 @@ class AuditLog:
     ) -> None:
         """Write one entry on ``conn``, inside the caller's transaction (so it commits with the change)."""
         conn.execute(
-            audit_log.insert().values(
-                at=now(),
-                actor=who.name,
-                role=who.role,
-                action=action,
-                subject_type=subject_type,
-                subject_id=str(subject_id),
-                before=_json(before),
-                after=_json(after),
-                detail=_json(detail),
-            )
+            INSERT_ENTRY,  # values bound as parameters: one compiled statement for every entry
+            {
+                "at": now(),
+                "actor": who.name,
+                "role": who.role,
+                "action": action,
+                "subject_type": subject_type,
+                "subject_id": str(subject_id),
+                "before": _json(before),
+                "after": _json(after),
+                "detail": _json(detail),
+            },
         )
 
     def record(self, who: Principal, action: str, subject_type: str, subject_id: str, **kw: Any) -> None:

@@ -40,7 +40,8 @@ from pyproj import CRS
 
 from bench.synthetic import XMAX, XMIN, YMAX, YMIN, scaled_layers
 from blueprint.model import Blueprint, LayerRef
-from checks.engine import Screener, result_json
+from checks.engine import Screener
+from checks.results import result_json
 from checks.rules import load_rules
 from layers.catalogue import load_catalogue
 from layers.model import ParcelSet

@@ -22,7 +22,8 @@ from shapely.geometry import box
 
 from blueprint.features import condition_features
 from checks.conditions import parse_declared
-from checks.engine import Screener, result_json
+from checks.engine import Screener
+from checks.results import result_json
 from checks.rules import load_rules
 from layers.catalogue import load_catalogue
 from layers.ingest import with_attributes

@@ -211,8 +211,10 @@ async def client_loop(
     pool: list[dict[str, Any]],
     mix: tuple[tuple[str, float], ...] = MIX,
     tiles: list[str] | None = None,
+    kinds: dict[str, int] | None = None,
 ) -> None:
     rng = random.Random(seed)
+    kinds = kinds if kinds is not None else defaultdict(int)
     ops, weights = zip(*mix, strict=True)
     # the clients share one httpx client, made before the clock starts (each new one builds an SSL context)
     while time.monotonic() < until:
@@ -251,13 +253,15 @@ async def client_loop(
             else:
                 response = await client.get(f"/api/v1/projects/BENCH-{rng.randint(0, 19):03d}/location")
             ok = response.status_code < 400
-        except httpx.HTTPError:
-            ok = False
+            why = str(response.status_code)
+        except httpx.HTTPError as exc:
+            ok, why = False, type(exc).__name__
         elapsed = time.perf_counter() - start
         if ok:
             samples[op].append(elapsed)
         else:
             errors[op] += 1
+            kinds[f"{op} {why}"] += 1  # what went wrong: the status, or the client's exception
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -272,6 +276,7 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
                    mix: tuple[tuple[str, float], ...] = MIX) -> dict[str, Any]:
     samples: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
+    kinds: dict[str, int] = defaultdict(int)
     check_ids: list[str] = []
     # parcels are made before the clock starts, so the clients spend their CPU on requests only
     pool = [parcel_collection(random.Random(10_000 + i)) for i in range(500)]
@@ -288,7 +293,7 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
         started, cpu0 = time.monotonic(), time.process_time()
         until = started + seconds
         await asyncio.gather(
-            *(client_loop(client, until, i, samples, errors, check_ids, pool, mix, tiles)
+            *(client_loop(client, until, i, samples, errors, check_ids, pool, mix, tiles, kinds)
               for i in range(clients))
         )
         wall, client_cpu = time.monotonic() - started, time.process_time() - cpu0
@@ -308,6 +313,7 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
     report.update(
         requests=len(everything) + total_errors,
         errors=total_errors,
+        error_kinds=dict(sorted(kinds.items())),
         throughput_rps=round(len(everything) / wall, 1),
         p50_ms=round(percentile(everything, 50) * 1000, 1),
         p99_ms=round(percentile(everything, 99) * 1000, 1),
@@ -400,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"total: {report['requests']} requests in {report['seconds']} s = {report['throughput_rps']} req/s, "
         f"p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, errors {report['errors']}"
+        + (f" ({report['error_kinds']})" if report["errors"] else "")
     )
     if baseline is not None:
         print(f"/health alone: {baseline['throughput_rps']} req/s; check throughput / health throughput = "

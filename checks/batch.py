@@ -14,8 +14,9 @@ from numpy.typing import NDArray
 
 from checks.areas import ellipsoidal_areas, plane_zones, zone_areas
 from checks.batch_fast import AreaHits, feature_ids_json, overlap_areas
-from checks.engine import AREA_DECIMALS, RATIO_DECIMALS, VERDICTS, Screener, natural_key
+from checks.engine import VERDICTS, Screener
 from checks.errors import NoParcelsError, ParcelOutsideCityError
+from checks.results import AREA_DECIMALS, RATIO_DECIMALS, natural_key
 from checks.rules import OUTCOMES, ProjectType
 from layers.geometry import repair_frame
 

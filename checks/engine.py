@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
-import re
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +22,20 @@ from checks.areas import PlaneZones, ellipsoidal_areas, plane_zones, reproject, 
 from checks.conditions import Compatibility, ConditionIndex, Declared, empty_features, explain_conditions
 from checks.errors import CheckError, DuplicateParcelIdError, NoParcelsError, ParcelOutsideCityError
 from checks.explain import explain_parcel, explain_submission
+from checks.results import (
+    AREA_DECIMALS,
+    RATIO_DECIMALS,
+    collect_requirements,
+    geojson_all,
+    natural_key,
+    rounded,
+)
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
+from checks.submission import Submitted, lonlat_input, parcel_count, repaired, submitted
 from layers.catalogue import Catalogue
-from layers.crs import CGCS2000, OFFSET_DATUMS, OUTPUT_CRS, crs_label, to_work_crs, undo_offset
+from layers.crs import CGCS2000, OFFSET_DATUMS, crs_label, to_work_crs, undo_offset
 from layers.errors import WebMapOffsetError
-from layers.geometry import polygonal_part, repair_geometries
+from layers.geometry import polygonal_part
 from layers.model import ParcelSet, Repair
 
 # pieces with this many vertices are prepared once, when the Screener is built: testing "piece contains
@@ -39,9 +46,6 @@ PREPARE_MIN_VERTICES = 64
 # 1 cm² is far below survey precision: overlaps this small are floating-point residue of shared edges
 # (a parcel that only touches a piece), never a real overlap, so they are dropped before any rule.
 NOISE_M2 = 1e-4
-AREA_DECIMALS = 4
-RATIO_DECIMALS = 8
-COORD_DECIMALS = 7  # ≈1 cm in lon/lat
 VERDICTS = ("pass", "review", "conflict")  # index = severity
 UNPLANNED = "unplanned"
 
@@ -69,86 +73,6 @@ class Hits:
     covered: NDArray[np.float64]  # per parcel: area covered by any piece (for the city-extent test)
     # per parcel: ellipsoidal area, when asked for (computed in the same pass as the hits')
     parcel_ellipsoidal: NDArray[np.float64] | None = None
-
-
-@dataclass
-class _Parcels:
-    """A submission as plain arrays: ids, optional names, geometries in the working CRS."""
-
-    ids: list[str]
-    names: list[str | None]
-    geoms: NDArray[np.object_]
-
-
-def _lonlat_input(label: str) -> bool:
-    """Whether a submission's input CRS (its label, e.g. "EPSG:4326") is longitude/latitude."""
-    try:
-        return bool(label) and CRS.from_user_input(label).is_geographic
-    except Exception:  # a label that is a CRS name, not parseable: not known to be lon/lat
-        return False
-
-
-def _clean(geoms: NDArray[np.object_]) -> bool:
-    """True when repair_frame would change nothing: valid, non-empty, 2-D (Multi)Polygons only."""
-    if any(g is None for g in geoms):
-        return False
-    types = shapely.get_type_id(geoms)
-    return bool(((types == 3) | (types == 6)).all() and not shapely.is_empty(geoms).any()
-                and not shapely.has_z(geoms).any() and shapely.is_valid(geoms).all())
-
-
-def _column(frame: gpd.GeoDataFrame, columns: list[Any], name: str) -> Any:
-    """The values of one column without building a (Geo)Series (a few µs instead of ~100 µs).
-
-    ``columns`` is ``list(frame.columns)``: a membership test on the pandas Index itself builds a hash
-    engine for every new frame, which costs more than the rest of the lookup.
-    """
-    if columns.count(name) == 1:
-        return frame._get_column_array(columns.index(name))
-    return frame[name]  # duplicate column names: pandas' own lookup decides (and fails as before)
-
-
-def natural_key(value: str) -> tuple[tuple[int, int, str], ...]:
-    """Sort key ordering "2" before "10" and "P2" before "P10"; total over all strings."""
-    return tuple((0, int(chunk), "") if chunk.isdigit() else (1, 0, chunk)
-                 for chunk in _DIGIT_RUNS(value) if chunk)
-
-
-_DIGIT_RUNS = re.compile(r"(\d+)").split
-
-
-def _round(value: float, decimals: int) -> float:
-    rounded = round(float(value), decimals)
-    return 0.0 if rounded == 0 else rounded  # no "-0.0" in canonical JSON
-
-
-def _geojson_all(geoms: NDArray[np.object_], crs: CRS) -> list[dict[str, Any] | None]:
-    """RFC 7946 geometries in EPSG:4326: CCW exteriors, coordinates rounded to COORD_DECIMALS.
-
-    Reprojects with the cached transformer to layers.crs.OUTPUT_CRS (what layers.crs.to_output targets)
-    and cuts every ring out of one rounded coordinate array, so no per-vertex Python work is done;
-    the result is canonical as built (result_json passes geometry through untouched).
-    """
-    out: list[dict[str, Any] | None] = [None] * len(geoms)
-    if len(geoms) == 0:
-        return out
-    lonlat = shapely.orient_polygons(reproject(geoms, crs, OUTPUT_CRS), exterior_cw=False)
-    parts, owner = shapely.get_parts(lonlat, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
-    values = np.round(coords, COORD_DECIMALS).tolist()
-    cut = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
-    polygons: list[list[list[list[float]]]] = [[] for _ in range(len(parts))]
-    for r, part in enumerate(ring_part.tolist()):
-        polygons[part].append(values[cut[r]:cut[r + 1]])
-    multi = shapely.get_type_id(lonlat) == 6
-    by_owner: dict[int, list[list[list[list[float]]]]] = defaultdict(list)
-    for part, geom in enumerate(owner.tolist()):
-        by_owner[geom].append(polygons[part])
-    for geom, polys in by_owner.items():
-        out[geom] = ({"type": "MultiPolygon", "coordinates": polys} if multi[geom]
-                     else {"type": "Polygon", "coordinates": polys[0]})
-    return out
 
 
 class Screener:
@@ -189,6 +113,7 @@ class Screener:
         self._big = self._prepare_big(self._geoms)
         self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
         self._rules_by_type: dict[str, tuple[list[Rule], NDArray[np.int64]]] = {}
+        self._same_crs: dict[int, tuple[CRS, bool]] = {}
         codes, combos = pd.factorize(pieces["kinds"], sort=True)
         self._piece_combo = np.asarray(codes, dtype=np.int64)
         self.kinds = self._kind_vocabulary()
@@ -256,12 +181,14 @@ class Screener:
         state["_geoms"] = shapely.to_wkb(self._geoms)
         state["_source_cache"] = {}
         state["_rules_by_type"] = {}
+        state["_same_crs"] = {}
         del state["_big"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_rules_by_type", {})
+        self.__dict__.setdefault("_same_crs", {})
         self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
         self._tree = shapely.STRtree(self._geoms)
         self._big = self._prepare_big(self._geoms)
@@ -471,15 +398,15 @@ class Screener:
         declared = declared or Declared()
         check_date = check_date or dt.date.today()
         ptype = self.rules.require_project_type(project_type)
-        if len(parcels.frame) == 0:
+        if parcel_count(parcels) == 0:
             raise NoParcelsError(f"{parcels.source}: no parcels to screen")
-        submitted = self._submitted(parcels)
-        input_hash = self.input_hash(submitted.ids, submitted.geoms, submitted.names)
+        given = submitted(parcels, self.crs, self._is_work_crs)
+        input_hash = self.input_hash(given.ids, given.geoms, given.names)
         # the result states its check date (assessment validity depends on it) and the declared values
         varies = check_date.isoformat() + ("\0" + json.dumps(declared.as_dict(), sort_keys=True)
                                            if declared.any() else "")
         check_id = check_id or self.check_id(input_hash, ptype.key, varies)
-        clean, repairs = self._repaired(submitted, parcels.source)
+        clean, repairs = repaired(given, parcels.source)
         if not clean.ids:
             raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
         area = shapely.area(clean.geoms).astype(np.float64)
@@ -500,46 +427,13 @@ class Screener:
             result["declared"] = declared.as_dict()
         return result
 
-    def _submitted(self, parcels: ParcelSet) -> _Parcels:
-        """The submission as plain arrays in the blueprint CRS, ids checked (pandas kept off the hot path)."""
-        frame = parcels.frame
-        columns = list(frame.columns)
-        if "parcel_id" not in columns:
-            raise CheckError(f"{parcels.source}: the parcels have no 'parcel_id' column")
-        name = getattr(frame, "_geometry_column_name", None)
-        geometry = (_column(frame, columns, name) if name is not None and name in columns
-                    else frame.geometry.values)
-        crs = getattr(geometry, "crs", None)
-        if crs is None or (crs is not self.crs and not CRS.from_user_input(crs).equals(
-                self.crs, ignore_axis_order=True)):
-            frame = to_work_crs(frame, self.crs, source=parcels.source)
-            columns = list(frame.columns)
-            geometry = frame.geometry.values
-        raw = _column(frame, columns, "parcel_id").tolist()
-        missing = sum(1 for v in raw if v is None or (isinstance(v, float) and math.isnan(v)))
-        if missing:
-            raise CheckError(f"{parcels.source}: {missing} parcel(s) have no parcel_id")
-        ids = [str(v) for v in raw]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i, n in Counter(ids).items() if n > 1)
-            raise DuplicateParcelIdError(
-                f"{parcels.source}: parcel_id '{dup}' is used by more than one parcel")
-        names: list[str | None] = [None] * len(ids)
-        if "name" in columns:
-            names = [v if isinstance(v, str) else None for v in _column(frame, columns, "name").tolist()]
-        return _Parcels(ids, names, np.asarray(geometry, dtype=object))
-
-    def _repaired(self, parcels: _Parcels, source: str) -> tuple[_Parcels, list[Repair]]:
-        """Parcels repaired by layers.geometry.repair_frame (skipped when nothing needs it), sorted."""
-        repairs: list[Repair] = []
-        if not _clean(parcels.geoms):
-            fixed, keep, repairs = repair_geometries(parcels.ids, parcels.geoms, source=source)
-            kept = np.flatnonzero(keep).tolist()
-            parcels = _Parcels([parcels.ids[i] for i in kept], [parcels.names[i] for i in kept],
-                               np.asarray(fixed[keep], dtype=object))
-        order = sorted(range(len(parcels.ids)), key=lambda i: natural_key(parcels.ids[i]))
-        return _Parcels([parcels.ids[i] for i in order], [parcels.names[i] for i in order],
-                        parcels.geoms[order] if order else parcels.geoms), repairs
+    def _is_work_crs(self, crs: CRS) -> bool:
+        """Whether ``crs`` is this Screener's CRS (asked once per CRS object: pyproj's equals is slow)."""
+        known = self._same_crs.get(id(crs))
+        if known is None or known[0] is not crs:
+            known = self._same_crs[id(crs)] = (crs, crs is self.crs or crs.equals(self.crs,
+                                                                                  ignore_axis_order=True))
+        return known[1]
 
     def _require_inside(self, ids: list[str], area: NDArray[np.float64],
                         covered: NDArray[np.float64], source: str, *,
@@ -550,7 +444,7 @@ class Screener:
             i = bad[0]
             pid = ids[i]
             more = f" (and {len(bad) - 1} more parcel(s))" if len(bad) > 1 else ""
-            if geoms is not None and _lonlat_input(crs_in):
+            if geoms is not None and lonlat_input(crs_in):
                 self._refuse_web_map_offset(geoms[bad], outside[bad], [ids[b] for b in bad], source)
             raise ParcelOutsideCityError(
                 f"{source}: parcel {pid} lies {outside[i]:.2f} m² ({outside[i] / area[i]:.2%}) outside the "
@@ -572,7 +466,7 @@ class Screener:
                     f"{left[0]:.2f} m² outside: the longitude/latitude look like {offset} read as WGS 84. "
                     f"Declare the CRS as {offset} (CLI: --crs {offset}) to convert them exactly")
 
-    def _assemble(self, parcels: _Parcels, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
+    def _assemble(self, parcels: Submitted, area: NDArray[np.float64], hits: Hits, ptype: ProjectType,
                   check_id: str, repairs: list[Repair], zones: PlaneZones | None = None,
                   extra: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
                   ) -> dict[str, Any]:
@@ -583,7 +477,7 @@ class Screener:
         below = self.below_tolerance(hits.area, ratio)
         sev = self.severity(outcome, below)
         geoms = parcels.geoms
-        out_geo = _geojson_all(np.concatenate([geoms, hits.geometry]), self.crs)
+        out_geo = geojson_all(np.concatenate([geoms, hits.geometry]), self.crs)
         ell = hits.parcel_ellipsoidal if hits.parcel_ellipsoidal is not None else ellipsoidal_areas(
             geoms, self.crs)
         by_parcel: dict[int, list[int]] = defaultdict(list)
@@ -605,8 +499,8 @@ class Screener:
             if any(c["outcome"] == "conflict" for c in conditions):
                 worst = 2  # a breached planning condition is a conflict
             entry: dict[str, Any] = {
-                "parcel_id": pid, "area_m2": _round(area[i], AREA_DECIMALS),
-                "ellipsoidal_area_m2": _round(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
+                "parcel_id": pid, "area_m2": rounded(area[i], AREA_DECIMALS),
+                "ellipsoidal_area_m2": rounded(ell[i], AREA_DECIMALS), "verdict": VERDICTS[worst],
                 "conflicts": conflicts, "repairs": repairs_by_id.pop(pid, []),
             }
             if zones is not None:
@@ -644,9 +538,9 @@ class Screener:
         return {
             "kind": label.key, "name_zh": label.name_zh, "name_en": label.name_en,
             "rule": rule.outcome,
-            "overlap_area_m2": _round(hits.area[h], AREA_DECIMALS),
-            "overlap_ellipsoidal_area_m2": _round(hits.ellipsoidal_area[h], AREA_DECIMALS),
-            "overlap_ratio": _round(ratio, RATIO_DECIMALS),
+            "overlap_area_m2": rounded(hits.area[h], AREA_DECIMALS),
+            "overlap_ellipsoidal_area_m2": rounded(hits.ellipsoidal_area[h], AREA_DECIMALS),
+            "overlap_ratio": rounded(ratio, RATIO_DECIMALS),
             "feature_ids": self.feature_ids((int(p) for p in pieces), label.key),
             "geometry": geometry,
             "below_tolerance": bool(below),
@@ -655,49 +549,3 @@ class Screener:
             "requirements": [r.as_dict() for r in rule.requirements],
             "piece_ids": sorted({str(self._piece_ids[p]) for p in pieces}),  # fixed-width ids
         }
-
-
-def collect_requirements(parcels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The submission's requirements: each once, in first-seen order, with the parcels and kinds that
-    ask for it (from the conditional overlaps of every parcel)."""
-    found: dict[str, dict[str, Any]] = {}
-    for parcel in parcels:
-        for hit in parcel["conflicts"]:
-            if hit["rule"] != "conditional":
-                continue
-            for need in hit.get("requirements", ()):
-                entry = found.setdefault(need["key"], {**need, "parcel_ids": [], "kinds": []})
-                if parcel["parcel_id"] not in entry["parcel_ids"]:
-                    entry["parcel_ids"].append(parcel["parcel_id"])
-                if hit["kind"] not in entry["kinds"]:
-                    entry["kinds"].append(hit["kind"])
-    return list(found.values())
-
-
-def _canonical(value: Any) -> Any:
-    """Floats rounded (no -0.0, no NaN), tuples as lists: the one JSON form of a result."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:  # the common leaves first
-        return value
-    if kind is dict:
-        # GeoJSON geometry comes canonical from _geojson_all: walking every vertex again is the
-        # most expensive part of serialising a result, so it is passed through as is
-        return {str(k): v if k == "geometry" else _canonical(v) for k, v in value.items()}
-    if kind is list:
-        return [_canonical(v) for v in value]
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise CheckError(f"non-finite number in a result: {value}")
-        return _round(value, 9)
-    if isinstance(value, Mapping):
-        return {str(k): v if k == "geometry" else _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, np.generic):
-        return _canonical(value.item())
-    return value
-
-
-def result_json(result: Mapping[str, Any]) -> str:
-    """Canonical serialisation: the same input and version give byte-identical text."""
-    return json.dumps(_canonical(result), ensure_ascii=False, separators=(",", ":"), allow_nan=False)

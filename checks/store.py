@@ -20,6 +20,7 @@ CHECKS = sa.table(
     sa.column("idempotency_key", sa.String), sa.column("created_by", sa.String),
     sa.column("created_at", sa.DateTime(timezone=True)),
 )
+INSERT_CHECK = sa.insert(CHECKS)
 META_COLUMNS = ("check_id", "blueprint_version", "project_type", "verdict", "input_hash",
                 "idempotency_key", "created_by", "created_at")
 
@@ -50,11 +51,11 @@ class CheckStore:
                "project_type": project_type, "verdict": verdict, "input_hash": input_hash,
                "idempotency_key": idempotency_key, "created_by": by, "created_at": utcnow()}
         try:
+            # no SELECT first: a new check (the usual case) is one INSERT (a compiled statement reused
+            # from the cache, values bound as parameters); a key or id seen before breaks the unique
+            # constraints (or, on SQLite, the write-once trigger) and is answered below
             with write_transaction(self.engine) as conn:
-                earlier = self._earlier(conn, check_id, result_json, idempotency_key)
-                if earlier is not None:
-                    return earlier
-                conn.execute(sa.insert(CHECKS).values(**row))
+                conn.execute(INSERT_CHECK, row)
                 if with_insert is not None:
                     with_insert(conn)
         except IntegrityError:

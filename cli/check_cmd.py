@@ -117,9 +117,9 @@ def check(
 ) -> None:
     """Screen parcels against a blueprint 项目地块筛查. Exit 0 pass, 1 review, 2 conflict, 3 bad input."""
     from checks.conditions import parse_declared
-    from checks.engine import result_json
     from checks.errors import CheckError
     from checks.explain import feature_collection
+    from checks.results import result_json
     from layers.crs import parse_datum_params
     from layers.ingest import read_parcels
     from runtime.settings import get_settings

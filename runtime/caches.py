@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from blueprint.model import Blueprint
@@ -13,6 +15,7 @@ from checks.engine import Screener
 from checks.rules import Rules
 from layers.catalogue import Catalogue
 from layers.model import PlanLayer
+from runtime import screener_files
 from runtime.errors import BlueprintNotPublishedError
 from runtime.settings import Settings
 from runtime.stores import Stores
@@ -34,7 +37,8 @@ class PublishedCache:
 
     Published versions are immutable, so nothing is ever invalidated; the least recently used version
     leaves when more than ``size`` are held. A per-version lock keeps concurrent first requests from
-    building the same STRtree twice.
+    building the same STRtree twice. With a ``folder`` (the data dir's ``screeners/``), a built Screener
+    is also written there and later processes read it from that file instead of building it.
     """
 
     def __init__(
@@ -44,27 +48,33 @@ class PublishedCache:
         catalogue: Catalogue,
         settings: Settings,
         size: int = CACHED_VERSIONS,
+        folder: Path | None = None,
     ) -> None:
         self._stores, self._rules, self._catalogue, self._settings = stores, rules, catalogue, settings
         self._size = size
-        self._items: OrderedDict[str, tuple[Blueprint, Screener | None]] = OrderedDict()
+        # (blueprint, screener): either may be missing (a screener read from its file has no blueprint)
+        self._items: OrderedDict[str, tuple[Blueprint | None, Screener | None]] = OrderedDict()
+        self._folder = folder
+        self._inputs: bytes | None = None
         self._lock = threading.Lock()
-        self._version_locks: dict[str, threading.Lock] = {}
+        self._version_locks: dict[str, threading.RLock] = {}
 
     def blueprint(self, version: str) -> Blueprint:
         """A published blueprint from the cache; drafts are read fresh (they may be replaced)."""
         with self._lock:
-            if version in self._items:
+            held = self._items.get(version)
+            if held is not None and held[0] is not None:
                 self._items.move_to_end(version)
-                return self._items[version][0]
-            version_lock = self._version_locks.setdefault(version, threading.Lock())
-        with version_lock:
+                return held[0]
+            version_lock = self._version_locks.setdefault(version, threading.RLock())
+        with version_lock:  # re-entrant: screener() holds it while it calls this
             with self._lock:
-                if version in self._items:
-                    return self._items[version][0]
+                held = self._items.get(version)
+                if held is not None and held[0] is not None:
+                    return held[0]
             blueprint = self._stores.blueprints.get(version)
             if blueprint.status == "published":
-                self._put(version, blueprint, None)
+                self._put(version, blueprint=blueprint)
             return blueprint
 
     def screener(self, version: str) -> Screener:
@@ -73,34 +83,69 @@ class PublishedCache:
             if held is not None and held[1] is not None:
                 self._items.move_to_end(version)
                 return held[1]
-            version_lock = self._version_locks.setdefault(version, threading.Lock())
-        blueprint = self.blueprint(version)
-        if blueprint.status != "published":
-            raise BlueprintNotPublishedError(
-                f"blueprint {version} is a draft; checks use published versions only 仅可对已发布版本检测"
-            )
+            version_lock = self._version_locks.setdefault(version, threading.RLock())
         with version_lock:
             with self._lock:
                 held = self._items.get(version)
                 if held is not None and held[1] is not None:
                     return held[1]
-            screener = Screener(
-                blueprint,
-                self._rules,
-                self._catalogue,
-                tolerance_m2=self._settings.overlap_tolerance_m2,
-                tolerance_ratio=self._settings.overlap_tolerance_ratio,
-                compatibility=load_compatibility(self._settings.land_use_compat_file),
-            )
-            self._put(version, blueprint, screener)
+            screener = self._stored_screener(version) or self._build(version)
+            self._put(version, screener=screener)
             return screener
 
-    def _put(self, version: str, blueprint: Blueprint, screener: Screener | None) -> None:
+    def _stored_screener(self, version: str) -> Screener | None:
+        """The version's Screener from its file in the data dir (see :mod:`runtime.screener_files`): a
+        new worker process screens after reading one file instead of the pieces and an STRtree build.
+        Only a published version has a file; the summary (one row) says whether it still is."""
+        if self._folder is None:
+            return None
+        summary = self._stores.blueprints.summary(version)
+        if summary["status"] != "published":
+            raise _draft(version)
+        path = self._file(version, summary)
+        return screener_files.load(path)
+
+    def _build(self, version: str) -> Screener:
+        blueprint = self.blueprint(version)
+        if blueprint.status != "published":
+            raise _draft(version)
+        screener = Screener(
+            blueprint,
+            self._rules,
+            self._catalogue,
+            tolerance_m2=self._settings.overlap_tolerance_m2,
+            tolerance_ratio=self._settings.overlap_tolerance_ratio,
+            compatibility=load_compatibility(self._settings.land_use_compat_file),
+        )
+        if self._folder is not None:
+            screener_files.save(self._file(version, self._stores.blueprints.summary(version)), screener)
+        return screener
+
+    def _file(self, version: str, summary: dict[str, Any]) -> Path:
+        assert self._folder is not None
+        if self._inputs is None:  # what else the Screener is built from, pickled once per process
+            compat = self._settings.land_use_compat_file
+            self._inputs = pickle.dumps((self._rules, self._catalogue, self._settings.overlap_tolerance_m2,
+                                         self._settings.overlap_tolerance_ratio,
+                                         Path(compat).read_bytes() if compat else None))
+        return screener_files.path_for(self._folder, version,
+                                       screener_files.fingerprint(version, summary, self._inputs))
+
+    def _put(self, version: str, *, blueprint: Blueprint | None = None,
+             screener: Screener | None = None) -> None:
+        """Hold what was loaded (keeping what is held already), the version as most recently used."""
         with self._lock:
-            self._items[version] = (blueprint, screener)
+            held = self._items.get(version, (None, None))
+            self._items[version] = (blueprint or held[0], screener or held[1])
             self._items.move_to_end(version)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+def _draft(version: str) -> BlueprintNotPublishedError:
+    return BlueprintNotPublishedError(
+        f"blueprint {version} is a draft; checks use published versions only 仅可对已发布版本检测"
+    )
 
 
 class LayerCache:

@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,10 +62,19 @@ class KeyStore:
 
     The secrets are 256-bit random, so one salted sha256 is enough (a slow KDF would only slow every
     request); ``key_id`` finds the row, ``hmac.compare_digest`` compares the hash.
+
+    ``cache_seconds`` > 0 keeps a found row (salt, hash, principal — never the secret) for that long, so
+    a busy caller's key is not read from the database on every request; the hash is still compared on
+    every request. The trade-off: a key revoked through *another* process (a second worker, the CLI)
+    keeps working here for up to ``cache_seconds``; :meth:`revoke` in this process clears the cache at
+    once. Unknown key ids are never cached (guessing is rate-limited instead).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cache_seconds: float = 0.0) -> None:
         self.engine = engine
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, str, str, Principal]] = {}
+        self._cache_lock = threading.Lock()
 
     def create(
         self, name: str, role: Role, *, by: Principal = SYSTEM, department: str | None = None
@@ -98,13 +109,50 @@ class KeyStore:
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
             return None
+        found = self._cached(parts[1]) or self._lookup(parts[1])
+        if found is None:
+            return None
+        salt, secret_hash, principal = found
+        if not hmac.compare_digest(_hash_secret(salt, parts[2]), secret_hash):
+            return None
+        return principal
+
+    def cached(self, presented: str) -> Principal | None:
+        """The principal of a presented key if its row is in the cache (no database access), else None
+        (then call :meth:`verify`)."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[2]:
+            return None
+        found = self._cached(parts[1])
+        if found is None or not hmac.compare_digest(_hash_secret(found[0], parts[2]), found[1]):
+            return None
+        return found[2]
+
+    def _cached(self, key_id: str) -> tuple[str, str, Principal] | None:
+        if self.cache_seconds <= 0:
+            return None
+        held = self._cache.get(key_id)
+        if held is None or time.monotonic() >= held[0]:
+            return None
+        return held[1], held[2], held[3]
+
+    def _lookup(self, key_id: str) -> tuple[str, str, Principal] | None:
+        """The key's salt, hash and principal from the database (None: unknown or revoked); cached."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == parts[1])).mappings().first()
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).mappings().first()
         if row is None or row["revoked_at"] is not None:
             return None
-        if not hmac.compare_digest(_hash_secret(row["salt"], parts[2]), row["secret_hash"]):
-            return None
-        return Principal(row["name"], row["role"], row["key_id"], row["department"])
+        principal = Principal(row["name"], row["role"], row["key_id"], row["department"])
+        if self.cache_seconds > 0:
+            with self._cache_lock:
+                self._cache[key_id] = (time.monotonic() + self.cache_seconds, row["salt"], row["secret_hash"],
+                                       principal)
+        return row["salt"], row["secret_hash"], principal
+
+    def forget(self) -> None:
+        """Drop every cached key (a key was revoked here)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def revoke(self, key_id: str, *, by: Principal = SYSTEM) -> bool:
         with write(self.engine) as conn:
@@ -115,6 +163,7 @@ class KeyStore:
             ).rowcount
             if done:
                 AuditLog.append(conn, by, "key.revoke", "api_key", key_id)
+        self.forget()  # also when nothing changed: another process may have revoked it meanwhile
         return bool(done)
 
     def list(self) -> list[dict[str, Any]]:
@@ -173,13 +222,22 @@ class KeyRing:
         self.dev_mode = dev_mode
         self.from_file = load_key_file(key_file) if key_file is not None else {}
 
+    def quick(self, presented: str) -> Principal | None:
+        """The principal when it is known without the database (dev key, keys file, cached stored key);
+        None means "ask :meth:`principal`", which may read the database (call it off the event loop)."""
+        found = self._configured(presented)
+        return found if found is not None else self.keys.cached(presented)
+
     def principal(self, presented: str) -> Principal | None:
+        found = self._configured(presented)
+        return found if found is not None else self.keys.verify(presented)
+
+    def _configured(self, presented: str) -> Principal | None:
+        """A dev key (dev mode) or a key of the configured keys file."""
         if self.dev_mode:
             for dev_key, role in DEV_KEYS.items():
                 if hmac.compare_digest(presented.encode("utf-8", "replace"), dev_key.encode()):
                     return Principal(f"dev-{role}", role, "dev")
         if self.from_file:
-            found = self.from_file.get(key_digest(presented))
-            if found is not None:
-                return found
-        return self.keys.verify(presented)
+            return self.from_file.get(key_digest(presented))
+        return None

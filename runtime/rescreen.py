@@ -31,6 +31,9 @@ def in_flight(services: Services) -> list[str]:
 def run(services: Services, job: dict[str, Any], _folder: Path, progress: Callable[[float], None]) -> str:
     """The job: each project in flight screened once against ``version``; a re-run skips what is done."""
     version = str(job["payload"]["version"])
+    # loaded first, so the version's Screener file (runtime.screener_files) is in the data dir before
+    # the first check reaches a new worker process
+    services.published.screener(version)
     codes = in_flight(services)
     for i, code in enumerate(codes):
         rescreen_project(services, code, version, str(job["job_id"]))

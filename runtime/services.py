@@ -41,12 +41,14 @@ from blueprint.merge import build_blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError
 from checks.conditions import parse_declared
-from checks.engine import result_json
 from checks.errors import NoParcelsError
+from checks.results import result_json
 from checks.rules import Rules, load_rules
+from checks.submission import parcel_count
 from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
 from layers.errors import OneBlueprintError
+from layers.geojson_rows import ParcelRows
 from layers.model import Limits, ParcelSet, Repair
 from layers.stream import open_layer
 from runtime import rescreen, upload_jobs
@@ -77,11 +79,12 @@ class Services:
         self.precedence: Precedence = load_precedence(settings.precedence_file, self.catalogue)
         self.rules: Rules = load_rules(settings.rules_file, self.catalogue)
         self.audit = AuditLog(self.engine)
-        self.keys = KeyStore(self.engine)
+        self.keys = KeyStore(self.engine, cache_seconds=settings.key_cache_seconds)
         self.keyring = KeyRing(self.keys, dev_mode=settings.dev_mode, key_file=settings.api_keys_file)
         self.projects = ProjectStore(self.engine, settings.work_crs)
         self.jobs = JobStore(self.engine, settings.data_dir, lease_seconds=settings.job_lease_seconds)
-        self.published = PublishedCache(stores, self.rules, self.catalogue, settings)
+        self.published = PublishedCache(stores, self.rules, self.catalogue, settings,
+                                        folder=settings.data_dir / "screeners")
         self.latest = LatestPublished(stores.blueprints)
         self.layer_cache = LayerCache(stores)
         # CPU-bound work (reading parcels, screening) runs a few at a time: under the GIL, 40 threads
@@ -321,7 +324,7 @@ class Services:
         if check_id is not None and self.stores.checks.exists(check_id):
             return CheckOutcome(self.stores.checks.get(check_id), check_id, replayed=True)
         self.rules.require_project_type(project_type)
-        if parcels.frame.empty:
+        if parcel_count(parcels) == 0:
             raise NoParcelsError("the submission holds no parcels 未提交地块")
         resolved = self.resolve_version(version)
         screener = self.published.screener(resolved)
@@ -339,7 +342,7 @@ class Services:
                 "check",
                 str(check_id),
                 after={"check_id": check_id, "verdict": result["verdict"], "blueprint_version": resolved},
-                detail={"idempotency_key": idempotency_key, "parcels": len(parcels.frame)},
+                detail={"idempotency_key": idempotency_key, "parcels": parcel_count(parcels)},
             )
 
         stored = self.stores.checks.save(
@@ -394,7 +397,9 @@ class Services:
             digest.update(part.encode() + b"\0")
         if declared:
             digest.update(json.dumps(dict(declared), sort_keys=True).encode() + b"\0")
-        for pid, geom in zip(parcels.frame["parcel_id"], parcels.frame.geometry, strict=True):
+        ids, geoms = ((parcels.ids, parcels.geoms) if isinstance(parcels, ParcelRows)
+                      else (parcels.frame["parcel_id"], parcels.frame.geometry))
+        for pid, geom in zip(ids, geoms, strict=True):
             digest.update(str(pid).encode() + b"\0" + shapely.to_wkb(geom, output_dimension=2) + b"\0")
         return digest.hexdigest()
 
@@ -411,8 +416,9 @@ class Services:
         """Screen now, or queue a background job when the submission is large (returns the job): more
         parcels than ``job_threshold`` or more vertices than ``job_vertex_threshold`` (cost admission)."""
         idempotency_key = self.scoped_key(idempotency_key, by)
-        vertices = int(shapely.get_num_coordinates(parcels.frame.geometry.values).sum())
-        if len(parcels.frame) <= self.job_threshold and vertices <= self.job_vertex_threshold:
+        geoms = parcels.geoms if isinstance(parcels, ParcelRows) else parcels.frame.geometry.values
+        vertices = int(shapely.get_num_coordinates(geoms).sum())
+        if parcel_count(parcels) <= self.job_threshold and vertices <= self.job_vertex_threshold:
             return self.screen(parcels, project_type, version, by=by, idempotency_key=idempotency_key,
                                declared=declared)
         plan = parse_declared(declared).as_dict()

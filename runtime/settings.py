@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     rate_limit_public: str = Field(default="5/second;60/minute", description="per address: /public")
     rate_limit_login: str = Field(default="30/minute;300/hour", description="per address: /viewer/login "
                                   "(an office behind one NAT address signs in together at nine)")
+    # a stored API key found in the database is trusted for this long without reading it again; a key
+    # revoked through another process (second worker, CLI) keeps working here that long (0 = off)
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # approval flow: the departments asked for opinions and the working-day calendar (default: weekends off)
     departments_file: Path | None = None
     # a project is cleared only on a check against the latest published blueprint version

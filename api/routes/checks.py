@@ -127,7 +127,7 @@ async def create_check(
         def read_and_submit() -> CheckOutcome | dict[str, Any]:
             # one worker thread reads and screens: each hop off the event loop costs a thread switch and
             # a turn through the CPU gate, which under load is most of a small check's wait
-            parcels = read_parcels_json(services, collection)
+            parcels = read_parcels_json(services, collection, rows=True)
             return services.submit(parcels, body.project_type, body.blueprint_version, by=who,
                                    idempotency_key=idempotency_key, declared=body.declared)
 

@@ -16,6 +16,7 @@ from api.errors import InvalidRequestError, describe_validation
 from api.uploads import ReceivedFile, received_form, refuse_loose_shapefile_part, safe_filename
 from layers.crs import parse_crs
 from layers.errors import OneBlueprintError
+from layers.geojson_rows import parcel_rows_from_geojson
 from layers.ingest import parcels_from_geojson, read_parcels
 from layers.model import ParcelSet
 from runtime.services import Services
@@ -168,13 +169,14 @@ def received_parcel_form(request: Request, services: Services) -> Any:
     return received_form(request, services.settings.data_dir, services.limits)
 
 
-def read_parcels_json(services: Services, collection: dict[str, Any]) -> ParcelSet:
-    """Parcels from a GeoJSON body, in a worker thread (blocking: call it through the CPU gate)."""
+def read_parcels_json(services: Services, collection: dict[str, Any], *, rows: bool = False) -> ParcelSet:
+    """Parcels from a GeoJSON body, in a worker thread (blocking: call it through the CPU gate).
+    ``rows``: read into arrays (:mod:`layers.geojson_rows`; a check needs no frame, a project does)."""
+    reader = parcel_rows_from_geojson if rows else parcels_from_geojson
+
     def read() -> ParcelSet:
         with services.cpu_slots:
-            return parcels_from_geojson(
-                collection, work_crs=services.settings.work_crs, limits=services.limits
-            )
+            return reader(collection, work_crs=services.settings.work_crs, limits=services.limits)
 
     return guarded(read)
 

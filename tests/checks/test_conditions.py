@@ -28,8 +28,9 @@ import pytest
 from blueprint.merge import build_blueprint
 from blueprint.precedence import load_precedence
 from checks.conditions import Declared, load_compatibility, parse_declared
-from checks.engine import Screener, result_json
+from checks.engine import Screener
 from checks.errors import InvalidDeclaredError
+from checks.results import result_json
 from checks.rules import load_rules
 from layers.catalogue import load_catalogue
 from layers.ingest import with_attributes

@@ -10,8 +10,14 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon, shape
 
-from checks.engine import DuplicateParcelIdError, Screener, result_json
-from checks.errors import NoParcelsError, ParcelOutsideCityError, UnknownProjectTypeError
+from checks.engine import Screener
+from checks.errors import (
+    DuplicateParcelIdError,
+    NoParcelsError,
+    ParcelOutsideCityError,
+    UnknownProjectTypeError,
+)
+from checks.results import result_json
 from layers.model import ParcelSet
 from tests import geoms
 from tests.checks.conftest import make_blueprint, parcels, rect
