@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
+from blueprint.conflicts import PLAIN_ID, _conflict_rows, _conflicts_frame
 from blueprint.coverage import GRID_M, CellPartition, partition_cell, stitch_seams
 from blueprint.errors import (
     CoverageCheckError,
@@ -27,7 +27,7 @@ from blueprint.errors import (
 from blueprint.features import check_feature_layers, condition_features, with_plan_conflicts
 from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
-from layers.areas import plane_zones, zone_areas
+from layers.areas import plane_zones, zone_and_ellipsoidal_areas
 from layers.catalogue import Catalogue
 from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs, web_map_offset_fit
 from layers.errors import CRSError, WebMapOffsetError
@@ -39,12 +39,10 @@ FEATURES_PER_CELL = 1500
 AREA_RTOL = 1e-9
 GEOS_CHECK_MAX = 20_000  # above this many pieces the linear edge test replaces coverage_is_valid
 UNPLANNED = "unplanned"
-PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "geometry"]
-CONFLICT_COLUMNS = ["conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule",
-                    "resolution", "winner", "area_m2", "geometry"]
+PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "ellipsoidal_area_m2",
+                 "geometry"]
 
 Progress = Callable[[str, float], None]
-_PLAIN_ID = re.compile(r'[^"\\\x00-\x1f]*')
 
 
 @dataclass
@@ -319,7 +317,7 @@ def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
     layer_of = feats.layer[needed].tolist()
     fids = [feats.fid[f] for f in needed.tolist()]
     # plain ids (no quote, backslash or control character) encode as themselves in quotes
-    plain = _PLAIN_ID.fullmatch
+    plain = PLAIN_ID.fullmatch
     return {f: heads[li] + ('"' + fid + '"' if plain(fid) else json.dumps(fid, ensure_ascii=False))
             + tails[li] for f, li, fid in zip(needed.tolist(), layer_of, fids, strict=True)}
 
@@ -334,9 +332,10 @@ def _sources_json(pieces: _Pieces, feats: _Features) -> list[str]:
     return ["[" + ", ".join(texts[starts[i]:starts[i + 1]]) + "]" for i in range(len(pieces.geoms))]
 
 
-def piece_areas(geoms: np.ndarray, crs: CRS) -> np.ndarray:
-    """Plane areas (m²), each in the piece's own 3° zone (unchanged for pieces of the storage CRS's zone)."""
-    return zone_areas(geoms, crs, plane_zones(geoms, crs))
+def piece_area_columns(geoms: np.ndarray, crs: CRS) -> dict[str, np.ndarray]:
+    """``area_m2`` (own-zone plane area, as :func:`piece_areas`) and ``ellipsoidal_area_m2`` per piece."""
+    plane, ellipsoidal = zone_and_ellipsoidal_areas(geoms, crs, plane_zones(geoms, crs))
+    return {"area_m2": plane, "ellipsoidal_area_m2": ellipsoidal}
 
 
 def _piece_order(kind: np.ndarray, geoms: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -358,117 +357,11 @@ def _pieces_frame(pieces: _Pieces, points: np.ndarray, feats: _Features, combos:
         "kinds": [combos[c].kinds for c in codes],
         "covered_by": [combos[c].covered_by for c in codes],
         "sources": [sources[i] for i in order.tolist()],
-        "area_m2": piece_areas(pieces.geoms[order], crs),
+        **piece_area_columns(pieces.geoms[order], crs),
     }, geometry=gpd.GeoSeries(pieces.geoms[order], crs=crs), crs=crs)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return frame.reset_index(drop=True), rank
-
-
-# ---------------------------------------------------------------- conflicts
-
-
-def _resolution(winner: str, catalogue: Catalogue) -> str:
-    return f"{catalogue[winner].name_zh}优先 {winner} prevails"
-
-
-def _json_strings(texts: list[str]) -> list[str]:
-    """``json.dumps(t, ensure_ascii=False)`` for each text, without the encoder for plain ones."""
-    plain = _PLAIN_ID.fullmatch
-    return ['"' + t + '"' if plain(t) else json.dumps(t, ensure_ascii=False) for t in texts]
-
-
-def _conflict_rows(pieces: _Pieces, points: np.ndarray, feats: _Features, combos: dict[int, _Combo],
-                   catalogue: Catalogue, crs: CRS) -> dict[str, list[Any]]:
-    """The conflict table by column (rows in dispute order, then in dissolve order)."""
-    by_dispute: dict[tuple[str, str, str], list[int]] = {}
-    for code, combo in combos.items():
-        for dispute in combo.disputes:
-            by_dispute.setdefault(dispute, []).append(code)
-    cols: dict[str, list[Any]] = {c: [] for c in CONFLICT_COLUMNS[1:]}
-    for (winner, loser, rule), codes in sorted(by_dispute.items()):
-        members = np.flatnonzero(np.isin(pieces.code, codes))
-        areas = _dissolve(pieces.geoms[members])
-        # each area prepared once against a tree of points (a point-within test per point would walk a
-        # large area's whole outline every time)
-        area_i, member_i = shapely.STRtree(points[members]).query(areas, predicate="contains")
-        component = np.full(len(pieces.geoms), -1, dtype=np.int64)
-        component[members[member_i]] = area_i
-        (ids_w, names_w), (ids_l, names_l) = (
-            _side(component, feats.kinds.index(kind), pieces, feats, len(areas)) for kind in (winner, loser))
-        n = len(areas)
-        # json.dumps({winner: ids_w, loser: ids_l}, ensure_ascii=False), assembled from encoded parts
-        head_w, head_l = (json.dumps(k, ensure_ascii=False) + ": [" for k in (winner, loser))
-        cols["feature_ids"].extend(
-            "{" + head_w + ", ".join(_json_strings(w)) + "], " + head_l + ", ".join(_json_strings(lo)) + "]}"
-            for w, lo in zip(ids_w, ids_l, strict=True))
-        cols["layer_a"].extend("; ".join(x) for x in names_w)
-        cols["layer_b"].extend("; ".join(x) for x in names_l)
-        for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),
-                           ("resolution", _resolution(winner, catalogue)), ("winner", winner)):
-            cols[key].extend([value] * n)
-        cols["area_m2"].extend(piece_areas(areas, crs).tolist())
-        cols["geometry"].extend(areas.tolist())
-    return cols
-
-
-def _dissolve(geoms: np.ndarray) -> np.ndarray:
-    """The connected areas of the pieces ``geoms`` (a valid coverage), each one polygon.
-
-    A piece touching no other piece is an area by itself; only the rest go through the coverage union
-    (exact on a valid coverage), whose cost grows faster than linearly with the number of pieces.
-    """
-    if len(geoms) == 0:
-        return np.empty(0, dtype=object)
-    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    joined = np.zeros(len(geoms), dtype=bool)
-    joined[a[a != b]] = True
-    alone = shapely.get_parts(geoms[~joined])  # pieces are polygons; parts keep the contract anyway
-    if not joined.any():
-        return np.asarray(alone)
-    merged = np.asarray(shapely.get_parts(shapely.coverage_union_all(geoms[joined])))
-    return np.concatenate([np.asarray(alone), merged])
-
-
-def _side(component: np.ndarray, kind: int, pieces: _Pieces, feats: _Features,
-          n: int) -> tuple[list[list[str]], list[list[str]]]:
-    """Per disputed area: the sorted feature ids and layer names of one kind covering it."""
-    comp = component[pieces.pair_piece]
-    mask = (comp >= 0) & (feats.kind[pieces.pair_feature] == kind)
-    c, f = comp[mask], pieces.pair_feature[mask]
-    feature, f_inv = np.unique(f, return_inverse=True)
-    ids = _grouped(c, f_inv, [feats.fid[i] for i in feature.tolist()], n)
-    names = _grouped(c, f_inv, [feats.layers[li].name for li in feats.layer[feature].tolist()], n)
-    return ids, names
-
-
-def _grouped(group: np.ndarray, item: np.ndarray, labels: list[str], n: int) -> list[list[str]]:
-    """Per group ``0..n-1``: the sorted distinct labels of its items (``labels[item]``)."""
-    text, label_i = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
-    keys = np.unique(group * max(len(text), 1) + label_i[item]) if len(item) else np.empty(0, np.int64)
-    g, t = np.divmod(keys, max(len(text), 1))
-    starts = np.searchsorted(g, np.arange(n + 1)).tolist()
-    sorted_text = text[t].tolist()
-    return [sorted_text[starts[i]:starts[i + 1]] for i in range(n)]
-
-
-def _conflicts_frame(cols: dict[str, list[Any]], crs: CRS) -> gpd.GeoDataFrame:
-    n = len(cols["geometry"])
-    if n == 0:
-        return gpd.GeoDataFrame({c: [] for c in CONFLICT_COLUMNS[:-1]},
-                                geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    pts = shapely.get_coordinates(shapely.point_on_surface(np.asarray(cols["geometry"], dtype=object)))
-    # order: rule, kind_a, kind_b, then the interior point (y, x) rounded to the millimetre
-    disputes = list(zip(cols["rule"], cols["kind_a"], cols["kind_b"], strict=True))
-    rank = {d: i for i, d in enumerate(sorted(set(disputes)))}
-    ys = np.array([round(v, 3) for v in pts[:, 1].tolist()])
-    xs = np.array([round(v, 3) for v in pts[:, 0].tolist()])
-    order = np.lexsort((xs, ys, np.array([rank[d] for d in disputes]))).tolist()
-    data: dict[str, Any] = {"conflict_id": [f"C{i:06d}" for i in range(1, n + 1)]}
-    for c in CONFLICT_COLUMNS[1:-1]:
-        data[c] = [cols[c][i] for i in order]
-    geometry = gpd.GeoSeries(np.asarray(cols["geometry"], dtype=object)[order], crs=crs)
-    return gpd.GeoDataFrame(data, geometry=geometry, crs=crs)[CONFLICT_COLUMNS]
 
 
 # ---------------------------------------------------------------- checks and assembly

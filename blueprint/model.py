@@ -21,7 +21,9 @@ Status = Literal["draft", "published"]
 #                    (line, zone) plus every overlay, e.g. '["ecological_redline","ecological_space"]'
 #   covered_by str   JSON list of every kind whose layer covers the piece before precedence
 #   sources    str   JSON list of {"kind","layer","feature_id","source","checksum"} for every covering feature
-#   area_m2    float plane area in the working CRS
+#   area_m2    float plane area in the piece's own 3° Gauss-Krüger zone (the working CRS's for its zone)
+#   ellipsoidal_area_m2 float area on the CGCS2000 ellipsoid (layers.areas.zone_and_ellipsoidal_areas):
+#                    per-kind sums equal the ellipsoidal sums across zones; NaN in versions stored before
 #   geometry         Polygon / MultiPolygon in the working CRS
 #
 # conflicts: inter-plan disagreements (差异图斑), one row per connected disputed area and kind pair
@@ -76,15 +78,19 @@ class Blueprint:
     # an out-of-core build leaves ``pieces`` empty (they are in GeoParquet parts): their count and area
     # per kind, for the summary
     piece_totals: tuple[int, dict[str, float]] | None = None
+    ellipsoidal_totals: dict[str, float] = field(default_factory=dict)
     # 控规地块 and 区域评估 features with their attributes (blueprint.features); None: the version has none
     features: gpd.GeoDataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """Metadata and per-kind totals, as printed by the CLI and returned by the API."""
         by_kind = self.pieces.groupby("kind")["area_m2"].sum().round(2).to_dict() if len(self.pieces) else {}
+        ellipsoidal = (self.pieces.groupby("kind")["ellipsoidal_area_m2"].sum(min_count=1).round(2).to_dict()
+                       if len(self.pieces) and "ellipsoidal_area_m2" in self.pieces else {})
         count = len(self.pieces)
         if self.piece_totals is not None and not count:
             count, by_kind = self.piece_totals[0], {k: round(v, 2) for k, v in self.piece_totals[1].items()}
+            ellipsoidal = {k: round(v, 2) for k, v in self.ellipsoidal_totals.items()}
         return {
             "version": self.version,
             "status": self.status,
@@ -94,6 +100,9 @@ class Blueprint:
             "conflict_area_m2": round(float(self.conflicts["area_m2"].sum()), 2)
             if len(self.conflicts) else 0.0,
             "area_by_kind_m2": {str(k): float(v) for k, v in sorted(by_kind.items())},
+            # None where a stored version predates the column (its pieces' ellipsoidal areas are NaN)
+            "ellipsoidal_area_by_kind_m2": {str(k): None if v != v else float(v)
+                                            for k, v in sorted(ellipsoidal.items())},
             "precedence": list(self.precedence),
             "tolerance_m": self.tolerance_m,
             "layers": [ref.as_dict() for ref in self.layers],

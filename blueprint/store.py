@@ -41,10 +41,11 @@ from layers.store import (
 
 Row = dict[str, Any]
 
-PIECE_COLUMNS = ("piece_id", "kind", "kinds", "covered_by", "sources", "area_m2")
+PIECE_COLUMNS = ("piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "ellipsoidal_area_m2")
 CONFLICT_COLUMNS = ("conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule",
                     "resolution", "winner", "area_m2")
-TEXT_COLUMNS = frozenset(PIECE_COLUMNS + CONFLICT_COLUMNS) - {"area_m2"}
+FLOAT_COLUMNS = frozenset({"area_m2", "ellipsoidal_area_m2"})
+TEXT_COLUMNS = frozenset(PIECE_COLUMNS + CONFLICT_COLUMNS) - FLOAT_COLUMNS
 
 BLUEPRINTS = sa.table(
     "blueprints",
@@ -56,10 +57,10 @@ BLUEPRINTS = sa.table(
     sa.column("published_at", sa.DateTime(timezone=True)),
 )
 PIECES = sa.table("pieces", sa.column("version", sa.String),
-                  *(sa.column(c, sa.Float if c == "area_m2" else sa.Text) for c in PIECE_COLUMNS),
+                  *(sa.column(c, sa.Float if c in FLOAT_COLUMNS else sa.Text) for c in PIECE_COLUMNS),
                   sa.column("geom"))
 CONFLICTS = sa.table("conflicts", sa.column("version", sa.String),
-                     *(sa.column(c, sa.Float if c == "area_m2" else sa.Text) for c in CONFLICT_COLUMNS),
+                     *(sa.column(c, sa.Float if c in FLOAT_COLUMNS else sa.Text) for c in CONFLICT_COLUMNS),
                      sa.column("geom"))
 VERSION_PATTERN = re.compile(r"^v(\d+)$")
 
@@ -277,7 +278,9 @@ def _blueprint_row(blueprint: Blueprint, seq: int) -> Row:
 
 def _contract_columns(frame: gpd.GeoDataFrame, columns: Sequence[str], version: str) -> pd.DataFrame:
     """The contract columns of pieces or conflicts (see blueprint.model), typed for storage."""
-    data = pd.DataFrame({c: frame[c].astype(float if c == "area_m2" else str).to_numpy() for c in columns},
+    # a frame from before the ellipsoidal column (or from elsewhere) stores NaN there
+    data = pd.DataFrame({c: (frame[c] if c in frame else pd.Series(float("nan"), index=frame.index))
+                         .astype(float if c in FLOAT_COLUMNS else str).to_numpy() for c in columns},
                         columns=list(columns))
     data.insert(0, "version", version)
     return data
@@ -292,7 +295,8 @@ def _frame(conn: Connection, table: sa.TableClause, version: str, crs: CRS, *,
             .where(table.c.version == version, *where).order_by(table.c[order]).limit(limit).offset(offset))
     rows = conn.execute(stmt).all()
     data = pd.DataFrame.from_records([r[:-1] for r in rows], columns=list(columns))
-    data["area_m2"] = data["area_m2"].astype(float)
+    for column in FLOAT_COLUMNS.intersection(columns):
+        data[column] = data[column].astype(float)  # NULL (versions stored before 0010) → NaN
     for column in TEXT_COLUMNS.intersection(columns):
         data[column] = data[column].astype(str)
     return gpd.GeoDataFrame(data, geometry=from_wkb([r[-1] for r in rows]), crs=crs)

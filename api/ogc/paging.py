@@ -16,7 +16,7 @@ from api.ogc import crs as ogc_crs
 from api.ogc.collections import ID_COLUMN, Collection
 from api.ogc.sql_filter import DEFERRED, Bbox, Prop, Source, to_sql
 from approval.pool import project_parcels, projects
-from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, PIECE_COLUMNS, PIECES
+from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, FLOAT_COLUMNS, PIECE_COLUMNS, PIECES
 from layers.store import FEATURES, bbox_filter, from_wkb, geom_as_wkb, read_snapshot
 from runtime.geojson import _plain
 from runtime.services import Services
@@ -103,7 +103,7 @@ def _blueprint_page(services: Services, collection: Collection, query: ItemsQuer
     pieces = collection.table == "pieces"
     table, columns = (PIECES, PIECE_COLUMNS) if pieces else (CONFLICTS, CONFLICT_COLUMNS)
     id_expr = table.c[collection.id_column]
-    properties = {c: Prop(table.c[c], "number" if c == "area_m2" else "text", c) for c in columns}
+    properties = {c: Prop(table.c[c], "number" if c in FLOAT_COLUMNS else "text", c) for c in columns}
     properties["id"] = Prop(id_expr, "text", "id")
     source = _source(services, str(table.name), table.c.geom, properties)
     where = [table.c.version == str(collection.param), *_conditions(services, source, query, id_expr)]
@@ -122,9 +122,11 @@ def _blueprint_page(services: Services, collection: Collection, query: ItemsQuer
     geometries = ogc_crs.reproject(geoms, out_crs)
     features = []
     for row, geometry in zip(rows, geometries, strict=True):
-        values = {c: float(v) if c == "area_m2" else str(v) for c, v in zip(columns, row[:-1], strict=True)}
-        features.append({"type": "Feature", "id": values[collection.id_column], "geometry": geometry,
-                         "properties": {k: _plain(v) for k, v in values.items()}})
+        # ellipsoidal_area_m2 is NULL in versions stored before migration 0010: null, not "None"
+        properties = {c: (None if v is None else float(v)) if c in FLOAT_COLUMNS else str(v)
+                      for c, v in zip(columns, row[:-1], strict=True)}
+        features.append({"type": "Feature", "id": properties[collection.id_column], "geometry": geometry,
+                         "properties": {k: _plain(v) for k, v in properties.items()}})
     return features, matched
 
 

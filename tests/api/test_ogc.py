@@ -58,6 +58,9 @@ def test_items_page_through_with_next_links(city: Api) -> None:
     feature = city.get("approval_system", f"/ogc/collections/blueprint-v1-pieces/items/{seen[0]}").json()
     assert feature["type"] == "Feature" and feature["id"] == seen[0]
     assert {"kind", "kinds", "area_m2"} <= set(feature["properties"])
+    props = feature["properties"]  # the stored ellipsoidal area, a number within 0.2 % of the plane area
+    assert isinstance(props["ellipsoidal_area_m2"], float)
+    assert abs(props["ellipsoidal_area_m2"] / props["area_m2"] - 1) < 2e-3
     lon, lat = shape(feature["geometry"]).representative_point().coords[0]
     assert 116.9 < lon < 117.1 and 30.8 < lat < 31.0
     assert_error(

@@ -74,3 +74,34 @@ def test_piece_areas_are_taken_in_each_pieces_own_zone(tmp_path: Path) -> None:
         _layers(), catalogue=CAT, precedence=PREC, tolerance_m=0.0, version="z", cell_size_m=50_000
     )
     assert_same(whole, parted)
+
+
+def test_ellipsoidal_sums_per_kind_hold_at_zone_edges(tmp_path: Path) -> None:
+    """Pieces at the edges of zones 38, 39 and 40, where own-zone plane areas are ~+0.05 %: the stored
+    ellipsoidal areas sum per kind to the Geod ellipsoidal sums well within 0.01 %, in memory and out of
+    core."""
+    farmland = layer(
+        "permanent_farmland",
+        [_square(115.45, 31.0), _square(115.55, 31.2), _square(118.45, 32.0), _square(121.4, 32.5)],
+        ["E38", "E39", "E39b", "E40"],
+    )
+    urban = layer("urban_boundary", [_square(115.452, 31.002), _square(121.402, 32.503)], ["U38", "U40"])
+    bp = build_blueprint([farmland, urban], catalogue=CAT, precedence=PREC, tolerance_m=0.0, version="e")
+    pieces = bp.pieces
+    geod = ellipsoidal_areas(np.asarray(pieces.geometry.values, dtype=object), STORAGE)
+    summary = bp.summary()["ellipsoidal_area_by_kind_m2"]
+    assert set(summary) == {"permanent_farmland", "urban_boundary"}
+    for kind in pieces["kind"].unique():
+        rows = (pieces["kind"] == kind).to_numpy()
+        stored = pieces["ellipsoidal_area_m2"].to_numpy()[rows].sum()
+        assert stored == pytest.approx(geod[rows].sum(), rel=1e-6), kind
+        assert summary[kind] == pytest.approx(stored, abs=0.01)
+        assert pieces["area_m2"].to_numpy()[rows].sum() / geod[rows].sum() - 1 > 2e-4  # what it corrects
+    parted = build_partitioned(
+        sources_from_layers([farmland, urban], None), tmp_path, catalogue=CAT, precedence=PREC,
+        tolerance_m=0.0, version="e", cell_size_m=50_000, batch_features=1,
+    )
+    whole = build_blueprint(
+        [farmland, urban], catalogue=CAT, precedence=PREC, tolerance_m=0.0, version="e", cell_size_m=50_000
+    )
+    assert_same(whole, parted)

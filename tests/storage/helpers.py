@@ -58,6 +58,7 @@ def blueprint(version: str = "v1", n_pieces: int = 4, layers: tuple[PlanLayer, .
             "sources": [_json([{"kind": "permanent_farmland", "layer": "农田", "feature_id": str(i),
                                 "source": "农田.zip", "checksum": "c0ffee"}]) for i in range(n_pieces)],
             "area_m2": [100.0 * 100.0] * n_pieces,
+            "ellipsoidal_area_m2": [100.0 * 100.0 * 0.9998] * n_pieces,
         },
         geometry=[square(100 * i, 0, 100) for i in range(n_pieces)],
         crs=WORK,

@@ -22,7 +22,8 @@ from layers.store import LayerStore
 from tests.geoms import X0, Y0
 from tests.storage.helpers import blueprint, farmland_layer
 
-PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "geometry"]
+PIECE_COLUMNS = ["piece_id", "kind", "kinds", "covered_by", "sources", "area_m2", "ellipsoidal_area_m2",
+                 "geometry"]
 CONFLICT_COLUMNS = ["conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule",
                     "resolution", "winner", "area_m2", "geometry"]
 
