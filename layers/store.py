@@ -154,6 +154,9 @@ COPY_ROWS = 20_000  # rows per COPY: the CSV text of a batch is held in memory (
 
 def _copy_rows(conn: Connection, table: str, data: pd.DataFrame, geoms: np.ndarray, srid: int) -> None:
     columns = ", ".join([*data.columns, "geom"])
+    # QUOTE_NONNUMERIC writes a float NaN as a quoted "", which a number column refuses: read it as NULL
+    floats = [c for c in data.columns if pd.api.types.is_float_dtype(data[c])]
+    options = f", FORCE_NULL ({', '.join(floats)})" if floats else ""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(data), COPY_ROWS):
@@ -166,7 +169,7 @@ def _copy_rows(conn: Connection, table: str, data: pd.DataFrame, geoms: np.ndarr
             data.iloc[part].assign(geom=ewkb).to_csv(buffer, index=False, header=False,
                                                      quoting=csv.QUOTE_NONNUMERIC)
             buffer.seek(0)
-            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv{options})", buffer)
     finally:
         cursor.close()
 

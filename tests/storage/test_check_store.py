@@ -86,19 +86,22 @@ def test_concurrent_saves_lose_nothing(engine: sa.Engine) -> None:
 
 
 def test_lost_race_is_answered_by_the_winner(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The unique key, not the look-up before the insert, is what stops a second insert."""
+    """The unique key, not a look-up before the insert, is what stops a second insert: the save goes
+    straight to the INSERT and asks for the earlier answer only after the database refused it."""
     store = CheckStore(engine)
     first = _save(store, "chk-1", key="k")
     real = CheckStore._earlier
     calls: list[int] = []
 
-    def blind_first_time(*args: object) -> str | None:
+    def counted(*args: object) -> str | None:
         calls.append(1)
-        return None if len(calls) == 1 else real(*args)  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(CheckStore, "_earlier", staticmethod(blind_first_time))
+    monkeypatch.setattr(CheckStore, "_earlier", staticmethod(counted))
     assert _save(store, "chk-2", key="k", verdict="clear") == first
-    assert len(calls) == 2
+    assert _save(store, "chk-3", key="k3") == _result("chk-3")
+    assert len(calls) == 1  # only the refused insert looked the winner up
+    assert not CheckStore(engine).exists("chk-2")
 
 
 @pytest.mark.parametrize("statement", ["UPDATE checks SET verdict = 'pass'", "DELETE FROM checks"])
