@@ -56,7 +56,7 @@ def worker(
     """
     import signal
 
-    from approval.jobs import Worker
+    from approval.worker import Worker
     from runtime.services import Services
     from runtime.settings import get_settings
 

@@ -32,12 +32,13 @@ from approval.errors import (
     ProjectNotInPoolError,
     StaleCheckError,
 )
-from approval.jobs import Handler, JobStore, Worker
+from approval.jobs import Handler, JobStore
 from approval.outbox import Outbox
 from approval.planning import Planning
 from approval.pool import NewProject, ProjectStore
 from approval.rescreen import KIND as RESCREEN_KIND
 from approval.rescreen import on_publish
+from approval.worker import Worker
 from blueprint.merge import build_blueprint
 from blueprint.precedence import Precedence, load_precedence
 from blueprint.store import BlueprintVersionExistsError

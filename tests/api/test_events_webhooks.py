@@ -28,9 +28,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from approval.audit import write
-from approval.jobs import JobStore, Worker
+from approval.jobs import JobStore
 from approval.store import EventLog
 from approval.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from approval.worker import Worker
 from tests.api.conftest import (
     PASS_PARCEL,
     Api,
@@ -306,7 +307,7 @@ def test_only_admins_manage_webhooks(linked: Api) -> None:
 
 
 WORKER_SCRIPT = """
-from approval.jobs import Worker
+from approval.worker import Worker
 from runtime.services import Services
 from runtime.settings import Settings
 

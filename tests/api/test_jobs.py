@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from approval.audit import AuditLog, Principal, write
-from approval.jobs import MAX_ATTEMPTS, JobStore, Worker
+from approval.jobs import MAX_ATTEMPTS, JobStore
+from approval.worker import Worker
 from tests.api.conftest import (
     PASS_PARCEL,
     REDLINE_PARCEL,
@@ -214,7 +215,7 @@ def test_a_restart_takes_up_at_once_the_jobs_its_dead_predecessor_held(quiet: Ap
 WORKER_SCRIPT = """
 import sys, time
 from pathlib import Path
-from approval.jobs import Worker
+from approval.worker import Worker
 from runtime.services import Services
 from runtime.settings import Settings
 

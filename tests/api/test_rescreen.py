@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from approval.jobs import Worker
+from approval.worker import Worker
 from layers.crs import OUTPUT_CRS
 from runtime import rescreen
 from tests.api.conftest import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from approval.jobs import Worker
+from approval.worker import Worker
 from tests.api.conftest import Api
 from viewer.archive import archive_path
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 import layers.stream
 from api.app import create_app
 from api.uploads import uploads_root
-from approval.jobs import Worker
+from approval.worker import Worker
 from tests.api.conftest import LAYERS, Api, make_keys, rect, settings_for, write_layer
 from tests.api.test_service import assert_error
 
