@@ -34,6 +34,12 @@ MAX_ZOOM = 22
 MARGIN_PX = 4  # clip a little beyond the tile so strokes at the seam are not cut
 SIMPLIFY_PX = 0.5  # simplification tolerance: half a screen pixel is invisible
 MIN_AREA_PX2 = 0.25  # parts below a quarter of a square pixel are dropped at that zoom
+# from this zoom a tile is clipped from its ancestor ANCESTOR_UP zooms out, itself clipped once from the layer
+# and kept for its 4^ANCESTOR_UP tiles: a zone part spanning the city (10⁵ vertices at 10⁶ pieces) was clipped
+# whole for every one of hundreds of street-zoom tiles
+ANCESTOR_ZOOM = 12
+ANCESTOR_UP = 3
+ANCESTOR_CACHE = 64  # ancestors kept per layer (the archive walks a zoom column by column)
 # conflicts are never dropped: one narrower than this many pixels is sent as a square of this size
 # around a point inside it, so a 10 m² 差异图斑 still shows (outlined) on the whole-city view
 MARKER_PX = 6.0
@@ -152,6 +158,10 @@ class LayerIndex:
     tree: shapely.STRtree = field(init=False)
     _simplified: dict[int, np.ndarray] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _ancestors: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=OrderedDict, init=False)
+    # one ancestor clipped at a time (two threads asking for neighbouring tiles would clip it twice)
+    _ancestor_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.tree = shapely.STRtree(self.geoms)
@@ -185,9 +195,37 @@ class LayerIndex:
         if len(hits) == 0:
             return []
         hits.sort()  # stable output order: the same tile is byte-identical every time
-        clipped = _valid(shapely.clip_by_rect(self.at_zoom(z)[hits], *box))
+        if z >= ANCESTOR_ZOOM:
+            # the ancestor's box holds this tile's box (margin included): its clip holds every hit
+            up_hits, up_geoms = self._ancestor(z, x >> ANCESTOR_UP, y >> ANCESTOR_UP)
+            clipped = _valid(shapely.clip_by_rect(up_geoms[np.searchsorted(up_hits, hits)], *box))
+        else:
+            clipped = _valid(shapely.clip_by_rect(self.at_zoom(z)[hits], *box))
         keep = ~shapely.is_empty(clipped) & (shapely.area(clipped) > 0)
         return [(g, self.props[i]) for g, i in zip(clipped[keep], hits[keep], strict=True)]
+
+    def _ancestor(self, z: int, ax: int, ay: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted ids, geometries clipped to its box) of the features meeting tile (z − ANCESTOR_UP, ax, ay),
+        padded by its own margin (wider than its tiles' margins), drawn as at zoom ``z``; cached."""
+        key = (z, ax, ay)
+        with self._ancestor_lock:
+            found = self._ancestors.get(key)
+            if found is not None:
+                self._ancestors.move_to_end(key)
+                return found
+            found = self._clip_ancestor(z, ax, ay)
+            self._ancestors[key] = found
+            while len(self._ancestors) > ANCESTOR_CACHE:
+                self._ancestors.popitem(last=False)
+            return found
+
+    def _clip_ancestor(self, z: int, ax: int, ay: int) -> tuple[np.ndarray, np.ndarray]:
+        minx, miny, maxx, maxy = tile_bounds(z - ANCESTOR_UP, ax, ay)
+        # the tiles' margin, plus a marker's reach when there are markers: as in tile(), at zoom z
+        pad = pixel_size(z) * (MARGIN_PX + (MARKER_PX if self.markers else 0.0)) * 2
+        box = (minx - pad, miny - pad, maxx + pad, maxy + pad)
+        hits = np.sort(self.tree.query(shapely.box(*box), predicate="intersects"))
+        return hits, _valid(shapely.clip_by_rect(self.at_zoom(z)[hits], *box))
 
 
 def _narrower_than(geoms: np.ndarray, size: float) -> np.ndarray:
