@@ -369,8 +369,17 @@ def _pieces_frame(pieces: _Pieces, points: np.ndarray, feats: _Features, combos:
 
 def _directed_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every ring segment of ``geoms`` (shells counter-clockwise, holes clockwise): start and end point
-    ids (grid coordinates packed into one integer) and length."""
-    rings = shapely.get_rings(shapely.get_parts(shapely.orient_polygons(geoms, exterior_cw=False)))
+    ids (grid coordinates packed into one integer) and length.
+
+    Rings are read as stored and a segment of a wrongly wound ring has its ends swapped, instead of
+    ``shapely.orient_polygons`` copying every piece: GEOS reverses a ring when ``Orientation::isCCW``
+    disagrees, the very test ``shapely.is_ccw`` runs, so the segments are the same.
+    """
+    polygons = bool((shapely.get_type_id(geoms) == 3).all())  # no parts to split off (a copy each)
+    rings, ring_part = shapely.get_rings(geoms if polygons else shapely.get_parts(geoms), return_index=True)
+    exterior = np.ones(len(rings), dtype=bool)  # get_rings lists each polygon's exterior first
+    exterior[1:] = ring_part[1:] != ring_part[:-1]
+    flip = shapely.is_ccw(rings) != exterior
     coords, ring = shapely.get_coordinates(rings, return_index=True)
     grid = np.round(coords / GRID_M).astype(np.int64)
     grid -= grid.min(axis=0)
@@ -378,7 +387,9 @@ def _directed_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     point = grid[:, 0] * (int(grid[:, 1].max()) + 1) + grid[:, 1]
     same = ring[1:] == ring[:-1]
     step = coords[1:][same] - coords[:-1][same]
-    return point[:-1][same], point[1:][same], np.hypot(step[:, 0], step[:, 1])
+    first, second = point[:-1][same], point[1:][same]
+    rev = flip[ring[1:][same]]
+    return np.where(rev, second, first), np.where(rev, first, second), np.hypot(step[:, 0], step[:, 1])
 
 
 def edges_match(geoms: np.ndarray, outline_length: float) -> bool:

@@ -151,22 +151,36 @@ def plane_zones(geoms: NDArray[np.object_], crs: CRS, declared_zone: int | None 
     lon = np.asarray(tr.transform(xs, ys)[0], dtype=np.float64).reshape(5, m)
     zone[unsure] = zone3_of_longitude(lon[4])
     low, high = zone3_of_longitude(lon[:4].min(axis=0)), zone3_of_longitude(lon[:4].max(axis=0))
-    for j in np.flatnonzero(low != high).tolist():
+    across = np.flatnonzero(low != high)
+    found = _zone_parts(geoms[unsure[across]], tr, low[across], high[across])
+    for j, parts in zip(across.tolist(), found, strict=True):
         i = int(unsure[j])
-        parts = _zone_parts(geoms[i], tr, int(low[j]), int(high[j]))
         if len(parts) > 1:
             zone[i] = max(parts, key=lambda z: (parts[z], -abs(z - work)))
             chosen[i] = "larger_part"
-            crossing[i] = {z: float(shapely.area(reproject(geoms[i:i + 1], crs, zone3_crs(z)))[0])
-                           if z != work else float(shapely.area(geoms[i])) for z in parts}
+            crossing[i] = dict.fromkeys(parts, 0.0)
         elif parts:
             zone[i] = next(iter(parts))
+    _crossing_areas(geoms, crs, work, crossing)
     if declared_zone is not None and ZONE3_RANGE[0] <= declared_zone <= ZONE3_RANGE[1]:
         zone[:] = declared_zone
         chosen = ["declared"] * n
     outside = (zone < ZONE3_RANGE[0]) | (zone > ZONE3_RANGE[1])
     zone[outside] = work  # beyond China's zones: keep the working CRS
     return PlaneZones(work, zone, tuple(chosen), crossing)
+
+
+def _crossing_areas(geoms: NDArray[np.object_], crs: CRS, work: int,
+                   crossing: dict[int, dict[int, float]]) -> None:
+    """Fill each crossing parcel's {zone: plane area there}: one reprojection per zone for all of them."""
+    for z in sorted({z for parts in crossing.values() for z in parts}):
+        rows = [i for i, parts in crossing.items() if z in parts]
+        if z == work:
+            area = shapely.area(geoms[rows])
+        else:
+            area = shapely.area(reproject(geoms[rows], crs, zone3_crs(z)))
+        for i, a in zip(rows, area.tolist(), strict=True):
+            crossing[i][z] = float(a)
 
 
 # eastings this close to the central meridian are inside its 3° zone at every latitude up to 54°N
@@ -186,24 +200,48 @@ def _work_zone(crs: CRS) -> tuple[int | None, float]:
     return found
 
 
-def _zone_parts(geom: Any, tr: Transformer, low: int, high: int) -> dict[int, float]:
-    """Ellipsoidal area of the part of ``geom`` in each zone from ``low`` to ``high`` (non-empty only)."""
-    lonlat = reproject_with(np.asarray([geom], dtype=object), tr)[0]
+def _zone_parts(geoms: NDArray[np.object_], tr: Transformer, low: NDArray[np.int64],
+                high: NDArray[np.int64]) -> list[dict[int, float]]:
+    """For each of ``geoms``: the ellipsoidal area of its part in each zone from ``low`` to ``high``
+    (non-empty parts only). Vectorised over the pieces (one reprojection, one GEOS call per step): the
+    same operations piece by piece, so the same numbers, without ~1 ms of Python per piece."""
+    found: list[dict[int, float]] = [{} for _ in range(len(geoms))]
+    if len(geoms) == 0:
+        return found
+    lonlat = reproject_with(geoms, tr)
+    n_coords = shapely.get_num_coordinates(lonlat)
     lons = shapely.get_coordinates(lonlat)[:, 0]
-    one = zone3_of_longitude(np.array([lons.min(), lons.max()])) if len(lons) else None
-    if one is not None and one[0] == one[1] and low <= one[0] <= high:
-        # every vertex in one zone (its box only reached across the line): the polygon, straight between
-        # its vertices in lon/lat here, lies in that zone; the intersections below would find just it
-        return {int(one[0]): 1.0} if shapely.area(geom) > 0 else {}
-    if not lonlat.is_valid:  # a blueprint piece with many holes may touch itself once its edges bend
-        lonlat = shapely.make_valid(lonlat)
-    parts: dict[int, float] = {}
-    for z in range(low, high + 1):
-        part = shapely.intersection(lonlat, shapely.box(3 * z - 1.5, -90.0, 3 * z + 1.5, 90.0))
-        area = float(_geodesic_areas(np.asarray([part], dtype=object), None)[0]) if not part.is_empty else 0.0
-        if area > 0:
-            parts[z] = area
-    return parts
+    starts = np.cumsum(n_coords) - n_coords
+    has = n_coords > 0
+    one_lo = np.zeros(len(geoms), dtype=np.int64)
+    one_hi = np.ones(len(geoms), dtype=np.int64)  # no coordinates: not "one zone"
+    if has.any():
+        one_lo[has] = zone3_of_longitude(np.minimum.reduceat(lons, starts[has]))
+        one_hi[has] = zone3_of_longitude(np.maximum.reduceat(lons, starts[has]))
+    one = has & (one_lo == one_hi) & (low <= one_lo) & (one_lo <= high)
+    # every vertex in one zone (its box only reached across the line): the polygon, straight between
+    # its vertices in lon/lat here, lies in that zone; the intersections below would find just it
+    positive = shapely.area(geoms) > 0
+    for k in np.flatnonzero(one & positive).tolist():
+        found[k] = {int(one_lo[k]): 1.0}
+    rest = np.flatnonzero(~one)
+    if len(rest) == 0:
+        return found
+    shapes = lonlat[rest]
+    invalid = ~shapely.is_valid(shapes)  # a blueprint piece with many holes may touch itself once bent
+    if invalid.any():
+        shapes[invalid] = shapely.make_valid(shapes[invalid])
+    span = (high[rest] - low[rest] + 1).astype(np.int64)
+    which = np.repeat(np.arange(len(rest)), span)
+    zone = low[rest][which] + (np.arange(len(which)) - np.repeat(np.cumsum(span) - span, span))
+    parts = shapely.intersection(shapes[which], shapely.box(3 * zone - 1.5, -90.0, 3 * zone + 1.5, 90.0))
+    area = np.zeros(len(parts), dtype=np.float64)
+    filled = ~shapely.is_empty(parts)
+    area[filled] = _geodesic_areas(parts[filled], None)
+    for w, z, a in zip(which.tolist(), zone.tolist(), area.tolist(), strict=True):
+        if a > 0:
+            found[int(rest[w])][int(z)] = a
+    return found
 
 
 def zone_areas(geoms: NDArray[np.object_], crs: CRS, zones: PlaneZones,
