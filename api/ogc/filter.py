@@ -75,12 +75,10 @@ def parse_filter(text: str, lang: str | None) -> ast.Node:
         raise InvalidParameterError(f"filter is not valid CQL2 text: {str(exc).splitlines()[0]}") from None
 
 
-def apply_filter(
-    frame: gpd.GeoDataFrame, tree: ast.Node, filter_crs: OfferedCrs, work_crs: CRS
-) -> gpd.GeoDataFrame:
-    """The rows of ``frame`` (working CRS) for which the filter holds."""
+def evaluate(evaluator: Evaluator, tree: ast.Node) -> Any:
+    """Run a pygeofilter evaluator (on a frame or into SQL); what it cannot do is the caller's 400."""
     try:
-        result = FrameEvaluator(frame, filter_crs, work_crs).evaluate(tree)
+        return evaluator.evaluate(tree)
     except InvalidParameterError:
         raise
     except NotImplementedError:
@@ -89,6 +87,13 @@ def apply_filter(
         raise InvalidParameterError("filter nests too deeply (split it or use IN)") from None
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"filter cannot be evaluated: {exc}") from None
+
+
+def apply_filter(
+    frame: gpd.GeoDataFrame, tree: ast.Node, filter_crs: OfferedCrs, work_crs: CRS
+) -> gpd.GeoDataFrame:
+    """The rows of ``frame`` (working CRS) for which the filter holds."""
+    result = evaluate(FrameEvaluator(frame, filter_crs, work_crs), tree)
     if isinstance(result, pd.Series):
         return frame[result.fillna(False).astype(bool).to_numpy()]
     if isinstance(result, bool):

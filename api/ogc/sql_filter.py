@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from api.errors import InvalidParameterError
 from api.ogc.crs import OfferedCrs
-from api.ogc.filter import COMPARE, GEOMETRY_NAMES, FrameEvaluator, on
+from api.ogc.filter import COMPARE, GEOMETRY_NAMES, FrameEvaluator, evaluate, on
 
 Condition = sa.ColumnElement[Any]
 Bbox = tuple[float, float, float, float]
@@ -63,16 +63,7 @@ class Cond:
 
 def to_sql(tree: ast.Node, source: Source, filter_crs: OfferedCrs, work_crs: CRS) -> Condition:
     """The WHERE condition selecting the rows for which the filter holds."""
-    try:
-        result = SqlEvaluator(source, filter_crs, work_crs).evaluate(tree)
-    except InvalidParameterError:
-        raise
-    except NotImplementedError:
-        raise InvalidParameterError("filter uses an operator this service does not support") from None
-    except RecursionError:
-        raise InvalidParameterError("filter nests too deeply (split it or use IN)") from None
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"filter cannot be evaluated: {exc}") from None
+    result = evaluate(SqlEvaluator(source, filter_crs, work_crs), tree)
     if isinstance(result, Cond | bool):
         return _cond(result)
     raise InvalidParameterError("filter is not a condition (it must be true or false for each feature)")
