@@ -148,9 +148,9 @@ class FrameEvaluator(Evaluator):  # type: ignore[misc]
     def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> Any:
         method, swapped = SPATIAL[node.op.name]
         if isinstance(lhs, gpd.GeoSeries):
-            return getattr(lhs, method)(_geometry(rhs))
+            return getattr(lhs, method)(geometry_literal(rhs))
         if isinstance(rhs, gpd.GeoSeries):
-            return getattr(rhs, swapped)(_geometry(lhs))
+            return getattr(rhs, swapped)(geometry_literal(lhs))
         raise InvalidParameterError(f"S_{node.op.name} needs the geometry property as one argument")
 
     @on(ast.Attribute)
@@ -210,7 +210,7 @@ def _series(value: Any) -> pd.Series:
     raise InvalidParameterError("filter: LIKE, IN and IS NULL apply to a property")
 
 
-def _geometry(value: Any) -> BaseGeometry:
+def geometry_literal(value: Any) -> BaseGeometry:
     if isinstance(value, BaseGeometry):
         return value
     raise InvalidParameterError("filter: a spatial predicate needs a geometry literal (WKT or BBOX)")

@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from api.errors import InvalidParameterError
 from api.ogc.crs import OfferedCrs
-from api.ogc.filter import COMPARE, GEOMETRY_NAMES, FrameEvaluator, evaluate, on
+from api.ogc.filter import COMPARE, GEOMETRY_NAMES, FrameEvaluator, evaluate, geometry_literal, on
 
 Condition = sa.ColumnElement[Any]
 Bbox = tuple[float, float, float, float]
@@ -160,9 +160,9 @@ class SqlEvaluator(FrameEvaluator):
     @on(ast.SpatialComparisonPredicate, subclasses=True)
     def spatial(self, node: ast.SpatialComparisonPredicate, lhs: Any, rhs: Any) -> Any:
         if isinstance(lhs, Geom):
-            literal, args = _geometry(rhs), (lhs.expr, self._geometry_literal(_geometry(rhs)))
+            literal, args = geometry_literal(rhs), (lhs.expr, self._geometry_literal(geometry_literal(rhs)))
         elif isinstance(rhs, Geom):
-            literal, args = _geometry(lhs), (self._geometry_literal(_geometry(lhs)), rhs.expr)
+            literal, args = geometry_literal(lhs), (self._geometry_literal(geometry_literal(lhs)), rhs.expr)
         else:
             raise InvalidParameterError(f"S_{node.op.name} needs the geometry property as one argument")
         test = getattr(sa.func, f"ST_{node.op.name.capitalize()}")(*args)
@@ -203,12 +203,6 @@ def _prop(value: Any) -> Prop:
     if isinstance(value, Prop):
         return value
     raise InvalidParameterError("filter: LIKE, IN and IS NULL apply to a property")
-
-
-def _geometry(value: Any) -> BaseGeometry:
-    if isinstance(value, BaseGeometry):
-        return value
-    raise InvalidParameterError("filter: a spatial predicate needs a geometry literal (WKT or BBOX)")
 
 
 INT64 = 2**63
