@@ -116,16 +116,20 @@ def make_keys(services: Services) -> dict[str, str]:
     return {role: store.create(f"test {role}", role)[0] for role in ROLES}  # type: ignore[arg-type]
 
 
+def upload_layer(api: Api, path: Path, kind: str, *, name: str | None = None, **data: str) -> Any:
+    """POST a GeoJSON layer file as the admin (layer name = the kind unless given); the response."""
+    with path.open("rb") as fh:
+        return api.post(
+            "admin",
+            "/api/v1/layers",
+            files={"file": (path.name, fh, "application/geo+json")},
+            data={"kind": kind, "name": name or kind, **data},
+        )
+
+
 def publish_city(api: Api, tmp: Path) -> str:
     for kind in LAYERS:
-        path = write_layer(tmp, kind)
-        with path.open("rb") as fh:
-            r = api.post(
-                "admin",
-                "/api/v1/layers",
-                files={"file": (path.name, fh, "application/geo+json")},
-                data={"kind": kind, "name": kind},
-            )
+        r = upload_layer(api, write_layer(tmp, kind), kind)
         assert r.status_code == 201, r.text
     r = api.post("admin", "/api/v1/blueprints", json={})
     assert r.status_code == 201, r.text

@@ -22,6 +22,7 @@ from tests.api.conftest import (
     national_code,
     rect,
     settings_for,
+    upload_layer,
     write_layer,
 )
 from tests.api.test_service import assert_error
@@ -39,13 +40,7 @@ ASSESSMENTS = [
 
 
 def _upload(api: Api, path: Path, kind: str) -> None:
-    with path.open("rb") as fh:
-        r = api.post(
-            "admin",
-            "/api/v1/layers",
-            files={"file": (path.name, fh, "application/geo+json")},
-            data={"kind": kind, "name": kind},
-        )
+    r = upload_layer(api, path, kind)
     assert r.status_code == 201, r.text
 
 

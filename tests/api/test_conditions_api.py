@@ -33,6 +33,7 @@ from tests.api.conftest import (
     national_code,
     rect,
     settings_for,
+    upload_layer,
     write_layer,
 )
 
@@ -40,13 +41,7 @@ PARCEL = rect(1300, 50, 1500, 150)
 
 
 def _upload(api: Api, path: Path, kind: str, **data: str):
-    with path.open("rb") as fh:
-        return api.post(
-            "admin",
-            "/api/v1/layers",
-            files={"file": (path.name, fh, "application/geo+json")},
-            data={"kind": kind, "name": path.stem, **data},
-        )
+    return upload_layer(api, path, kind, name=path.stem, **data)
 
 
 def _plan_file(tmp: Path) -> Path:

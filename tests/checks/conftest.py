@@ -19,10 +19,12 @@ import pandas as pd
 import pytest
 from pyproj import CRS
 from shapely.geometry import box
+from typer.testing import CliRunner
 
 from blueprint.model import Blueprint, LayerRef
 from checks.engine import Screener
 from checks.rules import Rules, load_rules
+from cli.main import build_app
 from layers.catalogue import Catalogue, load_catalogue
 from layers.model import ParcelSet
 from tests.geoms import X0, Y0
@@ -91,3 +93,12 @@ def blueprint() -> Blueprint:
 @pytest.fixture(scope="session")
 def screener(blueprint, rules, catalogue) -> Screener:
     return Screener(blueprint, rules, catalogue, tolerance_m2=1.0, tolerance_ratio=0.001)
+
+
+@pytest.fixture()
+def run(data_dir, monkeypatch):
+    """The `blueprint` CLI on the module's ``data_dir`` (its own SpatiaLite), as ``run(*args)``."""
+    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("BLUEPRINT_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])

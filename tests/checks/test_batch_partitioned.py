@@ -18,6 +18,7 @@ from pandas.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from bench.bench_check import direct_blueprint
+from blueprint.model import Blueprint
 from checks import batch_pieces, batch_sources
 from checks.batch import screen_batch
 from checks.batch_store import read_results
@@ -54,13 +55,6 @@ def data_dir(tmp_path_factory):
     for i in range(3):
         frame.iloc[i * 100:(i + 1) * 100].to_parquet(root / "dataset" / f"part.{i}.parquet")
     return root
-
-
-@pytest.fixture()
-def run(data_dir, monkeypatch):
-    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
-    runner = CliRunner()
-    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +110,21 @@ def test_partitioned_on_dask_equals_in_process(run, data_dir, single, tmp_path, 
     assert {"pieces.parquet", *batch_sources.NAMES} <= {p.name for p in kept.iterdir()}
 
 
-def test_a_screener_read_from_the_piece_file_screens_the_same(data_dir, single, tmp_path):
-    """What a worker builds from pieces.parquet gives the driver's table exactly; another version's
-    file is refused, not used."""
+def _stored_screener(data_dir: Path) -> tuple[Blueprint, Screener]:
+    """The stored v1 and the Screener the driver builds on it."""
     stores = open_stores(Settings(data_dir=data_dir))
     try:
         blueprint = stores.blueprints.get("v1")
     finally:
         stores.close()
     catalogue = load_catalogue()
-    driver = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    return blueprint, Screener(blueprint, load_rules(None, catalogue), catalogue)
+
+
+def test_a_screener_read_from_the_piece_file_screens_the_same(data_dir, single, tmp_path):
+    """What a worker builds from pieces.parquet gives the driver's table exactly; another version's
+    file is refused, not used."""
+    blueprint, driver = _stored_screener(data_dir)
     source = batch_pieces.piece_file(driver, blueprint, tmp_path / "screening")
     worker = batch_pieces.screener_for(source)
     assert worker is not driver and worker.piece_count == driver.piece_count
@@ -240,13 +239,7 @@ def test_workers_without_the_piece_file_get_the_screener(data_dir, single, tmp_p
     from checks.batch_runner import run_batch, run_key, split
     from checks.batch_store import BatchDir
 
-    stores = open_stores(Settings(data_dir=data_dir))
-    try:
-        blueprint = stores.blueprints.get("v1")
-    finally:
-        stores.close()
-    catalogue = load_catalogue()
-    screener = Screener(blueprint, load_rules(None, catalogue), catalogue)
+    blueprint, screener = _stored_screener(data_dir)
     seen = batch_pieces.piece_file(screener, blueprint, tmp_path / "seen")
     unseen = batch_pieces.PieceFile(str(tmp_path / "nowhere"), *list(vars(seen).values())[1:])
     work = screener.validated(gpd.read_parquet(data_dir / "parcels.parquet"), "batch")

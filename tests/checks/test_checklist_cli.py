@@ -7,10 +7,8 @@ import json
 
 import pytest
 from docx import Document
-from typer.testing import CliRunner
 
 from blueprint.checksum import blueprint_checksum
-from cli.main import build_app
 from runtime.settings import Settings
 from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
@@ -33,13 +31,6 @@ def data_dir(tmp_path_factory):
         root / "mixed.geojson", driver="GeoJSON"
     )
     return root
-
-
-@pytest.fixture()
-def run(data_dir, monkeypatch):
-    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
-    runner = CliRunner()
-    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
 
 
 def test_checklist_lists_lines_and_zones_with_sources(run, data_dir):

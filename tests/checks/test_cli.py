@@ -6,9 +6,7 @@ import json
 
 import geopandas as gpd
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import build_app
 from runtime.settings import Settings
 from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
@@ -31,13 +29,6 @@ def data_dir(tmp_path_factory):
     parcels(rect(10, 10, 60, 60)).frame.to_file(root / "redline.gpkg")
     parcels(rect(1000, 1000, 1100, 1100)).frame.to_file(root / "far.gpkg")
     return root
-
-
-@pytest.fixture()
-def run(data_dir, monkeypatch):
-    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
-    runner = CliRunner()
-    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
 
 
 @pytest.mark.parametrize(("file", "ptype", "code", "verdict"), [

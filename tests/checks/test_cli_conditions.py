@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from blueprint.merge import build_blueprint
 from blueprint.precedence import load_precedence
-from cli.main import build_app
 from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import open_stores
@@ -50,14 +48,6 @@ def data_dir(tmp_path_factory):
         stores.close()
     parcels(rect(120, 20, 180, 80)).frame.to_file(root / "p.gpkg")
     return root
-
-
-@pytest.fixture()
-def run(data_dir, monkeypatch):
-    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("BLUEPRINT_DATABASE_URL", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,8 @@ import sys
 import geopandas as gpd
 import pytest
 from shapely.geometry import mapping
-from typer.testing import CliRunner
 
 from cli import main as cli_main
-from cli.main import build_app
 from runtime.settings import Settings
 from runtime.stores import open_stores
 from tests.checks.conftest import make_blueprint, parcels, rect
@@ -33,13 +31,6 @@ def data_dir(tmp_path_factory):
         stores.close()
     parcels(rect(210, 10, 260, 60)).frame.to_file(root / "urban.gpkg")
     return root
-
-
-@pytest.fixture()
-def run(data_dir, monkeypatch):
-    monkeypatch.setenv("BLUEPRINT_DATA_DIR", str(data_dir))
-    runner = CliRunner()
-    return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
 
 
 def test_check_against_a_draft_is_refused_like_the_api(run, data_dir):
