@@ -403,11 +403,26 @@ def run_stage(label: str, cmd: list[str], args: argparse.Namespace, log: Path,
     if child.returncode != 0:
         tail = log.read_text().strip().splitlines()
         result = {"error": f"exit {child.returncode}: {tail[-1] if tail else ''}"[:300]}
+    if label == "batch":  # what `check-batch` prints on stderr: feature sets, the partitions' bar
+        result["note"] = (result.get("note", "") + " " + _batch_notes(log.read_text())).strip()
     row = {"stage": label, "wall_s": wall, "cpu_s": cpu, "peak_mb": main_mb, "others_mb": others,
            "pg_cpu_s": watch.pg_cpu() if pg else None, "least_available_gb": watch.least_gb,
            "load": f"{before:.2f}→{os.getloadavg()[0]:.2f}", "aborted": watch.aborted, **result}
     _print_row(row)
     return row
+
+
+def _batch_notes(text: str) -> str:
+    """The feature-set time and the final parcels/s and elapsed time of check-batch's progress bar."""
+    import re
+
+    sets = re.findall(r"feature sets ready in ([\d.]+) s", text)
+    bar = re.findall(r"(\d+)/(\d+)\s+([\d,]+) parcels/s\s+(\d+:\d\d:\d\d)", text)
+    out = [f"feature sets {sets[-1]} s" if sets else ""]
+    if bar:
+        done, total, rate, took = bar[-1]
+        out.append(f"screening {done}/{total} partitions in {took} ({rate} parcels/s)")
+    return "; ".join(o for o in out if o)
 
 
 def _print_row(row: dict[str, Any]) -> None:
