@@ -198,29 +198,40 @@ def _rows_written(out: Path) -> int:
 
 def stage_spot(args: argparse.Namespace) -> dict[str, Any]:
     """Sampled parcels: the batch's areas per kind vs Screener.screen of each parcel alone."""
-    import geopandas as gpd
-    import numpy as np
-    import pandas as pd
-    import pyarrow.dataset as ds
-
     from checks.engine import Screener
     from checks.rules import load_rules
     from layers.catalogue import load_catalogue
-    from layers.model import ParcelSet
 
     parcels = _parcels_as_read(args)
-    rng = np.random.default_rng(args.seed)
-    picked = rng.choice(len(parcels), size=min(args.sample, len(parcels)), replace=False)
-    sample = parcels.iloc[np.sort(picked)]
+    sample = _sample(parcels, args.sample, args.seed)
     pieces = _pieces_near(args, sample)
     blueprint = _built(args).blueprint
     blueprint.pieces, blueprint.status = pieces, "published"
     catalogue = load_catalogue()
     screener = Screener(blueprint, load_rules(None, catalogue), catalogue)
-    ids = list(sample["parcel_id"])
-    rows = ds.dataset(sorted(batch_out(args).glob("part-*.parquet")), format="parquet").to_table(
+    return compare_sample(screener, sample, batch_out(args), f"on {len(pieces):,} pieces near them")
+
+
+def _sample(parcels: Any, n: int, seed: int) -> Any:
+    import numpy as np
+
+    picked = np.random.default_rng(seed).choice(len(parcels), size=min(n, len(parcels)), replace=False)
+    return parcels.iloc[np.sort(picked)]
+
+
+def compare_sample(screener: Any, sample: Any, out: Path, where: str) -> dict[str, Any]:
+    """The batch rows in ``out`` of the ``sample`` parcels vs ``screener.screen`` of each parcel alone:
+    the same kinds and verdict, and the overlap areas per kind."""
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    from layers.model import ParcelSet
+
+    rows = ds.dataset(sorted(out.glob("part-*.parquet")), format="parquet").to_table(
         columns=["parcel_id", "parcel_verdict", "kind", "overlap_area_m2"],
-        filter=ds.field("parcel_id").isin(ids)).to_pandas()
+        filter=ds.field("parcel_id").isin(list(sample["parcel_id"]))).to_pandas()
     by_parcel = dict(tuple(rows.groupby("parcel_id", sort=False)))
     # the storage CRS is zone 39's; outside it the batch scales overlaps by the parcel's zone/working-plane
     # area ratio instead of reprojecting each overlap (checks.batch._own_zone), so those differ slightly
@@ -229,7 +240,7 @@ def stage_spot(args: argparse.Namespace) -> dict[str, Any]:
     worst = {True: 0.0, False: 0.0}
     relative, compared, bad = 0.0, 0, []
     for pid, geom, inside in zip(sample["parcel_id"], sample.geometry, home, strict=True):
-        one = gpd.GeoDataFrame({"parcel_id": [pid]}, geometry=[geom], crs=parcels.crs)
+        one = gpd.GeoDataFrame({"parcel_id": [pid]}, geometry=[geom], crs=sample.crs)
         single = screener.screen(ParcelSet(frame=one, source="spot"), PROJECT_TYPE)["parcels"][0]
         want = {h["kind"]: h["overlap_area_m2"] for h in single["conflicts"]}
         got_rows = by_parcel.get(pid, pd.DataFrame(columns=rows.columns))
@@ -245,11 +256,58 @@ def stage_spot(args: argparse.Namespace) -> dict[str, Any]:
     ok = not bad and worst[True] <= 1e-6
     return {"rows": compared,
             "note": f"{len(sample)} parcels ({int(home.sum())} in the storage zone), {compared} "
-                    f"(parcel, kind) "
-                    f"areas vs Screener.screen on {len(pieces):,} pieces near them: max |batch − single| "
+                    f"(parcel, kind) areas vs Screener.screen {where}: max |batch − single| "
                     f"{worst[True]:.1e} m² in the storage zone, {worst[False]:.1e} m² outside it (largest "
                     f"relative {relative:.1e}); kinds or verdict differ for {len(bad)} {bad[:5]} → "
                     f"{'OK' if ok else 'MISMATCH'} (goal 1e-6 m²)", "ok": ok}
+
+
+def stage_region(args: argparse.Namespace) -> dict[str, Any]:
+    """Batch throughput at the province's piece density without holding the province: the pieces of
+    ``--region-parts`` consecutive build parts (bands of grid rows across all three zones) in one
+    Screener, the parcels whose centroid lies ≥ 3 km inside the band, the partitioned batch in process
+    (checks.batch_runner, as check-batch), then the spot check on the same Screener. A parcel missing a
+    piece of a neighbouring band would be reported as outside the city (verdict error): counted."""
+    import geopandas as gpd
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    from bench.bench_batch_scale import run_partitioned
+    from checks.batch_fast import feature_sets
+    from checks.engine import Screener
+    from checks.rules import load_rules
+    from layers.catalogue import load_catalogue
+
+    built = _built(args)
+    middle = max(0, len(built.parts) // 2 - args.region_parts // 2)
+    parts = built.parts[middle:middle + args.region_parts]
+    t0, c0 = time.perf_counter(), time.process_time()
+    pieces = gpd.GeoDataFrame(pd.concat([gpd.read_parquet(p) for p in parts], ignore_index=True),
+                              geometry="geometry", crs=built.blueprint.crs)
+    built.blueprint.pieces, built.blueprint.status = pieces, "published"
+    catalogue = load_catalogue()
+    screener = Screener(built.blueprint, load_rules(None, catalogue), catalogue)
+    out = run_dir(args) / f"region-{args.parcels}"
+    shutil.rmtree(out, ignore_errors=True)
+    feature_sets(screener, out.with_name(out.name + "-sets"))
+    ready, ready_cpu = time.perf_counter() - t0, time.process_time() - c0
+    parcels = _parcels_as_read(args)
+    y = parcels.geometry.centroid.y
+    low, high = pieces.geometry.centroid.y.min() + 3000, pieces.geometry.centroid.y.max() - 3000
+    inside = parcels[(y > low) & (y < high)].reset_index(drop=True)
+    t1, c1 = time.perf_counter(), time.process_time()
+    run_partitioned(inside, screener, built.blueprint, PROJECT_TYPE, out, args.partition_size)
+    took, cpu = time.perf_counter() - t1, time.process_time() - c1
+    verdicts = ds.dataset(sorted(out.glob("part-*.parquet")), format="parquet").to_table(
+        columns=["parcel_id", "parcel_verdict"]).to_pandas().drop_duplicates("parcel_id")["parcel_verdict"]
+    spot = compare_sample(screener, _sample(inside, args.sample, args.seed), out, "on the same Screener")
+    return {"rows": _rows_written(out), "ok": spot["ok"],
+            "note": f"parts {middle}–{middle + len(parts) - 1} of {len(built.parts)}: {len(pieces):,} "
+                    f"pieces; "
+                    f"pieces + Screener + feature sets {ready:.1f} s wall, {ready_cpu:.1f} s CPU; "
+                    f"{len(inside):,} parcels inside the band screened in {took:.1f} s wall, {cpu:.1f} s CPU "
+                    f"({len(inside) / took:,.0f} parcels/s wall, {cpu / len(inside) * 1e3:.2f} ms CPU a "
+                    f"parcel); verdicts {verdicts.value_counts().to_dict()}; spot: {spot['note']}"}
 
 
 def _pieces_near(args: argparse.Namespace, sample: Any) -> Any:
@@ -281,7 +339,7 @@ def _pieces_near(args: argparse.Namespace, sample: Any) -> Any:
 
 
 STAGES = {"build": stage_build, "store": stage_store, "parcels": stage_parcels,
-          "parts-batch": stage_parts_batch, "spot": stage_spot}
+          "parts-batch": stage_parts_batch, "spot": stage_spot, "region": stage_region}
 
 
 # --- the parent: run a stage, watch its process tree -----------------------------------------------
@@ -441,7 +499,7 @@ def _self(stage: str, args: argparse.Namespace) -> list[str]:
            "--parcels", str(args.parcels), "--data", str(args.data), "--seed", str(args.seed),
            "--tolerance", str(args.tolerance), "--via", args.via, "--sample", str(args.sample),
            "--partition-size", str(args.partition_size), "--workers", str(args.workers),
-           "--province", str(args.province)]
+           "--province", str(args.province), "--region-parts", str(args.region_parts)]
     return cmd + (["--dask"] if args.dask else [])
 
 
@@ -467,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=200, help="parcels checked against Screener.screen")
     parser.add_argument("--stages", default="build,store,parcels,batch,spot",
                         help="which to run (generate always runs, cached); build/store/parcels reuse their "
-                             "output when skipped")
+                             "output when skipped; `region` (not by default) screens a band of the province")
+    parser.add_argument("--region-parts", type=int, default=5,
+                        help="region stage: consecutive build parts (bands) whose pieces are screened")
     parser.add_argument("--min-available-gb", type=float, default=3.0)
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--province", type=Path, default=None, help=argparse.SUPPRESS)
@@ -501,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         steps.append(("batch", _self("parts-batch", args), None, False))
     steps.append(("spot", _self("spot", args), None, args.via == "store"))
+    steps.append(("region", _self("region", args), None, False))
     failed = False
     for label, cmd, env, pg in steps:
         if label not in wanted or (label == "store" and args.via == "parts"):
