@@ -450,7 +450,8 @@ def run_stage(label: str, cmd: list[str], args: argparse.Namespace, log: Path,
         child.returncode = os.waitstatus_to_exitcode(status)
         watch.stop()
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
-    main_mb = max(watch.hwm_kb.get(child.pid, 0), usage.ru_maxrss) / 1024
+    # wait4's ru_maxrss is the largest of the child and the descendants it reaped: only a fallback
+    main_mb = (watch.hwm_kb.get(child.pid) or usage.ru_maxrss) / 1024
     others = sorted((kb / 1024 for pid, kb in watch.hwm_kb.items() if pid != child.pid and kb > 100 * 1024),
                     reverse=True)
     text = log.with_suffix(".out").read_text().strip()
