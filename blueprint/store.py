@@ -150,6 +150,17 @@ class BlueprintStore:
         blueprint.features = self._features(blueprint)
         return blueprint
 
+    def head(self, version: str) -> Blueprint:
+        """``version`` without its pieces, conflicts or features: what a bounded batch run holds whole
+        (its pieces come partition by partition from :meth:`pieces` with a bbox)."""
+        with self.engine.connect() as conn:
+            row = self._row(conn, version)
+        crs = CRS.from_user_input(row["crs"])
+        empty = {table: gpd.GeoDataFrame({c: pd.Series([], dtype=float if c in FLOAT_COLUMNS else object)
+                                          for c in columns}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+                 for table, columns in (("pieces", PIECE_COLUMNS), ("conflicts", CONFLICT_COLUMNS))}
+        return _blueprint(row, crs, empty["pieces"], empty["conflicts"])
+
     def _features(self, blueprint: Blueprint) -> gpd.GeoDataFrame | None:
         """The version's 控规地块 / 区域评估 features, read from the layer store by its layer refs."""
         names = blueprint.meta.get("feature_layers") or []

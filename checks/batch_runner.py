@@ -37,10 +37,11 @@ def split(frame: gpd.GeoDataFrame, size: int) -> list[NDArray[np.int64]]:
 
 
 def run_key(screener: Screener, project_type: str, checksum: str, options: str, size: int,
-            parcels: int) -> RunKey:
+            parcels: int, *, bounded: bool = False) -> RunKey:
     return RunKey(input_checksum=checksum, input_options=options, blueprint_version=screener.version,
                   rules_version=screener.rules.meta.version, rules_digest=screener._rules_digest,
-                  project_type=project_type, partition_size=size, parcels=parcels)
+                  project_type=project_type, partition_size=size, parcels=parcels,
+                  pieces="bounded" if bounded else "whole")
 
 
 def screen_part(screener: Screener, part: gpd.GeoDataFrame, project_type: str,
@@ -61,12 +62,14 @@ def screen_part_from(source: PieceFile, part: gpd.GeoDataFrame, project_type: st
 
 def run_batch(work: gpd.GeoDataFrame, screener: Screener, project_type: str, batch: BatchDir,
               parts: list[NDArray[np.int64]], *, client: Any = None, progress: PartProgress | None = None,
-              pause: float = 0.0, pieces: PieceFile | None = None) -> None:
+              pause: float = 0.0, pieces: PieceFile | None = None,
+              part_screener: Callable[[gpd.GeoDataFrame], Screener] | None = None) -> None:
     """Screen the partitions ``batch`` has not finished (``work``: ``Screener.validated`` parcels); each
     finished partition is written and recorded before the next result is taken. On dask, workers that
     see ``pieces`` (the version's pieces written in the data dir) read them themselves; otherwise the
     screener is sent to each worker. ``pause`` (seconds after each partition) exists for the resume
-    tests only."""
+    tests only. ``part_screener`` (in process only) gives each partition its own Screener, made from
+    the pieces near it (checks.batch_regions), instead of ``screener``."""
     total = len(parts)
     done = total - len(batch.pending())
     parcels = batch.finished_parcels()
@@ -82,7 +85,12 @@ def run_batch(work: gpd.GeoDataFrame, screener: Screener, project_type: str, bat
 
     if client is None:
         for index in batch.pending():
-            finished(index, *screen_part(screener, work.iloc[parts[index]], project_type))
+            part = work.iloc[parts[index]]
+            own = screener if part_screener is None else part_screener(part)
+            finished(index, *screen_part(own, part, project_type))
+            del own  # a bounded run frees this partition's pieces before loading the next ones
+    elif part_screener is not None:
+        raise ValueError("a Screener per partition runs in process only")
     else:
         _run_on_dask(client, work, screener, project_type, batch.pending(), parts, finished, pieces)
 

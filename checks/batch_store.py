@@ -43,7 +43,10 @@ RUN_FIELDS = {
     "project_type": "the project type 项目类型",
     "partition_size": "the partition size (--partition-size) 分区大小",
     "parcels": "the number of parcels 地块数",
+    "pieces": "the piece loading (--bounded / --whole) 蓝图加载方式",
 }
+# a manifest written before a field existed holds its default (runs then loaded the whole version)
+RUN_DEFAULTS = {"pieces": "whole"}
 
 
 class BatchResumeError(CheckError):
@@ -68,6 +71,7 @@ class RunKey:
     project_type: str
     partition_size: int
     parcels: int
+    pieces: str = "whole"  # "whole": the version in one Screener; "bounded": per partition (batch_regions)
 
 
 def input_checksum(files: Iterable[Path]) -> str:
@@ -117,7 +121,8 @@ class BatchDir:
         _prepare(root)
         old = _read_manifest(root)
         if old is not None and not restart:
-            changed = [f for f in RUN_FIELDS if old.get("run", {}).get(f) != asdict(key)[f]]
+            changed = [f for f in RUN_FIELDS
+                       if old.get("run", {}).get(f, RUN_DEFAULTS.get(f)) != asdict(key)[f]]
             if changed:
                 raise BatchResumeError(
                     f"{root} holds another batch run (resuming would mix results): "

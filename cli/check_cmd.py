@@ -216,6 +216,11 @@ def check_batch(
     workers: int = typer.Option(2, "--workers", min=1, help="local dask worker processes"),
     crs: str | None = typer.Option(None, "--crs", help="CRS of files that declare none"),
     encoding: str | None = typer.Option(None, "--encoding"),
+    bounded: bool | None = typer.Option(
+        None, "--bounded/--whole",
+        help="--bounded: each partition loads only the blueprint pieces near it (memory follows the "
+             "partition, not the province; directory --out, in process); --whole: the whole version in "
+             "memory. Default: bounded above BLUEPRINT_BATCH_BOUNDED_PIECES pieces"),
     pause: float = typer.Option(0.0, "--pause-after-partition", hidden=True, min=0.0,
                                 help="seconds to wait after each partition (resume tests)"),
 ) -> None:
@@ -223,6 +228,7 @@ def check_batch(
 
     With a directory as --out the run is resumable: rerun the same command after an interruption and the
     finished partitions are kept; a changed input, blueprint, rules or option is refused unless --restart."""
+    from cli.check_bounded import bounded_regions
     from runtime.settings import get_settings
 
     started = time.perf_counter()
@@ -233,13 +239,17 @@ def check_batch(
         try:
             rules.require_project_type(project_type)
             kept: list[Any] = []
-            screener = _screener(settings, stores, catalogue, rules, version, kept)
+            regions = bounded_regions(settings, stores, catalogue, rules, version, bounded, out, distributed)
+            screener = (regions.head_screener() if regions is not None
+                        else _screener(settings, stores, catalogue, rules, version, kept))
         finally:
-            stores.close()
+            stores.close()  # a bounded run's loader reconnects per partition (the engine stays usable)
         frame = read_batch(parcels, settings, crs, encoding)
-        pieces = _prepare_pieces(settings, screener, kept[0], write=distributed)
+        pieces = None if regions is not None else _prepare_pieces(settings, screener, kept[0],
+                                                                  write=distributed)
         kept.clear()  # the screener holds what the batch needs: free the frames
-        note(f"{len(frame):,} parcels, blueprint {screener.version} ({screener.piece_count:,} pieces)")
+        count = regions.piece_count if regions is not None else screener.piece_count
+        note(f"{len(frame):,} parcels, blueprint {screener.version} ({count:,} pieces)")
         if out.suffix.lower() == ".parquet":
             summary = _one_file(frame, screener, project_type, out, distributed, scheduler, partitions,
                                 workers, pieces)
@@ -247,7 +257,9 @@ def check_batch(
             options = json.dumps({"crs": crs, "encoding": encoding}, sort_keys=True)
             summary = _partitioned(frame, screener, project_type, out, parcels, options, partition_size,
                                    restart=restart, scheduler=scheduler if distributed else None,
-                                   dask=distributed, workers=workers, pause=pause, pieces=pieces)
+                                   dask=distributed, workers=workers, pause=pause, pieces=pieces,
+                                   regions=regions)
+            stores.close()
     emit(summary | {"parcels": len(frame), "blueprint_version": screener.version,
                     "project_type": project_type, "engine": "dask" if distributed else "in-process",
                     "seconds": round(time.perf_counter() - started, 2)})
@@ -308,14 +320,15 @@ def _one_file(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Pa
 
 def _partitioned(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out: Path, source: Path,
                  options: str, size: int, *, restart: bool, scheduler: str | None, dask: bool, workers: int,
-                 pause: float, pieces: Any = None) -> dict[str, Any]:
+                 pause: float, pieces: Any = None, regions: Any = None) -> dict[str, Any]:
     """Partitioned parquet in ``out`` with a manifest; resumes a killed run of the same input."""
     from checks.batch_runner import run_batch, run_key, split
     from checks.batch_store import BatchDir, input_checksum
 
     work = screener.validated(frame, "batch")
     parts = split(work, size)
-    key = run_key(screener, project_type, input_checksum(_parcel_files(source)), options, size, len(work))
+    key = run_key(screener, project_type, input_checksum(_parcel_files(source)), options, size, len(work),
+                  bounded=regions is not None)
     batch = BatchDir.open(out, key, [len(p) for p in parts], restart=restart,
                           engine="dask" if dask else "in-process")
     kept = len(parts) - len(batch.pending())
@@ -329,8 +342,12 @@ def _partitioned(frame: gpd.GeoDataFrame, screener: Any, project_type: str, out:
                 run_batch(work, screener, project_type, batch, parts, client=client, progress=progress,
                           pause=pause, pieces=pieces)
         else:
-            run_batch(work, screener, project_type, batch, parts, progress=progress, pause=pause)
+            run_batch(work, screener, project_type, batch, parts, progress=progress, pause=pause,
+                      part_screener=regions.screener if regions is not None else None)
     manifest = batch.finish()
+    if regions is not None and regions.loaded:
+        note(f"bounded: {max(regions.loaded):,} pieces at most in one partition, "
+             f"{sum(regions.loaded):,} loaded in all in {regions.load_seconds:.1f} s")
     return {"out": str(out), "manifest": str(out / "manifest.json"), "partitions": len(parts),
             "partitions_resumed": kept, "complete": manifest["complete"], "rows": batch.rows(),
             "verdicts": batch.verdicts()}
