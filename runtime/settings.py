@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     overlap_tolerance_ratio: float = Field(default=0.001, ge=0, le=1)
     # `blueprint check-batch` into a directory screens each partition with only the pieces near it
     # (checks.batch_regions) when the version has more pieces than this; 0: always (--bounded/--whole win)
-    batch_bounded_pieces: int = Field(default=1_000_000, ge=0)
+    batch_bounded_pieces: int = Field(default=2_000_000, ge=0)
     # submission limits: parcels sent for a check (API checks and projects, `blueprint check`,
     # `blueprint parcels convert`)
     max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
