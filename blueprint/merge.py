@@ -306,14 +306,20 @@ def _combo(code: int, kinds: list[str], catalogue: Catalogue, precedence: Preced
     return _Combo(controlling, json.dumps(effective), json.dumps(covered), tuple(disputes))
 
 
-def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
-    """JSON object text per feature; only ``feature_id`` varies within a layer, so build the rest once."""
+def source_fragment_ends(layers: Sequence[PlanLayer]) -> tuple[list[str], list[str]]:
+    """Per layer: the JSON text of a source entry before and after its ``feature_id`` value."""
     heads, tails = [], []
-    for layer in feats.layers:
+    for layer in layers:
         heads.append('{"kind": ' + json.dumps(layer.kind, ensure_ascii=False) + ', "layer": '
                      + json.dumps(layer.name, ensure_ascii=False) + ', "feature_id": ')
         tails.append(', "source": ' + json.dumps(layer.source, ensure_ascii=False) + ', "checksum": '
                      + json.dumps(layer.checksum) + "}")
+    return heads, tails
+
+
+def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
+    """JSON object text per feature; only ``feature_id`` varies within a layer, so build the rest once."""
+    heads, tails = source_fragment_ends(feats.layers)
     layer_of = feats.layer[needed].tolist()
     fids = [feats.fid[f] for f in needed.tolist()]
     # plain ids (no quote, backslash or control character) encode as themselves in quotes
