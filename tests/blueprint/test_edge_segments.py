@@ -54,3 +54,18 @@ def test_edge_test_accepts_the_tiling_and_rejects_an_overlap() -> None:
     assert edges_match(geoms, 120.0)
     overlapping = np.array([*geoms, shapely.box(0.0, 0.0, 10.0, 10.0, ccw=False)], dtype=object)
     assert not edges_match(overlapping, 120.0)
+
+
+def test_shell_winding_by_shoelace_equals_geos_also_for_slivers() -> None:
+    """Holeless pieces are wound by the shoelace sign (GEOS decides where rounding could flip it)."""
+    rng = np.random.default_rng(5)
+    shells = []
+    for i in range(200):
+        x, y = 500_000.0 + rng.uniform(0, 1e4), 3_500_000.0 + rng.uniform(0, 1e4)
+        w = 10.0 ** rng.uniform(-7, 2)  # down to a sliver 1e-7 m wide at coordinates of 10⁶ m
+        ring = [(x, y), (x + 50.0, y + w / 2), (x + 100.0, y), (x + 50.0, y + w)]
+        shells.append(shapely.Polygon(ring[::-1] if i % 2 else ring))
+    geoms = np.array([*shells, shapely.Polygon()], dtype=object)
+    start, end, length = _directed_segments(geoms)
+    got = sorted(zip(start.tolist(), end.tolist(), length.tolist(), strict=True))
+    assert got == _oriented_segments(geoms[:-1])
