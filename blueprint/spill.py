@@ -147,7 +147,7 @@ def _spill(
     band_hi = first_ys[np.minimum((np.arange(n_batches) + 1) * rows_per_batch, ny)] + SPILL_MARGIN_M
     bare = tuple(s.bare() for s in sources)
     spec = SpillPlan(work, bare, (steps[0], steps[1]), band_lo, band_hi, n_batches)
-    jobs = _chunk_jobs(sources, plan_count)
+    jobs = sorted(_chunk_jobs(sources, plan_count), key=_job_size, reverse=True)  # largest first
     found = run(
         spill_chunk, spec, jobs, lambda done: report("分区读取 reading partitions", 0.05 * done / len(jobs))
     )
@@ -172,6 +172,12 @@ def _chunk_jobs(sources: Sequence[Source], plan_count: int) -> list[tuple[Any, .
                 jobs.append((li, kind, None, rows, gid, len(jobs)))
                 gid += len(rows[1])
     return jobs
+
+
+def _job_size(job: tuple[Any, ...]) -> int:
+    """A spill job's size in bytes (a part file) or rows (an in-memory chunk): only to order the jobs."""
+    _li, _kind, path, rows, _gid, _no = job
+    return path.stat().st_size if path is not None else len(rows[1])
 
 
 def spill_chunk(
