@@ -333,15 +333,15 @@ def _seam_points(grid: np.ndarray, coords: np.ndarray, axis: int,
     return keys, coords[on[first], 1 - axis]
 
 
-def _insert_after(k: int, a: np.ndarray, b: np.ndarray, axis: int, keys: np.ndarray,
-                  along: np.ndarray) -> np.ndarray:
-    """Coordinates along the seam strictly between grid points ``a`` and ``b``, in a→b order."""
-    lo, hi = sorted((int(a[1 - axis]), int(b[1 - axis])))
-    base = int(a[axis]) * (1 << 32)
-    first = int(np.searchsorted(keys, base + lo, side="right"))
-    last = int(np.searchsorted(keys, base + hi, side="left"))
-    inner = along[first:last]
-    return inner if a[1 - axis] < b[1 - axis] else inner[::-1]
+def _seam_ranges(a: np.ndarray, b: np.ndarray, axis: int,
+                 keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For edges from grid points ``a`` to ``b`` along a seam: the range of seam ``keys`` strictly between
+    their ends (``keys[first:last]``) and whether the edge runs towards larger coordinates."""
+    lo, hi = np.minimum(a[:, 1 - axis], b[:, 1 - axis]), np.maximum(a[:, 1 - axis], b[:, 1 - axis])
+    base = a[:, axis] * (1 << 32)
+    first = np.searchsorted(keys, base + lo, side="right")
+    last = np.searchsorted(keys, base + hi, side="left")
+    return first, last, a[:, 1 - axis] < b[:, 1 - axis]
 
 
 Seams = dict[int, tuple[np.ndarray, np.ndarray]]  # axis → (packed (line, position) keys, coordinate along)
@@ -433,10 +433,11 @@ def _stitch(faces: np.ndarray, inner: list[np.ndarray], offset: np.ndarray,
         keys, along = seams[axis]
         lines = inner[axis] - offset[axis]
         on_line = (grid[1:, axis] == grid[:-1, axis]) & np.isin(grid[:-1, axis], lines) & same_ring
-        for k in np.flatnonzero(on_line).tolist():
-            pts = _insert_after(k, grid[k], grid[k + 1], axis, keys, along)
-            if len(pts):
-                extra.setdefault(k, []).append((axis, pts))
+        ks = np.flatnonzero(on_line)
+        first, last, rising = _seam_ranges(grid[ks], grid[ks + 1], axis, keys)
+        for j in np.flatnonzero(last > first).tolist():  # the few edges that gain vertices
+            inner = along[first[j]:last[j]]
+            extra.setdefault(int(ks[j]), []).append((axis, inner if rising[j] else inner[::-1]))
     if not extra:
         return faces, 0
     return _rebuild(faces, rings, ring_face, coords, ring, extra)
