@@ -210,14 +210,19 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
     }
     kind = np.array([combos[c].kind for c in code.tolist()], dtype=object)
     points = shapely.get_coordinates(shapely.point_on_surface(faces)) if len(faces) else np.empty((0, 2))
-    table = pieces_table(pieces, feats, combos, piece_area_columns(faces, plan.crs), plan.crs)
-    write_table(table, plan.batch_dir(b) / "pieces.arrow")
+    keys = sort_keys(plan, b, kind, points, faces)
+    # the rows go to disk in the batch's piece order, which is the id order unless two batches' keys
+    # interleave: pass 4 then adds the ids without reordering the rows
+    order = keys.pop("order")
+    np.save(plan.batch_dir(b) / "order.npy", order)
+    write_table(_ordered_table(pieces, order, feats, combos, piece_area_columns(faces, plan.crs), plan.crs),
+                plan.batch_dir(b) / "pieces.arrow")
     r0, r1 = plan.row_starts[b], plan.row_starts[b + 1]
     band = (float(plan.ys[r0]) if b > 0 else -np.inf, float(plan.ys[r1]) if r1 < len(plan.ys) - 1 else np.inf)
     return {
         "batch": b,
         "stitched": stitched,
-        **sort_keys(plan, b, kind, points, faces),
+        **keys,
         "conflicts": batch_conflicts(pieces, shapely.points(points), feats, combos, plan.catalogue, plan.crs,
                                      band),
         "absorbed": [_absorbed_partial(rec, receiver, feats, kind) for receiver, rec in raw["absorbed"]],
@@ -241,7 +246,16 @@ def sort_keys(plan: Plan, b: int, kind: np.ndarray, points: np.ndarray, faces: n
     ends = {int(c): (tuple(float(v[order[starts[c]]]) for v in (y, x, a)),
                      tuple(float(v[order[starts[c + 1] - 1]]) for v in (y, x, a)))
             for c in np.flatnonzero(counts).tolist()}
-    return {"kind": k, "position": position, "counts": counts, "ends": ends}
+    return {"kind": k, "position": position, "counts": counts, "ends": ends, "order": order}
+
+
+def _ordered_table(pieces: _Pieces, order: np.ndarray, feats: _Features, combos: dict[int, Any],
+                   areas: dict[str, np.ndarray], crs: CRS) -> Any:
+    """:func:`pieces_table` with the rows in ``order`` (pieces renumbered, not their table reordered)."""
+    row = np.empty(len(order), dtype=np.int64)
+    row[order] = np.arange(len(order))
+    ordered = _Pieces(pieces.geoms[order], row[pieces.pair_piece], pieces.pair_feature, pieces.code[order])
+    return pieces_table(ordered, feats, combos, {k: v[order] for k, v in areas.items()}, crs)
 
 
 def finish_batch_with(shared: tuple[Plan, Seams], b: int) -> dict[str, Any]:
@@ -275,9 +289,10 @@ def write_part(plan: Plan, b: int, rank: np.ndarray, out: Path) -> dict[str, Any
     """Pass 4 task: the batch's pieces with their ids, in id order, as ``out/pieces/part-NNNNN.parquet``."""
     # arrow, not geopandas: the geometry column's WKB is reordered, never decoded and encoded again
     table = read_table(plan.batch_dir(b) / "pieces.arrow")
+    rank = rank[np.load(plan.batch_dir(b) / "order.npy")]  # the rows' ranks (rows are in batch order)
     order = np.argsort(rank, kind="stable")
     ids = pa.array([f"P{i:06d}" for i in (rank[order] + 1).tolist()], pa.string())
-    if (np.diff(order) < 0).any():
+    if (np.diff(order) < 0).any():  # two batches' keys interleaved: the global order differs
         table = table.take(pa.array(order))
     table = table.add_column(0, "piece_id", ids).select(PIECE_COLUMNS)
     path = out / "pieces" / f"part-{b:05d}.parquet"
