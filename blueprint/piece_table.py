@@ -11,9 +11,8 @@ import pyarrow.compute as pc
 from geopandas.io.arrow import _geopandas_to_arrow
 from pyproj import CRS
 
+from blueprint.conflicts import NEEDS_ESCAPE
 from blueprint.merge import _Combo, _Features, _Pieces, source_fragment_ends
-
-NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps escapes in a feature id (see conflicts.PLAIN_ID)
 
 
 def source_fragments(feats: _Features, needed: np.ndarray) -> pa.Array:
