@@ -436,8 +436,8 @@ def _stitch(faces: np.ndarray, inner: list[np.ndarray], offset: np.ndarray,
         ks = np.flatnonzero(on_line)
         first, last, rising = _seam_ranges(grid[ks], grid[ks + 1], axis, keys)
         for j in np.flatnonzero(last > first).tolist():  # the few edges that gain vertices
-            inner = along[first[j]:last[j]]
-            extra.setdefault(int(ks[j]), []).append((axis, inner if rising[j] else inner[::-1]))
+            pts = along[first[j]:last[j]]
+            extra.setdefault(int(ks[j]), []).append((axis, pts if rising[j] else pts[::-1]))
     if not extra:
         return faces, 0
     return _rebuild(faces, rings, ring_face, coords, ring, extra)
