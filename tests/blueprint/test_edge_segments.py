@@ -69,3 +69,20 @@ def test_shell_winding_by_shoelace_equals_geos_also_for_slivers() -> None:
     start, end, length = _directed_segments(geoms)
     got = sorted(zip(start.tolist(), end.tolist(), length.tolist(), strict=True))
     assert got == _oriented_segments(geoms[:-1])
+
+
+def test_seams_on_both_axes_gain_the_vertices_of_the_other_side() -> None:
+    """A vertex on a vertical cell line and one on a horizontal line: each neighbour gets it inserted."""
+    from blueprint.coverage import stitch_seams
+
+    xs, ys = np.array([0.0, 10.0, 20.0]), np.array([0.0, 10.0, 20.0])
+    faces = np.array([
+        shapely.Polygon([(0, 0), (10, 0), (10, 5), (10, 10), (0, 10)]),  # has (10, 5) on x = 10
+        shapely.box(10, 0, 20, 10),
+        shapely.Polygon([(0, 10), (5, 10), (10, 10), (10, 20), (0, 20)]),  # has (5, 10) on y = 10
+        shapely.box(10, 10, 20, 20),
+    ], dtype=object)
+    assert not shapely.coverage_is_valid(faces)
+    stitched, changed = stitch_seams(faces, xs, ys)
+    assert changed == 2 and shapely.coverage_is_valid(stitched)
+    assert shapely.equals(stitched, faces).all()  # the same shapes, only vertices added
