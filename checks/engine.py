@@ -413,7 +413,7 @@ class Screener:
         hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
         self._require_inside(clean.ids, area, hits.covered, parcels.source,  # in the working plane
-                             geoms=clean.geoms, crs_in=parcels.crs_in)
+                             geoms=clean.geoms, crs_in=parcels.crs_in, offset_undone=parcels.offset_undone)
         zones = plane_zones(clean.geoms, self.crs, parcels.declared_zone)
         if zones.foreign.any():  # parcels outside the working zone: plane areas in their own zone
             area = zone_areas(clean.geoms, self.crs, zones)
@@ -437,14 +437,17 @@ class Screener:
 
     def _require_inside(self, ids: list[str], area: NDArray[np.float64],
                         covered: NDArray[np.float64], source: str, *,
-                        geoms: NDArray[np.object_] | None = None, crs_in: str = "") -> None:
+                        geoms: NDArray[np.object_] | None = None, crs_in: str = "",
+                        offset_undone: str | None = None) -> None:
         outside = self.outside_area(area, covered)
         bad = np.flatnonzero((outside > 0) & ~self.below_tolerance(outside, outside / area))
         if len(bad):
             i = bad[0]
             pid = ids[i]
             more = f" (and {len(bad) - 1} more parcel(s))" if len(bad) > 1 else ""
-            if geoms is not None and lonlat_input(crs_in):
+            # declared GCJ-02 / BD-09 was undone on reading already: undoing an offset again would screen
+            # them twice more (22 s of a 40 s check of a district) to suggest what was declared
+            if geoms is not None and lonlat_input(crs_in) and offset_undone is None:
                 self._refuse_web_map_offset(geoms[bad], outside[bad], [ids[b] for b in bad], source)
             raise ParcelOutsideCityError(
                 f"{source}: parcel {pid} lies {outside[i]:.2f} m² ({outside[i] / area[i]:.2%}) outside the "
