@@ -110,6 +110,7 @@ class Screener:
         self._sources = pieces["sources"].to_numpy()
         self._geoms = np.asarray(pieces.geometry.values, dtype=object)
         self._tree = shapely.STRtree(self._geoms)
+        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
         self._big = self._prepare_big(self._geoms)
         self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
         self._rules_by_type: dict[str, tuple[list[Rule], NDArray[np.int64]]] = {}
@@ -191,6 +192,7 @@ class Screener:
         self.__dict__.setdefault("_same_crs", {})
         self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
         self._tree = shapely.STRtree(self._geoms)
+        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
         self._big = self._prepare_big(self._geoms)
 
     @property
@@ -410,6 +412,10 @@ class Screener:
         if not clean.ids:
             raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
         area = shapely.area(clean.geoms).astype(np.float64)
+        if self._leaves_extent(clean.geoms, area):  # refused before the overlaps are built (a country: 220 s)
+            self._require_inside(clean.ids, area, self.covered_area(clean.geoms), parcels.source,
+                                 geoms=clean.geoms, crs_in=parcels.crs_in,
+                                 offset_undone=parcels.offset_undone)
         hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
         self._require_inside(clean.ids, area, hits.covered, parcels.source,  # in the working plane
@@ -426,6 +432,21 @@ class Screener:
         if declared.any():
             result["declared"] = declared.as_dict()
         return result
+
+    def _leaves_extent(self, geoms: NDArray[np.object_], area: NDArray[np.float64]) -> bool:
+        """Whether a parcel lies beyond the tolerance outside the pieces' bounding box: then it lies at least
+        that far outside the city too (the box holds the city), whatever the overlaps would say."""
+        if len(self._geoms) == 0:
+            return False
+        beyond = self.outside_area(area, shapely.area(shapely.clip_by_rect(geoms, *self._extent)))
+        return bool(np.any((beyond > 0) & ~self.below_tolerance(beyond, beyond / area)))
+
+    def covered_area(self, geoms: NDArray[np.object_]) -> NDArray[np.float64]:
+        """Per parcel, the area the pieces cover (:meth:`overlaps`' ``covered``) without building the hits:
+        all that telling whether parcels leave the city needs."""
+        pair_parcel, pair_piece = self._pairs(geoms)
+        areas = shapely.area(self._intersections(geoms[pair_parcel], pair_piece))
+        return np.bincount(pair_parcel, weights=areas, minlength=len(geoms)).astype(np.float64)
 
     def _is_work_crs(self, crs: CRS) -> bool:
         """Whether ``crs`` is this Screener's CRS (asked once per CRS object: pyproj's equals is slow)."""
@@ -460,8 +481,7 @@ class Screener:
         for offset in OFFSET_DATUMS:
             lonlat = reproject(geoms, self.crs, CGCS2000)
             moved = reproject(undo_offset(lonlat, offset), CGCS2000, self.crs)
-            hits = self.overlaps(moved, urban_construction=False)
-            left = self.outside_area(shapely.area(moved), hits.covered)
+            left = self.outside_area(shapely.area(moved), self.covered_area(moved))
             if np.all(left <= 0.1 * outside):
                 raise WebMapOffsetError(
                     f"{source}: parcel {ids[0]} lies {outside[0]:.2f} m² outside the city extent of "
