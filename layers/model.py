@@ -80,6 +80,8 @@ class ParcelSet:
     notes: tuple[str, ...] = ()
     # the 3-degree GK zone a 部标 file declares (its plane areas are meant in it); None otherwise
     declared_zone: int | None = None
+    # the web-map datum ("GCJ02", "BD09") the reader moved the coordinates from, as declared; None otherwise
+    offset_undone: str | None = None
 
 
 # what each limit counts, for the messages
