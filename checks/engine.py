@@ -33,10 +33,11 @@ from checks.results import (
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from checks.submission import Submitted, lonlat_input, parcel_count, repaired, submitted
 from layers.catalogue import Catalogue
-from layers.crs import CGCS2000, OFFSET_DATUMS, crs_label, to_work_crs, undo_offset
+from layers.crs import CGCS2000, OFFSET_DATUMS, crs_label, to_work_crs
 from layers.errors import WebMapOffsetError
 from layers.geometry import polygonal_part
 from layers.model import ParcelSet, Repair
+from layers.web_offsets import undo_offset
 
 # pieces with this many vertices are prepared once, when the Screener is built: testing "piece contains
 # the parcel" on a prepared piece is cheap, while intersecting a parcel with a big piece (zones with

@@ -26,19 +26,15 @@ from layers.crs import (
     OFFSET_DATUMS,
     DatumParams,
     crs_label,
-    offset_hint,
     offset_name,
-    offset_note,
     old_datum,
     old_datum_to_cgcs2000,
     parse_crs,
-    refuse_offset_hint,
     reproject_array,
     require_projected,
     resolve_crs,
     to_work_crs,
     transformer,
-    undo_offset,
     zone3_of_crs,
 )
 from layers.errors import (
@@ -55,6 +51,7 @@ from layers.errors import (
 from layers.formats import UNCLOSED_DETAIL, RawLayer, read_source, unclosed_note
 from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.web_offsets import offset_hint, offset_note, refuse_offset_hint, undo_offset
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
 # 地块编号 / DKBH: the parcel number of a detailed plan (控规地块)

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from checks.engine import Screener
 from checks.errors import ParcelOutsideCityError
-from layers.crs import parse_crs, undo_offset
+from layers.crs import parse_crs
 from layers.errors import WebMapOffsetError
 from layers.ingest import parcels_from_geojson, read_layer, read_parcels
+from layers.web_offsets import undo_offset
 from tests.checks.conftest import make_blueprint
 
 GCJ_FILE = Path(__file__).resolve().parents[1] / "data" / "layers" / "yian_gcj02.geojson"
