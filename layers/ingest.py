@@ -26,18 +26,15 @@ from layers.crs import (
     OFFSET_DATUMS,
     DatumParams,
     crs_label,
-    offset_hint,
     offset_name,
-    offset_note,
     old_datum,
     old_datum_to_cgcs2000,
     parse_crs,
-    refuse_offset_hint,
+    reproject_array,
     require_projected,
     resolve_crs,
     to_work_crs,
     transformer,
-    undo_offset,
     zone3_of_crs,
 )
 from layers.errors import (
@@ -54,6 +51,7 @@ from layers.errors import (
 from layers.formats import UNCLOSED_DETAIL, RawLayer, read_source, unclosed_note
 from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.web_offsets import offset_hint, offset_note, refuse_offset_hint, undo_offset
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
 # 地块编号 / DKBH: the parcel number of a detailed plan (控规地块)
@@ -79,6 +77,7 @@ class _Loaded:
     repairs: list[Repair]
     notes: list[str]
     id_column: str | None
+    offset_undone: str | None = None  # "GCJ02" / "BD09" when declared and undone on reading
 
 
 def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
@@ -287,18 +286,8 @@ def _label(crs: CRS) -> str:
 
 
 def _to_crs(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
-    """GeoDataFrame.to_crs on an array: the same always_xy transformer, Z carried where present."""
-    if source.equals(target, ignore_axis_order=True) or source.is_exact_same(target):
-        return geoms
-    tr = transformer(source, target)
-    out = np.empty_like(geoms)
-    has_z = np.asarray(shapely.has_z(geoms), dtype=bool)
-    for z, rows in ((False, ~has_z), (True, has_z)):
-        if rows.any():
-            coords = shapely.get_coordinates(geoms[rows], include_z=z)
-            moved = tr.transform(*(coords[:, i] for i in range(coords.shape[1])))
-            out[rows] = shapely.set_coordinates(geoms[rows].copy(), np.array(moved).T)
-    return out
+    """GeoDataFrame.to_crs on an array: the same always_xy operation (as a cached pipeline), Z carried."""
+    return reproject_array(geoms, source, target)
 
 
 def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: NDArray[np.object_],
@@ -376,9 +365,11 @@ def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, lay
     offset = offset_name(declared)
     if offset is not None:  # GCJ-02 / BD-09: undone here, then the file is plain WGS 84
         raw, declared = _without_offset(raw, offset), None
-    return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
-                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
-                   datum_params=datum_params)
+    loaded = _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
+                     id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
+                     datum_params=datum_params)
+    loaded.offset_undone = offset
+    return loaded
 
 
 def _without_offset(raw: RawLayer, offset: str) -> RawLayer:
@@ -707,7 +698,8 @@ def _parcel_set(loaded: _Loaded) -> ParcelSet:
     declared = zone3_of_crs(loaded.crs_in) if loaded.raw.fmt == BUBIAO_FORMAT else None
     return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
                      checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs),
-                     notes=(*loaded.notes, *renamed), declared_zone=declared)
+                     notes=(*loaded.notes, *renamed), declared_zone=declared,
+                     offset_undone=loaded.offset_undone)
 
 
 # ---------------------------------------------------------------- GeoJSON objects
