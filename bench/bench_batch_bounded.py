@@ -1,6 +1,6 @@
 """bench.bench_batch_bounded: `check-batch --whole` vs `--bounded` on a stored province, same parcels.
 
-    flock /tmp/heavy.lock python bench/bench_batch_bounded.py --database-url postgresql://…/bench_e2e_1000000 \\
+    flock /tmp/heavy.lock python bench/bench_batch_bounded.py --database-url postgresql://…/bench_e2e_N \\
         --parcels PARCELS.parquet --out /work/bench-data-bounded [--modes whole,bounded] [--partition-size N]
 
 Each mode is one `blueprint check-batch PARCELS --out OUT/MODE -t residential` under `/usr/bin/time -v` (a
