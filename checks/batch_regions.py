@@ -62,8 +62,9 @@ class Regions:
                         tolerance_ratio=self.tolerance_ratio, compatibility=self.compatibility)
 
     def head_screener(self) -> Screener:
-        """A Screener with no pieces: validates parcels and names the run (version, rules digest)."""
-        return self.screener_of(self.head)
+        """A Screener of one placeholder piece: validates parcels and names the run (version, rules
+        digest); it screens nothing (the Screener refuses zero pieces: it takes their extent)."""
+        return self.screener_of(dataclasses.replace(self.head, pieces=placeholder(self.head.pieces, None)))
 
     def screener(self, part: gpd.GeoDataFrame) -> Screener:
         """A Screener over the pieces meeting ``part``'s box (validated parcels, working CRS)."""
@@ -92,8 +93,8 @@ def region_box(part: gpd.GeoDataFrame, margin: float = MARGIN_M) -> Bbox | None:
 
 def placeholder(empty: gpd.GeoDataFrame, box: Bbox | None) -> gpd.GeoDataFrame:
     """One piece of no kind, 1 m², a kilometre outside ``box``: for a partition that meets no piece (its
-    parcels are all outside the city, as with the whole version). checks.batch_fast cannot index zero
-    pieces, and this piece meets no parcel of the partition, so it changes no row."""
+    parcels are all outside the city, as with the whole version). The Screener and checks.batch_fast
+    cannot work on zero pieces, and this piece meets no parcel of the partition, so it changes no row."""
     x, y = (box[0], box[1]) if box is not None else (0.0, 0.0)
     row: dict[str, list[Any]] = {column: ["[]"] if column in ("kinds", "covered_by", "sources") else [""]
            for column in empty.columns if column != empty.geometry.name}

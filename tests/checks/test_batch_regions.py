@@ -95,7 +95,7 @@ def test_bounded_partitions_equal_the_whole_version(stored, tmp_path, margin):
 
     regions = _regions(stored, margin)
     head = regions.head_screener()
-    assert head.piece_count == 0 and head.version == "v1"
+    assert head.piece_count == 1 and head.version == "v1"  # the placeholder only
     assert head._rules_digest == whole_screener._rules_digest
     work = head.validated(frame, "batch")
     far = int(np.flatnonzero(work["parcel_id"].to_numpy() == FAR)[0])
