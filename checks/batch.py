@@ -71,7 +71,9 @@ def screen_rows(screener: Screener, frame: gpd.GeoDataFrame, ptype: ProjectType)
     np.maximum.at(worst, hits.parcel, sev)
     verdict = np.where(error, "error", np.asarray(VERDICTS, dtype=object)[worst])
     keep = ~error[hits.parcel]
-    bare = np.setdiff1d(np.arange(len(geoms)), hits.parcel[keep])  # no reportable hit, or in error
+    hit_free = np.ones(len(geoms), dtype=bool)
+    hit_free[hits.parcel[keep]] = False
+    bare = np.flatnonzero(hit_free)  # no reportable hit, or in error
     table = pd.concat([_hit_rows(screener, hits, outcome, ratio, below, keep),
                        pd.DataFrame({"parcel": bare, "hit_rank": np.zeros(len(bare), dtype=np.int64)})],
                       ignore_index=True)

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas
-from checks.batch_sources import FeatureSets, load_or_build
+from checks.batch_sources import FeatureSets, load_or_build, sorted_unique
 from checks.engine import NOISE_M2, Screener
 from layers.crs import CGCS2000, transformer
 
@@ -365,7 +365,7 @@ def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]
                               [label.key for label in screener.kinds])
     # hits whose members all share one feature set take its text; the others union their sets
     nsets = max(len(sets.texts), 1)
-    pair = np.unique(hit_of * nsets + member_set)
+    pair = sorted_unique(hit_of * nsets + member_set)
     pair_hit, pair_set = pair // nsets, pair % nsets
     distinct = np.bincount(pair_hit, minlength=len(rows))
     first = np.searchsorted(pair_hit, np.arange(len(rows)))
@@ -375,7 +375,7 @@ def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]
     out[single] = texts[pair_set[first[single]]]
     several = np.flatnonzero(distinct > 1)
     if len(several):  # the union of their sets' features, in one vectorised pass
-        pick = np.isin(pair_hit, several)
+        pick = (distinct > 1)[pair_hit]
         owner = np.searchsorted(several, pair_hit[pick])
         out[several] = sets.unions(owner, pair_set[pick], len(several))
     return out.tolist()
