@@ -1,0 +1,221 @@
+"""checks.batch_clip: flat rings clipped by convex parcels, and their plane and ellipsoidal areas, in numpy.
+
+Hand-written because no library clips millions of small rings by as many different convex polygons in
+vectorised form: GEOS (``shapely.intersection`` on arrays) costs ≈ 20× more per pair on the batch benchmark
+and builds the overlap polygons the batch never needs (bench/README.md, "Batch").
+
+Before clipping, each (parcel, piece) pair is classed by the piece's bounding box against the parcel's
+edges: a box inside every edge (by a margin far above rounding) means the piece's rings clip to themselves,
+a box outside one edge means they clip to nothing, so only the pairs whose box straddles an edge run the
+Sutherland–Hodgman passes. Both shortcuts give bit for bit what the passes would give.
+
+Ellipsoidal areas need each clipped vertex in lon/lat. Vertices the clipping keeps from a piece take their
+(λ, authalic half-angle) from a per-blueprint cache filled on first use, so only the new intersection
+vertices go through pyproj; the cache holds exactly what the transform gives for that vertex, and is used
+only where the vertex's local coordinates add back to the stored ones exactly (they do whenever parcel and
+piece coordinates are within a factor 2 of each other, as GK coordinates of one city are).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from pyproj import CRS
+
+from checks.areas import CGCS2000_A, CGCS2000_INVF
+from checks.batch_sources import sorted_unique
+from layers.crs import CGCS2000, transformer
+
+SIDE_MARGIN_M = 1e-6  # a box counts as inside / outside an edge only this far (m) from its line
+
+# authalic sphere of the CGCS2000 ellipsoid: equal-area, so areas on it are ellipsoidal areas
+_F = 1.0 / CGCS2000_INVF
+_E2 = _F * (2 - _F)
+_E = float(np.sqrt(_E2))
+
+
+def _q(phi: NDArray[np.float64]) -> NDArray[np.float64]:
+    s = np.sin(phi)
+    return np.asarray((1 - _E2) * (s / (1 - _E2 * s * s) - np.log((1 - _E * s) / (1 + _E * s)) / (2 * _E)))
+
+
+_QP = float(_q(np.asarray([np.pi / 2]))[0])
+_RQ2 = CGCS2000_A * CGCS2000_A * _QP / 2  # authalic radius squared
+
+OUTSIDE, CROSSING, INSIDE = -1, 0, 1
+
+
+@dataclass
+class Rings:
+    """Flat rings: vertices (x, y) in order, ``ring`` id per vertex (each ring's vertices contiguous);
+    ``src``: the piece vertex (row of the index's xy) a vertex is a copy of, −1 for a new one."""
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    ring: NDArray[np.int64]
+    src: NDArray[np.int64] | None = None
+
+    def take(self, keep: NDArray[np.bool_]) -> Rings:
+        src = None if self.src is None else self.src[keep]
+        return Rings(self.x[keep], self.y[keep], self.ring[keep], src)
+
+    def then(self, other: Rings) -> Rings:
+        """These rings followed by ``other``'s (ring ids of the two must be disjoint)."""
+        src = None if self.src is None or other.src is None else np.concatenate([self.src, other.src])
+        return Rings(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
+                     np.concatenate([self.ring, other.ring]), src)
+
+
+class VertexAngles:
+    """Per piece vertex, filled on first use: λ (rad) and tan(β/2) of its authalic latitude β."""
+
+    def __init__(self, xy: NDArray[np.float64]) -> None:
+        self.xy = xy
+        self.lam = np.empty(len(xy))
+        self.t = np.empty(len(xy))
+        self.known = np.zeros(len(xy), dtype=bool)
+        self._lock = threading.Lock()
+
+    def of(self, src: NDArray[np.int64], crs: CRS) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        with self._lock:  # values are written before their flags, so readers never see an unfilled one
+            need = src[~self.known[src]]
+            if len(need):
+                need = sorted_unique(need)
+                lon, lat = transformer(crs, CGCS2000).transform(self.xy[need, 0], self.xy[need, 1])
+                self.lam[need], self.t[need] = _angles(lon, lat)
+                self.known[need] = True
+        return self.lam[src], self.t[src]
+
+
+def _angles(lon: object, lat: object) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    lam = np.radians(np.asarray(lon))
+    t = np.tan(np.arcsin(np.clip(_q(np.radians(np.asarray(lat))) / _QP, -1.0, 1.0)) / 2)
+    return lam, t
+
+
+def prev_vertex(ring: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Index of each vertex's predecessor inside its (cyclic) ring."""
+    n = len(ring)
+    prev = np.arange(-1, n - 1)
+    if n == 0:
+        return prev
+    start = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
+    end = np.r_[start[1:], n] - 1
+    prev[start] = end
+    return prev
+
+
+# --- which pairs need clipping --------------------------------------------------------------------
+
+def box_sides(bounds: NDArray[np.float64], hull_x: NDArray[np.float64], hull_y: NDArray[np.float64],
+              hull_n: NDArray[np.int64], steps: int) -> NDArray[np.int64]:
+    """Per pair: INSIDE when the box (local minx, miny, maxx, maxy) lies inside every edge of the pair's
+    convex CCW polygon, OUTSIDE when it lies outside one edge, else CROSSING (as ``clip_convex``'s args).
+
+    The edge function is linear, so over a box its extremes are at corners; the margin (SIDE_MARGIN_M
+    times the edge length, ≈ 1e-4 for a 100 m edge) is ~10⁶ times the rounding of the edge function on
+    coordinates of a few km, so every vertex in the box gets the same in/out answer in the passes."""
+    n = len(bounds)
+    inside = np.ones(n, dtype=bool)
+    outside = np.zeros(n, dtype=bool)
+    rows = np.arange(n)
+    x0, y0, x1, y1 = bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3]
+    for s in range(steps):
+        e = np.minimum(s, hull_n - 1)
+        ax, ay = hull_x[rows, e], hull_y[rows, e]
+        dx, dy = hull_x[rows, e + 1] - ax, hull_y[rows, e + 1] - ay
+        margin = SIDE_MARGIN_M * np.hypot(dx, dy)
+        # d = dx·(y − ay) − dy·(x − ax): lowest at y0 when dx ≥ 0 (else y1), at x1 when dy ≥ 0 (else x0)
+        ylo, yhi = np.where(dx >= 0, y0, y1), np.where(dx >= 0, y1, y0)
+        xlo, xhi = np.where(dy >= 0, x1, x0), np.where(dy >= 0, x0, x1)
+        inside &= dx * (ylo - ay) - dy * (xlo - ax) >= margin
+        outside |= dx * (yhi - ay) - dy * (xhi - ax) < -margin
+    return np.where(outside, OUTSIDE, np.where(inside, INSIDE, CROSSING))
+
+
+# --- clipping -------------------------------------------------------------------------------------
+
+def _clip_step(r: Rings, ax: NDArray[np.float64], ay: NDArray[np.float64], dx: NDArray[np.float64],
+               dy: NDArray[np.float64]) -> Rings:
+    """Sutherland–Hodgman by one half-plane per ring (left of a + t·d), all rings at once."""
+    if len(r.x) == 0:
+        return r
+    d = dx[r.ring] * (r.y - ay[r.ring]) - dy[r.ring] * (r.x - ax[r.ring])
+    inside = d >= 0
+    prev = prev_vertex(r.ring)
+    cross = inside != inside[prev]
+    count = inside.astype(np.int64) + cross
+    total = int(count.sum())
+    pos = np.cumsum(count) - count  # first output slot of each vertex
+    x = np.empty(total)
+    y = np.empty(total)
+    ring = np.repeat(r.ring, count)
+    c = np.flatnonzero(cross)  # crossing edge prev[c] → c: its intersection comes first
+    p = prev[c]
+    t = d[p] / (d[p] - d[c])
+    x[pos[c]] = r.x[p] + t * (r.x[c] - r.x[p])
+    y[pos[c]] = r.y[p] + t * (r.y[c] - r.y[p])
+    k = np.flatnonzero(inside)
+    slot = pos[k] + cross[k]
+    x[slot] = r.x[k]
+    y[slot] = r.y[k]
+    src = None
+    if r.src is not None:
+        src = np.full(total, -1, dtype=np.int64)
+        src[slot] = r.src[k]
+    return Rings(x, y, ring, src)
+
+
+def clip_convex(rings: Rings, ring_pair: NDArray[np.int64], hull_x: NDArray[np.float64],
+                hull_y: NDArray[np.float64], hull_n: NDArray[np.int64], steps: int) -> Rings:
+    """Clip every ring by its pair's convex CCW polygon (hull_x/hull_y: (pairs, K+1) padded closed
+    rings, hull_n: edges per pair; from edge hull_n − 1 on, the last edge is applied again up to
+    ``steps`` passes — the same passes for every ring, so a ring's result never depends on the others)."""
+    rows = np.arange(len(hull_n))
+    for s in range(steps):
+        e = np.minimum(s, hull_n - 1)
+        ax, ay = hull_x[rows, e], hull_y[rows, e]
+        dx, dy = hull_x[rows, e + 1] - ax, hull_y[rows, e + 1] - ay
+        rings = _clip_step(rings, ax[ring_pair], ay[ring_pair], dx[ring_pair], dy[ring_pair])
+    return rings
+
+
+# --- areas of flat rings ------------------------------------------------------------------------
+
+def ring_areas(r: Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], n: int, crs: CRS,
+               angles: VertexAngles | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Signed plane and ellipsoidal areas per ring id < n; (ox, oy) per ring: the origin the local
+    coordinates r.x, r.y are relative to. Both signs follow the ring's orientation (CCW positive).
+    With ``angles`` (and ``r.src``), kept piece vertices take their lon/lat from that cache."""
+    if len(r.x) == 0:
+        return np.zeros(n), np.zeros(n)
+    prev = prev_vertex(r.ring)
+    plane = np.bincount(r.ring, weights=r.x[prev] * r.y - r.x * r.y[prev], minlength=n) / 2.0
+    lam, t = _vertex_angles(r, ox, oy, crs, angles)
+    dl = lam - lam[prev]
+    dl = np.where(dl > np.pi, dl - 2 * np.pi, np.where(dl < -np.pi, dl + 2 * np.pi, dl))
+    excess = 2 * np.arctan2(np.tan(dl / 2) * (t + t[prev]), 1 + t * t[prev])
+    ell = -_RQ2 * np.bincount(r.ring, weights=excess, minlength=n).astype(np.float64)  # CCW sums negative
+    return plane, ell
+
+
+def _vertex_angles(r: Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], crs: CRS,
+                   angles: VertexAngles | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    x, y = r.x + ox[r.ring], r.y + oy[r.ring]
+    if angles is None or r.src is None:
+        return _angles(*transformer(crs, CGCS2000).transform(x, y))
+    cached = r.src >= 0
+    at = np.flatnonzero(cached)
+    src = r.src[at]
+    exact = (x[at] == angles.xy[src, 0]) & (y[at] == angles.xy[src, 1])
+    cached[at[~exact]] = False
+    lam = np.empty(len(x))
+    t = np.empty(len(x))
+    lam[at[exact]], t[at[exact]] = angles.of(src[exact], crs)
+    new = np.flatnonzero(~cached)
+    if len(new):
+        lam[new], t[new] = _angles(*transformer(crs, CGCS2000).transform(x[new], y[new]))
+    return lam, t
