@@ -45,7 +45,8 @@ def _q(phi: NDArray[np.float64]) -> NDArray[np.float64]:
 _QP = float(_q(np.asarray([np.pi / 2]))[0])
 _RQ2 = CGCS2000_A * CGCS2000_A * _QP / 2  # authalic radius squared
 
-OUTSIDE, CROSSING, INSIDE = -1, 0, 1
+MASK_STEPS = 16  # edges a straddle mask tells apart (uint16: numpy's radix sort groups rings by it)
+ALL_STEPS = (1 << MASK_STEPS) - 1
 
 
 @dataclass
@@ -58,15 +59,16 @@ class Rings:
     ring: NDArray[np.int64]
     src: NDArray[np.int64] | None = None
 
-    def take(self, keep: NDArray[np.bool_]) -> Rings:
+    def take(self, keep: NDArray[np.bool_] | NDArray[np.int64] | slice) -> Rings:
         src = None if self.src is None else self.src[keep]
         return Rings(self.x[keep], self.y[keep], self.ring[keep], src)
 
-    def then(self, other: Rings) -> Rings:
-        """These rings followed by ``other``'s (ring ids of the two must be disjoint)."""
-        src = None if self.src is None or other.src is None else np.concatenate([self.src, other.src])
-        return Rings(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
-                     np.concatenate([self.ring, other.ring]), src)
+    @staticmethod
+    def concat(parts: list[Rings]) -> Rings:
+        """The parts' rings one after the other (ring ids of different parts must differ)."""
+        src = None if any(r.src is None for r in parts) else np.concatenate([r.src for r in parts])
+        return Rings(np.concatenate([r.x for r in parts]), np.concatenate([r.y for r in parts]),
+                     np.concatenate([r.ring for r in parts]), src)
 
 
 class VertexAngles:
@@ -111,15 +113,18 @@ def prev_vertex(ring: NDArray[np.int64]) -> NDArray[np.int64]:
 # --- which pairs need clipping --------------------------------------------------------------------
 
 def box_sides(bounds: NDArray[np.float64], hull_x: NDArray[np.float64], hull_y: NDArray[np.float64],
-              hull_n: NDArray[np.int64], steps: int) -> NDArray[np.int64]:
-    """Per pair: INSIDE when the box (local minx, miny, maxx, maxy) lies inside every edge of the pair's
-    convex CCW polygon, OUTSIDE when it lies outside one edge, else CROSSING (as ``clip_convex``'s args).
+              hull_n: NDArray[np.int64], steps: int) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+    """Per pair, the box (local minx, miny, maxx, maxy) against the pair's convex CCW polygon (the
+    arguments of ``clip_convex``): whether it lies outside one of the ``steps`` edges (its rings clip to
+    nothing), and a bit mask of the edges it is not inside of (0: inside all, its rings clip to themselves;
+    only these edges can change its rings). Pairs of more than MASK_STEPS steps get every bit.
 
     The edge function is linear, so over a box its extremes are at corners; the margin (SIDE_MARGIN_M
     times the edge length, ≈ 1e-4 for a 100 m edge) is ~10⁶ times the rounding of the edge function on
-    coordinates of a few km, so every vertex in the box gets the same in/out answer in the passes."""
+    coordinates of a few km, so every vertex in the box (and every point the clipping puts on a segment
+    between them) gets the same in/out answer in the passes."""
     n = len(bounds)
-    inside = np.ones(n, dtype=bool)
+    straddle = np.zeros(n, dtype=np.int64)
     outside = np.zeros(n, dtype=bool)
     rows = np.arange(n)
     x0, y0, x1, y1 = bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3]
@@ -131,9 +136,12 @@ def box_sides(bounds: NDArray[np.float64], hull_x: NDArray[np.float64], hull_y: 
         # d = dx·(y − ay) − dy·(x − ax): lowest at y0 when dx ≥ 0 (else y1), at x1 when dy ≥ 0 (else x0)
         ylo, yhi = np.where(dx >= 0, y0, y1), np.where(dx >= 0, y1, y0)
         xlo, xhi = np.where(dy >= 0, x1, x0), np.where(dy >= 0, x0, x1)
-        inside &= dx * (ylo - ay) - dy * (xlo - ax) >= margin
+        inside = dx * (ylo - ay) - dy * (xlo - ax) >= margin
         outside |= dx * (yhi - ay) - dy * (xhi - ax) < -margin
-    return np.where(outside, OUTSIDE, np.where(inside, INSIDE, CROSSING))
+        straddle |= np.where(inside, 0, 1 << min(s, MASK_STEPS - 1))
+    if steps > MASK_STEPS:
+        straddle = np.where(straddle != 0, ALL_STEPS, 0)
+    return outside, straddle
 
 
 # --- clipping -------------------------------------------------------------------------------------
@@ -170,17 +178,35 @@ def _clip_step(r: Rings, ax: NDArray[np.float64], ay: NDArray[np.float64], dx: N
 
 
 def clip_convex(rings: Rings, ring_pair: NDArray[np.int64], hull_x: NDArray[np.float64],
-                hull_y: NDArray[np.float64], hull_n: NDArray[np.int64], steps: int) -> Rings:
+                hull_y: NDArray[np.float64], hull_n: NDArray[np.int64], steps: int,
+                straddle: NDArray[np.int64]) -> Rings:
     """Clip every ring by its pair's convex CCW polygon (hull_x/hull_y: (pairs, K+1) padded closed
     rings, hull_n: edges per pair; from edge hull_n − 1 on, the last edge is applied again up to
-    ``steps`` passes — the same passes for every ring, so a ring's result never depends on the others)."""
+    ``steps`` passes). Pass s runs only on rings whose pair's ``straddle`` mask (``box_sides``) has bit
+    s: the others lie inside that edge, where a pass returns the ring unchanged. Rings come back grouped
+    by mask (each ring's vertices still contiguous and in order)."""
     rows = np.arange(len(hull_n))
+    edges = []
     for s in range(steps):
         e = np.minimum(s, hull_n - 1)
         ax, ay = hull_x[rows, e], hull_y[rows, e]
         dx, dy = hull_x[rows, e + 1] - ax, hull_y[rows, e + 1] - ay
-        rings = _clip_step(rings, ax[ring_pair], ay[ring_pair], dx[ring_pair], dy[ring_pair])
-    return rings
+        edges.append((ax[ring_pair], ay[ring_pair], dx[ring_pair], dy[ring_pair]))
+    if len(rings.x) == 0:
+        return rings
+    mask = straddle[ring_pair].astype(np.uint16)[rings.ring]
+    order = np.argsort(mask, kind="stable")  # radix sort; rings stay contiguous and in order
+    rings, mask = rings.take(order), mask[order]
+    cut = np.r_[0, np.flatnonzero(mask[1:] != mask[:-1]) + 1, len(mask)]
+    groups = []
+    for a, b in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+        group = rings.take(slice(a, b))
+        bits = int(mask[a])
+        for s in range(steps):
+            if bits >> min(s, MASK_STEPS - 1) & 1:
+                group = _clip_step(group, *edges[s])
+        groups.append(group)
+    return Rings.concat(groups)
 
 
 # --- areas of flat rings ------------------------------------------------------------------------

@@ -37,8 +37,6 @@ from numpy.typing import NDArray
 
 from checks.areas import ellipsoidal_areas
 from checks.batch_clip import (
-    CROSSING,
-    OUTSIDE,
     Rings,
     VertexAngles,
     box_sides,
@@ -208,21 +206,20 @@ def _convex_pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.
     phx, phy, phn = hx[pair_parcel], hy[pair_parcel], hn[pair_parcel]
     steps = int(phn.max())  # the same passes as clipping every pair would take: bit for bit the same areas
     box = index.bounds[pair_piece] - np.column_stack([pox, poy, pox, poy])
-    side = box_sides(box, phx, phy, phn, steps)
+    outside, straddle = box_sides(box, phx, phy, phn, steps)
     # the rings of each pair's piece, flattened: ring r of the batch belongs to pair ring_pair[r]
     nr = index.ring_start[pair_piece + 1] - index.ring_start[pair_piece]
     ring_pair = np.repeat(np.arange(npairs, dtype=np.int64), nr)
     ring_src = np.repeat(index.ring_start[pair_piece] - np.cumsum(nr) + nr, nr) + np.arange(int(nr.sum()))
-    ring_side = side[ring_pair]
     # rings of pairs outside the parcel get no vertices: area 0, what clipping them would leave
-    nv = np.where(ring_side == OUTSIDE, 0, index.coord_start[ring_src + 1] - index.coord_start[ring_src])
+    nv = np.where(outside[ring_pair], 0, index.coord_start[ring_src + 1] - index.coord_start[ring_src])
     vert_ring = np.repeat(np.arange(len(ring_src), dtype=np.int64), nv)
     vert_src = np.repeat(index.coord_start[ring_src] - np.cumsum(nv) + nv, nv) + np.arange(int(nv.sum()))
     rings = Rings(index.xy[vert_src, 0] - pox[ring_pair[vert_ring]],
                   index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring, vert_src)
-    crossing = ring_side[vert_ring] == CROSSING  # the others lie inside: they clip to themselves
-    clipped = clip_convex(rings.take(crossing), ring_pair, phx, phy, phn, steps)
-    plane, ell = ring_areas(rings.take(~crossing).then(clipped), pox[ring_pair], poy[ring_pair],
+    crossing = (straddle != 0)[ring_pair][vert_ring]  # the others lie inside: they clip to themselves
+    clipped = clip_convex(rings.take(crossing), ring_pair, phx, phy, phn, steps, straddle)
+    plane, ell = ring_areas(Rings.concat([rings.take(~crossing), clipped]), pox[ring_pair], poy[ring_pair],
                             len(ring_src), screener.crs, index.angles)
     w = index.weight[ring_src]
     area = np.bincount(ring_pair, weights=w * plane, minlength=npairs)
