@@ -7,10 +7,12 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
 * one STRtree bulk query gives every candidate pair of a chunk;
 * for a convex parcel (the usual case: a construction parcel is a convex quadrilateral), every ring of
   every candidate piece is clipped by the parcel with Sutherland–Hodgman, vectorised in numpy over all
-  pairs at once (one pass per parcel edge). Clipping a ring — convex or not — by a convex polygon gives a
-  ring whose winding number is the original one times the indicator of the polygon, so its shoelace
-  area is exactly area(ring ∩ parcel); exterior rings add, holes subtract. Coordinates are shifted to a
-  per-pair origin first, so the shoelace does not lose digits to the 10⁶ m GK coordinates;
+  pairs at once (checks.batch_clip: one pass per parcel edge, run only on the rings whose piece's box
+  straddles that edge; boxes inside or outside the parcel skip the clipping). Clipping a ring — convex
+  or not — by a convex polygon gives a ring whose winding number is the original one times the
+  indicator of the polygon, so its shoelace area is exactly area(ring ∩ parcel); exterior rings add,
+  holes subtract. Coordinates are shifted to a per-pair origin first, so the shoelace does not lose
+  digits to the 10⁶ m GK coordinates;
 * pairs of non-convex parcels (holes, multipart, concave) go through GEOS ``shapely.intersection``;
 * ellipsoidal areas: the clipped vertices are reprojected to CGCS2000 lon/lat (the same transformer as
   ``checks.areas``), mapped to the authalic sphere of the CGCS2000 ellipsoid (equal-area), and each ring's
@@ -20,8 +22,9 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
 * per (parcel, kind) sums replace the unions (pieces are disjoint, so the areas add); a kind that covers
   the whole parcel reports the parcel's own areas, as the engine does.
 
-Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays, and
-the pieces' feature sets (checks.batch_sources: parsed once per version, or read from the data dir).
+Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays, their
+vertices' lon/lat (filled as batches meet them), and the pieces' feature sets (checks.batch_sources:
+parsed once per version, or read from the data dir).
 """
 
 from __future__ import annotations
