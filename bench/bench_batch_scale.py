@@ -254,33 +254,40 @@ def overlay_baseline(args: argparse.Namespace, parcels: gpd.GeoDataFrame, bluepr
           f"{wall / (ours + prep):.1f}× wall counting the preparation  (goal ≥ 10×)")
 
 
+def run_partitioned(parcels: gpd.GeoDataFrame, screener: Screener, blueprint: Any, project_type: str,
+                    out: Path, size: int, *, dask: bool = False, workers: int = 2) -> None:
+    """The resumable partitioned run (``checks.batch_runner.run_batch``, as `check-batch --out DIR`) into
+    ``out``, started afresh; in process, or on a LocalCluster whose workers read the pieces themselves."""
+    from checks.batch_runner import run_batch, run_key, split
+    from checks.batch_store import BatchDir
+
+    work = screener.validated(parcels, "batch")
+    parts = split(work, size)
+    key = run_key(screener, project_type, "bench", json.dumps({}), size, len(work))
+    batch = BatchDir.open(out, key, [len(p) for p in parts], restart=True)
+    if dask:
+        from checks.batch_pieces import piece_file
+        from checks.distributed import dask_client
+
+        pieces_dir = Path(tempfile.mkdtemp(prefix="bench_batch_pieces_"))
+        try:
+            source = piece_file(screener, blueprint, pieces_dir)
+            with dask_client(None, workers) as client:  # workers read the pieces themselves
+                run_batch(work, screener, project_type, batch, parts, client=client, pieces=source)
+        finally:
+            shutil.rmtree(pieces_dir, ignore_errors=True)
+    else:
+        run_batch(work, screener, project_type, batch, parts)
+    batch.finish()
+
+
 def partitioned(args: argparse.Namespace, parcels: gpd.GeoDataFrame, screener: Screener,
                 table: gpd.GeoDataFrame, blueprint: Any) -> None:
     """The resumable partitioned run into args.partitioned; its concatenated parts must equal ``table``."""
-    from checks.batch_runner import run_batch, run_key, split
-    from checks.batch_store import BatchDir, read_results
+    from checks.batch_store import read_results
 
-    def go() -> None:
-        work = screener.validated(parcels, "batch")
-        parts = split(work, args.partition_size)
-        key = run_key(screener, PROJECT_TYPE, "bench", json.dumps({}), args.partition_size, len(work))
-        batch = BatchDir.open(args.partitioned, key, [len(p) for p in parts], restart=True)
-        if args.dask:
-            from checks.batch_pieces import piece_file
-            from checks.distributed import dask_client
-
-            pieces_dir = Path(tempfile.mkdtemp(prefix="bench_batch_pieces_"))
-            try:
-                source = piece_file(screener, blueprint, pieces_dir)
-                with dask_client(None, args.workers) as client:  # workers read the pieces themselves
-                    run_batch(work, screener, PROJECT_TYPE, batch, parts, client=client, pieces=source)
-            finally:
-                shutil.rmtree(pieces_dir, ignore_errors=True)
-        else:
-            run_batch(work, screener, PROJECT_TYPE, batch, parts)
-        batch.finish()
-
-    _, took, cpu = timed(go)
+    _, took, cpu = timed(lambda: run_partitioned(parcels, screener, blueprint, PROJECT_TYPE, args.partitioned,
+                                                 args.partition_size, dask=args.dask, workers=args.workers))
     same = read_results(args.partitioned).equals(table)
     engine = f"dask {args.workers} workers" if args.dask else "in process"
     print(load(f"  ours partitioned ({engine}, "

@@ -149,11 +149,12 @@ def _edge_strips(cell: float, nx: int, ny: int) -> list[shapely.Polygon]:
 
 # --- queries ---------------------------------------------------------------------------------------
 
-def query_parcels(n: int, seed: int = 7, margin: float = 2000.0) -> list[Any]:
-    """Rotated rectangles of 80–300 m, typical construction parcels, well inside the city."""
+def query_parcels(n: int, seed: int = 7, margin: float = 2000.0,
+                  box: tuple[float, float, float, float] = (XMIN, YMIN, XMAX, YMAX)) -> list[Any]:
+    """Rotated rectangles of 80–300 m, typical construction parcels, well inside ``box`` (the city)."""
     rng = np.random.default_rng(seed)
-    x = rng.uniform(XMIN + margin, XMAX - margin, n)
-    y = rng.uniform(YMIN + margin, YMAX - margin, n)
+    x = rng.uniform(box[0] + margin, box[2] - margin, n)
+    y = rng.uniform(box[1] + margin, box[3] - margin, n)
     w, h, a = rng.uniform(80, 300, n), rng.uniform(80, 300, n), rng.uniform(0, np.pi, n)
     out = []
     for xi, yi, wi, hi, ai in zip(x, y, w, h, a, strict=True):

@@ -46,6 +46,7 @@ CITY = {  # kind → rectangle in metres from (X0, Y0)
     "permanent_farmland": (1000, 0, 2200, 2000),
     "urban_boundary": (2000, 0, 4000, 2000),
 }
+CLIENT_KEEPALIVE_EXPIRY = 5.0  # seconds an idle pooled connection is reused (httpx's default)
 MIX = (("check", 0.55), ("get_check", 0.2), ("search", 0.1), ("ogc_items", 0.1), ("locate", 0.05))
 # issue #16's office at work: the approval system's single-parcel checks, QGIS reading OGC items pages,
 # the review meeting's map tiles
@@ -118,6 +119,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_keep_alive() -> int:
+    """The keep-alive `blueprint serve` would use here (the BLUEPRINT_KEEP_ALIVE_SECONDS setting)."""
+    from runtime.settings import Settings
+
+    return Settings(_env_file=None).keep_alive_seconds  # type: ignore[call-arg]
+
+
 def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -143,6 +151,9 @@ def start_server(database_url: str, data_dir: Path, port: int, workers: int) -> 
         "--log-level",
         "warning",
         "--no-access-log",
+        # as `blueprint serve`: idle connections outlive the client pool's (BLUEPRINT_KEEP_ALIVE_SECONDS)
+        "--timeout-keep-alive",
+        str(server_keep_alive()),
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
     deadline = time.monotonic() + 60
@@ -287,7 +298,10 @@ async def run_load(base: str, key: str, clients: int, seconds: float,
                     for lon in (corner[0], (corner[0] + corner[2]) / 2, corner[2])
                     for lat in (corner[1], corner[3])
                     for x, y in [tile_of(lon, lat, z)]})
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # as a well-configured client: a pooled connection is dropped after 5 s idle (httpx's default, said
+    # explicitly), well before the server's keep-alive; reusing one the server is just closing would fail
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients,
+                          keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY)
     headers = {"X-API-Key": key}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as client:
         started, cpu0 = time.monotonic(), time.process_time()
@@ -391,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
     report["backend"] = url.split(":", 1)[0]
+    report["keep_alive_s"] = {"server": server_keep_alive(), "client_pool": CLIENT_KEEPALIVE_EXPIRY}
     report["load_average"] = {"before": [round(v, 2) for v in load_before],
                               "after": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count()}
     if baseline is not None:

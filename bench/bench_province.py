@@ -41,9 +41,19 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_one(method: str, data: Path, out: Path, tolerance: float) -> dict[str, Any]:
-    from bench.province import layer_parts, load_layers
+def build_parts(data: Path, out: Path, runner: Any, catalogue: Any, precedence: Any, tolerance: float,
+                version: str = "bench") -> Any:
+    """``build_partitioned`` over the province's GeoParquet parts into ``out`` (the ooc and dask rows)."""
+    from bench.province import layer_parts
     from blueprint.partitioned import Source, build_partitioned
+
+    sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(data)]
+    return build_partitioned(sources, out, runner=runner, catalogue=catalogue, precedence=precedence,
+                             tolerance_m=tolerance, version=version)
+
+
+def run_one(method: str, data: Path, out: Path, tolerance: float) -> dict[str, Any]:
+    from bench.province import load_layers
     from blueprint.precedence import load_precedence
     from blueprint.tasks import client_runner, local_runner
     from layers.catalogue import load_catalogue
@@ -67,15 +77,8 @@ def run_one(method: str, data: Path, out: Path, tolerance: float) -> dict[str, A
         )
         pieces, conflicts = len(bp.pieces), len(bp.conflicts)
     else:
-        sources = [Source(lay, tuple(parts)) for lay, parts in layer_parts(data)]
-        kw: dict[str, Any] = {
-            "catalogue": catalogue,
-            "precedence": precedence,
-            "tolerance_m": tolerance,
-            "version": "bench",
-        }
         if method == "ooc":
-            built = build_partitioned(sources, out, runner=local_runner(2), **kw)
+            built = build_parts(data, out, local_runner(2), catalogue, precedence, tolerance)
         else:
             from dask.distributed import Client, LocalCluster
 
@@ -85,7 +88,7 @@ def run_one(method: str, data: Path, out: Path, tolerance: float) -> dict[str, A
                 ) as cluster,
                 Client(cluster) as client,  # type: ignore[no-untyped-call]
             ):
-                built = build_partitioned(sources, out, runner=client_runner(client), **kw)
+                built = build_parts(data, out, client_runner(client), catalogue, precedence, tolerance)
                 workers_mb = list(client.run(vmhwm_mb).values())
         pieces, conflicts = built.piece_count, len(built.blueprint.conflicts)
     return {

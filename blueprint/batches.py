@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,12 +22,13 @@ from blueprint.merge import (
     _combo,
     _Features,
     _Pieces,
-    _sources_json,
     cell_boxes,
     edges_match,
     piece_area_columns,
 )
+from blueprint.piece_table import pieces_table
 from blueprint.precedence import Precedence
+from blueprint.workfiles import read_table, write_table
 from layers.catalogue import Catalogue
 from layers.model import PlanLayer
 
@@ -58,10 +58,12 @@ class Plan:
 # ---------------------------------------------------------------- pass 1: cells
 
 
-def _batch_features(plan: Plan, b: int, *, geometry: bool = True) -> tuple[_Features, np.ndarray]:
+def _batch_features(plan: Plan, b: int, *, geometry: bool = True,
+                    ids: bool = True) -> tuple[_Features, np.ndarray]:
     """The batch's spilled features in global order (local arrays) and their global ids; without
-    ``geometry`` only their attributes (what the sources and conflicts need)."""
-    files = sorted(plan.batch_dir(b).glob("spill-*.parquet"))
+    ``geometry`` only their attributes (what the sources and conflicts need), without ``ids`` no
+    feature ids (what partitioning the cells does without)."""
+    files = sorted(plan.batch_dir(b).glob("spill-*.arrow"))
     if not files:
         return _Features(
             np.empty(0, object),
@@ -72,11 +74,13 @@ def _batch_features(plan: Plan, b: int, *, geometry: bool = True) -> tuple[_Feat
             list(plan.kinds),
             list(plan.layers),
         ), np.empty(0, np.int64)
-    columns = ["gid", "layer", "feature_id", *(["wkb"] if geometry else [])]
-    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    columns = ["gid", "layer", *(["feature_id"] if ids else []), *(["wkb"] if geometry else [])]
+    table = pa.concat_tables([read_table(f, columns) for f in files])
     gid = table["gid"].to_numpy()
-    order = np.argsort(gid, kind="stable")
-    layer = table["layer"].to_numpy().astype(np.int64)[order]
+    if (np.diff(gid) < 0).any():  # files come in chunk order, which is the global order: rarely taken
+        table = table.take(pa.array(np.argsort(gid, kind="stable")))
+        gid = table["gid"].to_numpy()
+    layer = table["layer"].to_numpy().astype(np.int64)
     kind_of_layer = np.array(
         [
             plan.kinds.index(lay.kind) if i < len(plan.layers) - _n_bounds(plan) else -1
@@ -84,23 +88,20 @@ def _batch_features(plan: Plan, b: int, *, geometry: bool = True) -> tuple[_Feat
         ],
         dtype=np.int64,
     )
-    fids = table["feature_id"].to_pylist()
     if geometry:
-        geoms = np.asarray(
-            shapely.from_wkb(np.asarray(table["wkb"].to_pylist(), dtype=object)[order]), dtype=object
-        )
+        geoms = np.asarray(shapely.from_wkb(table["wkb"].to_numpy(zero_copy_only=False)), dtype=object)
     else:
-        geoms = np.empty(len(order), dtype=object)
+        geoms = np.empty(len(gid), dtype=object)
     feats = _Features(
         geoms,
         kind_of_layer[layer],
         layer,
-        [fids[i] for i in order.tolist()],
+        table["feature_id"].to_pylist() if ids else [],
         kind_of_layer[layer] < 0,
         list(plan.kinds),
         list(plan.layers),
     )
-    return feats, gid[order]
+    return feats, gid
 
 
 def _n_bounds(plan: Plan) -> int:
@@ -116,7 +117,7 @@ def _batch_cells(plan: Plan, b: int) -> tuple[np.ndarray, int]:
 
 def partition_batch(plan: Plan, b: int) -> dict[str, Any]:
     """Pass 1 task: partition the batch's cells; raw faces to disk; the seam vertices back."""
-    feats, _gid = _batch_features(plan, b)
+    feats, _gid = _batch_features(plan, b, ids=False)
     cells, _first = _batch_cells(plan, b)
     parts = []
     if len(feats.geoms):
@@ -209,24 +210,19 @@ def finish_batch(plan: Plan, b: int, seams: Seams) -> dict[str, Any]:
     }
     kind = np.array([combos[c].kind for c in code.tolist()], dtype=object)
     points = shapely.get_coordinates(shapely.point_on_surface(faces)) if len(faces) else np.empty((0, 2))
-    frame = gpd.GeoDataFrame(
-        {
-            "kind": kind,
-            "kinds": [combos[c].kinds for c in code.tolist()],
-            "covered_by": [combos[c].covered_by for c in code.tolist()],
-            "sources": _sources_json(pieces, feats) if len(faces) else [],
-            **piece_area_columns(faces, plan.crs),
-        },
-        geometry=gpd.GeoSeries(faces, crs=plan.crs),
-        crs=plan.crs,
-    )
-    frame.to_parquet(plan.batch_dir(b) / "pieces.parquet")
+    keys = sort_keys(plan, b, kind, points, faces)
+    # the rows go to disk in the batch's piece order, which is the id order unless two batches' keys
+    # interleave: pass 4 then adds the ids without reordering the rows
+    order = keys.pop("order")
+    np.save(plan.batch_dir(b) / "order.npy", order)
+    write_table(_ordered_table(pieces, order, feats, combos, piece_area_columns(faces, plan.crs), plan.crs),
+                plan.batch_dir(b) / "pieces.arrow")
     r0, r1 = plan.row_starts[b], plan.row_starts[b + 1]
     band = (float(plan.ys[r0]) if b > 0 else -np.inf, float(plan.ys[r1]) if r1 < len(plan.ys) - 1 else np.inf)
     return {
         "batch": b,
         "stitched": stitched,
-        **sort_keys(plan, b, kind, points, faces),
+        **keys,
         "conflicts": batch_conflicts(pieces, shapely.points(points), feats, combos, plan.catalogue, plan.crs,
                                      band),
         "absorbed": [_absorbed_partial(rec, receiver, feats, kind) for receiver, rec in raw["absorbed"]],
@@ -250,7 +246,16 @@ def sort_keys(plan: Plan, b: int, kind: np.ndarray, points: np.ndarray, faces: n
     ends = {int(c): (tuple(float(v[order[starts[c]]]) for v in (y, x, a)),
                      tuple(float(v[order[starts[c + 1] - 1]]) for v in (y, x, a)))
             for c in np.flatnonzero(counts).tolist()}
-    return {"kind": k, "position": position, "counts": counts, "ends": ends}
+    return {"kind": k, "position": position, "counts": counts, "ends": ends, "order": order}
+
+
+def _ordered_table(pieces: _Pieces, order: np.ndarray, feats: _Features, combos: dict[int, Any],
+                   areas: dict[str, np.ndarray], crs: CRS) -> Any:
+    """:func:`pieces_table` with the rows in ``order`` (pieces renumbered, not their table reordered)."""
+    row = np.empty(len(order), dtype=np.int64)
+    row[order] = np.arange(len(order))
+    ordered = _Pieces(pieces.geoms[order], row[pieces.pair_piece], pieces.pair_feature, pieces.code[order])
+    return pieces_table(ordered, feats, combos, {k: v[order] for k, v in areas.items()}, crs)
 
 
 def finish_batch_with(shared: tuple[Plan, Seams], b: int) -> dict[str, Any]:
@@ -283,14 +288,13 @@ def _kind_names(plan: Plan) -> list[str]:
 def write_part(plan: Plan, b: int, rank: np.ndarray, out: Path) -> dict[str, Any]:
     """Pass 4 task: the batch's pieces with their ids, in id order, as ``out/pieces/part-NNNNN.parquet``."""
     # arrow, not geopandas: the geometry column's WKB is reordered, never decoded and encoded again
-    table = pq.read_table(plan.batch_dir(b) / "pieces.parquet")
+    table = read_table(plan.batch_dir(b) / "pieces.arrow")
+    rank = rank[np.load(plan.batch_dir(b) / "order.npy")]  # the rows' ranks (rows are in batch order)
     order = np.argsort(rank, kind="stable")
     ids = pa.array([f"P{i:06d}" for i in (rank[order] + 1).tolist()], pa.string())
-    table = table.take(pa.array(order)).add_column(0, "piece_id", ids).select(PIECE_COLUMNS)
-    # the GeoParquet "geo" metadata holds; the pandas one described the columns before piece_id
-    table = table.replace_schema_metadata(
-        {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
-    )
+    if (np.diff(order) < 0).any():  # two batches' keys interleaved: the global order differs
+        table = table.take(pa.array(order))
+    table = table.add_column(0, "piece_id", ids).select(PIECE_COLUMNS)
     path = out / "pieces" / f"part-{b:05d}.parquet"
     pq.write_table(table, path)
     sums = table.select(["kind", "area_m2", "ellipsoidal_area_m2"]).to_pandas().groupby("kind").sum()

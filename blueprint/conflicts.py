@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # merge imports this module; the types only
 CONFLICT_COLUMNS = ["conflict_id", "kind_a", "kind_b", "layer_a", "layer_b", "feature_ids", "rule",
                     "resolution", "winner", "area_m2", "geometry"]
 PLAIN_ID = re.compile(r'[^"\\\x00-\x1f]*')  # encodes in JSON as itself (no quote, backslash, control)
+NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # the same characters as an RE2 (arrow) pattern: json escapes them
 
 
 def piece_areas(geoms: np.ndarray, crs: CRS) -> np.ndarray:
@@ -35,6 +39,20 @@ def _json_strings(texts: list[str]) -> list[str]:
     """``json.dumps(t, ensure_ascii=False)`` for each text, without the encoder for plain ones."""
     plain = PLAIN_ID.fullmatch
     return ['"' + t + '"' if plain(t) else json.dumps(t, ensure_ascii=False) for t in texts]
+
+
+def _joined_json(lists: list[list[str]]) -> pa.Array:
+    """``", ".join(_json_strings(x))`` for each list, by arrow kernels over all their texts at once."""
+    flat = pa.array(list(chain.from_iterable(lists)), pa.string())
+    special = pc.match_substring_regex(flat, NEEDS_ESCAPE).to_numpy(zero_copy_only=False).astype(bool)
+    encoded = pc.binary_join_element_wise('"', flat, '"', "")
+    if special.any():  # rare: a quote, backslash or control character for json to escape
+        texts = encoded.to_pylist()
+        for i in np.flatnonzero(special).tolist():
+            texts[i] = json.dumps(flat[i].as_py(), ensure_ascii=False)
+        encoded = pa.array(texts, pa.string())
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists], dtype=np.int64)]).astype(np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), encoded), ", ")
 
 
 def dispute_codes(combos: dict[int, _Combo]) -> list[tuple[tuple[str, str, str], list[int]]]:
@@ -77,9 +95,8 @@ def add_conflict_rows(cols: dict[str, list[Any]], dispute: tuple[str, str, str],
     n = len(areas)
     # json.dumps({winner: ids_w, loser: ids_l}, ensure_ascii=False), assembled from encoded parts
     head_w, head_l = (json.dumps(k, ensure_ascii=False) + ": [" for k in (winner, loser))
-    cols["feature_ids"].extend(
-        "{" + head_w + ", ".join(_json_strings(w)) + "], " + head_l + ", ".join(_json_strings(lo)) + "]}"
-        for w, lo in zip(ids_w, ids_l, strict=True))
+    cols["feature_ids"].extend(pc.binary_join_element_wise(
+        "{" + head_w, _joined_json(ids_w), "], " + head_l, _joined_json(ids_l), "]}", "").to_pylist())
     cols["layer_a"].extend("; ".join(x) for x in names_w)
     cols["layer_b"].extend("; ".join(x) for x in names_l)
     for key, value in (("kind_a", winner), ("kind_b", loser), ("rule", rule),

@@ -145,14 +145,21 @@ def _make_precise(values: np.ndarray) -> np.ndarray:
 
 
 def _snap_rings(polys: np.ndarray) -> np.ndarray:
-    """Simple polygons with their vertices snapped to the grid (empty where snapping spoils one)."""
-    coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(polys), return_index=True)
-    coords = _make_precise(coords)
-    # rebuilt from plain coordinates (a geometry snapped by GEOS carries its grid and GEOS would round
-    # anything derived from it, e.g. interior points, unlike the polygonized faces)
-    out = shapely.polygons(shapely.linearrings(coords, indices=ring))
+    """Polygons without holes with their vertices snapped to the grid (empty where snapping spoils one)."""
+    coords, ring = shapely.get_coordinates(polys, return_index=True)  # no holes: the shell's coordinates
+    snapped = _make_precise(coords)
+    moved = shapely.has_z(polys)  # rebuilt in 2-D like the rest
+    moved[ring[(snapped != coords).any(axis=1)]] = True
+    out = polys.copy()
+    if moved.any():
+        # rebuilt from plain coordinates (a geometry snapped by GEOS carries its grid and GEOS would round
+        # anything derived from it, e.g. interior points, unlike the polygonized faces); a polygon already
+        # on the grid (input vertices on the millimetre) stays as it is: rebuilding gives the same one
+        take = moved[ring]
+        index = np.cumsum(moved) - 1
+        out[moved] = shapely.polygons(shapely.linearrings(snapped[take], indices=index[ring[take]]))
     repeated = np.zeros(len(polys), dtype=bool)
-    same = (ring[1:] == ring[:-1]) & (coords[1:] == coords[:-1]).all(axis=1)
+    same = (ring[1:] == ring[:-1]) & (snapped[1:] == snapped[:-1]).all(axis=1)
     repeated[ring[1:][same]] = True
     bad = repeated | ~shapely.is_valid(out) | ~(shapely.area(out) > 0.0)
     out[bad] = Polygon()
@@ -212,8 +219,8 @@ def punch_holes(faces: np.ndarray, keep: np.ndarray, pieces: np.ndarray) -> np.n
     live = np.flatnonzero(keep)
     if len(pieces) == 0 or len(live) == 0:
         return faces
-    probe = shapely.points(shapely.get_coordinates(shapely.get_exterior_ring(pieces))[
-        np.cumsum(shapely.get_num_coordinates(pieces)) - shapely.get_num_coordinates(pieces)])
+    coords, owner = shapely.get_coordinates(pieces, return_index=True)  # pieces have no holes
+    probe = shapely.points(coords[np.searchsorted(owner, np.arange(len(pieces)))])  # each one's first vertex
     tree = shapely.STRtree(probe)
     face_local, piece_i = tree.query(faces[live], predicate="contains_properly")
     if len(face_local) == 0:
@@ -326,15 +333,15 @@ def _seam_points(grid: np.ndarray, coords: np.ndarray, axis: int,
     return keys, coords[on[first], 1 - axis]
 
 
-def _insert_after(k: int, a: np.ndarray, b: np.ndarray, axis: int, keys: np.ndarray,
-                  along: np.ndarray) -> np.ndarray:
-    """Coordinates along the seam strictly between grid points ``a`` and ``b``, in a→b order."""
-    lo, hi = sorted((int(a[1 - axis]), int(b[1 - axis])))
-    base = int(a[axis]) * (1 << 32)
-    first = int(np.searchsorted(keys, base + lo, side="right"))
-    last = int(np.searchsorted(keys, base + hi, side="left"))
-    inner = along[first:last]
-    return inner if a[1 - axis] < b[1 - axis] else inner[::-1]
+def _seam_ranges(a: np.ndarray, b: np.ndarray, axis: int,
+                 keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For edges from grid points ``a`` to ``b`` along a seam: the range of seam ``keys`` strictly between
+    their ends (``keys[first:last]``) and whether the edge runs towards larger coordinates."""
+    lo, hi = np.minimum(a[:, 1 - axis], b[:, 1 - axis]), np.maximum(a[:, 1 - axis], b[:, 1 - axis])
+    base = a[:, axis] * (1 << 32)
+    first = np.searchsorted(keys, base + lo, side="right")
+    last = np.searchsorted(keys, base + hi, side="left")
+    return first, last, a[:, 1 - axis] < b[:, 1 - axis]
 
 
 Seams = dict[int, tuple[np.ndarray, np.ndarray]]  # axis → (packed (line, position) keys, coordinate along)
@@ -352,7 +359,7 @@ def seam_points(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> Seams:
     out: Seams = {}
     if len(faces) == 0:
         return out
-    coords = shapely.get_coordinates(faces)
+    coords = shapely.get_coordinates(faces[_on_lines(faces, inner)])
     grid = np.round(coords * scale).astype(np.int64) - _origin(xs, ys)  # small: (line, position) packs
     for axis in (0, 1):
         if len(inner[axis]):
@@ -388,9 +395,35 @@ def stitch_seams(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray,
         return faces, 0
     if seams is None:
         seams = seam_points(faces, xs, ys)
+    touching = np.flatnonzero(_on_lines(faces, inner))  # only these can have an edge on a cell line
+    if len(touching) == 0:
+        return faces, 0
+    changed, count = _stitch(faces[touching], inner, _origin(xs, ys), seams)
+    out = faces.copy()
+    out[touching] = changed
+    return out, count
+
+
+def _on_lines(faces: np.ndarray, inner: list[np.ndarray]) -> np.ndarray:
+    """Which faces reach one of the ``inner`` cell lines (grid steps) with their box: the only ones that
+    can have a vertex there (rounding is monotonic, so a vertex rounds between the box's rounded ends)."""
+    bounds = shapely.bounds(faces)
+    finite = np.isfinite(bounds).all(axis=1)  # an empty face has no box: kept, it has nothing to stitch
+    box = np.round(np.where(finite[:, None], bounds, 0.0) * (1.0 / GRID_M)).astype(np.int64)
+    out = ~finite
+    for axis in (0, 1):
+        lines = np.sort(inner[axis])
+        out |= np.searchsorted(lines, box[:, axis], side="left") < np.searchsorted(lines, box[:, axis + 2],
+                                                                                   side="right")
+    return out
+
+
+def _stitch(faces: np.ndarray, inner: list[np.ndarray], offset: np.ndarray,
+            seams: Seams) -> tuple[np.ndarray, int]:
+    """:func:`stitch_seams` on the faces reaching a cell line."""
+    scale = 1.0 / GRID_M
     rings, ring_face = shapely.get_rings(faces, return_index=True)
     coords, ring = shapely.get_coordinates(rings, return_index=True)
-    offset = _origin(xs, ys)
     grid = np.round(coords * scale).astype(np.int64) - offset
     same_ring = ring[1:] == ring[:-1]
     extra: dict[int, list[tuple[int, np.ndarray]]] = {}  # coordinate index → seam points after it
@@ -400,10 +433,11 @@ def stitch_seams(faces: np.ndarray, xs: np.ndarray, ys: np.ndarray,
         keys, along = seams[axis]
         lines = inner[axis] - offset[axis]
         on_line = (grid[1:, axis] == grid[:-1, axis]) & np.isin(grid[:-1, axis], lines) & same_ring
-        for k in np.flatnonzero(on_line).tolist():
-            pts = _insert_after(k, grid[k], grid[k + 1], axis, keys, along)
-            if len(pts):
-                extra.setdefault(k, []).append((axis, pts))
+        ks = np.flatnonzero(on_line)
+        first, last, rising = _seam_ranges(grid[ks], grid[ks + 1], axis, keys)
+        for j in np.flatnonzero(last > first).tolist():  # the few edges that gain vertices
+            pts = along[first[j]:last[j]]
+            extra.setdefault(int(ks[j]), []).append((axis, pts if rising[j] else pts[::-1]))
     if not extra:
         return faces, 0
     return _rebuild(faces, rings, ring_face, coords, ring, extra)

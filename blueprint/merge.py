@@ -306,14 +306,20 @@ def _combo(code: int, kinds: list[str], catalogue: Catalogue, precedence: Preced
     return _Combo(controlling, json.dumps(effective), json.dumps(covered), tuple(disputes))
 
 
-def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
-    """JSON object text per feature; only ``feature_id`` varies within a layer, so build the rest once."""
+def source_fragment_ends(layers: Sequence[PlanLayer]) -> tuple[list[str], list[str]]:
+    """Per layer: the JSON text of a source entry before and after its ``feature_id`` value."""
     heads, tails = [], []
-    for layer in feats.layers:
+    for layer in layers:
         heads.append('{"kind": ' + json.dumps(layer.kind, ensure_ascii=False) + ', "layer": '
                      + json.dumps(layer.name, ensure_ascii=False) + ', "feature_id": ')
         tails.append(', "source": ' + json.dumps(layer.source, ensure_ascii=False) + ', "checksum": '
                      + json.dumps(layer.checksum) + "}")
+    return heads, tails
+
+
+def _source_fragments(feats: _Features, needed: np.ndarray) -> dict[int, str]:
+    """JSON object text per feature; only ``feature_id`` varies within a layer, so build the rest once."""
+    heads, tails = source_fragment_ends(feats.layers)
     layer_of = feats.layer[needed].tolist()
     fids = [feats.fid[f] for f in needed.tolist()]
     # plain ids (no quote, backslash or control character) encode as themselves in quotes
@@ -373,14 +379,22 @@ def _directed_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
     Rings are read as stored and a segment of a wrongly wound ring has its ends swapped, instead of
     ``shapely.orient_polygons`` copying every piece: GEOS reverses a ring when ``Orientation::isCCW``
-    disagrees, the very test ``shapely.is_ccw`` runs, so the segments are the same.
+    disagrees, the very test ``shapely.is_ccw`` runs, so the segments are the same. Polygons without
+    holes (most pieces) are read without copying their rings at all (see :func:`_shell_coordinates`).
     """
-    polygons = bool((shapely.get_type_id(geoms) == 3).all())  # no parts to split off (a copy each)
-    rings, ring_part = shapely.get_rings(geoms if polygons else shapely.get_parts(geoms), return_index=True)
+    simple = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    coords_s, ring_s, flip_s = _shell_coordinates(geoms[simple])
+    rest = geoms[~simple]
+    polygons = bool((shapely.get_type_id(rest) == 3).all())  # no parts to split off (a copy each)
+    rings, ring_part = shapely.get_rings(rest if polygons else shapely.get_parts(rest), return_index=True)
     exterior = np.ones(len(rings), dtype=bool)  # get_rings lists each polygon's exterior first
     exterior[1:] = ring_part[1:] != ring_part[:-1]
-    flip = shapely.is_ccw(rings) != exterior
-    coords, ring = shapely.get_coordinates(rings, return_index=True)
+    coords_r, ring_r = shapely.get_coordinates(rings, return_index=True)
+    coords = np.concatenate([coords_s, coords_r])
+    ring = np.concatenate([ring_s, ring_r + len(flip_s)])
+    flip = np.concatenate([flip_s, shapely.is_ccw(rings) != exterior])
+    if len(coords) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     grid = np.round(coords / GRID_M).astype(np.int64)
     grid -= grid.min(axis=0)
     # the city is far smaller than 2**31 grid steps a side, so a point packs into one int64
@@ -390,6 +404,26 @@ def _directed_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     first, second = point[:-1][same], point[1:][same]
     rev = flip[ring[1:][same]]
     return np.where(rev, second, first), np.where(rev, first, second), np.hypot(step[:, 0], step[:, 1])
+
+
+def _shell_coordinates(polys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates of polygons without holes, their polygon index and whether each shell is clockwise
+    (to be flipped). The winding is the sign of the shoelace sum; where rounding could make that sign
+    wrong (a sum within 1e-9 of the sum of its terms' sizes) GEOS ``is_ccw`` decides, as for the rest."""
+    coords, ring = shapely.get_coordinates(polys, return_index=True)
+    if len(coords) == 0:
+        return coords, ring, np.zeros(len(polys), dtype=bool)
+    local = coords - coords[np.searchsorted(ring, ring)]  # about each ring's first vertex: small error
+    same = ring[1:] == ring[:-1]
+    terms = local[:-1, 0] * local[1:, 1] - local[1:, 0] * local[:-1, 1]
+    owner = ring[1:][same]
+    twice_area = np.bincount(owner, weights=terms[same], minlength=len(polys))
+    size = np.bincount(owner, weights=np.abs(terms[same]), minlength=len(polys))
+    ccw = twice_area > 0
+    unsure = np.flatnonzero(np.abs(twice_area) <= 1e-9 * size)
+    if len(unsure):
+        ccw[unsure] = shapely.is_ccw(shapely.get_exterior_ring(polys[unsure]))
+    return coords, ring, ~ccw
 
 
 def edges_match(geoms: np.ndarray, outline_length: float) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -209,7 +210,7 @@ def build_partitioned(
         catalogue,
         precedence,
     )
-    batches = list(range(n_batches))
+    batches = _largest_first(plan, n_batches)  # the last task on a thread is a small one: less idle tail
     first = run(
         partition_batch,
         plan,
@@ -228,12 +229,15 @@ def build_partitioned(
     )
     report("差异图斑 finding conflicts", 0.86)
     ranks = _ranks(second, plan)
-    conflicts = join_conflicts([r["conflicts"] for r in second], catalogue, crs)
-    report("写出分区 writing partitions", 0.93)
-    written = sorted(
-        run(write_part, plan, [(b, ranks[b], out) for b in batches], lambda _d: None),
-        key=lambda r: str(r["path"]),
-    )
+    # the driver joins the conflicts while the tasks write the parts (else a core idles through either)
+    with ThreadPoolExecutor(max_workers=1) as driver:
+        joined = driver.submit(join_conflicts, [r["conflicts"] for r in second], catalogue, crs)
+        report("写出分区 writing partitions", 0.93)
+        written = sorted(
+            run(write_part, plan, [(b, ranks[b], out) for b in batches], lambda _d: None),
+            key=lambda r: str(r["path"]),
+        )
+        conflicts = joined.result()
     absorbed = _absorbed(second, ranks)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -274,6 +278,12 @@ def build_partitioned(
     return PartitionedBuild(
         blueprint, [w["path"] for w in written if w["count"]], sum(w["count"] for w in written), by_kind
     )
+
+
+def _largest_first(plan: Plan, n_batches: int) -> list[int]:
+    """Batch numbers by the size of their spill, largest first (the results are put back in order)."""
+    size = [sum(f.stat().st_size for f in plan.batch_dir(b).glob("spill-*")) for b in range(n_batches)]
+    return sorted(range(n_batches), key=lambda b: (-size[b], b))
 
 
 def _bare(layer: PlanLayer, boundary: bool) -> PlanLayer:

@@ -18,6 +18,7 @@ from blueprint.coverage import GRID_M
 from blueprint.errors import CoverageCheckError, MergeInputError
 from blueprint.merge import Progress, _check_geometries, _free_lines
 from blueprint.tasks import Runner
+from blueprint.workfiles import write_table
 from layers.catalogue import Catalogue
 from layers.crs import assert_same_crs
 from layers.model import PlanLayer
@@ -53,6 +54,11 @@ class Source:
 
     def read_part(self, path: Path) -> tuple[list[str], np.ndarray]:
         """One GeoParquet part's (feature ids, geometries), checked as the merge checks a layer."""
+        fids, geoms = self.read_part_arrow(path)
+        return [str(v) for v in fids.to_pylist()], geoms
+
+    def read_part_arrow(self, path: Path) -> tuple[pa.Array, np.ndarray]:
+        """:meth:`read_part` with the feature ids as an arrow string array (no Python string per row)."""
         try:
             frame = gpd.read_parquet(path, columns=["feature_id", "geometry"])
         except (OSError, ValueError, KeyError) as exc:
@@ -65,7 +71,7 @@ class Source:
             assert_same_crs(self.layer.frame, frame, what=what)
         # parts come from files, not from a checked layer: the merge's geometry check, a part at a time
         _check_geometries(replace(self.layer, frame=frame))
-        return [str(v) for v in frame["feature_id"]], np.asarray(frame.geometry.values, dtype=object)
+        return _id_strings(frame["feature_id"]), np.asarray(frame.geometry.values, dtype=object)
 
     def bare(self) -> Source:
         """This source without its in-memory rows (what a spill task needs to read a part)."""
@@ -141,7 +147,7 @@ def _spill(
     band_hi = first_ys[np.minimum((np.arange(n_batches) + 1) * rows_per_batch, ny)] + SPILL_MARGIN_M
     bare = tuple(s.bare() for s in sources)
     spec = SpillPlan(work, bare, (steps[0], steps[1]), band_lo, band_hi, n_batches)
-    jobs = _chunk_jobs(sources, plan_count)
+    jobs = sorted(_chunk_jobs(sources, plan_count), key=_job_size, reverse=True)  # largest first
     found = run(
         spill_chunk, spec, jobs, lambda done: report("分区读取 reading partitions", 0.05 * done / len(jobs))
     )
@@ -168,35 +174,67 @@ def _chunk_jobs(sources: Sequence[Source], plan_count: int) -> list[tuple[Any, .
     return jobs
 
 
+def _job_size(job: tuple[Any, ...]) -> int:
+    """A spill job's size in bytes (a part file) or rows (an in-memory chunk): only to order the jobs."""
+    _li, _kind, path, rows, _gid, _no = job
+    return path.stat().st_size if path is not None else len(rows[1])
+
+
 def spill_chunk(
     spec: SpillPlan, li: int, kind: int, path: Path | None, rows: Any, gid: int, chunk_no: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spill task: one chunk's features to the batches their boxes reach; its vertices near cell lines."""
-    fids, geoms = spec.sources[li].read_part(path) if path is not None else rows
+    if path is not None:
+        fids, geoms = spec.sources[li].read_part_arrow(path)
+        # the part's own WKB goes to the spill as read: decoded above only to check and place it
+        wkb = pq.read_table(path, columns=["geometry"])["geometry"].combine_chunks()
+    else:
+        ids, geoms = rows
+        fids, wkb = _id_strings(ids), pa.array(shapely.to_wkb(geoms), pa.binary())
     grid = np.round(shapely.get_coordinates(geoms) / GRID_M).astype(np.int64)
     taken = [np.unique(_near(grid[:, axis], spec.steps[axis])) for axis in (0, 1)]
     del grid
     bounds = shapely.bounds(geoms)
     first = np.searchsorted(spec.band_hi, bounds[:, 1], side="left")  # first band whose top ≥ ymin
     last = np.searchsorted(spec.band_lo, bounds[:, 3], side="right") - 1  # last band whose bottom ≤ ymax
-    wkb = shapely.to_wkb(geoms)
     ids = np.arange(gid, gid + len(geoms), dtype=np.int64)
+    table = pa.table(
+        {
+            "gid": ids,
+            "layer": np.full(len(ids), li, dtype=np.int32),
+            "kind": np.full(len(ids), kind, dtype=np.int32),
+            "feature_id": fids,
+            "wkb": _plain_binary(wkb),
+        }
+    )
     for b in range(int(first.min(initial=spec.n_batches)), int(last.max(initial=-1)) + 1):
         hit = np.flatnonzero((first <= b) & (last >= b))
         if len(hit) == 0:
             continue
-        table = pa.table(
-            {
-                "gid": ids[hit],
-                "layer": np.full(len(hit), li, dtype=np.int32),
-                "kind": np.full(len(hit), kind, dtype=np.int32),
-                "feature_id": pa.array([fids[i] for i in hit.tolist()], pa.string()),
-                "wkb": pa.array(wkb[hit].tolist(), pa.binary()),
-            }
-        )
         (spec.work / f"batch-{b:05d}").mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, spec.work / f"batch-{b:05d}" / f"spill-{chunk_no:05d}.parquet")
+        part = table if len(hit) == len(ids) else table.take(pa.array(hit))
+        write_table(part, spec.work / f"batch-{b:05d}" / f"spill-{chunk_no:05d}.arrow")
     return taken[0], taken[1]
+
+
+def _plain_binary(wkb: Any) -> pa.Array:
+    """A WKB column as plain ``binary`` (a registered geoarrow extension type or large_binary unwrapped)."""
+    if isinstance(wkb, pa.ExtensionArray):
+        wkb = wkb.storage
+    return wkb if wkb.type == pa.binary() else wkb.cast(pa.binary())
+
+
+def _id_strings(ids: Any) -> pa.Array:
+    """Feature ids as strings (``str`` of each value), straight from arrow when they already are."""
+    values = ids.array if hasattr(ids, "array") else ids
+    try:
+        found = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        found = None
+    if found is not None and (pa.types.is_string(found.type) or pa.types.is_large_string(found.type)) \
+            and found.null_count == 0:
+        return found.cast(pa.string())  # one type in every spill file, so a batch's files concatenate
+    return pa.array([str(v) for v in ids], pa.string())
 
 
 def _layer_kinds(sources: Sequence[Source], plan_count: int, catalogue: Catalogue) -> list[str]:

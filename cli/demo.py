@@ -262,7 +262,8 @@ def serve_forever(settings: Settings, host: str, port: int) -> None:
     create_app = import_from_string("api.app:create_app")  # as `blueprint serve` does
 
     note(f"serving API on http://{host}:{port}/docs and the map on http://{host}:{port}/viewer")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=logs_to_stderr())
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=logs_to_stderr(),
+                timeout_keep_alive=settings.keep_alive_seconds)
 
 
 def main(farmland: int = typer.Option(DEFAULT_FARMLAND, help="farmland patches in the generated demo"),

@@ -32,8 +32,11 @@ def serve(
     """Serve the API (/api/v1, /ogc, /docs) and the viewer (/viewer) with uvicorn."""
     import uvicorn
 
+    from runtime.settings import get_settings
+
     note(f"serving on http://{host}:{port} (API docs at /docs, viewer at /viewer)")
-    # the factory is called in each worker, so settings and the database are opened there, not here
+    # the factory is called in each worker, so settings and the database are opened there, not here;
+    # only the server's own settings are read in this process
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -43,6 +46,7 @@ def serve(
         log_level="info",
         log_config=logs_to_stderr(),
         proxy_headers=False,
+        timeout_keep_alive=get_settings().keep_alive_seconds,
     )
 
 

@@ -15,7 +15,7 @@ from layers.crs import (
     ZONE3_RANGE,
     crs_label,
     gauss_kruger,
-    transformer,
+    pipeline_transformer,
     zone3_crs,
     zone3_of_crs,
     zone3_of_longitude,
@@ -29,7 +29,7 @@ GEOD = Geod(a=CGCS2000_A, f=1.0 / CGCS2000_INVF)
 
 def reproject(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
     """``geoms`` transformed from ``source`` to ``target`` (x = easting / longitude)."""
-    return reproject_with(geoms, transformer(source, target))
+    return reproject_with(geoms, pipeline_transformer(source, target))
 
 
 def reproject_with(geoms: NDArray[np.object_], tr: Transformer) -> NDArray[np.object_]:
@@ -87,7 +87,7 @@ def ellipsoidal_areas(geoms: NDArray[np.object_], crs: CRS) -> NDArray[np.float6
     """Ellipsoidal areas (m²) of ``geoms`` given in ``crs``, via CGCS2000 geographic coordinates."""
     if len(geoms) == 0:
         return np.zeros(0, dtype=np.float64)
-    return _geodesic_areas(geoms, transformer(crs, CGCS2000))
+    return _geodesic_areas(geoms, pipeline_transformer(crs, CGCS2000))
 
 
 # ---------------------------------------------------------------- plane areas in each parcel's own zone
@@ -143,7 +143,7 @@ def plane_zones(geoms: NDArray[np.object_], crs: CRS, declared_zone: int | None 
               if declared_zone is None else np.arange(n))
     if len(unsure) == 0:
         return PlaneZones(work, zone, tuple(chosen), crossing)
-    tr = transformer(crs, CGCS2000)
+    tr = pipeline_transformer(crs, CGCS2000)
     bu, m = b[unsure], len(unsure)
     centre = shapely.get_coordinates(shapely.centroid(geoms[unsure]))
     xs = np.concatenate([bu[:, 0], bu[:, 2], bu[:, 0], bu[:, 2], centre[:, 0]])

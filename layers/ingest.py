@@ -33,6 +33,7 @@ from layers.crs import (
     old_datum_to_cgcs2000,
     parse_crs,
     refuse_offset_hint,
+    reproject_array,
     require_projected,
     resolve_crs,
     to_work_crs,
@@ -287,18 +288,8 @@ def _label(crs: CRS) -> str:
 
 
 def _to_crs(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
-    """GeoDataFrame.to_crs on an array: the same always_xy transformer, Z carried where present."""
-    if source.equals(target, ignore_axis_order=True) or source.is_exact_same(target):
-        return geoms
-    tr = transformer(source, target)
-    out = np.empty_like(geoms)
-    has_z = np.asarray(shapely.has_z(geoms), dtype=bool)
-    for z, rows in ((False, ~has_z), (True, has_z)):
-        if rows.any():
-            coords = shapely.get_coordinates(geoms[rows], include_z=z)
-            moved = tr.transform(*(coords[:, i] for i in range(coords.shape[1])))
-            out[rows] = shapely.set_coordinates(geoms[rows].copy(), np.array(moved).T)
-    return out
+    """GeoDataFrame.to_crs on an array: the same always_xy operation (as a cached pipeline), Z carried."""
+    return reproject_array(geoms, source, target)
 
 
 def _geojson_parcel_set(attributes: pd.DataFrame, id_from: str | None, geoms: NDArray[np.object_],

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     # webhooks: how often the outbox is swept into delivery jobs, and how long one delivery may take
     webhook_sweep_seconds: float = Field(default=1.0, gt=0)
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # HTTP keep-alive: how long `blueprint serve` keeps an idle connection open (uvicorn's default is 5 s).
+    # It must outlast the idle time of the clients' connection pools (httpx 5 s, aiohttp 15 s, a load
+    # balancer's 60 s): a server that closes an idle connection just as the client reuses it makes that
+    # request fail with a reset (bench_load's `ReadError`). 75 s as nginx; an idle connection costs a socket.
+    keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
     # the event feed's long polling: the longest a request waits for news (keep below proxy timeouts)
     events_max_wait_seconds: float = Field(default=30.0, ge=0, le=300)
 

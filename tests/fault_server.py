@@ -75,5 +75,7 @@ def install(point: str) -> None:
 if __name__ == "__main__":
     install(os.environ.get("FAULT_PAUSE", ""))
     from api.app import create_app
+    from runtime.settings import get_settings
 
-    uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                timeout_keep_alive=get_settings().keep_alive_seconds)  # as `blueprint serve`

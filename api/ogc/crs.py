@@ -14,7 +14,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from api.errors import InvalidParameterError
-from layers.crs import CGCS2000, OUTPUT_CRS, to_output, transformer
+from layers.crs import CGCS2000, OUTPUT_CRS, pipeline_transformer, to_output, transformer
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -86,7 +86,7 @@ def resolve(value: str | None, work_crs: CRS, *, parameter: str) -> OfferedCrs:
 
 def to_work(geom: BaseGeometry, source: OfferedCrs, work_crs: CRS) -> BaseGeometry:
     """A geometry given in ``source`` (in that CRS's axis order) as a geometry in the working CRS."""
-    move = transformer(source.crs, work_crs)
+    move = pipeline_transformer(source.crs, work_crs)
 
     def coords(xy: np.ndarray) -> np.ndarray:
         if source.lat_first:

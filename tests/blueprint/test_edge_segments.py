@@ -54,3 +54,35 @@ def test_edge_test_accepts_the_tiling_and_rejects_an_overlap() -> None:
     assert edges_match(geoms, 120.0)
     overlapping = np.array([*geoms, shapely.box(0.0, 0.0, 10.0, 10.0, ccw=False)], dtype=object)
     assert not edges_match(overlapping, 120.0)
+
+
+def test_shell_winding_by_shoelace_equals_geos_also_for_slivers() -> None:
+    """Holeless pieces are wound by the shoelace sign (GEOS decides where rounding could flip it)."""
+    rng = np.random.default_rng(5)
+    shells = []
+    for i in range(200):
+        x, y = 500_000.0 + rng.uniform(0, 1e4), 3_500_000.0 + rng.uniform(0, 1e4)
+        w = 10.0 ** rng.uniform(-7, 2)  # down to a sliver 1e-7 m wide at coordinates of 10⁶ m
+        ring = [(x, y), (x + 50.0, y + w / 2), (x + 100.0, y), (x + 50.0, y + w)]
+        shells.append(shapely.Polygon(ring[::-1] if i % 2 else ring))
+    geoms = np.array([*shells, shapely.Polygon()], dtype=object)
+    start, end, length = _directed_segments(geoms)
+    got = sorted(zip(start.tolist(), end.tolist(), length.tolist(), strict=True))
+    assert got == _oriented_segments(geoms[:-1])
+
+
+def test_seams_on_both_axes_gain_the_vertices_of_the_other_side() -> None:
+    """A vertex on a vertical cell line and one on a horizontal line: each neighbour gets it inserted."""
+    from blueprint.coverage import stitch_seams
+
+    xs, ys = np.array([0.0, 10.0, 20.0]), np.array([0.0, 10.0, 20.0])
+    faces = np.array([
+        shapely.Polygon([(0, 0), (10, 0), (10, 5), (10, 10), (0, 10)]),  # has (10, 5) on x = 10
+        shapely.box(10, 0, 20, 10),
+        shapely.Polygon([(0, 10), (5, 10), (10, 10), (10, 20), (0, 20)]),  # has (5, 10) on y = 10
+        shapely.box(10, 10, 20, 20),
+    ], dtype=object)
+    assert not shapely.coverage_is_valid(faces)
+    stitched, changed = stitch_seams(faces, xs, ys)
+    assert changed == 2 and shapely.coverage_is_valid(stitched)
+    assert shapely.equals(stitched, faces).all()  # the same shapes, only vertices added
