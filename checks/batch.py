@@ -194,7 +194,7 @@ def natural_ranks(names: list[str]) -> NDArray[np.int64]:
 
 def _prefix_number_order(names: list[str]) -> NDArray[np.int64] | None:
     """The natural order of names that are all "non-digits, then digits" without building a key per name
-    (≈ 10× faster on 10⁵ ids), or None. natural_key of such a name is ((1, 0, prefix), (0, number, ""))
+    (≈ 4× faster on 10⁵ ids), or None. natural_key of such a name is ((1, 0, prefix), (0, number, ""))
     or ((0, number, ""),) for an empty prefix, so the order is by prefix ("" first), number, then name."""
     match = _PREFIX_NUMBER.fullmatch
     prefixes: list[str] = []
