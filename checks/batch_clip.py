@@ -1,24 +1,22 @@
 """checks.batch_clip: flat rings clipped by convex parcels, and their plane and ellipsoidal areas, in numpy.
 
 Hand-written because no library clips millions of small rings by as many different convex polygons in
-vectorised form: GEOS (``shapely.intersection`` on arrays) costs ≈ 20× more per pair on the batch benchmark
-and builds the overlap polygons the batch never needs (bench/README.md, "Batch").
+vectorised form: GEOS (``shapely.intersection`` on arrays) took 10.1 s for the pairs of 2×10⁴ bench parcels,
+against ≈ 1.6 s for their whole batch, building overlap polygons the batch never needs (bench/README.md).
 
 Before clipping, each (parcel, piece) pair is classed by the piece's bounding box against the parcel's
 edges: a box inside every edge (by a margin far above rounding) means the piece's rings clip to themselves,
 a box outside one edge means they clip to nothing, so only the pairs whose box straddles an edge run the
 Sutherland–Hodgman passes. Both shortcuts give bit for bit what the passes would give.
 
-Ellipsoidal areas need each clipped vertex in lon/lat. Vertices the clipping keeps from a piece take their
-(λ, authalic half-angle) from a per-blueprint cache filled on first use, so only the new intersection
-vertices go through pyproj; the cache holds exactly what the transform gives for that vertex, and is used
-only where the vertex's local coordinates add back to the stored ones exactly (they do whenever parcel and
-piece coordinates are within a factor 2 of each other, as GK coordinates of one city are).
+Ellipsoidal areas reproject every clipped vertex with pyproj. A per-blueprint cache of the pieces' vertices
+in lon/lat (so that only new cut points would need pyproj) was measured and dropped: 10⁵ parcels × 10⁶
+pieces, pair areas 4.1–4.4 s CPU with a warm cache vs 4.5 s without, but 5.1 s on the run that fills it,
+and 17 bytes per blueprint vertex held per process.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +24,6 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from checks.areas import CGCS2000_A, CGCS2000_INVF
-from checks.batch_sources import sorted_unique
 from layers.crs import CGCS2000, transformer
 
 SIDE_MARGIN_M = 1e-6  # a box counts as inside / outside an edge only this far (m) from its line
@@ -51,45 +48,20 @@ ALL_STEPS = (1 << MASK_STEPS) - 1
 
 @dataclass
 class Rings:
-    """Flat rings: vertices (x, y) in order, ``ring`` id per vertex (each ring's vertices contiguous);
-    ``src``: the piece vertex (row of the index's xy) a vertex is a copy of, −1 for a new one."""
+    """Flat rings: vertices (x, y) in order, ``ring`` id per vertex (each ring's vertices contiguous)."""
 
     x: NDArray[np.float64]
     y: NDArray[np.float64]
     ring: NDArray[np.int64]
-    src: NDArray[np.int64] | None = None
 
     def take(self, keep: NDArray[np.bool_] | NDArray[np.int64] | slice) -> Rings:
-        src = None if self.src is None else self.src[keep]
-        return Rings(self.x[keep], self.y[keep], self.ring[keep], src)
+        return Rings(self.x[keep], self.y[keep], self.ring[keep])
 
     @staticmethod
     def concat(parts: list[Rings]) -> Rings:
         """The parts' rings one after the other (ring ids of different parts must differ)."""
-        src = None if any(r.src is None for r in parts) else np.concatenate([r.src for r in parts])
         return Rings(np.concatenate([r.x for r in parts]), np.concatenate([r.y for r in parts]),
-                     np.concatenate([r.ring for r in parts]), src)
-
-
-class VertexAngles:
-    """Per piece vertex, filled on first use: λ (rad) and tan(β/2) of its authalic latitude β."""
-
-    def __init__(self, xy: NDArray[np.float64]) -> None:
-        self.xy = xy
-        self.lam = np.empty(len(xy))
-        self.t = np.empty(len(xy))
-        self.known = np.zeros(len(xy), dtype=bool)
-        self._lock = threading.Lock()
-
-    def of(self, src: NDArray[np.int64], crs: CRS) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        with self._lock:  # values are written before their flags, so readers never see an unfilled one
-            need = src[~self.known[src]]
-            if len(need):
-                need = sorted_unique(need)
-                lon, lat = transformer(crs, CGCS2000).transform(self.xy[need, 0], self.xy[need, 1])
-                self.lam[need], self.t[need] = _angles(lon, lat)
-                self.known[need] = True
-        return self.lam[src], self.t[src]
+                     np.concatenate([r.ring for r in parts]))
 
 
 def _angles(lon: object, lat: object) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -170,11 +142,7 @@ def _clip_step(r: Rings, ax: NDArray[np.float64], ay: NDArray[np.float64], dx: N
     slot = pos[k] + cross[k]
     x[slot] = r.x[k]
     y[slot] = r.y[k]
-    src = None
-    if r.src is not None:
-        src = np.full(total, -1, dtype=np.int64)
-        src[slot] = r.src[k]
-    return Rings(x, y, ring, src)
+    return Rings(x, y, ring)
 
 
 def clip_convex(rings: Rings, ring_pair: NDArray[np.int64], hull_x: NDArray[np.float64],
@@ -211,37 +179,17 @@ def clip_convex(rings: Rings, ring_pair: NDArray[np.int64], hull_x: NDArray[np.f
 
 # --- areas of flat rings ------------------------------------------------------------------------
 
-def ring_areas(r: Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], n: int, crs: CRS,
-               angles: VertexAngles | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def ring_areas(r: Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], n: int, crs: CRS
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Signed plane and ellipsoidal areas per ring id < n; (ox, oy) per ring: the origin the local
-    coordinates r.x, r.y are relative to. Both signs follow the ring's orientation (CCW positive).
-    With ``angles`` (and ``r.src``), kept piece vertices take their lon/lat from that cache."""
+    coordinates r.x, r.y are relative to. Both signs follow the ring's orientation (CCW positive)."""
     if len(r.x) == 0:
         return np.zeros(n), np.zeros(n)
     prev = prev_vertex(r.ring)
     plane = np.bincount(r.ring, weights=r.x[prev] * r.y - r.x * r.y[prev], minlength=n) / 2.0
-    lam, t = _vertex_angles(r, ox, oy, crs, angles)
+    lam, t = _angles(*transformer(crs, CGCS2000).transform(r.x + ox[r.ring], r.y + oy[r.ring]))
     dl = lam - lam[prev]
     dl = np.where(dl > np.pi, dl - 2 * np.pi, np.where(dl < -np.pi, dl + 2 * np.pi, dl))
     excess = 2 * np.arctan2(np.tan(dl / 2) * (t + t[prev]), 1 + t * t[prev])
     ell = -_RQ2 * np.bincount(r.ring, weights=excess, minlength=n).astype(np.float64)  # CCW sums negative
     return plane, ell
-
-
-def _vertex_angles(r: Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], crs: CRS,
-                   angles: VertexAngles | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    x, y = r.x + ox[r.ring], r.y + oy[r.ring]
-    if angles is None or r.src is None:
-        return _angles(*transformer(crs, CGCS2000).transform(x, y))
-    cached = r.src >= 0
-    at = np.flatnonzero(cached)
-    src = r.src[at]
-    exact = (x[at] == angles.xy[src, 0]) & (y[at] == angles.xy[src, 1])
-    cached[at[~exact]] = False
-    lam = np.empty(len(x))
-    t = np.empty(len(x))
-    lam[at[exact]], t[at[exact]] = angles.of(src[exact], crs)
-    new = np.flatnonzero(~cached)
-    if len(new):
-        lam[new], t[new] = _angles(*transformer(crs, CGCS2000).transform(x[new], y[new]))
-    return lam, t

@@ -22,9 +22,9 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
 * per (parcel, kind) sums replace the unions (pieces are disjoint, so the areas add); a kind that covers
   the whole parcel reports the parcel's own areas, as the engine does.
 
-Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays, their
-vertices' lon/lat (filled as batches meet them), and the pieces' feature sets (checks.batch_sources:
-parsed once per version, or read from the data dir).
+Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays and
+bounding boxes, and the pieces' feature sets (checks.batch_sources: parsed once per version, or read from
+the data dir).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from numpy.typing import NDArray
 from checks.areas import ellipsoidal_areas
 from checks.batch_clip import (
     Rings,
-    VertexAngles,
     box_sides,
     clip_convex,
     prev_vertex,
@@ -63,7 +62,6 @@ class BatchIndex:
     xy: NDArray[np.float64]  # (n, 2) ring vertices
     weight: NDArray[np.float64]  # per ring: ±1 so weight × signed shoelace is +area (exterior) / −area (hole)
     bounds: NDArray[np.float64]  # (pieces, 4) minx, miny, maxx, maxy
-    angles: VertexAngles  # lon/lat of the xy vertices, as the ellipsoidal sums need them (filled on use)
     sets: FeatureSets | None = None  # each piece's kind → source feature set (checks.batch_sources)
 
 
@@ -112,7 +110,7 @@ def _build_index(screener: Screener) -> BatchIndex:
     exterior[part_rings[:-1][np.diff(part_rings) > 0]] = True
     weight = np.where(signed >= 0, 1.0, -1.0) * np.where(exterior, 1.0, -1.0)
     ring_start = np.searchsorted(ring_piece, np.arange(len(geoms) + 1)).astype(np.int64)
-    return BatchIndex(ring_start, coord_start, xy, weight, shapely.bounds(geoms), VertexAngles(xy))
+    return BatchIndex(ring_start, coord_start, xy, weight, shapely.bounds(geoms))
 
 
 def _shoelace(x: NDArray[np.float64], y: NDArray[np.float64], ring: NDArray[np.int64],
@@ -217,11 +215,11 @@ def _convex_pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.
     vert_ring = np.repeat(np.arange(len(ring_src), dtype=np.int64), nv)
     vert_src = np.repeat(index.coord_start[ring_src] - np.cumsum(nv) + nv, nv) + np.arange(int(nv.sum()))
     rings = Rings(index.xy[vert_src, 0] - pox[ring_pair[vert_ring]],
-                  index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring, vert_src)
+                  index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring)
     crossing = (straddle != 0)[ring_pair][vert_ring]  # the others lie inside: they clip to themselves
     clipped = clip_convex(rings.take(crossing), ring_pair, phx, phy, phn, steps, straddle)
     plane, ell = ring_areas(Rings.concat([rings.take(~crossing), clipped]), pox[ring_pair], poy[ring_pair],
-                            len(ring_src), screener.crs, index.angles)
+                            len(ring_src), screener.crs)
     w = index.weight[ring_src]
     area = np.bincount(ring_pair, weights=w * plane, minlength=npairs)
     ellipsoidal = np.bincount(ring_pair, weights=w * ell, minlength=npairs)

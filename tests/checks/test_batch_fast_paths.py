@@ -1,9 +1,8 @@
 """checks.batch_clip shortcuts and the batch's sort helpers: fast paths give what the reference paths give.
 
-The pair areas skip clipping for pieces whose box lies inside or outside the parcel, run each clipping pass
-only on rings whose box straddles that edge, and read kept vertices' lon/lat from a per-blueprint cache.
-Each shortcut must give the same floats, bit for bit, as clipping every ring through every pass and
-reprojecting every vertex; and both must agree with GEOS on awkward pieces.
+The pair areas skip clipping for pieces whose box lies inside or outside the parcel and run each clipping
+pass only on rings whose box straddles that edge. Each shortcut must give the same floats, bit for bit, as
+clipping every ring through every pass; and both must agree with GEOS on awkward pieces.
 """
 
 from __future__ import annotations
@@ -72,16 +71,12 @@ def all_pairs(screener: Screener, geoms: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def reference_pair_areas(screener: Screener, geoms: np.ndarray, parcel: np.ndarray, piece: np.ndarray,
                          monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray]:
-    """pair_areas with every shortcut off: every ring through every pass, every vertex through pyproj."""
+    """pair_areas with the box shortcuts off: every ring through every clipping pass."""
     def every_pass(bounds, hull_x, hull_y, hull_n, steps):
         return np.zeros(len(bounds), dtype=bool), np.full(len(bounds), batch_clip.ALL_STEPS, dtype=np.int64)
 
-    def no_cache(r, ox, oy, n, crs, angles=None):
-        return batch_clip.ring_areas(r, ox, oy, n, crs, None)
-
     with monkeypatch.context() as m:
         m.setattr(batch_fast, "box_sides", every_pass)
-        m.setattr(batch_fast, "ring_areas", no_cache)
         return batch_fast.pair_areas(screener, batch_fast._build_index(screener), geoms, parcel, piece)
 
 
@@ -108,19 +103,17 @@ def test_awkward_pieces_agree_with_geos(awkward):
 
 
 def test_shortcuts_are_bit_for_bit_the_full_clipping(awkward, monkeypatch):
-    """Box classes, per-edge passes and cached lon/lat change no bit (awkward pieces, incl. a bow-tie)."""
+    """Box classes and per-edge passes change no bit (awkward pieces, incl. a bow-tie)."""
     bow_tie = poly((0, 0), (100, 100), (100, 0), (0, 100))  # self-crossing: winding ±1, clipped all the same
     screener = Screener(make_blueprint([(f"P{i:06d}", KIND, g) for i, g in enumerate(
         [g for _, g in AWKWARD] + [bow_tie])]), awkward.rules, awkward.catalogue)
     geoms = np.asarray(PARCELS, dtype=object)
     parcel, piece = all_pairs(screener, geoms)
     index = batch_fast.batch_index(screener)
-    for _ in range(2):  # cold, then warm vertex cache
-        area, ell = batch_fast.pair_areas(screener, index, geoms, parcel, piece)
-        want_area, want_ell = reference_pair_areas(screener, geoms, parcel, piece, monkeypatch)
-        assert_bitwise(area, want_area)
-        assert_bitwise(ell, want_ell)
-    assert index.angles.known.any()
+    area, ell = batch_fast.pair_areas(screener, index, geoms, parcel, piece)
+    want_area, want_ell = reference_pair_areas(screener, geoms, parcel, piece, monkeypatch)
+    assert_bitwise(area, want_area)
+    assert_bitwise(ell, want_ell)
 
 
 def test_shortcuts_are_bit_for_bit_on_a_city(small_city, monkeypatch):
