@@ -7,12 +7,10 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
 * one STRtree bulk query gives every candidate pair of a chunk;
 * for a convex parcel (the usual case: a construction parcel is a convex quadrilateral), every ring of
   every candidate piece is clipped by the parcel with Sutherland–Hodgman, vectorised in numpy over all
-  pairs at once (checks.batch_clip: one pass per parcel edge, run only on the rings whose piece's box
-  straddles that edge; boxes inside or outside the parcel skip the clipping). Clipping a ring — convex
-  or not — by a convex polygon gives a ring whose winding number is the original one times the
-  indicator of the polygon, so its shoelace area is exactly area(ring ∩ parcel); exterior rings add,
-  holes subtract. Coordinates are shifted to a per-pair origin first, so the shoelace does not lose
-  digits to the 10⁶ m GK coordinates;
+  pairs at once (one pass per parcel edge). Clipping a ring — convex or not — by a convex polygon gives a
+  ring whose winding number is the original one times the indicator of the polygon, so its shoelace
+  area is exactly area(ring ∩ parcel); exterior rings add, holes subtract. Coordinates are shifted to a
+  per-pair origin first, so the shoelace does not lose digits to the 10⁶ m GK coordinates;
 * pairs of non-convex parcels (holes, multipart, concave) go through GEOS ``shapely.intersection``;
 * ellipsoidal areas: the clipped vertices are reprojected to CGCS2000 lon/lat (the same transformer as
   ``checks.areas``), mapped to the authalic sphere of the CGCS2000 ellipsoid (equal-area), and each ring's
@@ -22,9 +20,8 @@ union (what ``Screener.overlaps`` does for a single submission, which must retur
 * per (parcel, kind) sums replace the unions (pieces are disjoint, so the areas add); a kind that covers
   the whole parcel reports the parcel's own areas, as the engine does.
 
-Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays and
-bounding boxes, and the pieces' feature sets (checks.batch_sources: parsed once per version, or read from
-the data dir).
+Per blueprint (cached per Screener, built lazily in each process): the pieces' rings as flat arrays, and
+the pieces' feature sets (checks.batch_sources: parsed once per version, or read from the data dir).
 """
 
 from __future__ import annotations
@@ -37,20 +34,29 @@ from pathlib import Path
 import numpy as np
 import shapely
 from numpy.typing import NDArray
+from pyproj import CRS
 
-from checks.areas import ellipsoidal_areas
-from checks.batch_clip import (
-    Rings,
-    box_sides,
-    clip_convex,
-    prev_vertex,
-    ring_areas,
-)
+from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas
 from checks.batch_sources import FeatureSets, load_or_build, sorted_unique
 from checks.engine import NOISE_M2, Screener
+from layers.crs import CGCS2000, transformer
 
 CONVEX_RTOL = 1e-12  # a parcel whose convex hull is this much larger (relative) still counts as convex
 MAX_CLIP_EDGES = 64  # convex parcels with more hull edges than this go through GEOS instead
+
+# authalic sphere of the CGCS2000 ellipsoid: equal-area, so areas on it are ellipsoidal areas
+_F = 1.0 / CGCS2000_INVF
+_E2 = _F * (2 - _F)
+_E = float(np.sqrt(_E2))
+
+
+def _q(phi: NDArray[np.float64]) -> NDArray[np.float64]:
+    s = np.sin(phi)
+    return np.asarray((1 - _E2) * (s / (1 - _E2 * s * s) - np.log((1 - _E * s) / (1 + _E * s)) / (2 * _E)))
+
+
+_QP = float(_q(np.asarray([np.pi / 2]))[0])
+_RQ2 = CGCS2000_A * CGCS2000_A * _QP / 2  # authalic radius squared
 
 
 @dataclass
@@ -61,7 +67,6 @@ class BatchIndex:
     coord_start: NDArray[np.int64]  # ring r's vertices (no closing one): coord_start[r]:coord_start[r + 1]
     xy: NDArray[np.float64]  # (n, 2) ring vertices
     weight: NDArray[np.float64]  # per ring: ±1 so weight × signed shoelace is +area (exterior) / −area (hole)
-    bounds: NDArray[np.float64]  # (pieces, 4) minx, miny, maxx, maxy
     sets: FeatureSets | None = None  # each piece's kind → source feature set (checks.batch_sources)
 
 
@@ -110,7 +115,7 @@ def _build_index(screener: Screener) -> BatchIndex:
     exterior[part_rings[:-1][np.diff(part_rings) > 0]] = True
     weight = np.where(signed >= 0, 1.0, -1.0) * np.where(exterior, 1.0, -1.0)
     ring_start = np.searchsorted(ring_piece, np.arange(len(geoms) + 1)).astype(np.int64)
-    return BatchIndex(ring_start, coord_start, xy, weight, shapely.bounds(geoms))
+    return BatchIndex(ring_start, coord_start, xy, weight)
 
 
 def _shoelace(x: NDArray[np.float64], y: NDArray[np.float64], ring: NDArray[np.int64],
@@ -121,8 +126,92 @@ def _shoelace(x: NDArray[np.float64], y: NDArray[np.float64], ring: NDArray[np.i
         return np.zeros(n)
     first = start[:-1][ring]
     lx, ly = x - x[first], y - y[first]
-    prev = prev_vertex(ring)
+    prev = _prev(ring)
     return np.bincount(ring, weights=lx[prev] * ly - lx * ly[prev], minlength=n) / 2.0
+
+
+# --- clipping -------------------------------------------------------------------------------------
+
+@dataclass
+class _Rings:
+    """Flat rings: vertices (x, y) in order, ``ring`` id per vertex (non-decreasing)."""
+
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    ring: NDArray[np.int64]
+
+
+def _prev(ring: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Index of each vertex's predecessor inside its (cyclic) ring."""
+    n = len(ring)
+    prev = np.arange(-1, n - 1)
+    if n == 0:
+        return prev
+    start = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
+    end = np.r_[start[1:], n] - 1
+    prev[start] = end
+    return prev
+
+
+def _clip_step(r: _Rings, ax: NDArray[np.float64], ay: NDArray[np.float64], dx: NDArray[np.float64],
+               dy: NDArray[np.float64]) -> _Rings:
+    """Sutherland–Hodgman by one half-plane per ring (left of a + t·d), all rings at once."""
+    if len(r.x) == 0:
+        return r
+    d = dx[r.ring] * (r.y - ay[r.ring]) - dy[r.ring] * (r.x - ax[r.ring])
+    inside = d >= 0
+    prev = _prev(r.ring)
+    cross = inside != inside[prev]
+    count = inside.astype(np.int64) + cross
+    total = int(count.sum())
+    pos = np.cumsum(count) - count  # first output slot of each vertex
+    x = np.empty(total)
+    y = np.empty(total)
+    ring = np.repeat(r.ring, count)
+    c = np.flatnonzero(cross)  # crossing edge prev[c] → c: its intersection comes first
+    p = prev[c]
+    t = d[p] / (d[p] - d[c])
+    x[pos[c]] = r.x[p] + t * (r.x[c] - r.x[p])
+    y[pos[c]] = r.y[p] + t * (r.y[c] - r.y[p])
+    k = np.flatnonzero(inside)
+    slot = pos[k] + cross[k]
+    x[slot] = r.x[k]
+    y[slot] = r.y[k]
+    return _Rings(x, y, ring)
+
+
+def _clip_convex(rings: _Rings, ring_pair: NDArray[np.int64], hull_x: NDArray[np.float64],
+                 hull_y: NDArray[np.float64], hull_n: NDArray[np.int64]) -> _Rings:
+    """Clip every ring by its pair's convex CCW polygon (hull_x/hull_y: (pairs, K+1) padded closed
+    rings, hull_n: edges per pair; missing edges repeat the last one, which changes nothing)."""
+    steps = int(hull_n.max()) if len(hull_n) else 0
+    for s in range(steps):
+        e = np.minimum(s, hull_n - 1)
+        rows = np.arange(len(hull_n))
+        ax, ay = hull_x[rows, e], hull_y[rows, e]
+        dx, dy = hull_x[rows, e + 1] - ax, hull_y[rows, e + 1] - ay
+        rings = _clip_step(rings, ax[ring_pair], ay[ring_pair], dx[ring_pair], dy[ring_pair])
+    return rings
+
+
+# --- areas of flat rings ------------------------------------------------------------------------
+
+def _ring_areas(r: _Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], n: int, crs: CRS
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Signed plane and ellipsoidal areas per ring id < n; (ox, oy) per ring: the origin the local
+    coordinates r.x, r.y are relative to. Both signs follow the ring's orientation (CCW positive)."""
+    if len(r.x) == 0:
+        return np.zeros(n), np.zeros(n)
+    prev = _prev(r.ring)
+    plane = np.bincount(r.ring, weights=r.x[prev] * r.y - r.x * r.y[prev], minlength=n) / 2.0
+    lon, lat = transformer(crs, CGCS2000).transform(r.x + ox[r.ring], r.y + oy[r.ring])
+    lam = np.radians(np.asarray(lon))
+    t = np.tan(np.arcsin(np.clip(_q(np.radians(np.asarray(lat))) / _QP, -1.0, 1.0)) / 2)
+    dl = lam - lam[prev]
+    dl = np.where(dl > np.pi, dl - 2 * np.pi, np.where(dl < -np.pi, dl + 2 * np.pi, dl))
+    excess = 2 * np.arctan2(np.tan(dl / 2) * (t + t[prev]), 1 + t * t[prev])
+    ell = -_RQ2 * np.bincount(r.ring, weights=excess, minlength=n).astype(np.float64)  # CCW sums negative
+    return plane, ell
 
 
 # --- per-pair areas ------------------------------------------------------------------------------
@@ -200,26 +289,19 @@ def _convex_pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.
                        hull_rings: HullRings, pair_parcel: NDArray[np.int64],
                        pair_piece: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     npairs = len(pair_parcel)
-    hx, hy, hn, ox, oy = _local_hulls(geoms, hull_rings, pair_parcel)
-    pox, poy = ox[pair_parcel], oy[pair_parcel]
-    phx, phy, phn = hx[pair_parcel], hy[pair_parcel], hn[pair_parcel]
-    steps = int(phn.max())  # the same passes as clipping every pair would take: bit for bit the same areas
-    box = index.bounds[pair_piece] - np.column_stack([pox, poy, pox, poy])
-    outside, straddle = box_sides(box, phx, phy, phn, steps)
     # the rings of each pair's piece, flattened: ring r of the batch belongs to pair ring_pair[r]
     nr = index.ring_start[pair_piece + 1] - index.ring_start[pair_piece]
     ring_pair = np.repeat(np.arange(npairs, dtype=np.int64), nr)
     ring_src = np.repeat(index.ring_start[pair_piece] - np.cumsum(nr) + nr, nr) + np.arange(int(nr.sum()))
-    # rings of pairs outside the parcel get no vertices: area 0, what clipping them would leave
-    nv = np.where(outside[ring_pair], 0, index.coord_start[ring_src + 1] - index.coord_start[ring_src])
+    nv = index.coord_start[ring_src + 1] - index.coord_start[ring_src]
     vert_ring = np.repeat(np.arange(len(ring_src), dtype=np.int64), nv)
     vert_src = np.repeat(index.coord_start[ring_src] - np.cumsum(nv) + nv, nv) + np.arange(int(nv.sum()))
-    rings = Rings(index.xy[vert_src, 0] - pox[ring_pair[vert_ring]],
-                  index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring)
-    crossing = (straddle != 0)[ring_pair][vert_ring]  # the others lie inside: they clip to themselves
-    clipped = clip_convex(rings.take(crossing), ring_pair, phx, phy, phn, steps, straddle)
-    plane, ell = ring_areas(Rings.concat([rings.take(~crossing), clipped]), pox[ring_pair], poy[ring_pair],
-                            len(ring_src), screener.crs)
+    hx, hy, hn, ox, oy = _local_hulls(geoms, hull_rings, pair_parcel)
+    pox, poy = ox[pair_parcel], oy[pair_parcel]
+    rings = _Rings(index.xy[vert_src, 0] - pox[ring_pair[vert_ring]],
+                   index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring)
+    clipped = _clip_convex(rings, ring_pair, hx[pair_parcel], hy[pair_parcel], hn[pair_parcel])
+    plane, ell = _ring_areas(clipped, pox[ring_pair], poy[ring_pair], len(ring_src), screener.crs)
     w = index.weight[ring_src]
     area = np.bincount(ring_pair, weights=w * plane, minlength=npairs)
     ellipsoidal = np.bincount(ring_pair, weights=w * ell, minlength=npairs)

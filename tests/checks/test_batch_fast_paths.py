@@ -1,8 +1,8 @@
-"""checks.batch_clip shortcuts and the batch's sort helpers: fast paths give what the reference paths give.
+"""checks.batch_fast on awkward pieces against GEOS, and the batch's sort helpers against their references.
 
-The pair areas skip clipping for pieces whose box lies inside or outside the parcel and run each clipping
-pass only on rings whose box straddles that edge. Each shortcut must give the same floats, bit for bit, as
-clipping every ring through every pass; and both must agree with GEOS on awkward pieces.
+The convex clipping gives per-pair areas without overlap polygons; these must agree with GEOS
+``intersection`` + ``checks.areas`` on pieces with holes, several parts, slivers, shared edges, concave
+outlines, and on pieces containing, inside, touching or only box-overlapping the parcel.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import random
 import numpy as np
 import pytest
 import shapely
-from shapely.affinity import rotate, scale
+from shapely.affinity import rotate
 from shapely.geometry import MultiPolygon, Polygon
 
-from bench.bench_check import direct_blueprint, query_parcels
-from checks import batch_clip, batch_fast
+from checks import batch_fast
 from checks.areas import ellipsoidal_areas
 from checks.batch import natural_ranks
 from checks.batch_sources import sorted_unique
@@ -58,30 +57,10 @@ def awkward(rules, catalogue) -> Screener:
     return Screener(make_blueprint(pieces), rules, catalogue)
 
 
-@pytest.fixture(scope="module")
-def small_city(rules, catalogue) -> Screener:
-    return Screener(direct_blueprint(40_000), rules, catalogue)  # pieces smaller than parcels, as at scale
-
-
 def all_pairs(screener: Screener, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     idx = screener._tree.query(geoms)
     order = np.lexsort((idx[1], idx[0]))
     return idx[0][order].astype(np.int64), idx[1][order].astype(np.int64)
-
-
-def reference_pair_areas(screener: Screener, geoms: np.ndarray, parcel: np.ndarray, piece: np.ndarray,
-                         monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray]:
-    """pair_areas with the box shortcuts off: every ring through every clipping pass."""
-    def every_pass(bounds, hull_x, hull_y, hull_n, steps):
-        return np.zeros(len(bounds), dtype=bool), np.full(len(bounds), batch_clip.ALL_STEPS, dtype=np.int64)
-
-    with monkeypatch.context() as m:
-        m.setattr(batch_fast, "box_sides", every_pass)
-        return batch_fast.pair_areas(screener, batch_fast._build_index(screener), geoms, parcel, piece)
-
-
-def assert_bitwise(got: np.ndarray, want: np.ndarray) -> None:
-    assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
 
 
 def test_awkward_pieces_agree_with_geos(awkward):
@@ -100,41 +79,6 @@ def test_awkward_pieces_agree_with_geos(awkward):
     assert len(area[first & (names == "box overlaps, piece does not")]) == 1
     assert (area[first & (names == "box overlaps, piece does not")] <= 1e-9).all()
     assert (area[names == "sliver"] > 0).any() and (area[names == "hole"] > 0).any()
-
-
-def test_shortcuts_are_bit_for_bit_the_full_clipping(awkward, monkeypatch):
-    """Box classes and per-edge passes change no bit (awkward pieces, incl. a bow-tie)."""
-    bow_tie = poly((0, 0), (100, 100), (100, 0), (0, 100))  # self-crossing: winding ±1, clipped all the same
-    screener = Screener(make_blueprint([(f"P{i:06d}", KIND, g) for i, g in enumerate(
-        [g for _, g in AWKWARD] + [bow_tie])]), awkward.rules, awkward.catalogue)
-    geoms = np.asarray(PARCELS, dtype=object)
-    parcel, piece = all_pairs(screener, geoms)
-    index = batch_fast.batch_index(screener)
-    area, ell = batch_fast.pair_areas(screener, index, geoms, parcel, piece)
-    want_area, want_ell = reference_pair_areas(screener, geoms, parcel, piece, monkeypatch)
-    assert_bitwise(area, want_area)
-    assert_bitwise(ell, want_ell)
-
-
-def test_shortcuts_are_bit_for_bit_on_a_city(small_city, monkeypatch):
-    # parcels 4× the bench's (320–1 200 m) on 4×10⁴ pieces: as many pieces inside a parcel as at 10⁶
-    geoms = np.asarray([scale(g, 4, 4) for g in query_parcels(300, seed=5, margin=3000.0)], dtype=object)
-    parcel, piece = all_pairs(small_city, geoms)
-    index = batch_fast.batch_index(small_city)
-    outside, straddle = batch_clip.box_sides(*_local_boxes(index, geoms, parcel, piece))
-    assert outside.sum() > 100 and (straddle[~outside] == 0).sum() > 100  # both shortcuts are exercised
-    area, ell = batch_fast.pair_areas(small_city, index, geoms, parcel, piece)
-    want_area, want_ell = reference_pair_areas(small_city, geoms, parcel, piece, monkeypatch)
-    assert_bitwise(area, want_area)
-    assert_bitwise(ell, want_ell)
-
-
-def _local_boxes(index, geoms, parcel, piece):
-    convex, hulls = batch_fast._convex_hulls(geoms)
-    assert convex.all()
-    hx, hy, hn, ox, oy = batch_fast._local_hulls(geoms, hulls, parcel)
-    box = index.bounds[piece] - np.column_stack([ox[parcel], oy[parcel], ox[parcel], oy[parcel]])
-    return box, hx[parcel], hy[parcel], hn[parcel], int(hn[parcel].max())
 
 
 def test_sorted_unique_is_np_unique():
