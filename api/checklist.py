@@ -19,9 +19,8 @@ def _stored_check(
     revision = project.get("parcels_revision")
     for row in reversed(services.projects.checks(code)):
         if str(row["blueprint_version"]) == version and row.get("parcels_revision") == revision:
-            check_id = row["check_id"]
-            result = json.loads(services.stores.checks.get(check_id))
-            return result, services.stores.checks.meta(check_id).get("created_at")
+            text, meta = services.stores.checks.get_with_meta(row["check_id"])
+            return json.loads(text), meta.get("created_at")
     return None
 
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from approval.audit import AuditLog, Principal, _iso, now, write
 from approval.errors import InvalidTransitionError
-from approval.pool import ProjectStore, project_parcel_revisions, project_parcels, projects
+from approval.pool import ProjectStore
+from approval.pool_tables import project_parcel_revisions, project_parcels, projects
 from approval.store import EventLog
 from layers.crs import to_output
 

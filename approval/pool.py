@@ -1,11 +1,10 @@
-"""approval.pool: the project pool — projects, parcels, linked checks, review decisions, the lifecycle."""
+"""approval.pool: the project pool — projects, their parcels and linked checks, moved along the lifecycle."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import geopandas as gpd
@@ -14,112 +13,13 @@ from pyproj import CRS
 from shapely import wkb
 from sqlalchemy.engine import Connection, Engine
 
+from approval import decisions
 from approval.audit import AuditLog, Principal, _iso, now, write
-from approval.errors import (
-    InvalidTransitionError,
-    ProjectExistsError,
-    ProjectNotFoundError,
-    ReviewRequiredError,
-)
+from approval.errors import ProjectExistsError, ProjectNotFoundError, ReviewRequiredError
+from approval.lifecycle import check_transition, status_after_check
+from approval.pool_tables import project_checks, project_parcels, projects
 from approval.store import EventLog
 from layers.crs import to_output
-
-STATUSES = ("planning", "submitted", "screened", "in_review", "cleared", "rejected")
-DECISIONS = ("approved", "approved_with_conditions", "rejected", "deferred")
-APPROVING = ("approved", "approved_with_conditions")
-
-# The project lifecycle: (planning →) submitted → screened → in_review → cleared | rejected. "screened" is
-# reached by running a check (a re-check keeps a screened or in-review project where it is); planning is
-# left only by closing an opinion round (approval.opinions); the rest by a decision.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "planning": frozenset(),
-    "submitted": frozenset({"screened"}),
-    "screened": frozenset({"screened", "in_review"}),
-    "in_review": frozenset({"cleared", "rejected"}),
-    "cleared": frozenset(),
-    "rejected": frozenset(),
-}
-
-
-metadata = sa.MetaData()
-
-# Mirrors runtime/migrations/versions/0002_api.py; geometry is read and written through ST_AsBinary /
-# ST_GeomFromWKB so the same statements run on SpatiaLite and PostGIS.
-projects = sa.Table(
-    "projects",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("code", sa.String(64)),
-    sa.Column("name", sa.String(200)),
-    sa.Column("project_type", sa.String(64)),
-    sa.Column("applicant", sa.String(200)),
-    sa.Column("district", sa.String(100)),
-    sa.Column("status", sa.String(16)),
-    sa.Column("parcel_count", sa.Integer),
-    sa.Column("area_m2", sa.Float),
-    sa.Column("parcels_checksum", sa.String(64)),
-    sa.Column("min_lon", sa.Float),
-    sa.Column("min_lat", sa.Float),
-    sa.Column("max_lon", sa.Float),
-    sa.Column("max_lat", sa.Float),
-    sa.Column("latest_check_id", sa.String(64)),
-    sa.Column("latest_verdict", sa.String(32)),
-    sa.Column("revision", sa.Integer),
-    sa.Column("parcels_revision", sa.Integer),  # 0003: bumped when new parcels replace the old
-    sa.Column("created_by", sa.String(200)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-project_parcels = sa.Table(
-    "project_parcels",
-    metadata,
-    sa.Column("project_id", sa.Integer),
-    sa.Column("seq", sa.Integer),
-    sa.Column("parcel_id", sa.String(100)),
-    sa.Column("name", sa.String(200)),
-    sa.Column("area_m2", sa.Float),
-    sa.Column("geom", sa.LargeBinary),
-)
-project_checks = sa.Table(
-    "project_checks",
-    metadata,
-    sa.Column("project_id", sa.Integer),
-    sa.Column("check_id", sa.String(64)),
-    sa.Column("verdict", sa.String(32)),
-    sa.Column("blueprint_version", sa.String(32)),
-    sa.Column("parcels_revision", sa.Integer),  # 0003: which parcel set was screened
-    sa.Column("created_by", sa.String(200)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-)
-project_parcel_revisions = sa.Table(
-    "project_parcel_revisions",
-    metadata,
-    sa.Column("project_id", sa.Integer),
-    sa.Column("revision", sa.Integer),
-    sa.Column("parcel_count", sa.Integer),
-    sa.Column("area_m2", sa.Float),
-    sa.Column("parcels_checksum", sa.String(64)),
-    sa.Column("geojson", sa.Text),
-    sa.Column("replaced_by", sa.String(200)),
-    sa.Column("replaced_at", sa.DateTime(timezone=True)),
-)
-reviews = sa.Table(
-    "reviews",
-    metadata,
-    sa.Column("review_id", sa.String(64), primary_key=True),
-    sa.Column("check_id", sa.String(64)),
-    sa.Column("project_id", sa.Integer),
-    sa.Column("decided_by", sa.Text),
-    sa.Column("decided_at", sa.DateTime(timezone=True)),
-    sa.Column("decision", sa.String(32)),
-    sa.Column("conditions", sa.JSON),
-    sa.Column("reasons", sa.Text),
-    sa.Column("recorded_by", sa.String(200)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-)
-
-
-# ------------------------------------------------------------------------------------------ projects
 
 
 @dataclass(frozen=True)
@@ -243,11 +143,7 @@ class ProjectStore:
                 sa.select(project_checks.c.check_id).where(project_checks.c.check_id == check_id)
             ).first():
                 return self.get(code)
-            if row["status"] in ("cleared", "rejected"):
-                raise InvalidTransitionError(
-                    f"project {code} is {row['status']}; it can no longer be screened"
-                )
-            status = "screened" if row["status"] == "submitted" else row["status"]
+            status = status_after_check(code, row["status"])
             conn.execute(
                 project_checks.insert().values(
                     project_id=row["id"],
@@ -291,22 +187,9 @@ class ProjectStore:
         with write(self.engine) as conn:
             row = self._lock(conn, code)
             current = row["status"]
-            if status not in TRANSITIONS.get(current, frozenset()) or status == "screened":
-                allowed = sorted(TRANSITIONS.get(current, frozenset()) - {"screened"})
-                raise InvalidTransitionError(
-                    f"project {code}: {current} → {status} is not allowed"
-                    + (f"; allowed: {', '.join(allowed)}" if allowed else "; no further status change")
-                )
+            check_transition(code, current, status)
             if status == "cleared" and row["latest_verdict"] in ("conflict", "review"):
-                reasons = conn.execute(
-                    sa.select(reviews.c.reasons).where(
-                        reviews.c.check_id == row["latest_check_id"],
-                        reviews.c.decision.in_(APPROVING),
-                        sa.func.length(sa.func.trim(reviews.c.reasons)) > 0,
-                    )
-                ).scalars()
-                # SQL trim() strips spaces only: newlines, tabs or full-width spaces are no reasons either
-                if not any((text or "").strip() for text in reasons):
+                if not decisions.approving_reasons_given(conn, row["latest_check_id"]):
                     raise ReviewRequiredError(
                         f"project {code}: the latest check {row['latest_check_id']} is "
                         f"'{row['latest_verdict']}'; clearing it needs a recorded joint-review decision "
@@ -338,44 +221,9 @@ class ProjectStore:
         reasons: str,
         by: Principal,
     ) -> dict[str, Any]:
-        """Record a joint-review decision against a check (and its project, if the check has one)."""
-        review_id = f"R{uuid.uuid4().hex[:20]}"
-        if decided_at is not None and decided_at.tzinfo is not None:
-            decided_at = decided_at.astimezone(UTC)  # SQLite stores no offset: keep the instant, in UTC
-        with write(self.engine) as conn:
-            project_id = conn.execute(
-                sa.select(project_checks.c.project_id).where(project_checks.c.check_id == check_id)
-            ).scalar()
-            conn.execute(
-                reviews.insert().values(
-                    review_id=review_id,
-                    check_id=check_id,
-                    project_id=project_id,
-                    decided_by=decided_by,
-                    decided_at=decided_at or now(),
-                    decision=decision,
-                    conditions=list(conditions),
-                    reasons=reasons,
-                    recorded_by=by.name,
-                    created_at=now(),
-                )
-            )
-            AuditLog.append(
-                conn,
-                by,
-                "review.record",
-                "check",
-                check_id,
-                after={"review_id": review_id, "decision": decision},
-            )
-            code = conn.execute(sa.select(projects.c.code).where(projects.c.id == project_id)).scalar()
-            EventLog.append(conn, "review.recorded", "project" if code else "check", code or check_id, {
-                "review_id": review_id, "check_id": check_id, "code": code, "decision": decision,
-                "conditions": list(conditions), "reasons": reasons, "decided_by": decided_by,
-            })
-        review = self.review(review_id)
-        assert review is not None
-        return review
+        """Record a joint-review decision against a check (:func:`approval.decisions.record`)."""
+        return decisions.record(self.engine, check_id, decided_by=decided_by, decided_at=decided_at,
+                                decision=decision, conditions=conditions, reasons=reasons, by=by)
 
     def _lock(self, conn: Connection, code: str) -> sa.RowMapping:
         # FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock
@@ -552,18 +400,10 @@ class ProjectStore:
         return None if row is None else _project(row)
 
     def review(self, review_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(reviews).where(reviews.c.review_id == review_id)).mappings().first()
-        return None if row is None else _review(row)
+        return decisions.get(self.engine, review_id)
 
     def reviews(self, *, check_id: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
-        query = sa.select(reviews).order_by(reviews.c.decided_at, reviews.c.created_at)
-        if check_id is not None:
-            query = query.where(reviews.c.check_id == check_id)
-        if code is not None:
-            query = query.join(projects, projects.c.id == reviews.c.project_id).where(projects.c.code == code)
-        with self.engine.connect() as conn:
-            return [_review(r) for r in conn.execute(query).mappings().all()]
+        return decisions.search(self.engine, check_id=check_id, code=code)
 
 
 def _project(row: sa.RowMapping) -> dict[str, Any]:
@@ -584,18 +424,4 @@ def _project(row: sa.RowMapping) -> dict[str, Any]:
         "created_by": row["created_by"],
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
-    }
-
-
-def _review(row: sa.RowMapping) -> dict[str, Any]:
-    return {
-        "review_id": row["review_id"],
-        "check_id": row["check_id"],
-        "decided_by": row["decided_by"],
-        "decided_at": _iso(row["decided_at"]),
-        "decision": row["decision"],
-        "conditions": list(row["conditions"] or []),
-        "reasons": row["reasons"],
-        "recorded_by": row["recorded_by"],
-        "recorded_at": _iso(row["created_at"]),
     }

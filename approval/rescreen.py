@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from approval.audit import Principal
 from approval.jobs import JobStore
-from approval.pool import projects
+from approval.pool_tables import projects
 from approval.store import EventLog
 
 KIND = "rescreen"

@@ -29,9 +29,10 @@ from blueprint.model import Blueprint, LayerRef
 from blueprint.precedence import Precedence
 from layers.areas import plane_zones, zone_and_ellipsoidal_areas
 from layers.catalogue import Catalogue
-from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs, web_map_offset_fit
+from layers.crs import OFFSET_DATUMS, assert_same_crs, parse_crs
 from layers.errors import CRSError, WebMapOffsetError
 from layers.model import PlanLayer
+from layers.web_offsets import web_map_offset_fit
 
 # Grid cells hold about this many features: small enough that no face (e.g. a zone with 10⁵ farmland
 # holes) dominates, large enough that per-cell Python overhead stays negligible.

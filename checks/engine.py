@@ -33,10 +33,11 @@ from checks.results import (
 from checks.rules import OUTCOMES, OUTSIDE_URBAN, URBAN_BOUNDARY, ProjectType, Rule, Rules
 from checks.submission import Submitted, lonlat_input, parcel_count, repaired, submitted
 from layers.catalogue import Catalogue
-from layers.crs import CGCS2000, OFFSET_DATUMS, crs_label, to_work_crs, undo_offset
+from layers.crs import CGCS2000, OFFSET_DATUMS, crs_label, to_work_crs
 from layers.errors import WebMapOffsetError
 from layers.geometry import polygonal_part
 from layers.model import ParcelSet, Repair
+from layers.web_offsets import undo_offset
 
 # pieces with this many vertices are prepared once, when the Screener is built: testing "piece contains
 # the parcel" on a prepared piece is cheap, while intersecting a parcel with a big piece (zones with
@@ -110,6 +111,7 @@ class Screener:
         self._sources = pieces["sources"].to_numpy()
         self._geoms = np.asarray(pieces.geometry.values, dtype=object)
         self._tree = shapely.STRtree(self._geoms)
+        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
         self._big = self._prepare_big(self._geoms)
         self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
         self._rules_by_type: dict[str, tuple[list[Rule], NDArray[np.int64]]] = {}
@@ -191,6 +193,7 @@ class Screener:
         self.__dict__.setdefault("_same_crs", {})
         self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
         self._tree = shapely.STRtree(self._geoms)
+        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
         self._big = self._prepare_big(self._geoms)
 
     @property
@@ -410,10 +413,14 @@ class Screener:
         if not clean.ids:
             raise NoParcelsError(f"{parcels.source}: no parcel has any area left after repair")
         area = shapely.area(clean.geoms).astype(np.float64)
+        if self._leaves_extent(clean.geoms, area):  # refused before the overlaps are built (a country: 220 s)
+            self._require_inside(clean.ids, area, self.covered_area(clean.geoms), parcels.source,
+                                 geoms=clean.geoms, crs_in=parcels.crs_in,
+                                 offset_undone=parcels.offset_undone)
         hits = self.overlaps(clean.geoms, urban_construction=self.derives_outside(ptype),
                              parcel_ellipsoidal=True)
         self._require_inside(clean.ids, area, hits.covered, parcels.source,  # in the working plane
-                             geoms=clean.geoms, crs_in=parcels.crs_in)
+                             geoms=clean.geoms, crs_in=parcels.crs_in, offset_undone=parcels.offset_undone)
         zones = plane_zones(clean.geoms, self.crs, parcels.declared_zone)
         if zones.foreign.any():  # parcels outside the working zone: plane areas in their own zone
             area = zone_areas(clean.geoms, self.crs, zones)
@@ -427,6 +434,21 @@ class Screener:
             result["declared"] = declared.as_dict()
         return result
 
+    def _leaves_extent(self, geoms: NDArray[np.object_], area: NDArray[np.float64]) -> bool:
+        """Whether a parcel lies beyond the tolerance outside the pieces' bounding box: then it lies at least
+        that far outside the city too (the box holds the city), whatever the overlaps would say."""
+        if len(self._geoms) == 0:
+            return False
+        beyond = self.outside_area(area, shapely.area(shapely.clip_by_rect(geoms, *self._extent)))
+        return bool(np.any((beyond > 0) & ~self.below_tolerance(beyond, beyond / area)))
+
+    def covered_area(self, geoms: NDArray[np.object_]) -> NDArray[np.float64]:
+        """Per parcel, the area the pieces cover (:meth:`overlaps`' ``covered``) without building the hits:
+        all that telling whether parcels leave the city needs."""
+        pair_parcel, pair_piece = self._pairs(geoms)
+        areas = shapely.area(self._intersections(geoms[pair_parcel], pair_piece))
+        return np.bincount(pair_parcel, weights=areas, minlength=len(geoms)).astype(np.float64)
+
     def _is_work_crs(self, crs: CRS) -> bool:
         """Whether ``crs`` is this Screener's CRS (asked once per CRS object: pyproj's equals is slow)."""
         known = self._same_crs.get(id(crs))
@@ -437,14 +459,17 @@ class Screener:
 
     def _require_inside(self, ids: list[str], area: NDArray[np.float64],
                         covered: NDArray[np.float64], source: str, *,
-                        geoms: NDArray[np.object_] | None = None, crs_in: str = "") -> None:
+                        geoms: NDArray[np.object_] | None = None, crs_in: str = "",
+                        offset_undone: str | None = None) -> None:
         outside = self.outside_area(area, covered)
         bad = np.flatnonzero((outside > 0) & ~self.below_tolerance(outside, outside / area))
         if len(bad):
             i = bad[0]
             pid = ids[i]
             more = f" (and {len(bad) - 1} more parcel(s))" if len(bad) > 1 else ""
-            if geoms is not None and lonlat_input(crs_in):
+            # declared GCJ-02 / BD-09 was undone on reading already: undoing an offset again would screen
+            # them twice more (22 s of a 40 s check of a district) to suggest what was declared
+            if geoms is not None and lonlat_input(crs_in) and offset_undone is None:
                 self._refuse_web_map_offset(geoms[bad], outside[bad], [ids[b] for b in bad], source)
             raise ParcelOutsideCityError(
                 f"{source}: parcel {pid} lies {outside[i]:.2f} m² ({outside[i] / area[i]:.2%}) outside the "
@@ -457,8 +482,7 @@ class Screener:
         for offset in OFFSET_DATUMS:
             lonlat = reproject(geoms, self.crs, CGCS2000)
             moved = reproject(undo_offset(lonlat, offset), CGCS2000, self.crs)
-            hits = self.overlaps(moved, urban_construction=False)
-            left = self.outside_area(shapely.area(moved), hits.covered)
+            left = self.outside_area(shapely.area(moved), self.covered_area(moved))
             if np.all(left <= 0.1 * outside):
                 raise WebMapOffsetError(
                     f"{source}: parcel {ids[0]} lies {outside[0]:.2f} m² outside the city extent of "

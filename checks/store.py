@@ -94,10 +94,16 @@ class CheckStore:
                                .where(CHECKS.c.check_id == check_id)).mappings().first()
         if row is None:
             raise CheckNotFoundError(f"no check with id {check_id!r}")
-        out = dict(row)
-        created = as_utc(out["created_at"])
-        out["created_at"] = created.isoformat() if created else None
-        return out
+        return _meta(row)
+
+    def get_with_meta(self, check_id: str) -> tuple[str, dict[str, Any]]:
+        """:meth:`get` and :meth:`meta` in one query (a reader that needs both, e.g. the checklist)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(CHECKS.c.result_json, *(CHECKS.c[c] for c in META_COLUMNS))
+                               .where(CHECKS.c.check_id == check_id)).mappings().first()
+        if row is None:
+            raise CheckNotFoundError(f"no check with id {check_id!r}")
+        return str(row["result_json"]), _meta(row)
 
     @staticmethod
     def _earlier(conn: Connection, check_id: str, result_json: str, key: str | None) -> str | None:
@@ -113,3 +119,11 @@ class CheckStore:
         if stored != result_json:
             raise CheckIdConflictError(f"check id {check_id!r} is stored already with another result")
         return str(stored)
+
+
+def _meta(row: sa.RowMapping) -> dict[str, Any]:
+    """The metadata columns of a checks row, ``created_at`` as ISO 8601 in UTC."""
+    out = {c: row[c] for c in META_COLUMNS}
+    created = as_utc(out["created_at"])
+    out["created_at"] = created.isoformat() if created else None
+    return out

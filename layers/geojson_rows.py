@@ -13,7 +13,7 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
-from layers.crs import offset_hint, refuse_offset_hint, require_projected, resolve_crs
+from layers.crs import require_projected, resolve_crs
 from layers.errors import EmptyLayerError, FileTooLargeError
 from layers.formats import UNCLOSED_DETAIL, unclosed_note
 from layers.geometry import repair_geometries
@@ -35,6 +35,7 @@ from layers.ingest import (
     parcels_from_geojson,
 )
 from layers.model import Limits, ParcelSet, Repair
+from layers.web_offsets import offset_hint, refuse_offset_hint
 
 SCALARS = (str, int, float, bool, type(None))
 

@@ -26,19 +26,15 @@ from layers.crs import (
     OFFSET_DATUMS,
     DatumParams,
     crs_label,
-    offset_hint,
     offset_name,
-    offset_note,
     old_datum,
     old_datum_to_cgcs2000,
     parse_crs,
-    refuse_offset_hint,
     reproject_array,
     require_projected,
     resolve_crs,
     to_work_crs,
     transformer,
-    undo_offset,
     zone3_of_crs,
 )
 from layers.errors import (
@@ -55,6 +51,7 @@ from layers.errors import (
 from layers.formats import UNCLOSED_DETAIL, RawLayer, read_source, unclosed_note
 from layers.geometry import repair_frame, repair_geometries
 from layers.model import Limits, ParcelSet, PlanLayer, Repair
+from layers.web_offsets import offset_hint, offset_note, refuse_offset_hint, undo_offset
 
 # attribute names that usually carry a feature's id (compared case-insensitively, first match wins)
 # 地块编号 / DKBH: the parcel number of a detailed plan (控规地块)
@@ -80,6 +77,7 @@ class _Loaded:
     repairs: list[Repair]
     notes: list[str]
     id_column: str | None
+    offset_undone: str | None = None  # "GCJ02" / "BD09" when declared and undone on reading
 
 
 def read_layer(path: Path | str, kind: str, *, work_crs: CRS, catalogue: Catalogue, crs: CRSInput = None,
@@ -367,9 +365,11 @@ def _load(path: Path, *, work_crs: CRS, crs: CRSInput, encoding: str | None, lay
     offset = offset_name(declared)
     if offset is not None:  # GCJ-02 / BD-09: undone here, then the file is plain WGS 84
         raw, declared = _without_offset(raw, offset), None
-    return _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
-                   id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
-                   datum_params=datum_params)
+    loaded = _finish(raw, work_crs=work_crs, crs=declared, limits=limits, geometry=geometry,
+                     id_column=id_column, id_candidates=id_candidates, asserted=crs is not None,
+                     datum_params=datum_params)
+    loaded.offset_undone = offset
+    return loaded
 
 
 def _without_offset(raw: RawLayer, offset: str) -> RawLayer:
@@ -698,7 +698,8 @@ def _parcel_set(loaded: _Loaded) -> ParcelSet:
     declared = zone3_of_crs(loaded.crs_in) if loaded.raw.fmt == BUBIAO_FORMAT else None
     return ParcelSet(frame=frame, source=loaded.raw.source, crs_in=crs_label(loaded.crs_in),
                      checksum=loaded.raw.checksum, repairs=tuple(loaded.repairs),
-                     notes=(*loaded.notes, *renamed), declared_zone=declared)
+                     notes=(*loaded.notes, *renamed), declared_zone=declared,
+                     offset_undone=loaded.offset_undone)
 
 
 # ---------------------------------------------------------------- GeoJSON objects

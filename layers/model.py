@@ -80,7 +80,27 @@ class ParcelSet:
     notes: tuple[str, ...] = ()
     # the 3-degree GK zone a 部标 file declares (its plane areas are meant in it); None otherwise
     declared_zone: int | None = None
+    # the web-map datum ("GCJ02", "BD09") the reader moved the coordinates from, as declared; None otherwise
+    offset_undone: str | None = None
 
+
+
+def parcel_set_meta(parcels: ParcelSet) -> dict[str, Any]:
+    """Everything of a ParcelSet but its frame, as JSON (a queued check stores it beside its parquet)."""
+    return {"source": parcels.source, "crs_in": parcels.crs_in, "checksum": parcels.checksum,
+            "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes),
+            "declared_zone": parcels.declared_zone, "offset_undone": parcels.offset_undone}
+
+
+def parcel_set_from(frame: gpd.GeoDataFrame, meta: Mapping[str, Any]) -> ParcelSet:
+    """The ParcelSet :func:`parcel_set_meta` described (missing keys, from older jobs: the defaults)."""
+    zone = meta.get("declared_zone")
+    return ParcelSet(frame=frame, source=str(meta.get("source", "parcels")),
+                     crs_in=str(meta.get("crs_in", "")), checksum=str(meta.get("checksum", "")),
+                     repairs=tuple(Repair(**r) for r in meta.get("repairs", [])),
+                     notes=tuple(meta.get("notes", [])),
+                     declared_zone=None if zone is None else int(zone),
+                     offset_undone=meta.get("offset_undone"))
 
 # what each limit counts, for the messages
 LIMIT_UNITS = {"max_bytes": "bytes", "max_unzipped_bytes": "bytes unpacked", "max_members": "archive members",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from approval.audit import AuditLog, Principal, write
 from approval.errors import NoWarningError
-from approval.pool import projects
+from approval.pool_tables import projects
 from approval.rescreen import IN_FLIGHT, RESCREENER, kinds_changed, version_number
 from approval.store import EventLog
 

@@ -51,7 +51,7 @@ from layers.catalogue import Catalogue, load_catalogue
 from layers.crs import parse_crs, to_output
 from layers.errors import OneBlueprintError
 from layers.geojson_rows import ParcelRows
-from layers.model import Limits, ParcelSet, Repair
+from layers.model import Limits, ParcelSet, parcel_set_from, parcel_set_meta
 from layers.stream import open_layer
 from runtime import rescreen, upload_jobs
 from runtime.caches import CheckOutcome, LayerCache, PublishedCache
@@ -441,9 +441,7 @@ class Services:
             input_hash=input_hash,
             idempotency_key=idempotency_key,
             payload={"project_type": project_type, "version": version, "by": [by.name, by.role],
-                     "declared": plan,
-                     "source": parcels.source, "crs_in": parcels.crs_in, "checksum": parcels.checksum,
-                     "repairs": [r.as_dict() for r in parcels.repairs], "notes": list(parcels.notes)},
+                     "declared": plan, **parcel_set_meta(parcels)},
             write_input=lambda folder: parcels.frame.to_parquet(folder / "parcels.parquet"),
         )
         if not new and job.get("input_hash", input_hash) != input_hash:
@@ -454,12 +452,7 @@ class Services:
         """A queued check: the parcels stored with the job, screened under a check id the job fixes."""
         payload = job["payload"]
         frame = gpd.read_parquet(folder / "parcels.parquet")
-        parcels = ParcelSet(
-            frame=frame, source=str(payload.get("source", "parcels")), crs_in=str(payload.get("crs_in", "")),
-            checksum=str(payload.get("checksum", "")),
-            repairs=tuple(Repair(**r) for r in payload.get("repairs", [])),
-            notes=tuple(payload.get("notes", [])),
-        )
+        parcels = parcel_set_from(frame, payload)
         name, role = payload.get("by") or ["system", "admin"]
         progress(0.05)
         outcome = self.screen(parcels, str(payload["project_type"]), payload.get("version"),

@@ -28,6 +28,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Poll ``base``/health until it answers 200 (True) or ``proc`` exits or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(app: Any, *, startup_seconds: float = 60.0) -> Iterator[str]:
     """Serve ``app`` (lifespan included) on a free loopback port; yields the base URL, stops on exit."""
@@ -86,17 +100,9 @@ class ServerProcess:
             # sys.path would shadow the approval package with tests/approval
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
             stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.monotonic() + startup_seconds
-        while True:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"the server did not start: {self.stderr()}")
-            time.sleep(0.1)
+        if not wait_healthy(self.base, self.proc, startup_seconds):
+            self.kill()
+            raise AssertionError(f"the server did not start: {self.stderr()}")
 
     def stderr(self) -> str:
         self.log.seek(0)

@@ -17,7 +17,9 @@ import geopandas as gpd
 import pandas as pd
 from pyproj import CRS
 
-from viewer.tiles import CONFLICTS, LONLAT, WEB_MERCATOR, LayerIndex, TileService, _transformer, tile_of
+from viewer.layer_index import CONFLICTS, LayerIndex
+from viewer.tilegrid import LONLAT, WEB_MERCATOR, tile_of, transformer
+from viewer.tiles import TileService
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def _bounds_4326(service: TileService, version: str) -> tuple[float, float, floa
     pieces = service._frame(version, "pieces", None)
     if len(pieces) == 0:
         return (0.0, 0.0, 0.0, 0.0)
-    to_84 = _transformer(CRS.from_user_input(pieces.crs), LONLAT)
+    to_84 = transformer(CRS.from_user_input(pieces.crs), LONLAT)
     w, s, e, n = to_84.transform_bounds(*pieces.total_bounds)
     return float(w), float(s), float(e), float(n)
 

@@ -13,9 +13,10 @@ from pyproj import CRS
 
 from layers.catalogue import Catalogue
 from layers.crs import OUTPUT_CRS
+from viewer.layer_index import UNPLANNED, dissolve, layer_members
+from viewer.lru import LRU
 from viewer.page import render_template, script_json
 from viewer.source import ViewerSource
-from viewer.tiles import LRU, UNPLANNED, dissolve, layer_members
 
 DISPLAY_TOLERANCE_M = 1.0  # the compare map simplifies to a metre: enough to see, light to send
 OUTLINE_TOLERANCE_M = 10.0  # the city outline is context only

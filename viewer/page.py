@@ -17,7 +17,7 @@ from pyproj import CRS
 from layers.catalogue import Catalogue
 from layers.crs import crs_label
 from layers.land_use import load_land_use_codes
-from viewer.tiles import CONFLICTS, UNPLANNED
+from viewer.layer_index import CONFLICTS, UNPLANNED
 
 STATIC_URL = "/viewer/static"
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -32,9 +32,9 @@ from viewer.labels import (
     label,
     zh_en,
 )
+from viewer.layer_index import UNPLANNED
 from viewer.page import GROUP_ORDER, render_template
 from viewer.source import ViewerSource
-from viewer.tiles import UNPLANNED
 
 # Debian's chromium drives the PDF print; override with BLUEPRINT_CHROMIUM where it lives elsewhere
 CHROMIUM = os.environ.get("BLUEPRINT_CHROMIUM", "/usr/bin/chromium")

@@ -18,10 +18,12 @@ from viewer import report as report_mod
 from viewer.archive import Archives
 from viewer.basemap import Basemap, basemap_config
 from viewer.boundary import boundary_labels
+from viewer.lru import LRU
 from viewer.page import PageOptions, build_page, parcels_config, render_template
 from viewer.report import ReportInfo
 from viewer.source import ViewerSource
-from viewer.tiles import IDENTIFY_MAX_RADIUS_M, LRU, TileService, valid_tile
+from viewer.tilegrid import valid_tile
+from viewer.tiles import IDENTIFY_MAX_RADIUS_M, TileService
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "blueprint_key"

@@ -15,7 +15,7 @@ from api.errors import InvalidParameterError
 from api.ogc import crs as ogc_crs
 from api.ogc.collections import ID_COLUMN, Collection
 from api.ogc.sql_filter import DEFERRED, Bbox, Prop, Source, to_sql
-from approval.pool import project_parcels, projects
+from approval.pool_tables import project_parcels, projects
 from blueprint.store import CONFLICT_COLUMNS, CONFLICTS, FLOAT_COLUMNS, PIECE_COLUMNS, PIECES
 from layers.store import FEATURES, bbox_filter, from_wkb, geom_as_wkb, read_snapshot
 from runtime.geojson import _plain

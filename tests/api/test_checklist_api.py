@@ -146,6 +146,30 @@ def test_screened_project_uses_its_stored_check(planned: Api) -> None:
     assert sheet["summary"]["conditions_breached"] == 1
 
 
+def test_stored_check_and_its_time_are_read_in_one_query(planned: Api) -> None:
+    """The checklist of a screened project reads its check's result and when it ran in one SELECT."""
+    import re
+
+    import sqlalchemy as sa
+
+    code = _project(planned)
+    planned.post("planner", f"/api/v1/projects/{code}/checks", json={"declared": {"land_use": "1001"}})
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if re.search(r"\bFROM checks\b", statement):
+            reads.append(statement)
+
+    engine = planned.services.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        sheet = planned.get("planner", f"/api/v1/projects/{code}/checklist").json()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert sheet["stored"] is True and sheet["checked_at"]
+    assert len(reads) == 1, reads
+
+
 def test_word_and_pdf(planned: Api) -> None:
     code = _project(planned)
     r = planned.get("reviewer", f"/api/v1/projects/{code}/checklist.docx")

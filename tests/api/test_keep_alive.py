@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 
 from cli import serve_cmd
 from runtime.settings import Settings
-from tests.serving import ROOT, free_port
+from tests.serving import ROOT, free_port, wait_healthy
 
 REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -65,15 +64,7 @@ def test_an_idle_connection_outlives_uvicorns_default_five_seconds(tmp_path: Pat
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "blueprint serve did not start"
-            time.sleep(0.2)
+        assert wait_healthy(f"http://127.0.0.1:{port}", proc, 90), "blueprint serve did not start"
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(REQUEST)
             assert read_response(sock).startswith(b"HTTP/1.1 200")

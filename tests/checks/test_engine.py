@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import geopandas as gpd
@@ -383,3 +384,20 @@ def test_group_and_finer_type_give_the_same_outcomes_where_the_rules_agree(scree
     assert [(h["kind"], h["rule"]) for h in finer["parcels"][0]["conflicts"]] == \
         [(h["kind"], h["rule"]) for h in group["parcels"][0]["conflicts"]]
     assert finer["check_id"] != group["check_id"]  # the declared type is part of the submission
+
+
+def test_a_parcel_beyond_the_city_box_is_refused_before_the_overlaps_are_built(screener, monkeypatch) -> None:
+    """Half of this parcel lies beyond the pieces' bounding box: refused with the exact outside area, without
+    building the hits (a whole country sent as a parcel took 220 s to be refused on the demo city). Parcels
+    said to be longitude/latitude are tested for a web map's offset the same cheap way."""
+    built: list[int] = []
+    overlaps = screener.overlaps
+    monkeypatch.setattr(screener, "overlaps", lambda *a, **k: built.append(1) or overlaps(*a, **k))
+    with pytest.raises(ParcelOutsideCityError, match=r"parcel A lies 20000\.00 m² \(50\.00%\) outside"):
+        screener.screen(parcels(rect(300, 0, 500, 200), ids=["A"]), "industrial")
+    lonlat = dataclasses.replace(parcels(rect(300, 0, 500, 200), ids=["A"]), crs_in="EPSG:4326")
+    with pytest.raises(ParcelOutsideCityError, match=r"parcel A lies 20000\.00 m² \(50\.00%\) outside"):
+        screener.screen(lonlat, "industrial")
+    assert built == []
+    screener.screen(parcels(rect(300, 0, 350, 50), ids=["B"]), "industrial")  # inside: screened as always
+    assert built == [1]

@@ -16,9 +16,11 @@ from shapely.geometry import box, mapping, shape
 from typer.testing import CliRunner
 
 from checks.engine import Screener
-from layers.crs import parse_crs, undo_offset
+from checks.errors import ParcelOutsideCityError
+from layers.crs import parse_crs
 from layers.errors import WebMapOffsetError
 from layers.ingest import parcels_from_geojson, read_layer, read_parcels
+from layers.web_offsets import undo_offset
 from tests.checks.conftest import make_blueprint
 
 GCJ_FILE = Path(__file__).resolve().parents[1] / "data" / "layers" / "yian_gcj02.geojson"
@@ -176,3 +178,29 @@ def test_blueprint_build_refuses_a_gcj02_layer_read_as_wgs84(tongling_wgs84, tmp
         build(as_wgs84)
     declared = read_layer(unmarked, "urban_boundary", work_crs=work_crs, catalogue=catalogue, crs="GCJ02")
     assert build(declared).summary()["piece_count"] > 0
+
+
+def test_parcels_declared_gcj02_that_leave_the_city_are_not_taken_for_gcj02_again(rules, catalogue, work_crs,
+                                                                                   tmp_path, monkeypatch):
+    """The reader undid the declared GCJ-02 already: parcels still outside the city are outside. Undoing
+    the offset a second time told the planner to declare GCJ-02 (as they had) and screened the parcels
+    twice more (22 of the 40 s a district outline took)."""
+    def gcj(geom):
+        return shapely.transform(geom, lambda xy: np.array(
+            [eviltransform.wgs2gcj(lat, lon)[::-1] for lon, lat in xy]))
+
+    inside = box(117.81, 30.93, 117.815, 30.935)  # WGS 84, Tongling
+    city = gpd.GeoSeries([inside], crs=4326).to_crs(work_crs).buffer(50).iloc[0]
+    screener = Screener(make_blueprint([("P1", ["urban_space"], city)]), rules, catalogue)
+    path = tmp_path / "twice.geojson"  # one GCJ-02 shift too many: ≈ 500 m off the city once undone
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"parcel_id": "A1"}, "geometry": mapping(gcj(gcj(inside)))}]}),
+        encoding="utf-8")
+    declared = read_parcels(path, work_crs=work_crs, crs="GCJ02")
+    passes = []
+    overlaps = screener.overlaps
+    monkeypatch.setattr(screener, "overlaps", lambda *a, **k: passes.append(1) or overlaps(*a, **k))
+    with pytest.raises(ParcelOutsideCityError, match="parcel A1 lies"):
+        screener.screen(declared, "public_facility")
+    assert len(passes) <= 1  # none at all here: the parcel also leaves the pieces' bounding box
+    assert declared.offset_undone == "GCJ02"

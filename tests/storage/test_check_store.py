@@ -34,6 +34,26 @@ def test_result_is_returned_verbatim(engine: sa.Engine) -> None:
     assert meta["blueprint_version"] == "v1" and meta["created_at"].endswith("+00:00")
 
 
+def test_get_with_meta_is_get_and_meta_in_one_query(engine: sa.Engine) -> None:
+    store = CheckStore(engine)
+    _save(store, "chk-1")
+    selects: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        text, meta = store.get_with_meta("chk-1")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert (text, meta) == (store.get("chk-1"), store.meta("chk-1"))
+    assert len(selects) == 1, selects
+    with pytest.raises(CheckNotFoundError):
+        store.get_with_meta("nope")
+
+
 def test_missing_check(engine: sa.Engine) -> None:
     with pytest.raises(CheckNotFoundError) as err:
         CheckStore(engine).get("nope")

@@ -30,7 +30,7 @@ FORBIDDEN: dict[str, set[str]] = {
 STORAGE = {
     "layers/store.py", "blueprint/store.py", "checks/store.py",
     "approval/store.py", "approval/audit.py", "approval/pool.py", "approval/jobs.py", "approval/outbox.py",
-    "approval/parcel_history.py", "approval/rescreen.py",
+    "approval/parcel_history.py", "approval/rescreen.py", "approval/pool_tables.py", "approval/decisions.py",
 }
 CORE = ("layers", "blueprint", "checks", "approval")
 

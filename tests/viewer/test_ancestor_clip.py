@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from viewer import tiles
-from viewer.tiles import LayerIndex, tile_bounds
+from viewer import layer_index
+from viewer.layer_index import LayerIndex
+from viewer.tilegrid import tile_bounds
 
 
 def _city() -> np.ndarray:
@@ -23,12 +24,12 @@ def _city() -> np.ndarray:
 
 def _direct(index: LayerIndex, z: int, x: int, y: int) -> list[tuple[shapely.Geometry, dict]]:
     """The tile as clipped from the whole layer (the path below ANCESTOR_ZOOM)."""
-    saved = tiles.ANCESTOR_ZOOM
-    tiles.ANCESTOR_ZOOM = 99
+    saved = layer_index.ANCESTOR_ZOOM
+    layer_index.ANCESTOR_ZOOM = 99
     try:
         return index.tile(z, x, y)
     finally:
-        tiles.ANCESTOR_ZOOM = saved
+        layer_index.ANCESTOR_ZOOM = saved
 
 
 def _same(a: list, b: list) -> None:

@@ -9,7 +9,8 @@ from tests.viewer.conftest import MemorySource, to_4326
 from tests.viewer.test_labels import GROUPS, TinyConflict
 from tests.viewer.test_mvt import decode
 from viewer.archive import archive_path, build_version_tiles, load_parts, parts_path
-from viewer.tiles import FULL_ATTRIBUTES_ZOOM, TileService, tile_of
+from viewer.tilegrid import tile_of
+from viewer.tiles import FULL_ATTRIBUTES_ZOOM, TileService
 
 
 def test_saved_parts_give_the_same_street_tiles_without_reading_the_pieces(tmp_path: Path) -> None:

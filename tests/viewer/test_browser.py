@@ -167,6 +167,21 @@ def test_page_opens_on_the_city_with_the_three_zones_three_lines_drawn(page: Any
     assert_local(page.requested, base_url)
 
 
+@pytest.mark.parametrize("width", [1366, 1920])
+def test_the_layer_list_leaves_the_top_bar_uncovered(chromium: Any, base_url: str, width: int) -> None:
+    """At 1366 × 768 (a common laptop) the open layer list covered the bar's 版本对比 link."""
+    context = chromium.new_context(viewport={"width": width, "height": 768})
+    page = context.new_page()
+    sign_in(page, base_url)
+    page.goto(f"{base_url}/viewer")
+    page.wait_for_function("window.OneBlueprint && OneBlueprint.state === 'ready'")
+    bar = page.locator("#ob-bar").bounding_box()
+    layers = page.locator(".leaflet-control-layers").bounding_box()
+    assert bar and layers and bar["x"] + bar["width"] <= layers["x"], (bar, layers)
+    assert page.get_by_role("link", name="版本对比 Compare").is_visible()
+    context.close()
+
+
 def test_clicking_the_map_tells_what_the_blueprint_says_there(page: Any, base_url: str) -> None:
     page.wait_for_function("(OneBlueprint.drawn.ecological_redline || 0) > 0", timeout=20_000)
     # a point in the red-line strip (x = X0 - 700 m), found through the map's own projection

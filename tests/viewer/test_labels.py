@@ -12,7 +12,9 @@ from shapely.geometry import shape
 from tests.viewer.conftest import WORK, MemorySource, b, conflicts_frame, make_app, signed_in, to_4326
 from tests.viewer.test_mvt import decode
 from viewer.boundary import boundary_labels
-from viewer.tiles import MARKER_PX, TileService, pixel_size, tile_of
+from viewer.layer_index import MARKER_PX
+from viewer.tilegrid import pixel_size, tile_of
+from viewer.tiles import TileService
 
 GROUPS = {"permanent_farmland": "line", "urban_boundary": "line", "city_boundary": "boundary"}
 

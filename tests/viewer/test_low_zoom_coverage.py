@@ -18,7 +18,8 @@ from tests.viewer.conftest import b
 from tests.viewer.test_mvt import decode
 from viewer.archive import city_tiles
 from viewer.coverage import merge_small
-from viewer.tiles import LONLAT, WEB_MERCATOR, TileService, _transform, tile_bounds
+from viewer.tilegrid import LONLAT, WEB_MERCATOR, reproject, tile_bounds
+from viewer.tiles import TileService
 
 ZONES = ("urban_space", "agricultural_space", "ecological_space")
 
@@ -57,8 +58,8 @@ def drawn(service: TileService, bounds_4326: tuple[float, float, float, float],
 def city_in_3857(blueprint: Any) -> tuple[shapely.Geometry, tuple[float, float, float, float]]:
     pieces = blueprint.pieces
     outline = shapely.coverage_union_all(pieces.geometry.to_numpy())
-    (city,) = _transform(np.array([outline], dtype=object), pieces.crs, WEB_MERCATOR)
-    (ll,) = _transform(np.array([outline], dtype=object), pieces.crs, LONLAT)
+    (city,) = reproject(np.array([outline], dtype=object), pieces.crs, WEB_MERCATOR)
+    (ll,) = reproject(np.array([outline], dtype=object), pieces.crs, LONLAT)
     return city, ll.bounds
 
 

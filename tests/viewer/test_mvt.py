@@ -16,7 +16,8 @@ from shapely.geometry import Polygon, box, shape
 from tests.viewer.conftest import PARCEL, WORK, MemorySource, make_app, signed_in, to_4326
 from viewer.archive import TileArchive, archive_path, build_version_tiles, city_tiles
 from viewer.mvt import EXTENT, encode_tile, varints
-from viewer.tiles import TileService, tile_bounds, tile_of
+from viewer.tilegrid import tile_bounds, tile_of
+from viewer.tiles import TileService
 
 mvt = pytest.importorskip("mapbox_vector_tile")  # the independent decoder (dev dependency)
 

@@ -14,16 +14,9 @@ from shapely.geometry import Polygon, shape
 
 from tests.geoms import X0, Y0
 from tests.viewer.conftest import WORK, MemorySource, b, pieces_frame
-from viewer.tiles import (
-    MARGIN_PX,
-    TileService,
-    build_index,
-    pixel_size,
-    tile_bounds,
-    tile_geojson,
-    tile_of,
-    valid_tile,
-)
+from viewer.layer_index import MARGIN_PX, build_index
+from viewer.tilegrid import pixel_size, tile_bounds, tile_of, valid_tile
+from viewer.tiles import TileService, tile_geojson
 
 GROUPS = {"ecological_redline": "line", "permanent_farmland": "line", "urban_boundary": "line",
           "urban_space": "zone", "agricultural_space": "zone", "ecological_space": "zone",
@@ -235,7 +228,7 @@ def test_sub_pixel_parts_are_dropped_at_low_zoom_only() -> None:
 
 def test_dissolve_splits_parts_that_meet_at_a_corner() -> None:
     """Two farmland squares touching at one vertex: two valid parts, total area kept."""
-    from viewer.tiles import dissolve
+    from viewer.layer_index import dissolve
 
     parts = dissolve(np.array([b(0, 0, 10, 10), b(10, 10, 20, 20)], dtype=object))
     assert shapely.is_valid(parts).all()
@@ -257,7 +250,7 @@ def test_concurrent_first_requests_build_an_index_once() -> None:
 
 def test_identify_does_not_rebuild_the_transformer_per_click(monkeypatch: pytest.MonkeyPatch) -> None:
     """Building a lon/lat → GK transformer costs ~0.1 s; a click on the map must not pay it every time."""
-    import viewer.tiles as tiles_mod
+    import viewer.tilegrid as tilegrid
 
     built: list[tuple[object, object]] = []
     real = Transformer.from_crs
@@ -266,7 +259,7 @@ def test_identify_does_not_rebuild_the_transformer_per_click(monkeypatch: pytest
         built.append((src, dst))
         return real(src, dst, **kw)
 
-    monkeypatch.setattr(tiles_mod.Transformer, "from_crs", staticmethod(counting))
+    monkeypatch.setattr(tilegrid.Transformer, "from_crs", staticmethod(counting))
     service = TileService(MemorySource(), GROUPS)
     lon, lat = TO_4326.transform(X0 + 10, Y0 + 10)
     answers = [service.identify("v1", lon, lat) for _ in range(5)]

@@ -318,6 +318,32 @@ def test_a_drawn_self_crossing_polygon_is_repaired_and_said_so(chromium: Any, se
     page.context.close()
 
 
+def test_a_drawn_parcel_screened_then_saved_goes_into_the_pool(chromium: Any, service: str) -> None:
+    """Draw, screen, then 保存并检测: the drawn parcel is still the submission (the result used to clear
+    the drawing, and saving said 尚未绘制地块)."""
+    page = workbench(chromium, service, size=(1920, 1080))
+    page.get_by_role("button", name="绘制地块").click()
+    click_map(page, [(1100, 450), (1250, 450), (1250, 600), (1100, 600), (1100, 450)])
+    wait_state(page, "drawn", timeout=10_000)
+    page.get_by_role("button", name="开始检测").click()
+    wait_state(page, "result", timeout=60_000)
+    code = "2026-340705-47-01-000456"
+    page.get_by_label("项目代码").fill(code)
+    page.get_by_label("项目名称").fill("铜陵绘制地块项目")
+    page.get_by_label("建设单位").fill("铜陵市建设投资集团")
+    page.get_by_label("行政区 District").fill("铜官区")
+    page.get_by_role("button", name="保存并检测").click()
+    page.wait_for_function("document.body && ['saved', 'save-error']"
+                           ".includes(document.body.getAttribute('data-wb-state'))", timeout=60_000)
+    save = page.get_by_role("region", name="保存到项目库").inner_text()
+    assert page.evaluate("document.body.getAttribute('data-wb-state')") == "saved", save
+    assert "已保存到项目库" in save
+    project = httpx.get(f"{service}/api/v1/projects/{code}", headers={"X-API-Key": PLANNER}).json()
+    assert project["parcel_count"] == 1 and len(project["checks"]) == 1
+    assert page.errors == []
+    page.context.close()
+
+
 def test_a_large_submission_runs_as_a_job_with_a_progress_bar(
         chromium: Any, service: str, tmp_path: Path) -> None:
     page = workbench(chromium, service)

@@ -402,10 +402,24 @@
       byKey[spec.key] = toggle;
       if (spec.on) toggle.addTo(map);
     });
-    L.control.layers({}, overlays, { collapsed: cfg.mode === "workbench", position: "topright" }).addTo(map);
+    var control = L.control.layers({}, overlays, { collapsed: cfg.mode === "workbench", position: "topright" }).addTo(map);
+    if (cfg.mode !== "workbench") {
+      fitBar(control);
+      window.addEventListener("resize", function () { fitBar(control); });
+    }
     OB.layers = byKey;
     OB.tiles = grid;
     return byKey;
+  }
+
+  /* the top bar wraps before it reaches the open layer list (whose width depends on the catalogue's labels):
+   * at 1366 px the list covered the bar's last link */
+  function fitBar(control) {
+    var bar = document.getElementById("ob-bar");
+    if (!bar) return;
+    bar.style.maxWidth = "";
+    var room = control.getContainer().getBoundingClientRect().left - bar.getBoundingClientRect().left - 10;
+    if (room > 200) bar.style.maxWidth = room + "px";
   }
 
   /* ---- names without a basemap: the boundary layer's areas (districts, the city), labelled ---- */

@@ -380,7 +380,8 @@
         .bindTooltip(U.esc(hit.name_zh || hit.kind) + " " + U.num(hit.overlap_area_m2, 2) + " m²").addTo(OB.highlight) : null;
     });
     outline.addTo(OB.highlight);
-    WB.drawnLayer.clearLayers();
+    // drawn parcels stay (they are still the submission 保存并检测 sends); an earlier drawing goes
+    if (!WB.input || WB.input.kind !== "drawn") WB.drawnLayer.clearLayers();
     var bounds = outline.getBounds();
     if (bounds.isValid()) OB.map.fitBounds(bounds, { paddingTopLeft: [450, 40], paddingBottomRight: [40, 40], maxZoom: 17 });
   }
@@ -483,7 +484,7 @@
       return;
     }
     var sub = submission();
-    if (sub.error) { saveMessage(errorHtml(sub.error), false); return; }
+    if (sub.error) { saveMessage(errorHtml(sub.error), false); setState("save-error"); return; }
     setState("saving");
     var base = cfg.api + "/projects/" + encodeURIComponent(code);
     var existed = false;

@@ -28,7 +28,7 @@ from pyproj import Transformer
 
 from tests.geoms import X0, Y0
 from viewer.archive import city_tiles
-from viewer.tiles import tile_bounds
+from viewer.tilegrid import tile_bounds
 
 HERE = Path(__file__).resolve().parent
 ZOOMS = range(12, 17)
