@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from pyproj import CRS
 
 from checks.areas import CGCS2000_A, CGCS2000_INVF, ellipsoidal_areas
-from checks.batch_sources import FeatureSets, load_or_build
+from checks.batch_sources import FeatureSets, load_or_build, sorted_unique
 from checks.engine import NOISE_M2, Screener
 from layers.crs import CGCS2000, transformer
 
@@ -216,8 +216,12 @@ def _ring_areas(r: _Rings, ox: NDArray[np.float64], oy: NDArray[np.float64], n: 
 
 # --- per-pair areas ------------------------------------------------------------------------------
 
-def _convex_hulls(geoms: NDArray[np.object_]) -> tuple[NDArray[np.bool_], list[NDArray[np.float64]]]:
-    """Which parcels are convex polygons (clip directly) and their CCW hull rings."""
+# hull rings: closed CCW rings' (x, y) rows; parcel p's are rows start[p]:start[p + 1] (none if not convex)
+HullRings = tuple[NDArray[np.float64], NDArray[np.int64]]
+
+
+def _convex_hulls(geoms: NDArray[np.object_]) -> tuple[NDArray[np.bool_], HullRings]:
+    """Which parcels are convex polygons (clip directly) and their CCW hull rings (none for the others)."""
     hulls = shapely.orient_polygons(shapely.convex_hull(geoms), exterior_cw=False)
     types = shapely.get_type_id(geoms)
     area = shapely.area(geoms)
@@ -226,13 +230,10 @@ def _convex_hulls(geoms: NDArray[np.object_]) -> tuple[NDArray[np.bool_], list[N
           & (shapely.area(hulls) <= area * (1 + CONVEX_RTOL)))
     n_edges = np.where(ok, shapely.get_num_coordinates(hulls) - 1, 0)
     ok &= n_edges <= MAX_CLIP_EDGES
-    rings: list[NDArray[np.float64]] = [np.zeros((0, 2))] * len(geoms)
-    if ok.any():
-        coords, owner = shapely.get_coordinates(shapely.get_exterior_ring(hulls[ok]), return_index=True)
-        cut = np.searchsorted(owner, np.arange(int(ok.sum()) + 1))
-        for i, g in enumerate(np.flatnonzero(ok)):
-            rings[g] = coords[cut[i]:cut[i + 1]]
-    return ok, rings
+    coords, owner = shapely.get_coordinates(shapely.get_exterior_ring(hulls[ok]), return_index=True)
+    counts = np.zeros(len(geoms), dtype=np.int64)
+    counts[ok] = np.bincount(owner, minlength=int(ok.sum()))
+    return ok, (coords, np.r_[0, np.cumsum(counts)].astype(np.int64))
 
 
 def pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.object_],
@@ -264,8 +265,28 @@ def pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.object_]
     return area, ell
 
 
+def _local_hulls(geoms: NDArray[np.object_], hull_rings: HullRings, pair_parcel: NDArray[np.int64]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float64],
+                            NDArray[np.float64]]:
+    """Per parcel: hull rings padded to the longest one (the last vertex repeated), relative to each
+    parcel's first hull vertex; edges per hull; that origin (rows of parcels without pairs unset)."""
+    coords, start = hull_rings
+    used = pair_parcel[np.r_[True, pair_parcel[1:] != pair_parcel[:-1]]]  # pairs come sorted by parcel
+    m = start[used + 1] - start[used]
+    k = int(m.max())
+    at = start[used][:, None] + np.minimum(np.arange(k)[None, :], m[:, None] - 1)
+    hx = np.empty((len(geoms), k))
+    hy = np.empty((len(geoms), k))
+    hn = np.zeros(len(geoms), dtype=np.int64)
+    hx[used], hy[used], hn[used] = coords[at, 0], coords[at, 1], m - 1
+    ox, oy = hx[:, 0].copy(), hy[:, 0].copy()
+    hx -= ox[:, None]
+    hy -= oy[:, None]
+    return hx, hy, hn, ox, oy
+
+
 def _convex_pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.object_],
-                       hull_rings: list[NDArray[np.float64]], pair_parcel: NDArray[np.int64],
+                       hull_rings: HullRings, pair_parcel: NDArray[np.int64],
                        pair_piece: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     npairs = len(pair_parcel)
     # the rings of each pair's piece, flattened: ring r of the batch belongs to pair ring_pair[r]
@@ -275,21 +296,7 @@ def _convex_pair_areas(screener: Screener, index: BatchIndex, geoms: NDArray[np.
     nv = index.coord_start[ring_src + 1] - index.coord_start[ring_src]
     vert_ring = np.repeat(np.arange(len(ring_src), dtype=np.int64), nv)
     vert_src = np.repeat(index.coord_start[ring_src] - np.cumsum(nv) + nv, nv) + np.arange(int(nv.sum()))
-    # per-parcel hull rings padded to the longest one; the origin is each parcel's first hull vertex
-    used = pair_parcel[np.r_[True, pair_parcel[1:] != pair_parcel[:-1]]]  # pairs come sorted by parcel
-    k = max(len(hull_rings[int(p)]) for p in used)
-    hx = np.empty((len(geoms), k))
-    hy = np.empty((len(geoms), k))
-    hn = np.zeros(len(geoms), dtype=np.int64)
-    for p in used.tolist():
-        ring = hull_rings[p]
-        m = len(ring)
-        hx[p, :m], hy[p, :m] = ring[:, 0], ring[:, 1]
-        hx[p, m:], hy[p, m:] = ring[-1, 0], ring[-1, 1]
-        hn[p] = m - 1
-    ox, oy = hx[:, 0].copy(), hy[:, 0].copy()
-    hx -= ox[:, None]
-    hy -= oy[:, None]
+    hx, hy, hn, ox, oy = _local_hulls(geoms, hull_rings, pair_parcel)
     pox, poy = ox[pair_parcel], oy[pair_parcel]
     rings = _Rings(index.xy[vert_src, 0] - pox[ring_pair[vert_ring]],
                    index.xy[vert_src, 1] - poy[ring_pair[vert_ring]], vert_ring)
@@ -365,7 +372,7 @@ def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]
                               [label.key for label in screener.kinds])
     # hits whose members all share one feature set take its text; the others union their sets
     nsets = max(len(sets.texts), 1)
-    pair = np.unique(hit_of * nsets + member_set)
+    pair = sorted_unique(hit_of * nsets + member_set)
     pair_hit, pair_set = pair // nsets, pair % nsets
     distinct = np.bincount(pair_hit, minlength=len(rows))
     first = np.searchsorted(pair_hit, np.arange(len(rows)))
@@ -375,7 +382,7 @@ def feature_ids_json(screener: Screener, hits: AreaHits, rows: NDArray[np.int64]
     out[single] = texts[pair_set[first[single]]]
     several = np.flatnonzero(distinct > 1)
     if len(several):  # the union of their sets' features, in one vectorised pass
-        pick = np.isin(pair_hit, several)
+        pick = (distinct > 1)[pair_hit]
         owner = np.searchsorted(several, pair_hit[pick])
         out[several] = sets.unions(owner, pair_set[pick], len(several))
     return out.tolist()

@@ -70,11 +70,20 @@ class FeatureSets:
         first = self.set_start[set_ids]
         at = np.repeat(first - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
         u = max(len(self.names), 1)
-        pair = np.unique(np.repeat(owner, sizes) * u + self.set_codes[at])  # sorted codes: sorted names
+        pair = sorted_unique(np.repeat(owner, sizes) * u + self.set_codes[at])  # sorted codes: sorted names
         who, code = pair // u, pair % u
         cut = np.searchsorted(who, np.arange(n + 1))
         names = self.names
         return [dumps([names[c] for c in code[a:b].tolist()]) for a, b in itertools.pairwise(cut.tolist())]
+
+
+def sorted_unique(values: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``np.unique`` of integers by sort and drop-repeats: numpy ≥ 2.3's hash-based ``np.unique`` took ≈ 100×
+    longer on the batch's few million int64 keys (3 s vs 25 ms per call measured); same values, same order."""
+    ordered = np.sort(np.asarray(values, dtype=np.int64))
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
 
 
 def fingerprint(piece_ids: NDArray[np.object_]) -> str:
@@ -104,7 +113,7 @@ def _intern(key: NDArray[np.int64], feature: NDArray[np.object_]) -> tuple[
     fcode, funiq = pd.factorize(feature, sort=True)  # sorted: code order = code-point order, as sorted()
     names = np.asarray(funiq, dtype=object).tolist()
     u = max(len(names), 1)
-    pair = np.unique(key * u + np.asarray(fcode, dtype=np.int64))
+    pair = sorted_unique(key * u + np.asarray(fcode, dtype=np.int64))
     pkey, pfeat = pair // u, pair % u
     if not len(pair):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), ["[]"], names, np.zeros(2, np.int64), np.zeros(
