@@ -76,6 +76,14 @@ class Hits:
     parcel_ellipsoidal: NDArray[np.float64] | None = None
 
 
+def pieces_extent(geoms: NDArray[np.object_]) -> tuple[float, float, float, float]:
+    """The pieces' bounding box; NaN when there are none (shapely's ``total_bounds`` raises on none)."""
+    if len(geoms) == 0:
+        return (np.nan, np.nan, np.nan, np.nan)
+    xmin, ymin, xmax, ymax = (float(v) for v in shapely.total_bounds(geoms))
+    return (xmin, ymin, xmax, ymax)
+
+
 class Screener:
     """One blueprint version held in memory for screening: built once, shared by requests.
 
@@ -111,7 +119,7 @@ class Screener:
         self._sources = pieces["sources"].to_numpy()
         self._geoms = np.asarray(pieces.geometry.values, dtype=object)
         self._tree = shapely.STRtree(self._geoms)
-        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
+        self._extent = pieces_extent(self._geoms)
         self._big = self._prepare_big(self._geoms)
         self._source_cache: dict[int, dict[str, tuple[str, ...]]] = {}
         self._rules_by_type: dict[str, tuple[list[Rule], NDArray[np.int64]]] = {}
@@ -193,7 +201,7 @@ class Screener:
         self.__dict__.setdefault("_same_crs", {})
         self._geoms = np.asarray(shapely.from_wkb(state["_geoms"]), dtype=object)
         self._tree = shapely.STRtree(self._geoms)
-        self._extent = tuple(float(v) for v in shapely.total_bounds(self._geoms))  # the pieces' bounding box
+        self._extent = pieces_extent(self._geoms)
         self._big = self._prepare_big(self._geoms)
 
     @property

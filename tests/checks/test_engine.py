@@ -401,3 +401,12 @@ def test_a_parcel_beyond_the_city_box_is_refused_before_the_overlaps_are_built(s
     assert built == []
     screener.screen(parcels(rect(300, 0, 350, 50), ids=["B"]), "industrial")  # inside: screened as always
     assert built == [1]
+
+
+def test_a_blueprint_without_pieces_refuses_a_parcel_as_outside_not_with_a_crash(rules, catalogue):
+    """A region of a bounded batch (or an empty draft) may hold no piece: the Screener still builds, and a
+    parcel is outside the city — the domain error, not shapely's reduction error on an empty array."""
+    empty = make_blueprint(pieces=[])
+    screener = Screener(empty, rules, catalogue)
+    with pytest.raises(ParcelOutsideCityError, match="parcel 1"):
+        screener.screen(parcels(rect(10, 10, 20, 20)), "industrial")
