@@ -13,6 +13,7 @@ Layout in metres from tests.geoms (X0, Y0), EPSG:4548, city = [0, 400] × [0, 20
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -102,3 +103,12 @@ def run(data_dir, monkeypatch):
     monkeypatch.delenv("BLUEPRINT_DATABASE_URL", raising=False)
     runner = CliRunner()
     return lambda *args: runner.invoke(build_app(), [str(a) for a in args])
+
+
+def done_partitions(out: Path) -> list[int]:
+    """The partitions a check-batch manifest in ``out`` marks done ([] until a manifest can be read)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [p["index"] for p in manifest["partitions"] if p["status"] == "done"]

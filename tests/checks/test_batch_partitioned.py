@@ -29,7 +29,7 @@ from cli.main import build_app
 from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import open_stores
-from tests.checks.conftest import make_blueprint, parcels, rect
+from tests.checks.conftest import done_partitions, make_blueprint, parcels, rect
 from tests.checks.test_batch import city_parcels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,25 +145,17 @@ def _env(data_dir: Path) -> dict[str, str]:
     return os.environ | {"BLUEPRINT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
 
 
-def _done(out: Path) -> list[int]:
-    try:
-        manifest = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [p["index"] for p in manifest["partitions"] if p["status"] == "done"]
-
-
 def test_a_killed_run_resumes_from_its_last_finished_partition(data_dir, single, tmp_path):
     out = tmp_path / "parts"
     args = ("--out", out, "--partition-size", 50)
     proc = subprocess.Popen(_cli(data_dir, *args, "--pause-after-partition", 30), env=_env(data_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not _done(out) and proc.poll() is None and time.monotonic() < deadline:
+    while not done_partitions(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no clean-up, as after a crash or an OOM kill
     proc.wait()
-    first = _done(out)
+    first = done_partitions(out)
     assert first == [0], proc.stderr.read().decode()[-2000:]
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert list(kept) == ["part-00000.parquet"]

@@ -31,7 +31,7 @@ from cli.main import build_app
 from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import Stores, open_stores
-from tests.checks.conftest import make_blueprint
+from tests.checks.conftest import done_partitions, make_blueprint
 from tests.checks.test_batch import city_parcels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,14 +158,6 @@ def test_cli_bounded_equals_whole_and_is_part_of_the_run_key(stored, tmp_path):
     assert one_file.exit_code == 3 and "directory" in json.loads(one_file.stdout)["error"]["detail"]
 
 
-def _done(out: Path) -> list[int]:
-    try:
-        manifest = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return [p["index"] for p in manifest["partitions"] if p["status"] == "done"]
-
-
 def test_a_killed_bounded_run_resumes(stored, tmp_path):
     data_dir = tmp_path / "data"
     source = tmp_path / "parcels.parquet"
@@ -177,11 +169,11 @@ def test_a_killed_bounded_run_resumes(stored, tmp_path):
     proc = subprocess.Popen([*cli, "--pause-after-partition", "30"], env=_env(stored, data_dir),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not _done(out) and proc.poll() is None and time.monotonic() < deadline:
+    while not done_partitions(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no clean-up, as after a crash or an OOM kill
     proc.wait()
-    assert _done(out) == [0], proc.stderr.read().decode()[-2000:]
+    assert done_partitions(out) == [0], proc.stderr.read().decode()[-2000:]
     kept = (out / "part-00000.parquet").stat().st_mtime_ns
 
     again = subprocess.run(cli, env=_env(stored, data_dir), capture_output=True, timeout=300)
