@@ -16,6 +16,7 @@ from layers.crs import (
     crs_label,
     gauss_kruger,
     pipeline_transformer,
+    reproject_array,
     zone3_crs,
     zone3_of_crs,
     zone3_of_longitude,
@@ -28,8 +29,9 @@ GEOD = Geod(a=CGCS2000_A, f=1.0 / CGCS2000_INVF)
 
 
 def reproject(geoms: NDArray[np.object_], source: CRS, target: CRS) -> NDArray[np.object_]:
-    """``geoms`` transformed from ``source`` to ``target`` (x = easting / longitude)."""
-    return reproject_with(geoms, pipeline_transformer(source, target))
+    """``geoms`` transformed from ``source`` to ``target`` (x = easting / longitude): the one array
+    reprojection, :func:`layers.crs.reproject_array`."""
+    return reproject_array(geoms, source, target)
 
 
 def reproject_with(geoms: NDArray[np.object_], tr: Transformer) -> NDArray[np.object_]:

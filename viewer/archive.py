@@ -17,8 +17,9 @@ import geopandas as gpd
 import pandas as pd
 from pyproj import CRS
 
+from layers.crs import transformer
 from viewer.layer_index import CONFLICTS, LayerIndex
-from viewer.tilegrid import LONLAT, WEB_MERCATOR, tile_of, transformer
+from viewer.tilegrid import LONLAT, WEB_MERCATOR, tile_of
 from viewer.tiles import TileService
 
 log = logging.getLogger(__name__)

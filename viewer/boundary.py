@@ -11,7 +11,8 @@ import shapely
 from pyproj import CRS
 from shapely.ops import polylabel
 
-from viewer.tilegrid import LONLAT, reproject
+from layers.crs import reproject_array
+from viewer.tilegrid import LONLAT
 
 # attribute columns that name an administrative area, most specific first (标准 XZQ layers use XZQMC)
 NAME_COLUMNS = ("XZQMC", "区县", "QXMC", "名称", "NAME", "name", "行政区", "区划名称", "district")
@@ -45,10 +46,11 @@ def boundary_labels(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     order = np.argsort(-areas, kind="stable")
     names = frame[column].astype(str).to_numpy() if column else np.array([""] * len(frame), dtype=object)
     named = [i for i in order if names[i].strip() and names[i] != "None"]
-    points = reproject(np.array([label_point(geoms[i]) for i in named], dtype=object), src, LONLAT)
+    points = reproject_array(np.array([label_point(geoms[i]) for i in named], dtype=object), src, LONLAT)
     labels = [{"name": names[i].strip(), "lon": round(float(p.x), 6), "lat": round(float(p.y), 6),
                "area_m2": round(float(areas[i]), 1)} for i, p in zip(named, points, strict=True)]
-    outlines = reproject(shapely.boundary(shapely.simplify(geoms[order], OUTLINE_TOLERANCE_M)), src, LONLAT)
+    simplified = shapely.simplify(geoms[order], OUTLINE_TOLERANCE_M)
+    outlines = reproject_array(shapely.boundary(simplified), src, LONLAT)
     features = [{"type": "Feature", "properties": {"name": names[i].strip()},
                  "geometry": json.loads(shapely.to_geojson(shapely.set_precision(g, 1e-6)))}
                 for i, g in zip(order, outlines, strict=True) if not g.is_empty]

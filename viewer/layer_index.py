@@ -15,7 +15,8 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from viewer.tilegrid import WEB_MERCATOR, pixel_size, reproject, tile_bounds
+from layers.crs import reproject_array
+from viewer.tilegrid import WEB_MERCATOR, pixel_size, tile_bounds
 
 MARGIN_PX = 4  # clip a little beyond the tile so strokes at the seam are not cut
 SIMPLIFY_PX = 0.5  # simplification tolerance: half a screen pixel is invisible
@@ -211,7 +212,7 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
         raise ValueError(f"layer {layer}: frame has no CRS")
     src = CRS.from_user_input(frame.crs)
     if layer == CONFLICTS:
-        geoms = reproject(frame.geometry.to_numpy(), src, WEB_MERCATOR)
+        geoms = reproject_array(frame.geometry.to_numpy(), src, WEB_MERCATOR)
         return LayerIndex(geoms, [conflict_props(row) for row in frame.to_dict("records")], markers=True)
     members = frame.geometry.to_numpy()[layer_members(frame, layer, group)]
     return kind_index(dissolve(members) if dissolve_kind else members, layer, src)
@@ -219,7 +220,7 @@ def build_index(frame: gpd.GeoDataFrame, layer: str, group: str | None, *,
 
 def kind_index(parts: np.ndarray, layer: str, src: CRS, *, exact: bool = False) -> LayerIndex:
     """The tile index of a kind layer from its parts in the working CRS ``src``."""
-    geoms = reproject(parts, src, WEB_MERCATOR)
+    geoms = reproject_array(parts, src, WEB_MERCATOR)
     # area in the working CRS (metres), before the reprojection to web mercator
     # whole square metres (a 3–4-byte varint in the tile, not a 9-byte double; the panel's figures come
     # from identify, to the centimetre)
@@ -248,7 +249,7 @@ def build_parcels_index(frame: gpd.GeoDataFrame) -> tuple[LayerIndex, str]:
         digest.update(blob)
     if len(frame) == 0 or frame.crs is None:
         return LayerIndex(np.empty(0, dtype=object), []), digest.hexdigest()
-    geoms = reproject(frame.geometry.to_numpy(), CRS.from_user_input(frame.crs), WEB_MERCATOR)
+    geoms = reproject_array(frame.geometry.to_numpy(), CRS.from_user_input(frame.crs), WEB_MERCATOR)
     props = [{"project_code": str(r.get("project_code", "")), "parcel_id": str(r.get("parcel_id", "")),
               "area_m2": round(float(r.get("area_m2") or 0.0), 2)} for r in frame.to_dict("records")]
     return LayerIndex(geoms, props), digest.hexdigest()

@@ -1,13 +1,10 @@
-"""viewer.tilegrid: the XYZ web-mercator tile grid (Leaflet's scheme) and the reprojections the tiles need."""
+"""viewer.tilegrid: the XYZ web-mercator tile grid (Leaflet's scheme); reprojection is layers.crs's."""
 
 from __future__ import annotations
 
-import functools
 import math
 
-import numpy as np
-import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 # Web-mercator tiling (XYZ scheme, y grows southwards), as Leaflet requests it.
 EARTH_HALF = 20037508.342789244  # half the EPSG:3857 world width in metres
@@ -42,19 +39,6 @@ def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
 def valid_tile(z: int, x: int, y: int) -> bool:
     """Whether z/x/y names a tile of the XYZ pyramid (up to :data:`MAX_ZOOM`)."""
     return 0 <= z <= MAX_ZOOM and 0 <= x < (1 << z) and 0 <= y < (1 << z)
-
-
-@functools.lru_cache(maxsize=16)
-def transformer(src: CRS, dst: CRS) -> Transformer:
-    """A cached transformer (building one between GK and lon/lat costs ~0.1 s; pyproj ≥ 3.1 shares them
-    safely between threads)."""
-    return Transformer.from_crs(src, dst, always_xy=True)
-
-
-def reproject(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
-    """Reproject a shapely array (vectorised, always lon/lat or easting/northing order)."""
-    tr = transformer(src, dst)
-    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
 def ground_pixel(z: int, lat: float) -> float:

@@ -13,6 +13,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
+from layers.crs import pipeline_transformer, reproject_array
 from viewer.coverage import LOW_ZOOM_MAX, atoms, low_zoom_layers, low_zoom_top
 from viewer.layer_index import (
     CONFLICTS,
@@ -33,9 +34,7 @@ from viewer.tilegrid import (
     LONLAT,
     WEB_MERCATOR,
     ground_pixel,
-    reproject,
     tile_bounds,
-    transformer,
     valid_tile,
 )
 
@@ -53,7 +52,7 @@ def tile_geojson(features: list[tuple[shapely.Geometry, dict[str, Any]]]) -> byt
     """A GeoJSON FeatureCollection (EPSG:4326, 7 decimals ≈ 1 cm) from EPSG:3857 features."""
     if not features:
         return b'{"type":"FeatureCollection","features":[]}'
-    geoms = reproject(np.array([g for g, _ in features], dtype=object), WEB_MERCATOR, LONLAT)
+    geoms = reproject_array(np.array([g for g, _ in features], dtype=object), WEB_MERCATOR, LONLAT)
     geoms = shapely.set_precision(geoms, 1e-7)
     texts = shapely.to_geojson(geoms)
     body = ",".join(
@@ -161,7 +160,7 @@ class TileService:
             lat = 0.0
             if len(pieces):
                 w, s, e, n = pieces.total_bounds
-                lat = float(transformer(src, LONLAT).transform((w + e) / 2, (s + n) / 2)[1])
+                lat = float(pipeline_transformer(src, LONLAT).transform((w + e) / 2, (s + n) / 2)[1])
             return parts, part_codes, src, lat
 
         return self._indexes.get((version, "*atoms"), make, ttl)
@@ -277,7 +276,7 @@ class TileService:
         frame = self._frame(version, CONFLICTS, self._ttl(version))
         if len(frame) == 0:
             return []
-        to_work = transformer(LONLAT, CRS.from_user_input(frame.crs))
+        to_work = pipeline_transformer(LONLAT, CRS.from_user_input(frame.crs))
         point = shapely.Point(*to_work.transform(lon, lat))
         hits = frame.sindex.query(point, predicate="intersects")
         if len(hits) == 0 and radius_m > 0:
@@ -306,7 +305,7 @@ class TileService:
 
 def identify(pieces: gpd.GeoDataFrame, lon: float, lat: float) -> list[dict[str, Any]]:
     """The pieces under a lon/lat point: what the blueprint says there (kinds after precedence, sources)."""
-    to_work = transformer(LONLAT, CRS.from_user_input(pieces.crs))
+    to_work = pipeline_transformer(LONLAT, CRS.from_user_input(pieces.crs))
     point = shapely.Point(*to_work.transform(lon, lat))
     hits = pieces.sindex.query(point, predicate="intersects")
     out = []

@@ -14,11 +14,12 @@ from shapely.geometry import shape
 from bench.bench_check import direct_blueprint
 from bench.bench_tiles import BenchSource
 from layers.catalogue import load_catalogue
+from layers.crs import reproject_array
 from tests.viewer.conftest import b
 from tests.viewer.test_mvt import decode
 from viewer.archive import city_tiles
 from viewer.coverage import merge_small
-from viewer.tilegrid import LONLAT, WEB_MERCATOR, reproject, tile_bounds
+from viewer.tilegrid import LONLAT, WEB_MERCATOR, tile_bounds
 from viewer.tiles import TileService
 
 ZONES = ("urban_space", "agricultural_space", "ecological_space")
@@ -58,8 +59,8 @@ def drawn(service: TileService, bounds_4326: tuple[float, float, float, float],
 def city_in_3857(blueprint: Any) -> tuple[shapely.Geometry, tuple[float, float, float, float]]:
     pieces = blueprint.pieces
     outline = shapely.coverage_union_all(pieces.geometry.to_numpy())
-    (city,) = reproject(np.array([outline], dtype=object), pieces.crs, WEB_MERCATOR)
-    (ll,) = reproject(np.array([outline], dtype=object), pieces.crs, LONLAT)
+    (city,) = reproject_array(np.array([outline], dtype=object), pieces.crs, WEB_MERCATOR)
+    (ll,) = reproject_array(np.array([outline], dtype=object), pieces.crs, LONLAT)
     return city, ll.bounds
 
 

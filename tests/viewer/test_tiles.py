@@ -250,8 +250,6 @@ def test_concurrent_first_requests_build_an_index_once() -> None:
 
 def test_identify_does_not_rebuild_the_transformer_per_click(monkeypatch: pytest.MonkeyPatch) -> None:
     """Building a lon/lat → GK transformer costs ~0.1 s; a click on the map must not pay it every time."""
-    import viewer.tilegrid as tilegrid
-
     built: list[tuple[object, object]] = []
     real = Transformer.from_crs
 
@@ -259,7 +257,7 @@ def test_identify_does_not_rebuild_the_transformer_per_click(monkeypatch: pytest
         built.append((src, dst))
         return real(src, dst, **kw)
 
-    monkeypatch.setattr(tilegrid.Transformer, "from_crs", staticmethod(counting))
+    monkeypatch.setattr(Transformer, "from_crs", staticmethod(counting))  # pyproj's own class
     service = TileService(MemorySource(), GROUPS)
     lon, lat = TO_4326.transform(X0 + 10, Y0 + 10)
     answers = [service.identify("v1", lon, lat) for _ in range(5)]
