@@ -13,6 +13,9 @@ Layout in metres from tests.geoms (X0, Y0), EPSG:4548, city = [0, 400] × [0, 20
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -112,3 +115,17 @@ def done_partitions(out: Path) -> list[int]:
     except (OSError, ValueError):
         return []
     return [p["index"] for p in manifest["partitions"] if p["status"] == "done"]
+
+
+def kill_after_first_partition(cli: list[str], env: dict[str, str], out: Path) -> tuple[list[int], str]:
+    """Run check-batch ``cli`` (paused after each partition) until a partition is done, SIGKILL it — no
+    clean-up, as after a crash or an OOM kill — and return the partitions done and the end of its stderr."""
+    proc = subprocess.Popen([*cli, "--pause-after-partition", "30"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not done_partitions(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.stderr is not None
+    return done_partitions(out), proc.stderr.read().decode()[-2000:]

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -29,7 +27,7 @@ from cli.main import build_app
 from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import open_stores
-from tests.checks.conftest import done_partitions, make_blueprint, parcels, rect
+from tests.checks.conftest import kill_after_first_partition, make_blueprint, parcels, rect
 from tests.checks.test_batch import city_parcels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,15 +146,8 @@ def _env(data_dir: Path) -> dict[str, str]:
 def test_a_killed_run_resumes_from_its_last_finished_partition(data_dir, single, tmp_path):
     out = tmp_path / "parts"
     args = ("--out", out, "--partition-size", 50)
-    proc = subprocess.Popen(_cli(data_dir, *args, "--pause-after-partition", 30), env=_env(data_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not done_partitions(out) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # no clean-up, as after a crash or an OOM kill
-    proc.wait()
-    first = done_partitions(out)
-    assert first == [0], proc.stderr.read().decode()[-2000:]
+    first, stderr = kill_after_first_partition(_cli(data_dir, *args), _env(data_dir), out)
+    assert first == [0], stderr
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert list(kept) == ["part-00000.parquet"]
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -31,7 +29,7 @@ from cli.main import build_app
 from layers.catalogue import load_catalogue
 from runtime.settings import Settings
 from runtime.stores import Stores, open_stores
-from tests.checks.conftest import done_partitions, make_blueprint
+from tests.checks.conftest import kill_after_first_partition, make_blueprint
 from tests.checks.test_batch import city_parcels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,14 +164,8 @@ def test_a_killed_bounded_run_resumes(stored, tmp_path):
     out = tmp_path / "parts"
     cli = [sys.executable, "-m", "cli.main", "check-batch", str(source), "--version", "v1", "--out", str(out),
            "--partition-size", "60", "--bounded"]
-    proc = subprocess.Popen([*cli, "--pause-after-partition", "30"], env=_env(stored, data_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not done_partitions(out) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # no clean-up, as after a crash or an OOM kill
-    proc.wait()
-    assert done_partitions(out) == [0], proc.stderr.read().decode()[-2000:]
+    done, stderr = kill_after_first_partition(cli, _env(stored, data_dir), out)
+    assert done == [0], stderr
     kept = (out / "part-00000.parquet").stat().st_mtime_ns
 
     again = subprocess.run(cli, env=_env(stored, data_dir), capture_output=True, timeout=300)
