@@ -28,11 +28,9 @@ def bounded_regions(settings: Any, stores: Any, catalogue: Any, rules: Any, vers
     if choice is None and count <= settings.batch_bounded_pieces:
         return None
     head = blueprints.head(version)
-    if head.status != "published":
-        from runtime.errors import BlueprintNotPublishedError
+    from runtime.errors import require_published
 
-        raise BlueprintNotPublishedError(f"blueprint {version} is a draft; checks use published versions "
-                                         "only 仅可对已发布版本检测")
+    require_published(version, head.status)
     from checks.batch_regions import Regions
     from checks.conditions import load_compatibility
 

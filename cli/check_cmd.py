@@ -51,14 +51,9 @@ def _screener(settings: Any, stores: Any, catalogue: Any, rules: Any, version: s
     blueprint = stores.blueprints.get(version) if version else stores.blueprints.latest_published()
     if keep is not None:
         keep.append(blueprint)
-    if blueprint.status != "published":
-        from runtime.errors import BlueprintNotPublishedError
+    from runtime.errors import require_published
 
-        # as the API answers (409): results are only ever stored against published versions
-        raise BlueprintNotPublishedError(
-            f"blueprint {blueprint.version} is a draft; checks use published versions only "
-            "仅可对已发布版本检测"
-        )
+    require_published(blueprint.version, blueprint.status)  # as the API answers (409)
     from checks.conditions import load_compatibility
 
     return Screener(blueprint, rules, catalogue, tolerance_m2=settings.overlap_tolerance_m2,

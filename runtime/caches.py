@@ -16,7 +16,7 @@ from checks.rules import Rules
 from layers.catalogue import Catalogue
 from layers.model import PlanLayer
 from runtime import screener_files
-from runtime.errors import BlueprintNotPublishedError
+from runtime.errors import require_published
 from runtime.settings import Settings
 from runtime.stores import Stores
 
@@ -100,15 +100,13 @@ class PublishedCache:
         if self._folder is None:
             return None
         summary = self._stores.blueprints.summary(version)
-        if summary["status"] != "published":
-            raise _draft(version)
+        require_published(version, summary["status"])
         path = self._file(version, summary)
         return screener_files.load(path)
 
     def _build(self, version: str) -> Screener:
         blueprint = self.blueprint(version)
-        if blueprint.status != "published":
-            raise _draft(version)
+        require_published(version, blueprint.status)
         screener = Screener(
             blueprint,
             self._rules,
@@ -140,12 +138,6 @@ class PublishedCache:
             self._items.move_to_end(version)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-
-
-def _draft(version: str) -> BlueprintNotPublishedError:
-    return BlueprintNotPublishedError(
-        f"blueprint {version} is a draft; checks use published versions only 仅可对已发布版本检测"
-    )
 
 
 class LayerCache:

@@ -19,6 +19,13 @@ class BlueprintNotPublishedError(ServiceError):
     code = "blueprint_not_published"
 
 
+def require_published(version: str, status: str) -> None:
+    """Checks are stored against published versions only (the API answers 409, the CLI exits 3)."""
+    if status != "published":
+        raise BlueprintNotPublishedError(
+            f"blueprint {version} is a draft; checks use published versions only 仅可对已发布版本检测")
+
+
 class InvalidRequestError(ServiceError, ValueError):
     code = "invalid_request"
 
