@@ -14,9 +14,8 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import CRS
 
-from checks.areas import reproject
 from checks.errors import CheckError
-from layers.crs import OUTPUT_CRS
+from layers.crs import output_geometries
 
 AREA_DECIMALS = 4
 RATIO_DECIMALS = 8
@@ -40,14 +39,14 @@ def rounded(value: float, decimals: int) -> float:
 def geojson_all(geoms: NDArray[np.object_], crs: CRS) -> list[dict[str, Any] | None]:
     """RFC 7946 geometries in EPSG:4326: CCW exteriors, coordinates rounded to COORD_DECIMALS.
 
-    Reprojects with the cached transformer to layers.crs.OUTPUT_CRS (what layers.crs.to_output targets)
+    Reprojects and orients with layers.crs.output_geometries (what layers.crs.to_output does to frames)
     and cuts every ring out of one rounded coordinate array, so no per-vertex Python work is done;
     the result is canonical as built (result_json passes geometry through untouched).
     """
     out: list[dict[str, Any] | None] = [None] * len(geoms)
     if len(geoms) == 0:
         return out
-    lonlat = shapely.orient_polygons(reproject(geoms, crs, OUTPUT_CRS), exterior_cw=False)
+    lonlat = output_geometries(geoms, crs)
     parts, owner = shapely.get_parts(lonlat, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)

@@ -195,6 +195,13 @@ def assert_same_crs(a: gpd.GeoDataFrame | gpd.GeoSeries, b: gpd.GeoDataFrame | g
         raise CRSMismatchError(f"CRS mismatch between {what}: {crs_label(ca)} vs {crs_label(cb)}")
 
 
+def output_geometries(geoms: NDArray[np.object_], crs: CRS) -> NDArray[np.object_]:
+    """``geoms`` (in ``crs``) in EPSG:4326 with RFC 7946 ring orientation: exteriors counter-clockwise,
+    holes clockwise (the GeoJSON edge; :func:`to_output` for frames)."""
+    return np.asarray(shapely.orient_polygons(reproject_array(geoms, crs, OUTPUT_CRS), exterior_cw=False),
+                      dtype=object)
+
+
 def to_output(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame | gpd.GeoSeries:
     """Reproject to EPSG:4326 for GeoJSON output (the edge only), with RFC 7946 ring orientation:
     exteriors counter-clockwise, holes clockwise (areas are unchanged; only the vertex order turns)."""
@@ -204,7 +211,7 @@ def to_output(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame | gpd
     source = CRS.from_user_input(frame.crs)
     geoms = np.asarray(frame.geometry.values if isinstance(frame, gpd.GeoDataFrame) else frame.values,
                        dtype=object)
-    oriented = shapely.orient_polygons(reproject_array(geoms, source, OUTPUT_CRS), exterior_cw=False)
+    oriented = output_geometries(geoms, source)
     if isinstance(frame, gpd.GeoSeries):
         return gpd.GeoSeries(oriented, index=frame.index, crs=OUTPUT_CRS, name=frame.name)
     out = frame.copy()
